@@ -1,0 +1,219 @@
+"""Model and training settings: frozen, validated dataclasses with a JSON round-trip.
+
+:class:`ModelConfig` is the single source of truth for the architecture and the likelihood; both
+engines build the same weights (same names, same shapes) from it. :class:`TrainConfig` holds
+everything else a training run needs, so that a run directory's ``config.json`` reproduces it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from vaekit.errors import ConfigError
+
+ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
+LIKELIHOODS = ("bernoulli", "gaussian")
+SIGMA_MODES = ("fixed", "scalar", "per-dim")
+ENGINES = ("torch", "numpy")
+OPTIMIZERS = ("adam", "sgd")
+BINARIZATIONS = ("none", "threshold", "static", "dynamic")
+DEVICES = ("auto", "cpu", "cuda")
+
+#: Widest layer and largest network vaekit agrees to build (guards against typos such as 4e9).
+MAX_UNITS = 65_536
+MAX_PARAMETERS = 500_000_000
+
+
+def _positive_int(name: str, value: Any, upper: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+    if upper is not None and value > upper:
+        raise ConfigError(f"{name} = {value} is larger than the limit of {upper}")
+    return value
+
+
+def _finite(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {value!r}")
+    if nonnegative and value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value!r}")
+    return float(value)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _sizes(name: str, value: Any, *, allow_empty: bool) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of layer sizes, got {value!r}")
+    if not value and not allow_empty:
+        raise ConfigError(f"{name} needs at least one size")
+    return tuple(_positive_int(f"{name}[{i}]", v, MAX_UNITS) for i, v in enumerate(value))
+
+
+def _from_dict(cls, data: Any, what: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a JSON object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{what} has unknown setting(s): {', '.join(unknown)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a value of the wrong kind that validation could not name
+        raise ConfigError(f"{what} is invalid: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and likelihood of a VAE over inputs of ``input_shape``.
+
+    Encoder: input (D = prod(input_shape)) → ``hidden`` → (mu, logvar) of size ``latent_dim``.
+    Decoder: z → ``decoder_hidden`` (default: ``hidden`` reversed) → D outputs, read as Bernoulli
+    logits or as the Gaussian mean f(z). ``sigma`` is the Gaussian standard deviation (fixed, or
+    the starting value when ``learn_sigma`` is ``scalar`` or ``per-dim``). ``beta`` weighs the KL
+    term of the loss: loss = recon + beta·KL (beta = 1 is the true negative ELBO).
+    """
+
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    hidden: tuple[int, ...] = (400,)
+    latent_dim: int = 20
+    decoder_hidden: tuple[int, ...] | None = None
+    activation: str = "relu"
+    likelihood: str = "bernoulli"
+    sigma: float = 1.0
+    learn_sigma: str = "fixed"
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        shape = _sizes("input_shape", self.input_shape, allow_empty=False)
+        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "hidden", _sizes("hidden", self.hidden, allow_empty=True))
+        if self.decoder_hidden is not None:
+            sizes = _sizes("decoder_hidden", self.decoder_hidden, allow_empty=True)
+            object.__setattr__(self, "decoder_hidden", sizes)
+        _positive_int("latent_dim", self.latent_dim, MAX_UNITS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("likelihood", self.likelihood, LIKELIHOODS)
+        _choice("learn_sigma", self.learn_sigma, SIGMA_MODES)
+        object.__setattr__(self, "sigma", _finite("sigma", self.sigma, positive=True))
+        object.__setattr__(self, "beta", _finite("beta", self.beta, nonnegative=True))
+        if self.learn_sigma != "fixed" and self.likelihood != "gaussian":
+            raise ConfigError("learn_sigma applies only to the gaussian likelihood")
+        if math.prod(shape) > 50_000_000:
+            raise ConfigError(f"input_shape {shape} is too large ({math.prod(shape)} values)")
+        if self.parameter_count > MAX_PARAMETERS:
+            raise ConfigError(
+                f"this model would have {self.parameter_count:,} parameters, "
+                f"more than the limit of {MAX_PARAMETERS:,}; use smaller layers"
+            )
+
+    @property
+    def input_dim(self) -> int:
+        """D, the number of values in one input."""
+        return math.prod(self.input_shape)
+
+    @property
+    def decoder_sizes(self) -> tuple[int, ...]:
+        """Hidden sizes of the decoder (the encoder's, reversed, unless given)."""
+        if self.decoder_hidden is None:
+            return tuple(reversed(self.hidden))
+        return self.decoder_hidden
+
+    @property
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name → shape of every weight, the contract both engines and checkpoints follow.
+
+        Dense weights are stored (out, in), as ``torch.nn.Linear`` does.
+        """
+        shapes: dict[str, tuple[int, ...]] = {}
+        width = self.input_dim
+        for i, units in enumerate(self.hidden):
+            shapes[f"encoder.hidden.{i}.weight"] = (units, width)
+            shapes[f"encoder.hidden.{i}.bias"] = (units,)
+            width = units
+        for head in ("mu", "logvar"):
+            shapes[f"encoder.{head}.weight"] = (self.latent_dim, width)
+            shapes[f"encoder.{head}.bias"] = (self.latent_dim,)
+        width = self.latent_dim
+        for i, units in enumerate(self.decoder_sizes):
+            shapes[f"decoder.hidden.{i}.weight"] = (units, width)
+            shapes[f"decoder.hidden.{i}.bias"] = (units,)
+            width = units
+        shapes["decoder.out.weight"] = (self.input_dim, width)
+        shapes["decoder.out.bias"] = (self.input_dim,)
+        if self.learn_sigma == "scalar":
+            shapes["decoder.log_sigma"] = (1,)
+        elif self.learn_sigma == "per-dim":
+            shapes["decoder.log_sigma"] = (self.input_dim,)
+        return shapes
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(math.prod(s) for s in self.parameter_shapes.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelConfig:
+        return _from_dict(cls, data, "model config")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: data, engine, optimizer and schedule.
+
+    ``kl_warmup`` is a number of epochs over which the KL weight rises linearly from 0 to
+    ``beta``; 0 disables warm-up. ``binarize`` is ``none`` (grey levels in [0,1]), ``threshold``
+    (x > 0.5), ``static`` (one fixed Bernoulli sample of each image) or ``dynamic`` (a fresh
+    Bernoulli sample of every image each time it is seen).
+    """
+
+    data: str = "mnist-small"
+    data_dir: str | None = None
+    binarize: str = "none"
+    engine: str = "torch"
+    device: str = "auto"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    kl_warmup: float = 0.0
+    seed: int = 0
+    sample_every: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, str) or not self.data:
+            raise ConfigError("data must name a data set or a file")
+        _choice("binarize", self.binarize, BINARIZATIONS)
+        _choice("engine", self.engine, ENGINES)
+        _choice("device", self.device, DEVICES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _positive_int("epochs", self.epochs, 1_000_000)
+        _positive_int("batch_size", self.batch_size, 1_000_000)
+        _positive_int("sample_every", self.sample_every)
+        object.__setattr__(self, "lr", _finite("lr", self.lr, positive=True))
+        object.__setattr__(self, "momentum", _finite("momentum", self.momentum, nonnegative=True))
+        if self.momentum >= 1:
+            raise ConfigError(f"momentum must be below 1, got {self.momentum}")
+        warmup = _finite("kl_warmup", self.kl_warmup, nonnegative=True)
+        object.__setattr__(self, "kl_warmup", warmup)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a whole number 0 or more, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainConfig:
+        return _from_dict(cls, data, "training config")

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.errors import ConfigError
+
+
+def test_defaults_are_the_pytorch_example_model():
+    m = ModelConfig()
+    assert (m.input_dim, m.hidden, m.latent_dim, m.activation, m.likelihood) == (
+        784,
+        (400,),
+        20,
+        "relu",
+        "bernoulli",
+    )
+    assert m.decoder_sizes == (400,)
+    t = TrainConfig()
+    assert (t.lr, t.batch_size, t.optimizer, t.epochs) == (1e-3, 128, "adam", 10)
+
+
+def test_parameter_shapes_follow_torch_linear_layout():
+    m = ModelConfig(hidden=(300, 100), latent_dim=5, likelihood="gaussian", learn_sigma="per-dim")
+    s = m.parameter_shapes
+    assert s["encoder.hidden.0.weight"] == (300, 784)
+    assert s["encoder.hidden.1.weight"] == (100, 300)
+    assert s["encoder.mu.weight"] == (5, 100) and s["encoder.logvar.bias"] == (5,)
+    assert s["decoder.hidden.0.weight"] == (100, 5)  # mirror: 5 → 100 → 300 → 784
+    assert s["decoder.hidden.1.weight"] == (300, 100)
+    assert s["decoder.out.weight"] == (784, 300)
+    assert s["decoder.log_sigma"] == (784,)
+    assert m.parameter_count == sum(__import__("math").prod(v) for v in s.values())
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(),
+        ModelConfig(hidden=(), decoder_hidden=(7, 9), activation="tanh"),
+        ModelConfig(likelihood="gaussian", sigma=0.3, learn_sigma="scalar", beta=4.0),
+    ],
+)
+def test_model_config_json_round_trip(cfg):
+    assert ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_train_config_json_round_trip():
+    cfg = TrainConfig(data="x.npy", binarize="dynamic", kl_warmup=2.5, seed=7)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"latent_dim": -3}, "latent_dim"),
+        ({"hidden": (10**9,)}, "limit"),
+        ({"hidden": (60000, 60000, 60000)}, "parameters"),
+        ({"activation": "swish"}, "activation"),
+        ({"likelihood": "poisson"}, "likelihood"),
+        ({"sigma": 0.0}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"beta": -1.0}, "beta"),
+        ({"learn_sigma": "scalar"}, "gaussian"),
+        ({"hidden": (True,)}, "hidden"),
+    ],
+)
+def test_model_config_rejects_bad_values(kwargs, words):
+    with pytest.raises(ConfigError, match=words):
+        ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"lr": float("inf")}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"engine": "jax"}, "engine"),
+        ({"binarize": "maybe"}, "binarize"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_train_config_rejects_bad_values(kwargs, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig(**kwargs)
+
+
+def test_from_dict_rejects_unknown_keys_and_wrong_types():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        ModelConfig.from_dict({"latent_dim": 2, "layers": 3})
+    with pytest.raises(ConfigError, match="JSON object"):
+        ModelConfig.from_dict([1, 2])
+    with pytest.raises(ConfigError):
+        ModelConfig.from_dict({"latent_dim": "20"})
