@@ -1,0 +1,320 @@
+"""User data files: .npy, .npz, .csv and image directories, and every way they can be wrong."""
+
+import pathlib
+import pickle  # only to build hostile files that the loaders must refuse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.data.files import load_file
+from vaekit.errors import DataError
+
+
+class Trap:
+    """Unpickling this object creates the file ``marker``: proof that pickle code ran."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def refused(path, match: str | None = None) -> str:
+    with pytest.raises(DataError, match=match) as info:
+        load_file(path)
+    assert str(path) in str(info.value)
+    return str(info.value)
+
+
+# --- .npy ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((4, 6), (4, 6)), ((4, 3, 5), (4, 1, 3, 5)), ((4, 3, 5, 2), (4, 3, 5, 2))],
+)
+def test_npy_shapes(tmp_path, shape, expected):
+    x = np.random.default_rng(0).integers(0, 256, size=shape).astype(np.uint8)
+    np.save(tmp_path / "a.npy", x)
+    data = load_file(tmp_path / "a.npy")
+    assert data.x.shape == expected
+    assert data.x.dtype == np.float32 and data.x.flags.c_contiguous
+    np.testing.assert_allclose(data.x.reshape(shape), x / 255, rtol=1e-6)
+    assert data.y is None
+    assert data.name == "a.npy"
+    assert len(data) == 4
+
+
+def test_npy_in_unit_range_is_kept(tmp_path):
+    x = np.array([[0.0, 0.5], [1.0, 0.25]])
+    np.save(tmp_path / "a.npy", x)
+    np.testing.assert_array_equal(load_file(tmp_path / "a.npy").x, x)
+
+
+def test_npy_object_array_is_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "pickle-ran"
+    path = tmp_path / "evil.npy"
+    np.save(path, np.array([Trap(marker)], dtype=object), allow_pickle=True)
+    assert "never loads" in refused(path)
+    assert not marker.exists()
+    np.load(path, allow_pickle=True)  # the trap is real: unpickling does run it
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (np.zeros((3, 2), dtype=np.complex64), "complex"),
+        (np.array([["a", "b"]]), "<U1"),
+        (np.zeros((0, 5)), "no examples"),
+        (np.zeros((3, 0)), "no values"),
+        (np.zeros(5), r"shape \(5,\)"),
+        (np.zeros((1, 1, 1, 1, 1)), "shape"),
+        (np.array([[0.5, np.nan]]), r"NaN.*\(0, 1\)"),
+        (np.array([[1.0, np.inf]]), "infinite"),
+    ],
+    ids=["complex", "strings", "empty", "no-columns", "1d", "5d", "nan", "inf"],
+)
+def test_npy_bad_contents(tmp_path, x, match):
+    np.save(tmp_path / "bad.npy", x)
+    refused(tmp_path / "bad.npy", match)
+
+
+def test_npy_corrupt_or_misnamed(tmp_path):
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
+    refused(tmp_path / "bad.npy", "not a valid .npy")
+    np.savez(tmp_path / "archive.npz", x=np.zeros((2, 2)))
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    refused(tmp_path / "archive.npy", "rename it to .npz")
+
+
+def test_plain_pickle_file_is_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "pickle-ran"
+    (tmp_path / "evil.npy").write_bytes(pickle.dumps(Trap(marker)))
+    refused(tmp_path / "evil.npy", "never loads")
+    assert not marker.exists()
+
+
+# --- .npz ---------------------------------------------------------------------------------
+
+
+def test_npz_x_and_y(tmp_path):
+    x = np.random.default_rng(0).random((5, 2, 3))
+    np.savez(tmp_path / "d.npz", other=np.zeros(3), x=x, y=np.array([0, 1, 2, 1, 0], np.uint8))
+    data = load_file(tmp_path / "d.npz")
+    assert data.x.shape == (5, 1, 2, 3)
+    assert data.y.dtype == np.int64
+    np.testing.assert_array_equal(data.y, [0, 1, 2, 1, 0])
+
+
+def test_npz_without_x_uses_the_first_array(tmp_path):
+    np.savez(tmp_path / "d.npz", images=np.zeros((2, 4)), y=np.array([1, 2]))
+    data = load_file(tmp_path / "d.npz")
+    assert data.x.shape == (2, 4)
+    assert data.y is None
+
+
+def test_npz_integral_float_labels_are_accepted(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 4)), y=np.array([1.0, 3.0]))
+    np.testing.assert_array_equal(load_file(tmp_path / "d.npz").y, [1, 3])
+
+
+def test_npz_pickled_member_is_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "pickle-ran"
+    path = tmp_path / "evil.npz"
+    np.savez(path, x=np.array([Trap(marker)], dtype=object))
+    assert "never loads" in refused(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("y", "match"),
+    [
+        (np.array([0, 1, 2]), "3 labels for 4 examples"),
+        (np.array([0, 1, 2, 0.5]), "whole numbers"),
+        (np.array([0, 1, -2, 0]), "whole numbers"),
+        (np.array([0, 1, np.nan, 0]), "whole numbers"),
+        (np.zeros((4, 1)), r"shape \(4, 1\)"),
+        (np.array(["a", "b", "c", "d"]), "<U1"),
+    ],
+    ids=["count", "fraction", "negative", "nan", "2d", "strings"],
+)
+def test_npz_bad_labels(tmp_path, y, match):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3)), y=y)
+    refused(tmp_path / "d.npz", match)
+
+
+def test_npz_empty_corrupt_or_misnamed(tmp_path):
+    np.savez(tmp_path / "empty.npz")
+    refused(tmp_path / "empty.npz", "no arrays")
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    refused(tmp_path / "bad.npz", "not a valid .npz")
+    np.save(tmp_path / "single.npy", np.zeros((2, 2)))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    refused(tmp_path / "single.npz", "not a .npz archive")
+
+
+# --- .csv ---------------------------------------------------------------------------------
+
+
+def write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_without_header(tmp_path):
+    data = load_file(write(tmp_path / "t.csv", "0,0.5\n1, 0.25\n"))
+    np.testing.assert_array_equal(data.x, [[0, 0.5], [1, 0.25]])
+    assert data.x.dtype == np.float32
+    assert data.y is None
+
+
+@pytest.mark.parametrize("label", ["label", "y", "Label"])
+def test_csv_header_with_label_column(tmp_path, label):
+    data = load_file(write(tmp_path / "t.csv", f"a,{label},b\n0,3,255\n51,1,0\n"))
+    np.testing.assert_allclose(data.x, [[0, 1], [0.2, 0]])
+    assert data.y.dtype == np.int64
+    np.testing.assert_array_equal(data.y, [3, 1])
+
+
+def test_csv_header_without_label_column(tmp_path):
+    data = load_file(write(tmp_path / "t.csv", "\ufeffa,b\n0,1\n\n1,0\n"))
+    assert data.x.shape == (2, 2)
+    assert data.y is None
+
+
+def test_csv_mixed_first_row_is_a_header(tmp_path):
+    data = load_file(write(tmp_path / "t.csv", "0,1,label\n0.5,0.5,2\n"))
+    np.testing.assert_array_equal(data.y, [2])
+
+
+def test_csv_non_numeric_cell_names_line_and_column(tmp_path):
+    path = write(tmp_path / "t.csv", "a,b,label\n0,1,2\n\n0,oops,1\n")
+    message = refused(path, "line 4 column 2")
+    assert "'b'" in message and "'oops'" in message
+
+
+def test_csv_non_numeric_label(tmp_path):
+    refused(write(tmp_path / "t.csv", "a,label\n0,cat\n"), "line 2 column 2 \\('label'\\)")
+
+
+def test_csv_empty_cell_without_header(tmp_path):
+    refused(write(tmp_path / "t.csv", "0,1\n1,\n"), "line 2 column 2")
+
+
+def test_csv_ragged_rows(tmp_path):
+    refused(write(tmp_path / "t.csv", "0,1\n1,0,1\n"), "line 2 has 3 columns instead of 2")
+
+
+def test_csv_empty_header_only_and_two_label_columns(tmp_path):
+    refused(write(tmp_path / "e.csv", "\n\n"), "no rows")
+    refused(write(tmp_path / "h.csv", "a,b\n"), "no examples")
+    refused(write(tmp_path / "l.csv", "label,y,a\n1,2,0\n"), "more than one label column")
+
+
+def test_csv_out_of_range_and_nan(tmp_path):
+    np.testing.assert_allclose(load_file(write(tmp_path / "r.csv", "0,-3\n")).x, [[0, -3]])
+    refused(write(tmp_path / "n.csv", "0,1\nnan,0\n"), r"\(1, 0\)")
+
+
+def test_csv_not_text(tmp_path):
+    (tmp_path / "b.csv").write_bytes(b"\xff\xfe\x00\x81\x00")
+    refused(tmp_path / "b.csv", "CSV")
+
+
+# --- image directories --------------------------------------------------------------------
+
+
+def save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+
+
+def test_grey_images_sorted_by_name(tmp_path):
+    for name, value in [("b.png", 20), ("a.png", 10), ("c.PNG", 30)]:
+        save(tmp_path / name, np.full((4, 5), value))
+    (tmp_path / "notes.txt").write_text("ignored")
+    data = load_file(tmp_path)
+    assert data.x.shape == (3, 1, 4, 5)
+    assert data.x.dtype == np.float32
+    np.testing.assert_allclose(data.x[:, 0, 0, 0], np.array([10, 20, 30]) / 255)
+    assert data.y is None
+
+
+def test_rgb_images_are_channels_first(tmp_path):
+    pixel = np.zeros((2, 3, 3))
+    pixel[..., 0] = 255
+    pixel[..., 2] = 51
+    save(tmp_path / "a.png", pixel)
+    data = load_file(tmp_path)
+    assert data.x.shape == (1, 3, 2, 3)
+    np.testing.assert_allclose(data.x[0, :, 0, 0], [1, 0, 0.2])
+
+
+def test_other_modes_are_converted(tmp_path):
+    save(tmp_path / "grey" / "a.png", np.full((2, 2), 255))
+    Image.new("1", (2, 2), 1).save(tmp_path / "grey" / "b.png")
+    Image.new("LA", (2, 2), (128, 7)).save(tmp_path / "grey" / "c.png")
+    Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).save(tmp_path / "grey" / "d.png")
+    grey = load_file(tmp_path / "grey")
+    assert grey.x.shape == (4, 1, 2, 2)
+    np.testing.assert_allclose(grey.x[:, 0, 0, 0], [1, 1, 128 / 255, 1])
+
+    (tmp_path / "colour").mkdir()
+    Image.new("RGBA", (2, 2), (255, 0, 0, 10)).save(tmp_path / "colour" / "a.png")
+    Image.new("P", (2, 2), 0).save(tmp_path / "colour" / "b.png")
+    Image.new("RGB", (2, 2), (0, 255, 0)).save(tmp_path / "colour" / "c.jpg")
+    colour = load_file(tmp_path / "colour")
+    assert colour.x.shape == (3, 3, 2, 2)
+    np.testing.assert_allclose(colour.x[0, :, 0, 0], [1, 0, 0])
+
+
+def test_class_subdirectories_give_sorted_labels(tmp_path):
+    for cls, n in [("zebra", 2), ("ant", 1), ("cat", 3)]:
+        for i in range(n):
+            save(tmp_path / cls / f"{i}.png", np.full((3, 3), 100))
+    data = load_file(tmp_path)
+    assert data.x.shape == (6, 1, 3, 3)
+    np.testing.assert_array_equal(data.y, [0, 1, 1, 1, 2, 2])
+    assert data.y.dtype == np.int64
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    save(tmp_path / "a.png", np.zeros((3, 3)))
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert str(tmp_path / "b.png") in refused(tmp_path, "not a readable image")
+
+
+def test_mixed_sizes_name_the_file(tmp_path):
+    save(tmp_path / "a.png", np.zeros((3, 3)))
+    save(tmp_path / "b.png", np.zeros((3, 4)))
+    message = refused(tmp_path, "all images must match")
+    assert "b.png has 1 channel(s) of 4x3" in message
+
+
+def test_mixed_channels_name_the_file(tmp_path):
+    save(tmp_path / "a" / "1.png", np.zeros((3, 3)))
+    save(tmp_path / "b" / "2.png", np.zeros((3, 3, 3)))
+    assert "2.png has 3 channel(s)" in refused(tmp_path, "all images must match")
+
+
+def test_bad_directory_layouts(tmp_path):
+    (tmp_path / "empty").mkdir()
+    refused(tmp_path / "empty", "no PNG or JPEG")
+    save(tmp_path / "both" / "a.png", np.zeros((2, 2)))
+    (tmp_path / "both" / "sub").mkdir()
+    refused(tmp_path / "both", "both images and subdirectories")
+    save(tmp_path / "classes" / "a" / "1.png", np.zeros((2, 2)))
+    (tmp_path / "classes" / "b").mkdir()
+    refused(tmp_path / "classes", "class directory")
+
+
+# --- dispatch -----------------------------------------------------------------------------
+
+
+def test_unknown_suffix_and_missing_path(tmp_path):
+    (tmp_path / "a.txt").write_text("1,2")
+    refused(tmp_path / "a.txt", "unsupported type")
+    refused(tmp_path / "missing.npy", "does not exist")
