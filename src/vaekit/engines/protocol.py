@@ -1,0 +1,63 @@
+"""The small protocol every engine follows, so that the loop, evaluation, figures and CLI never ask
+which engine they hold.
+
+Arrays cross the protocol as NumPy arrays: data batches of shape (N, *input_shape) or (N, D),
+float32 in the model's units; latents (N, K). Weights cross it as a dict of named arrays whose
+names and shapes are :attr:`vaekit.config.ModelConfig.parameter_shapes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from vaekit.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """Batch means of one training step, in nats per example: loss = recon + beta·kl."""
+
+    loss: float
+    recon: float
+    kl: float
+
+
+class Engine(Protocol):
+    """What an engine offers: one optimizer step, the ELBO's terms, encode/decode, its state."""
+
+    name: str
+    config: ModelConfig
+
+    def train_step(self, x: np.ndarray, beta: float) -> StepMetrics:
+        """One optimizer step on the batch ``x`` with loss mean(recon + beta·KL).
+
+        Draws eps from the engine's own seeded generator. If the loss is not finite the weights
+        are left unchanged and the (non-finite) metrics are returned for the caller to report.
+        """
+        ...
+
+    def elbo_terms(self, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(recon, kl) per example in nats, float64, for z = mu + exp(logvar/2)·eps."""
+        ...
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar) of q(z|x), each (N, K)."""
+        ...
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """The mean of p(x|z), shape (N, *input_shape): probabilities or the Gaussian mean."""
+        ...
+
+    def get_weights(self) -> dict[str, np.ndarray]: ...
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None: ...
+
+    def get_training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Optimizer arrays (engine-neutral names, see :mod:`vaekit.checkpoint`) and JSON-able
+        scalars: optimizer step count and the state of the engine's random generator."""
+        ...
+
+    def set_training_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None: ...

@@ -1,0 +1,141 @@
+"""The PyTorch engine: :class:`vaekit.engines.torch.model.VAE` plus its optimizer and generator."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.config import ModelConfig
+from vaekit.engines.protocol import StepMetrics
+from vaekit.engines.torch.model import VAE
+from vaekit.errors import CheckpointError, ConfigError
+
+#: Engine-neutral names of optimizer state arrays, by optimizer: checkpoint name → torch name.
+OPTIMIZER_SLOTS = {
+    "adam": {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"},
+    "sgd": {"momentum": "momentum_buffer"},
+}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use cpu")
+    return torch.device(device)
+
+
+class TorchEngine:
+    """Trains and runs a :class:`VAE` on one device, with explicit, seeded randomness."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        seed: int = 0,
+        device: str = "auto",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(device)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG state
+            torch.manual_seed(seed)
+            self.model = VAE(config).to(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.optimizer_name = optimizer
+        params = self.model.parameters()
+        if optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
+        self.step = 0
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        a = np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)
+        return torch.from_numpy(a).to(self.device)
+
+    def train_step(self, x: np.ndarray, beta: float) -> StepMetrics:
+        self.model.train()
+        xb = self._tensor(x)
+        eps = torch.randn(
+            len(xb), self.config.latent_dim, generator=self.generator, device=self.device
+        )
+        recon, kl = self.model.loss_terms(xb, eps)
+        recon, kl = recon.mean(), kl.mean()
+        loss = recon + beta * kl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        values = torch.stack([loss, recon, kl]).tolist()  # one device sync per step
+        metrics = StepMetrics(*values)
+        if np.isfinite(values).all():
+            self.optimizer.step()
+            self.step += 1
+        return metrics
+
+    @torch.no_grad()
+    def elbo_terms(self, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.model.eval()
+        recon, kl = self.model.loss_terms(self._tensor(x), self._tensor(eps))
+        return recon.double().cpu().numpy(), kl.double().cpu().numpy()
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.model.eval()
+        mu, logvar = self.model.encode(self._tensor(x))
+        return mu.cpu().numpy(), logvar.cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        mean = self.model.decode(self._tensor(z))
+        return mean.cpu().numpy().reshape(len(z), *self.config.input_shape)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
+        self.model.load_state_dict(tensors, strict=True)
+
+    def get_training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        slots = OPTIMIZER_SLOTS[self.optimizer_name]
+        arrays: dict[str, np.ndarray] = {}
+        for name, param in self.model.named_parameters():
+            state = self.optimizer.state.get(param, {})
+            for slot, torch_key in slots.items():
+                if state.get(torch_key) is not None:
+                    arrays[f"{slot}/{name}"] = state[torch_key].detach().cpu().numpy().copy()
+        rng = base64.b64encode(self.generator.get_state().numpy().tobytes()).decode("ascii")
+        meta = {"optimizer": self.optimizer_name, "step": self.step, "torch_generator": rng}
+        return arrays, meta
+
+    def set_training_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        if meta.get("optimizer") != self.optimizer_name:
+            raise CheckpointError(
+                f"the checkpoint's optimizer is {meta.get('optimizer')!r}, "
+                f"this run uses {self.optimizer_name!r}"
+            )
+        slots = OPTIMIZER_SLOTS[self.optimizer_name]
+        step = int(meta["step"])
+        for name, param in self.model.named_parameters():
+            state: dict[str, Any] = {}
+            for slot, torch_key in slots.items():
+                key = f"{slot}/{name}"
+                if key in arrays:
+                    state[torch_key] = torch.from_numpy(np.array(arrays[key])).to(self.device)
+            if state:
+                if self.optimizer_name == "adam":
+                    state["step"] = torch.tensor(float(step))
+                self.optimizer.state[param] = state
+        self.step = step
+        if "torch_generator" in meta:
+            raw = np.frombuffer(base64.b64decode(meta["torch_generator"]), dtype=np.uint8)
+            self.generator.set_state(torch.from_numpy(raw.copy()))

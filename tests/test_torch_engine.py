@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+import torch
+
+from vaekit import objectives
+from vaekit.config import ModelConfig
+from vaekit.engines import build_engine
+from vaekit.engines.torch import VAE
+from vaekit.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(hidden=(32, 16), latent_dim=3),
+        ModelConfig(
+            input_shape=(12,), hidden=(), latent_dim=2, likelihood="gaussian", learn_sigma="scalar"
+        ),
+        ModelConfig(
+            input_shape=(3, 4, 4),
+            hidden=(8,),
+            decoder_hidden=(5, 6),
+            activation="elu",
+            likelihood="gaussian",
+            learn_sigma="per-dim",
+        ),
+    ],
+)
+def test_weights_have_the_config_names_and_shapes(cfg):
+    weights = build_engine(cfg).get_weights()
+    assert {k: v.shape for k, v in weights.items()} == cfg.parameter_shapes
+    assert all(v.dtype == np.float32 for v in weights.values())
+
+
+def test_shapes_of_encode_decode_and_elbo_terms(rng):
+    cfg = ModelConfig(hidden=(32,), latent_dim=4)
+    engine = build_engine(cfg)
+    x = rng.uniform(size=(5, 1, 28, 28)).astype(np.float32)
+    mu, logvar = engine.encode(x)
+    assert mu.shape == logvar.shape == (5, 4) and mu.dtype == np.float32
+    images = engine.decode(mu)
+    assert images.shape == (5, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    recon, kl = engine.elbo_terms(x, np.zeros((5, 4), np.float32))
+    assert recon.shape == kl.shape == (5,) and recon.dtype == np.float64
+
+
+def test_elbo_terms_are_the_objectives_formulas(rng):
+    cfg = ModelConfig(input_shape=(10,), hidden=(6,), latent_dim=3, activation="tanh")
+    engine = build_engine(cfg, seed=5)
+    w = {k: v.astype(np.float64) for k, v in engine.get_weights().items()}
+    x = rng.uniform(size=(4, 10)).astype(np.float32)
+    eps = rng.standard_normal((4, 3)).astype(np.float32)
+    h = np.tanh(x @ w["encoder.hidden.0.weight"].T + w["encoder.hidden.0.bias"])
+    mu = h @ w["encoder.mu.weight"].T + w["encoder.mu.bias"]
+    logvar = h @ w["encoder.logvar.weight"].T + w["encoder.logvar.bias"]
+    z = mu + np.exp(0.5 * logvar) * eps
+    hd = np.tanh(z @ w["decoder.hidden.0.weight"].T + w["decoder.hidden.0.bias"])
+    logits = hd @ w["decoder.out.weight"].T + w["decoder.out.bias"]
+    recon, kl = engine.elbo_terms(x, eps)
+    np.testing.assert_allclose(recon, objectives.bernoulli_nll(logits, x), rtol=1e-5)
+    np.testing.assert_allclose(kl, objectives.kl_standard_normal(mu, logvar), rtol=1e-4)
+
+
+def test_same_seed_same_init_and_steps(rng):
+    cfg = ModelConfig(hidden=(16,), latent_dim=2)
+    x = rng.uniform(size=(8, 1, 28, 28)).astype(np.float32)
+    a, b, c = build_engine(cfg, seed=1), build_engine(cfg, seed=1), build_engine(cfg, seed=2)
+    assert [a.train_step(x, 1.0) for _ in range(3)] == [b.train_step(x, 1.0) for _ in range(3)]
+    assert not np.array_equal(
+        a.get_weights()["encoder.mu.weight"], c.get_weights()["encoder.mu.weight"]
+    )
+
+
+def test_engine_does_not_touch_global_torch_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    build_engine(ModelConfig(hidden=(8,), latent_dim=2), seed=9)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_training_state_round_trip_continues_identically(rng):
+    cfg = ModelConfig(hidden=(16,), latent_dim=2)
+    x = rng.uniform(size=(8, 1, 28, 28)).astype(np.float32)
+    for optimizer in ("adam", "sgd"):
+        a = build_engine(cfg, seed=1, optimizer=optimizer, momentum=0.9, lr=1e-2)
+        for _ in range(2):
+            a.train_step(x, 1.0)
+        b = build_engine(cfg, seed=7, optimizer=optimizer, momentum=0.9, lr=1e-2)
+        b.set_weights(a.get_weights())
+        b.set_training_state(*a.get_training_state())
+        assert a.train_step(x, 0.5) == b.train_step(x, 0.5)
+        for k, v in a.get_weights().items():
+            np.testing.assert_array_equal(v, b.get_weights()[k])
+
+
+def test_non_finite_loss_leaves_weights_unchanged():
+    cfg = ModelConfig(input_shape=(4,), hidden=(3,), latent_dim=2)
+    engine = build_engine(cfg)
+    before = engine.get_weights()
+    metrics = engine.train_step(np.full((2, 4), np.nan, np.float32), 1.0)
+    assert np.isnan(metrics.loss)
+    for k, v in engine.get_weights().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_learned_sigma_is_trained(rng):
+    cfg = ModelConfig(
+        input_shape=(6,),
+        hidden=(4,),
+        latent_dim=2,
+        likelihood="gaussian",
+        sigma=1.0,
+        learn_sigma="scalar",
+    )
+    engine = build_engine(cfg, lr=0.05)
+    x = rng.normal(scale=0.05, size=(64, 6)).astype(np.float32)
+    for _ in range(30):
+        engine.train_step(x, 1.0)
+    assert engine.get_weights()["decoder.log_sigma"][0] < -0.5  # data are far tighter than σ=1
+
+
+def test_module_sample_and_reconstruct_shapes():
+    model = VAE(ModelConfig(hidden=(8,), latent_dim=2))
+    g = torch.Generator().manual_seed(0)
+    assert model.sample(5, g).shape == (5, 784)
+    assert model.reconstruct(torch.rand(3, 784), g).shape == (3, 784)
+    assert model(torch.rand(3, 784), torch.zeros(3, 2)).shape == (3,)
+
+
+def test_cuda_without_gpu_is_a_config_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="CUDA"):
+        build_engine(ModelConfig(hidden=(8,), latent_dim=2), device="cuda")
