@@ -1,0 +1,40 @@
+"""Shared fixtures: small models and the bundled mnist-small data, so tests run fast offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.data import load_dataset
+from vaekit.training import TrainingData
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """(train, test) Datasets of the bundled MNIST subset."""
+    return load_dataset("mnist-small", "train"), load_dataset("mnist-small", "test")
+
+
+@pytest.fixture
+def small_model() -> ModelConfig:
+    return ModelConfig(hidden=(64,), latent_dim=8)
+
+
+@pytest.fixture
+def small_data(mnist_small) -> TrainingData:
+    """1,000 training and 200 test images of mnist-small, grey levels."""
+    train, test = mnist_small
+    return TrainingData(train=train.x[:1000], test=test.x[:200])
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def quick_config(**overrides) -> TrainConfig:
+    """A TrainConfig for fast tests: 2 epochs, batch 100, sample grid every epoch."""
+    values = dict(epochs=2, batch_size=100, seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)
