@@ -1,0 +1,19 @@
+"""vaekit: variational autoencoders you can read, train and trust."""
+
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.engines import build_engine
+from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VaekitError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "ModelConfig",
+    "TrainConfig",
+    "TrainingDiverged",
+    "VaekitError",
+    "__version__",
+    "build_engine",
+]
