@@ -24,7 +24,13 @@ def build_engine(
         return TorchEngine(
             config, seed=seed, device=device, optimizer=optimizer, lr=lr, momentum=momentum
         )
-    raise ConfigError(f"engine must be one of torch; got {engine!r}")
+    if engine == "numpy":
+        from vaekit.engines.numpy import NumpyEngine
+
+        return NumpyEngine(
+            config, seed=seed, device=device, optimizer=optimizer, lr=lr, momentum=momentum
+        )
+    raise ConfigError(f"engine must be torch or numpy; got {engine!r}")
 
 
 __all__ = ["Engine", "StepMetrics", "build_engine"]

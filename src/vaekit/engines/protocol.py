@@ -26,7 +26,7 @@ class StepMetrics:
 
 
 class Engine(Protocol):
-    """What an engine offers: one optimizer step, the ELBO's terms, encode/decode, its state."""
+    """What an engine offers: one optimizer step, encode, decode, −log p(x|z), its state."""
 
     name: str
     config: ModelConfig
@@ -39,8 +39,8 @@ class Engine(Protocol):
         """
         ...
 
-    def elbo_terms(self, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(recon, kl) per example in nats, float64, for z = mu + exp(logvar/2)·eps."""
+    def reconstruction_nll(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """−log p(x|z) per example in nats, float64, for inputs x and latents z (one z per x)."""
         ...
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

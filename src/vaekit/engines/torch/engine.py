@@ -81,10 +81,11 @@ class TorchEngine:
         return metrics
 
     @torch.no_grad()
-    def elbo_terms(self, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def reconstruction_nll(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
         self.model.eval()
-        recon, kl = self.model.loss_terms(self._tensor(x), self._tensor(eps))
-        return recon.double().cpu().numpy(), kl.double().cpu().numpy()
+        return (
+            self.model.reconstruction_nll(self._tensor(x), self._tensor(z)).double().cpu().numpy()
+        )
 
     @torch.no_grad()
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

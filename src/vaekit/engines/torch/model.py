@@ -95,14 +95,17 @@ class VAE(nn.Module):
         learned = getattr(self.decoder, "log_sigma", None)
         return learned if learned is not None else math.log(self.config.sigma)
 
+    def reconstruction_nll(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """−log p(x|z) per example, nats."""
+        out = self.decoder(z)
+        if self.config.likelihood == "bernoulli":
+            return objectives.bernoulli_nll_torch(out, x)
+        return objectives.gaussian_nll_torch(out, x, self.log_sigma())
+
     def loss_terms(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(recon, kl) per example in nats: recon = −log p(x|z), kl = KL(q(z|x) ‖ N(0, I))."""
         mu, logvar = self.encoder(x)
-        out = self.decoder(self.reparameterize(mu, logvar, eps))
-        if self.config.likelihood == "bernoulli":
-            recon = objectives.bernoulli_nll_torch(out, x)
-        else:
-            recon = objectives.gaussian_nll_torch(out, x, self.log_sigma())
+        recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps))
         return recon, objectives.kl_standard_normal_torch(mu, logvar)
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,9 @@ from vaekit.config import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.torch import VAE
 from vaekit.errors import ConfigError
+from vaekit.evaluation import elbo_terms
+
+ENGINES = ["torch", "numpy"]
 
 
 @pytest.mark.parametrize(
@@ -26,27 +29,30 @@ from vaekit.errors import ConfigError
         ),
     ],
 )
-def test_weights_have_the_config_names_and_shapes(cfg):
-    weights = build_engine(cfg).get_weights()
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_weights_have_the_config_names_and_shapes(engine_name, cfg):
+    weights = build_engine(cfg, engine_name).get_weights()
     assert {k: v.shape for k, v in weights.items()} == cfg.parameter_shapes
     assert all(v.dtype == np.float32 for v in weights.values())
 
 
-def test_shapes_of_encode_decode_and_elbo_terms(rng):
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_shapes_of_encode_decode_and_elbo_terms(engine_name, rng):
     cfg = ModelConfig(hidden=(32,), latent_dim=4)
-    engine = build_engine(cfg)
+    engine = build_engine(cfg, engine_name)
     x = rng.uniform(size=(5, 1, 28, 28)).astype(np.float32)
     mu, logvar = engine.encode(x)
     assert mu.shape == logvar.shape == (5, 4) and mu.dtype == np.float32
     images = engine.decode(mu)
     assert images.shape == (5, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
-    recon, kl = engine.elbo_terms(x, np.zeros((5, 4), np.float32))
+    recon, kl = elbo_terms(engine, x, np.zeros((5, 4), np.float32))
     assert recon.shape == kl.shape == (5,) and recon.dtype == np.float64
 
 
-def test_elbo_terms_are_the_objectives_formulas(rng):
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_elbo_terms_are_the_objectives_formulas(engine_name, rng):
     cfg = ModelConfig(input_shape=(10,), hidden=(6,), latent_dim=3, activation="tanh")
-    engine = build_engine(cfg, seed=5)
+    engine = build_engine(cfg, engine_name, seed=5)
     w = {k: v.astype(np.float64) for k, v in engine.get_weights().items()}
     x = rng.uniform(size=(4, 10)).astype(np.float32)
     eps = rng.standard_normal((4, 3)).astype(np.float32)
@@ -56,15 +62,16 @@ def test_elbo_terms_are_the_objectives_formulas(rng):
     z = mu + np.exp(0.5 * logvar) * eps
     hd = np.tanh(z @ w["decoder.hidden.0.weight"].T + w["decoder.hidden.0.bias"])
     logits = hd @ w["decoder.out.weight"].T + w["decoder.out.bias"]
-    recon, kl = engine.elbo_terms(x, eps)
+    recon, kl = elbo_terms(engine, x, eps)
     np.testing.assert_allclose(recon, objectives.bernoulli_nll(logits, x), rtol=1e-5)
     np.testing.assert_allclose(kl, objectives.kl_standard_normal(mu, logvar), rtol=1e-4)
 
 
-def test_same_seed_same_init_and_steps(rng):
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_same_seed_same_init_and_steps(engine_name, rng):
     cfg = ModelConfig(hidden=(16,), latent_dim=2)
     x = rng.uniform(size=(8, 1, 28, 28)).astype(np.float32)
-    a, b, c = build_engine(cfg, seed=1), build_engine(cfg, seed=1), build_engine(cfg, seed=2)
+    a, b, c = (build_engine(cfg, engine_name, seed=s) for s in (1, 1, 2))
     assert [a.train_step(x, 1.0) for _ in range(3)] == [b.train_step(x, 1.0) for _ in range(3)]
     assert not np.array_equal(
         a.get_weights()["encoder.mu.weight"], c.get_weights()["encoder.mu.weight"]
@@ -79,14 +86,15 @@ def test_engine_does_not_touch_global_torch_rng():
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_training_state_round_trip_continues_identically(rng):
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_training_state_round_trip_continues_identically(engine_name, rng):
     cfg = ModelConfig(hidden=(16,), latent_dim=2)
     x = rng.uniform(size=(8, 1, 28, 28)).astype(np.float32)
     for optimizer in ("adam", "sgd"):
-        a = build_engine(cfg, seed=1, optimizer=optimizer, momentum=0.9, lr=1e-2)
+        a = build_engine(cfg, engine_name, seed=1, optimizer=optimizer, momentum=0.9, lr=1e-2)
         for _ in range(2):
             a.train_step(x, 1.0)
-        b = build_engine(cfg, seed=7, optimizer=optimizer, momentum=0.9, lr=1e-2)
+        b = build_engine(cfg, engine_name, seed=7, optimizer=optimizer, momentum=0.9, lr=1e-2)
         b.set_weights(a.get_weights())
         b.set_training_state(*a.get_training_state())
         assert a.train_step(x, 0.5) == b.train_step(x, 0.5)
@@ -94,9 +102,12 @@ def test_training_state_round_trip_continues_identically(rng):
             np.testing.assert_array_equal(v, b.get_weights()[k])
 
 
-def test_non_finite_loss_leaves_weights_unchanged():
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_non_finite_loss_leaves_weights_unchanged(
+    engine_name,
+):
     cfg = ModelConfig(input_shape=(4,), hidden=(3,), latent_dim=2)
-    engine = build_engine(cfg)
+    engine = build_engine(cfg, engine_name)
     before = engine.get_weights()
     metrics = engine.train_step(np.full((2, 4), np.nan, np.float32), 1.0)
     assert np.isnan(metrics.loss)
@@ -104,7 +115,8 @@ def test_non_finite_loss_leaves_weights_unchanged():
         np.testing.assert_array_equal(v, before[k])
 
 
-def test_learned_sigma_is_trained(rng):
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_learned_sigma_is_trained(engine_name, rng):
     cfg = ModelConfig(
         input_shape=(6,),
         hidden=(4,),
@@ -113,7 +125,7 @@ def test_learned_sigma_is_trained(rng):
         sigma=1.0,
         learn_sigma="scalar",
     )
-    engine = build_engine(cfg, lr=0.05)
+    engine = build_engine(cfg, engine_name, lr=0.05)
     x = rng.normal(scale=0.05, size=(64, 6)).astype(np.float32)
     for _ in range(30):
         engine.train_step(x, 1.0)
@@ -133,3 +145,5 @@ def test_cuda_without_gpu_is_a_config_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="CUDA"):
         build_engine(ModelConfig(hidden=(8,), latent_dim=2), device="cuda")
+    with pytest.raises(ConfigError, match="CPU"):
+        build_engine(ModelConfig(hidden=(8,), latent_dim=2), "numpy", device="cuda")

@@ -1,0 +1,113 @@
+"""The NumPy engine: hand-written forward and backward passes behind the engine protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vaekit.config import ModelConfig
+from vaekit.engines.numpy import model
+from vaekit.engines.numpy.layers import sigmoid
+from vaekit.engines.numpy.optim import SGD, Adam
+from vaekit.engines.protocol import StepMetrics
+from vaekit.errors import CheckpointError, ConfigError
+
+
+class NumpyEngine:
+    """Trains and runs the VAE of ``config`` in NumPy, float32 (default) or float64."""
+
+    name = "numpy"
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        seed: int = 0,
+        device: str = "auto",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dtype: type = np.float32,
+    ) -> None:
+        if device == "cuda":
+            raise ConfigError("the numpy engine runs on the CPU only; use --engine torch for CUDA")
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        init_rng, self.rng = (
+            np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
+        )
+        self.params = model.init_params(config, init_rng, self.dtype)
+        self.optimizer_name = optimizer
+        self.optimizer = Adam(lr) if optimizer == "adam" else SGD(lr, momentum)
+
+    def _flat(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=self.dtype).reshape(len(a), -1)
+
+    def loss_and_grads(
+        self, x: np.ndarray, eps: np.ndarray, beta: float
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(recon, kl) per example and ∂L/∂θ of L = mean(recon + β·kl), for given eps."""
+        x, eps = self._flat(x), self._flat(eps)
+        f = model.forward(self.config, self.params, x, eps)
+        recon, kl = model.loss_terms(self.config, self.params, x, f)
+        return recon, kl, model.backward(self.config, self.params, x, f, beta)
+
+    def train_step(self, x: np.ndarray, beta: float) -> StepMetrics:
+        eps = self.rng.standard_normal((len(x), self.config.latent_dim), dtype=self.dtype)
+        recon, kl, grads = self.loss_and_grads(x, eps, beta)
+        recon_mean, kl_mean = float(recon.mean()), float(kl.mean())
+        metrics = StepMetrics(recon_mean + beta * kl_mean, recon_mean, kl_mean)
+        if np.isfinite(metrics.loss):
+            self.optimizer.step(self.params, grads)
+        return metrics
+
+    def reconstruction_nll(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+        out, _, _ = model.decode(self.config, self.params, self._flat(z))
+        return model.reconstruction_nll(self.config, self.params, self._flat(x), out).astype(
+            np.float64
+        )
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, logvar, _, _ = model.encode(self.config, self.params, self._flat(x))
+        return mu, logvar
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        out, _, _ = model.decode(self.config, self.params, self._flat(z))
+        mean = sigmoid(out) if self.config.likelihood == "bernoulli" else out
+        return mean.reshape(len(z), *self.config.input_shape)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        if set(weights) != set(self.params):
+            raise CheckpointError("the weights do not match the model's parameter names")
+        self.params = {k: np.array(weights[k], dtype=self.dtype) for k in self.params}
+
+    def get_training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {
+            f"{slot}/{name}": value.copy()
+            for slot, values in self.optimizer.state.items()
+            for name, value in values.items()
+        }
+        meta = {
+            "optimizer": self.optimizer_name,
+            "step": self.optimizer.step_count,
+            "numpy_generator": self.rng.bit_generator.state,
+        }
+        return arrays, meta
+
+    def set_training_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        if meta.get("optimizer") != self.optimizer_name:
+            raise CheckpointError(
+                f"the checkpoint's optimizer is {meta.get('optimizer')!r}, "
+                f"this run uses {self.optimizer_name!r}"
+            )
+        for key, value in arrays.items():
+            slot, _, name = key.partition("/")
+            if slot in self.optimizer.state:
+                self.optimizer.state[slot][name] = np.array(value, dtype=self.dtype)
+        self.optimizer.step_count = int(meta["step"])
+        if "numpy_generator" in meta:
+            self.rng.bit_generator.state = meta["numpy_generator"]

@@ -1,0 +1,171 @@
+"""The VAE's forward and backward passes, by hand, in NumPy.
+
+Parameters are a dict of named arrays (the names and shapes of ``ModelConfig.parameter_shapes``).
+For a batch x (N, D) and noise eps (N, K), with L = (1/N) Σ_n (recon_n + β·kl_n):
+
+forward
+    h_i = act(h_{i−1}·W_iᵀ + b_i)                 encoder hidden layers, h_0 = x
+    mu = h·W_muᵀ + b_mu,  logvar = h·W_lvᵀ + b_lv
+    z = mu + exp(½·logvar) ⊙ eps                  reparameterization
+    g_j = act(g_{j−1}·V_jᵀ + c_j)                 decoder hidden layers, g_0 = z
+    out = g·V_outᵀ + c_out                        Bernoulli logits, or the Gaussian mean
+
+backward (each line is ∂L/∂· ; derived in docs/math.md)
+    d_out = (σ(out) − x)/N                        Bernoulli
+    d_out = (out − x)/(σ²·N)                      Gaussian; d_logσ = Σ_n (1 − (x − out)²/σ²)/N
+    d_z   = back through the decoder
+    d_mu  = d_z + β·mu/N
+    d_lv  = d_z ⊙ ½·(z − mu) + β·½·(exp(logvar) − 1)/N
+    then back through the encoder heads and hidden layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vaekit import objectives
+from vaekit.config import ModelConfig
+from vaekit.engines.numpy.layers import ACTIVATIONS, dense, dense_backward, sigmoid
+
+Params = dict[str, np.ndarray]
+
+
+@dataclass
+class Forward:
+    """What the backward pass needs from the forward pass (pre-activations and activations)."""
+
+    encoder: list[tuple[np.ndarray, np.ndarray]]  # (input, pre-activation) of each hidden layer
+    h: np.ndarray  # input of the encoder heads
+    mu: np.ndarray
+    logvar: np.ndarray
+    z: np.ndarray
+    decoder: list[tuple[np.ndarray, np.ndarray]]
+    g: np.ndarray  # input of the decoder's output layer
+    out: np.ndarray  # logits (Bernoulli) or mean (Gaussian)
+
+
+def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> Params:
+    """torch.nn.Linear's default init: W, b ~ U(−1/√fan_in, 1/√fan_in); log σ = log(sigma)."""
+    params: Params = {}
+    for name, shape in config.parameter_shapes.items():
+        if name == "decoder.log_sigma":
+            params[name] = np.full(shape, np.log(config.sigma), dtype=dtype)
+            continue
+        layer = name.rsplit(".", 1)[0]
+        fan_in = config.parameter_shapes[layer + ".weight"][1]
+        bound = 1.0 / np.sqrt(fan_in)
+        params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
+    return params
+
+
+Cache = list[tuple[np.ndarray, np.ndarray]]  # (input, pre-activation) of each hidden layer
+
+
+def encode(config: ModelConfig, p: Params, x: np.ndarray):
+    """(mu, logvar) of q(z|x) for flat x (N, D), the hidden layers' cache and the heads' input."""
+    act = ACTIVATIONS[config.activation].forward
+    cache = []
+    h = x
+    for i in range(len(config.hidden)):
+        a = dense(h, p[f"encoder.hidden.{i}.weight"], p[f"encoder.hidden.{i}.bias"])
+        cache.append((h, a))
+        h = act(a)
+    mu = dense(h, p["encoder.mu.weight"], p["encoder.mu.bias"])
+    logvar = dense(h, p["encoder.logvar.weight"], p["encoder.logvar.bias"])
+    return mu, logvar, cache, h
+
+
+def decode(config: ModelConfig, p: Params, z: np.ndarray) -> tuple[np.ndarray, Cache, np.ndarray]:
+    """Decoder output (logits or mean) for z (N, K), the cache and the output layer's input."""
+    act = ACTIVATIONS[config.activation].forward
+    cache = []
+    g = z
+    for j in range(len(config.decoder_sizes)):
+        a = dense(g, p[f"decoder.hidden.{j}.weight"], p[f"decoder.hidden.{j}.bias"])
+        cache.append((g, a))
+        g = act(a)
+    return dense(g, p["decoder.out.weight"], p["decoder.out.bias"]), cache, g
+
+
+def log_sigma(config: ModelConfig, p: Params) -> np.ndarray | float:
+    """The Gaussian's log σ: the learned parameter, or log of the fixed σ."""
+    return p.get("decoder.log_sigma", float(np.log(config.sigma)))
+
+
+def forward(config: ModelConfig, p: Params, x: np.ndarray, eps: np.ndarray) -> Forward:
+    """Run encoder, reparameterization and decoder, keeping what backward needs."""
+    mu, logvar, enc, h = encode(config, p, x)
+    z = mu + np.exp(0.5 * logvar) * eps
+    out, dec, g = decode(config, p, z)
+    return Forward(enc, h, mu, logvar, z, dec, g, out)
+
+
+def reconstruction_nll(
+    config: ModelConfig, p: Params, x: np.ndarray, out: np.ndarray
+) -> np.ndarray:
+    """−log p(x|z) per example, nats, from the decoder output ``out`` (logits or mean)."""
+    if config.likelihood == "bernoulli":
+        return objectives.bernoulli_nll(out, x)
+    return objectives.gaussian_nll(out, x, log_sigma(config, p))
+
+
+def loss_terms(config: ModelConfig, p: Params, x: np.ndarray, f: Forward) -> tuple:
+    """(recon, kl) per example, nats: −log p(x|z) and KL(q(z|x) ‖ N(0, I))."""
+    recon = reconstruction_nll(config, p, x, f.out)
+    return recon, objectives.kl_standard_normal(f.mu, f.logvar)
+
+
+def backward(config: ModelConfig, p: Params, x: np.ndarray, f: Forward, beta: float) -> Params:
+    """∂L/∂θ for every parameter θ, L = mean over the batch of recon + β·kl."""
+    n = x.shape[0]
+    act = ACTIVATIONS[config.activation]
+    grads: Params = {}
+
+    # likelihood → decoder output
+    if config.likelihood == "bernoulli":
+        d_out = sigmoid(f.out)
+        d_out -= x
+        d_out /= n
+    else:
+        ls = log_sigma(config, p)
+        inv_var = np.exp(-2.0 * np.asarray(ls, dtype=x.dtype))
+        resid = f.out - x
+        d_out = resid * (inv_var / n)
+        if "decoder.log_sigma" in p:  # ∂/∂log σ_d of (x−m)²/(2σ²) + log σ = 1 − (x−m)²/σ²
+            d_ls = (1.0 - resid * resid * inv_var).sum(axis=0) / n
+            grads["decoder.log_sigma"] = d_ls.sum(keepdims=True) if ls.shape == (1,) else d_ls
+
+    # decoder, output layer then hidden layers in reverse
+    gw, gb, d = dense_backward(d_out, f.g, p["decoder.out.weight"])
+    grads["decoder.out.weight"], grads["decoder.out.bias"] = gw, gb
+    for j in reversed(range(len(f.decoder))):
+        g_in, a = f.decoder[j]
+        h = f.g if j == len(f.decoder) - 1 else f.decoder[j + 1][0]
+        d = act.backward(a, h, d)
+        w = p[f"decoder.hidden.{j}.weight"]
+        gw, gb, d = dense_backward(d, g_in, w)
+        grads[f"decoder.hidden.{j}.weight"], grads[f"decoder.hidden.{j}.bias"] = gw, gb
+    d_z = d
+
+    # reparameterization and the closed-form KL
+    d_mu = d_z + (beta / n) * f.mu
+    d_logvar = d_z * 0.5 * (f.z - f.mu) + (0.5 * beta / n) * np.expm1(f.logvar)
+
+    # encoder heads, then hidden layers in reverse (no gradient is needed for x itself)
+    gw, gb, d = dense_backward(d_mu, f.h, p["encoder.mu.weight"])
+    grads["encoder.mu.weight"], grads["encoder.mu.bias"] = gw, gb
+    gw, gb, d_lv_h = dense_backward(d_logvar, f.h, p["encoder.logvar.weight"])
+    grads["encoder.logvar.weight"], grads["encoder.logvar.bias"] = gw, gb
+    d += d_lv_h
+    for i in reversed(range(len(f.encoder))):
+        h_in, a = f.encoder[i]
+        h = f.h if i == len(f.encoder) - 1 else f.encoder[i + 1][0]
+        d = act.backward(a, h, d)
+        w = p[f"encoder.hidden.{i}.weight"]
+        grads[f"encoder.hidden.{i}.weight"] = d.T @ h_in
+        grads[f"encoder.hidden.{i}.bias"] = d.sum(axis=0)
+        if i > 0:
+            d = d @ w
+    return grads

@@ -1,0 +1,93 @@
+"""ELBO and importance-weighted log-likelihood against independent computations."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from vaekit import evaluation, objectives
+from vaekit.config import ModelConfig
+from vaekit.engines import build_engine
+from vaekit.engines.numpy import NumpyEngine
+from vaekit.engines.numpy import model as numpy_model
+from vaekit.evaluation import elbo_terms, evaluate_elbo, iwae_log_likelihood
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_small):
+    """A small torch model after a few hundred steps on mnist-small, and 200 test images."""
+    engine = build_engine(ModelConfig(hidden=(64,), latent_dim=4), seed=0)
+    x = mnist_small[0].x
+    for _ in range(3):
+        for start in range(0, len(x), 100):
+            engine.train_step(x[start : start + 100], 1.0)
+    return engine, mnist_small[1].x[:200]
+
+
+def test_iwae_with_one_sample_is_the_single_sample_elbo_with_monte_carlo_kl(trained):
+    engine, x = trained
+    got = iwae_log_likelihood(engine, x, 1, seed=7, batch_size=64)
+    rng = np.random.default_rng(7)
+    expected = []
+    for start in range(0, len(x), 64):
+        batch = x[start : start + 64]
+        eps = rng.standard_normal((1, len(batch), 4), dtype=np.float32)[0]
+        mu, logvar = (a.astype(np.float64) for a in engine.encode(batch))
+        z = mu + np.exp(0.5 * logvar) * eps
+        recon = engine.reconstruction_nll(batch, z.astype(np.float32))
+        log_q = -0.5 * np.sum(eps.astype(np.float64) ** 2 + logvar + math.log(2 * math.pi), 1)
+        log_p = -0.5 * np.sum(z**2 + math.log(2 * math.pi), 1)
+        expected.append(-recon + log_p - log_q)
+    np.testing.assert_allclose(got, np.concatenate(expected), rtol=1e-5)
+
+
+def test_iwae_k1_averages_to_the_closed_form_elbo_and_tightens_with_k(trained):
+    engine, x = trained
+    elbo = -evaluate_elbo(engine, x, seed=0).loss
+    bounds = {k: iwae_log_likelihood(engine, x, k, seed=1).mean() for k in (1, 10, 100)}
+    assert abs(bounds[1] - elbo) < 1.5  # same expectation; Monte-Carlo noise over 200 images
+    assert bounds[1] < bounds[10] < bounds[100]
+    assert bounds[100] - elbo > 0.5  # a real gain, not noise
+
+
+def test_iwae_chunking_does_not_change_the_result(trained, monkeypatch):
+    engine, x = trained
+    whole = iwae_log_likelihood(engine, x[:50], 40, seed=3)
+    monkeypatch.setattr(evaluation, "IWAE_CHUNK_VALUES", 50 * 784 * 3)  # chunks of 3 samples
+    chunked = iwae_log_likelihood(engine, x[:50], 40, seed=3)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-10)
+
+
+def test_iwae_converges_to_the_exact_marginal_likelihood():
+    """A 1-d latent model whose log p(x) = log ∫ p(x|z) p(z) dz is computed by quadrature."""
+    cfg = ModelConfig(
+        input_shape=(3,),
+        hidden=(8,),
+        latent_dim=1,
+        likelihood="gaussian",
+        sigma=0.5,
+        activation="tanh",
+    )
+    engine = NumpyEngine(cfg, seed=4, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    grid = np.linspace(-10, 10, 40001)[:, None]
+    means, _, _ = numpy_model.decode(cfg, engine.params, grid)
+    exact = []
+    for xi in x:
+        log_joint = -objectives.gaussian_nll(means, xi[None], math.log(0.5)) - 0.5 * (
+            grid[:, 0] ** 2 + math.log(2 * math.pi)
+        )
+        exact.append(logsumexp(log_joint) + math.log(grid[1, 0] - grid[0, 0]))
+    estimate = iwae_log_likelihood(engine, x, 200_000, seed=0)
+    np.testing.assert_allclose(estimate, exact, atol=0.01)
+    single = iwae_log_likelihood(engine, np.repeat(x, 4000, axis=0), 1, seed=0)
+    assert np.all(single.reshape(5, 4000).mean(axis=1) < np.array(exact))  # E[L_1] ≤ log p(x)
+
+
+def test_elbo_terms_with_zero_noise_use_the_posterior_mean(trained):
+    engine, x = trained
+    recon, kl = elbo_terms(engine, x[:5], np.zeros((5, 4), np.float32))
+    mu, _ = engine.encode(x[:5])
+    np.testing.assert_allclose(recon, engine.reconstruction_nll(x[:5], mu))
+    assert np.all(kl > 0)
