@@ -157,6 +157,12 @@ def _read_verified(path: Path, sha256: str | None) -> dict[str, np.ndarray]:
     return _decode_safetensors(path, data)
 
 
+def save_weights(run_dir: Path, engine: Engine) -> None:
+    """Write the engine's weights alone as ``model.safetensors`` (atomically)."""
+    data = save_safetensors(engine.get_weights(), metadata={"format": "vaekit"})
+    write_atomic(Path(run_dir) / WEIGHTS_FILE, data)
+
+
 def load_weights(run_dir: Path, config: ModelConfig) -> dict[str, np.ndarray]:
     """The run's weights, verified against ``state.json`` (when present) and ``config``."""
     run_dir = Path(run_dir)
@@ -252,6 +258,39 @@ def load_checkpoint(run_dir: Path, engine: Engine) -> dict[str, Any]:
     engine.set_weights(weights)
     engine.set_training_state(arrays, engine_meta)
     return state
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` (one per epoch); a line cut short by a crash is skipped."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            records.append(record)
+    return records
+
+
+def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` with ``records``, atomically."""
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    write_atomic(Path(run_dir) / METRICS_FILE, text.encode())
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Add one record to ``metrics.jsonl`` and fsync it."""
+    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # --- whole runs --------------------------------------------------------------------------------

@@ -9,9 +9,7 @@ generators, so a resumed run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -113,6 +111,130 @@ def prepare_run_dir(run_dir: Path, *, force: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+@dataclass
+class LoopState:
+    """Where the loop stands: epochs finished, optimizer steps taken, and its generator
+    (epoch permutations and dynamic binarization)."""
+
+    epoch: int
+    step: int
+    rng: np.random.Generator
+
+    @classmethod
+    def fresh(cls, seed: int) -> LoopState:
+        return cls(0, 0, np.random.default_rng((seed, 1)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "loop_rng": self.rng.bit_generator.state}
+
+    @classmethod
+    def from_json(cls, state: dict[str, Any]) -> LoopState:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["loop_rng"]
+        return cls(int(state["epoch"]), int(state["step"]), rng)
+
+
+EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
+
+
+def fit(
+    engine: Engine,
+    config: TrainConfig,
+    data: TrainingData,
+    *,
+    state: LoopState | None = None,
+    on_epoch: EpochHook | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train ``engine`` from ``state`` (default: a fresh start) to ``config.epochs``.
+
+    Returns one metrics record per epoch trained; ``on_epoch(engine, record, state)`` runs after
+    each. A non-finite loss raises :class:`TrainingDiverged` before the weights are changed.
+    """
+    state = state or LoopState.fresh(config.seed)
+    n = len(data.train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    beta_max = engine.config.beta
+    history = []
+    show_bar = progress and sys.stderr.isatty()
+    while state.epoch < config.epochs:
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        order = state.rng.permutation(n)
+        totals = np.zeros(3)
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch}/{config.epochs}",
+            disable=not show_bar,
+            leave=False,
+            unit="batch",
+        )
+        with bar:
+            for start in range(0, n, config.batch_size):
+                x = data.train[order[start : start + config.batch_size]]
+                if config.binarize == "dynamic":
+                    x = binarize(x, "dynamic", state.rng)
+                beta = kl_weight(beta_max, config.kl_warmup, state.step + 1, steps_per_epoch)
+                metrics = engine.train_step(x, beta)
+                if not math.isfinite(metrics.loss):
+                    raise TrainingDiverged(
+                        f"the loss became {metrics.loss} at epoch {epoch}, step {state.step + 1}"
+                    )
+                state.step += 1
+                totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
+                bar.update()
+                bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
+        loss, recon, kl = totals / n
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "step": state.step,
+            "loss": loss,
+            "recon": recon,
+            "kl": kl,
+            "beta": beta,
+        }
+        if data.test is not None:
+            test = evaluate_elbo(engine, data.test, seed=config.seed)
+            record.update(test_loss=test.loss, test_recon=test.recon, test_kl=test.kl)
+        record["seconds"] = time.perf_counter() - started
+        state.epoch = epoch
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(engine, record, state)
+    return history
+
+
+class RunWriter:
+    """What a run directory receives: per epoch a metrics line, a sample grid and a checkpoint
+    (then the log line); at the end, the final figures."""
+
+    def __init__(self, run_dir: Path, model: ModelConfig, config: TrainConfig, log: Log) -> None:
+        self.run_dir, self.model, self.config, self.log = run_dir, model, config, log
+
+    def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
+        checkpoint.append_metrics(self.run_dir, record)
+        epoch = record["epoch"]
+        if figures.can_draw(self.model.input_shape) and epoch % self.config.sample_every == 0:
+            _save_epoch_samples(self.run_dir, engine, self.config, epoch)
+        checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
+        self.log(format_epoch(record, self.config.epochs))
+
+    def train(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
+        """Run :func:`fit` with this writer, then write the final figures."""
+        try:
+            history = fit(
+                engine, self.config, data, state=state, on_epoch=self.epoch_done, progress=progress
+            )
+        except TrainingDiverged as exc:
+            raise TrainingDiverged(
+                f"{exc}; the last good checkpoint (epoch {state.epoch}) is kept in "
+                f"{self.run_dir}; try a lower --lr"
+            ) from None
+        if figures.can_draw(self.model.input_shape):
+            save_final_figures(self.run_dir, engine, data, self.config.seed)
+        return history
+
+
 def start_run(
     model: ModelConfig,
     config: TrainConfig,
@@ -134,8 +256,8 @@ def start_run(
     engine = engine_for(model, config)
     prepare_run_dir(run_dir, force=force)
     checkpoint.write_config(run_dir, model, config, created_by)
-    loop_rng = np.random.default_rng((config.seed, 1))
-    return _fit(run_dir, model, config, engine, data, 0, 0, loop_rng, progress, log)
+    writer = RunWriter(run_dir, model, config, log)
+    return writer.train(engine, data, LoopState.fresh(config.seed), progress)
 
 
 def resume_run(
@@ -153,90 +275,17 @@ def resume_run(
     data = TrainingData.load(config)
     check_compatible(model, data)
     engine = engine_for(model, config)
-    state = checkpoint.load_checkpoint(run_dir, engine)
-    done = int(state["epoch"])
-    if done >= config.epochs:
+    state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
+    if state.epoch >= config.epochs:
         raise ConfigError(
-            f"{run_dir} has already trained {done} of {config.epochs} epochs; "
+            f"{run_dir} has already trained {state.epoch} of {config.epochs} epochs; "
             "pass --epochs with a larger number to train longer"
         )
     checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
-    _truncate_metrics(run_dir / checkpoint.METRICS_FILE, done)
-    loop_rng = np.random.default_rng()
-    loop_rng.bit_generator.state = state["loop_rng"]
-    log(f"resuming {run_dir} after epoch {done}")
-    return _fit(
-        run_dir, model, config, engine, data, done, int(state["step"]), loop_rng, progress, log
-    )
-
-
-def _fit(
-    run_dir: Path,
-    model: ModelConfig,
-    config: TrainConfig,
-    engine: Engine,
-    data: TrainingData,
-    first_epoch: int,
-    step: int,
-    loop_rng: np.random.Generator,
-    progress: bool,
-    log: Log,
-) -> list[dict[str, Any]]:
-    n = len(data.train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    history = []
-    show_bar = progress and sys.stderr.isatty()
-    for epoch in range(first_epoch + 1, config.epochs + 1):
-        started = time.perf_counter()
-        order = loop_rng.permutation(n)
-        totals = np.zeros(3)
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch}/{config.epochs}",
-            disable=not show_bar,
-            leave=False,
-            unit="batch",
-        )
-        for start in range(0, n, config.batch_size):
-            x = data.train[order[start : start + config.batch_size]]
-            if config.binarize == "dynamic":
-                x = binarize(x, "dynamic", loop_rng)
-            step += 1
-            beta = kl_weight(model.beta, config.kl_warmup, step, steps_per_epoch)
-            metrics = engine.train_step(x, beta)
-            if not math.isfinite(metrics.loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"the loss became {metrics.loss} at epoch {epoch}, step {step}; the last good "
-                    f"checkpoint (epoch {epoch - 1}) is kept in {run_dir}; try a lower --lr"
-                )
-            totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
-            bar.update()
-            bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
-        bar.close()
-        loss, recon, kl = totals / n
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "step": step,
-            "loss": loss,
-            "recon": recon,
-            "kl": kl,
-            "beta": beta,
-        }
-        if data.test is not None:
-            test = evaluate_elbo(engine, data.test, seed=config.seed)
-            record.update(test_loss=test.loss, test_recon=test.recon, test_kl=test.kl)
-        record["seconds"] = time.perf_counter() - started
-        history.append(record)
-        _append_metrics(run_dir / checkpoint.METRICS_FILE, record)
-        if figures.can_draw(model.input_shape) and epoch % config.sample_every == 0:
-            _save_epoch_samples(run_dir, engine, config, epoch)
-        state = {"epoch": epoch, "step": step, "loop_rng": loop_rng.bit_generator.state}
-        checkpoint.save_checkpoint(run_dir, engine, state)
-        log(format_epoch(record, config.epochs))
-    if figures.can_draw(model.input_shape):
-        save_final_figures(run_dir, engine, data, config.seed)
-    return history
+    kept = [r for r in checkpoint.read_metrics(run_dir) if r["epoch"] <= state.epoch]
+    checkpoint.write_metrics(run_dir, kept)  # drop epochs after the checkpoint (a crash)
+    log(f"resuming {run_dir} after epoch {state.epoch}")
+    return RunWriter(run_dir, model, config, log).train(engine, data, state, progress)
 
 
 def format_epoch(record: dict[str, Any], epochs: int) -> str:
@@ -248,27 +297,6 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     if "test_loss" in record:
         line += f"  test -ELBO {record['test_loss']:.2f} nats"
     return line + f"  ({record['seconds']:.1f} s)"
-
-
-def _append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop metrics of epochs after the last checkpoint (written just before a crash)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["epoch"] <= last_epoch:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a crash
-    checkpoint.write_atomic(path, "".join(kept).encode())
 
 
 def _save_epoch_samples(run_dir: Path, engine: Engine, config: TrainConfig, epoch: int) -> None:

@@ -50,12 +50,13 @@ def load_file(path: str | Path) -> Dataset:
         raise DataError(
             f"{path} has an unsupported type; use .npy, .npz, .csv or a directory of images."
         )
-    x = _examples(x, str(path))
+    x = as_examples(x, str(path))
     return Dataset(x=x, y=_labels(y, len(x), str(path)), name=path.name)
 
 
-def _examples(x: np.ndarray, source: str) -> np.ndarray:
-    """Check the shape of an example array and scale it to float32 in [0, 1]."""
+def as_examples(x: np.ndarray, source: str) -> np.ndarray:
+    """Check the shape of an example array, (N, D), (N, H, W) → (N, 1, H, W) or (N, C, H, W),
+    and scale it to float32 (pixel values to [0, 1], see :func:`to_unit_range`)."""
     if x.ndim not in (2, 3, 4):
         raise DataError(
             f"{source} holds an array of shape {x.shape}; expected (N, D), (N, H, W) "

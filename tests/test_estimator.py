@@ -1,0 +1,91 @@
+"""The scikit-learn-style VAE and the NumPy learner API."""
+
+import numpy as np
+import pytest
+
+from vaekit import checkpoint
+from vaekit.cli import main
+from vaekit.engines import numpy as numpy_engine
+from vaekit.errors import ConfigError
+from vaekit.estimator import VAE
+
+
+@pytest.fixture(scope="module")
+def images(mnist_small):
+    return (mnist_small[0].x[:1500] * 255).astype(np.uint8)  # 0..255 input is scaled
+
+
+@pytest.fixture(scope="module")
+def fitted(images):
+    return VAE(hidden=(64,), latent_dim=3, epochs=2, batch_size=100, seed=1).fit(images)
+
+
+def test_fit_returns_self_and_learns(fitted):
+    assert isinstance(fitted, VAE)
+    assert len(fitted.history_) == 2 and fitted.history_[1]["loss"] < fitted.history_[0]["loss"]
+    assert fitted.model_config_.input_shape == (1, 28, 28) and fitted.engine_.name == "torch"
+
+
+def test_surface_shapes(fitted, images):
+    x = images[:7]
+    assert fitted.transform(x).shape == (7, 3)
+    mu, logvar = fitted.encode(x)
+    np.testing.assert_array_equal(mu, fitted.transform(x))
+    assert fitted.inverse_transform(mu).shape == (7, 1, 28, 28)
+    assert fitted.reconstruct(x).shape == (7, 1, 28, 28)
+    assert fitted.sample(5).shape == (5, 1, 28, 28)
+    np.testing.assert_array_equal(fitted.sample(4, seed=2), fitted.sample(4, seed=2))
+    assert fitted.generate().shape == (1, 1, 28, 28)
+    np.testing.assert_array_equal(fitted.generate(mu), fitted.inverse_transform(mu))
+    scores = fitted.score_samples(x, k=20)
+    assert scores.shape == (7,) and np.all(scores < 0)
+    assert fitted.score(x, k=20) == pytest.approx(scores.mean())
+
+
+def test_digits_score_higher_than_noise(fitted, images, rng):
+    noise = rng.integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
+    assert fitted.score(images[:50], k=20) > fitted.score(noise, k=20) + 100
+
+
+def test_save_load_round_trip_and_cli_reads_it(fitted, images, tmp_path, capsys):
+    fitted.save(tmp_path / "model")
+    loaded = VAE.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.transform(images[:5]), fitted.transform(images[:5]))
+    assert loaded.history_ == fitted.history_ and loaded.latent_dim == 3
+    other = VAE.load(tmp_path / "model", engine="numpy")
+    np.testing.assert_allclose(other.transform(images[:5]), fitted.transform(images[:5]), atol=1e-5)
+    assert main(["sample", str(tmp_path / "model"), "-n", "4"]) == 0
+    with pytest.raises(ConfigError, match="not an empty directory"):
+        fitted.save(tmp_path / "model")
+    assert checkpoint.read_config(tmp_path / "model")[2]["created_by"] == "estimator"
+
+
+def test_errors(fitted):
+    with pytest.raises(ConfigError, match="not fitted"):
+        VAE().transform(np.zeros((2, 4)))
+    with pytest.raises(ConfigError, match="shape"):
+        fitted.transform(np.zeros((2, 5)))
+    with pytest.raises(ConfigError, match="Z must have shape"):
+        fitted.inverse_transform(np.zeros((2, 7)))
+    with pytest.raises(ConfigError, match="latent_dim"):
+        VAE(latent_dim=0).fit(np.zeros((4, 4)))
+
+
+def test_numpy_learner_api(images):
+    vae = numpy_engine.VAE([784, 32, 2], activation="tanh", loss="bce", epochs=2, batch_size=100)
+    assert vae.fit(images) is vae and vae.engine_.name == "numpy"
+    assert vae.model_config_.hidden == (32,) and vae.model_config_.latent_dim == 2
+    mu, logvar = vae.encode(images[:4])
+    assert mu.shape == logvar.shape == (4, 2)
+    assert vae.reconstruct(images[:4]).shape == (4, 1, 28, 28)
+    assert vae.generate().shape == (1, 1, 28, 28)
+    assert vae.generate(np.zeros((3, 2))).shape == (3, 1, 28, 28)
+    mse = numpy_engine.VAE([784, 16, 2], loss="mse", sigma=0.5, epochs=1).fit(images[:300])
+    assert mse.model_config_.likelihood == "gaussian" and mse.model_config_.sigma == 0.5
+    with pytest.raises(
+        ConfigError,
+        match="784 values per example, but layer_sizes starts with 100",
+    ):
+        numpy_engine.VAE([100, 2]).fit(images)
+    with pytest.raises(ConfigError, match="loss"):
+        numpy_engine.VAE(loss="hinge")
