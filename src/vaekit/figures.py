@@ -1,23 +1,36 @@
-"""Pictures of a VAE as PNG files: sample grids and reconstructions.
+"""Pictures of a VAE as PNG files: sample grids, reconstructions, the 2-D latent manifold, latent
+scatter plots, interpolations and training curves.
 
 Images are arrays (N, C, H, W) with C = 1 (grey) or 3 (RGB), or flat (N, D) with D a square
 number (shown as a grey square); values are clipped to [0, 1] for display. Files are written
-atomically (temporary name, then rename).
+atomically (temporary name, then rename), only after every input has been checked. Figures are
+drawn with :class:`matplotlib.figure.Figure` (never pyplot), at 100 dpi.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from statistics import NormalDist
+from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from vaekit.checkpoint import write_atomic
-from vaekit.errors import DataError
+from vaekit.engines import Engine
+from vaekit.errors import ConfigError, DataError
 
 PAD = 2  # pixels between tiles
+DPI = 100
+QUANTILE_RANGE = (0.05, 0.95)  # the manifold's grid of Gaussian quantiles, p in this range
+MAX_IMAGE_PIXELS = 760  # the longest side of an image grid on screen, in pixels
+GAP = 6  # extra white pixels between an interpolation strip and its two inputs
 
 
 def can_draw(shape: tuple[int, ...]) -> bool:
@@ -53,6 +66,13 @@ def tile(images: np.ndarray, ncol: int) -> np.ndarray:
     return canvas
 
 
+def _write_png(fig: Figure, path: str | Path) -> None:
+    """Render ``fig`` as PNG in memory, then write it to ``path`` atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    write_atomic(Path(path), buffer.getvalue())
+
+
 def _save(canvas: np.ndarray, path: Path, title: str) -> None:
     height, width = canvas.shape[:2]
     scale = 3 / 100  # 3 screen pixels per image pixel at 100 dpi
@@ -61,9 +81,7 @@ def _save(canvas: np.ndarray, path: Path, title: str) -> None:
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     fig.suptitle(title, y=0.99, va="top", fontsize=10)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    write_atomic(Path(path), buffer.getvalue())
+    _write_png(fig, path)
 
 
 def save_sample_grid(x: np.ndarray, path: str | Path, title: str, ncol: int | None = None) -> None:
@@ -79,3 +97,445 @@ def save_reconstructions(
     """Originals on the top row, their reconstructions below, as a PNG at ``path``."""
     pair = np.concatenate([_as_images(originals), _as_images(reconstructions)])
     _save(tile(pair, len(originals)), Path(path), title)
+
+
+# --- image grids with axes ----------------------------------------------------------------------
+
+
+def _image_figure(
+    canvas: np.ndarray,
+    *,
+    margins: tuple[float, float, float, float],
+    min_width: float = 5.0,
+) -> tuple[Figure, Any]:
+    """A figure holding ``canvas`` undistorted, at a whole number of screen pixels per image
+    pixel when it fits (else shrunk smoothly), with ``margins`` = (left, right, bottom, top) in
+    inches around it for labels and the title."""
+    height, width = canvas.shape[:2]
+    scale = MAX_IMAGE_PIXELS / max(height, width)
+    if scale >= 1:
+        scale = min(math.floor(scale), 4)
+    left, right, bottom, top = margins
+    image_w, image_h = width * scale / DPI, height * scale / DPI
+    fig_w = max(left + image_w + right, min_width)
+    fig_h = bottom + image_h + top
+    left += (fig_w - (left + image_w + right)) / 2  # centre a narrow grid
+    fig = Figure(figsize=(fig_w, fig_h), dpi=DPI)
+    ax = fig.add_axes((left / fig_w, bottom / fig_h, image_w / fig_w, image_h / fig_h))
+    interpolation = "nearest" if scale >= 1 else "antialiased"
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation=interpolation, aspect="equal")
+    return fig, ax
+
+
+def _tile_centres(count: int, size: int) -> np.ndarray:
+    """Canvas coordinates of the centres of ``count`` tiles of ``size`` pixels laid by ``tile``."""
+    return PAD + np.arange(count) * (size + PAD) + (size - 1) / 2
+
+
+def _title(fig: Figure, title: str, detail: str) -> None:
+    """A bold title line and a smaller line saying exactly what is drawn."""
+    fig.suptitle(f"{title}\n", y=0.995, va="top", fontsize=11, fontweight="bold")
+    fig.text(0.5, 0.995, f"\n{detail}", ha="center", va="top", fontsize=9, linespacing=1.55)
+
+
+# --- the 2-D latent manifold --------------------------------------------------------------------
+
+
+def manifold_quantiles(n: int) -> np.ndarray:
+    """Φ⁻¹(p) for n values of p evenly spaced over [0.05, 0.95]: a grid of latent values
+    equally likely under the prior N(0, 1)."""
+    inv_cdf = NormalDist().inv_cdf
+    return np.array([inv_cdf(p) for p in np.linspace(*QUANTILE_RANGE, n)])
+
+
+def _check_drawable(engine: Engine) -> None:
+    shape = tuple(engine.config.input_shape)
+    if not can_draw(shape):
+        raise DataError(
+            f"this model's inputs have shape {shape}, which cannot be drawn as images "
+            "(they must be (C, H, W) with C = 1 or 3, or flat with a square number of values)"
+        )
+
+
+def _manifold_plane(
+    k: int, dims: tuple[int, int] | None, latents: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, str], str]:
+    """Origin and the two axis directions (K,) of the plane, axis names, and a description.
+
+    The grid point (a, b) of quantiles is origin + a·axes[0] + b·axes[1].
+    """
+    lo, hi = (f"{100 * p:g}%" for p in QUANTILE_RANGE)
+    if dims is None and k == 2:
+        dims = (0, 1)
+    if dims is not None:
+        if len(dims) != 2 or not all(isinstance(d, (int, np.integer)) for d in dims):
+            raise ConfigError(f"dims must be two latent indices such as (0, 1); got {dims!r}")
+        i, j = (int(d) for d in dims)
+        if i == j or not (0 <= i < k and 0 <= j < k):
+            raise ConfigError(
+                f"dims must be two different latent indices in 0..{k - 1}; got ({i}, {j})"
+            )
+        rest = f", the other {k - 2} at 0" if k > 2 else ""
+        detail = f"z[{i}] × z[{j}] at the {lo}–{hi} quantiles of the prior N(0, 1){rest}"
+        return np.zeros(k), np.eye(k)[[i, j]], (f"z[{i}]", f"z[{j}]"), detail
+    if latents is None:
+        raise ConfigError(
+            f"the model has {k} latent dimensions; choose the plane to draw with dims=(i, j) "
+            "or pass latents (posterior means of some data) to use their top two principal "
+            "components"
+        )
+    latents = _check_latents(latents, "latents")
+    if latents.shape[1] != k:
+        raise DataError(f"latents have {latents.shape[1]} dimensions, the model has {k}")
+    if len(latents) < 3:
+        raise DataError("latents must hold at least 3 points to find their principal plane")
+    centre, directions, sd, share = _pca(latents)
+    names = tuple(f"PC{m + 1} ({100 * share[m]:.0f}% of variance)" for m in (0, 1))
+    detail = (
+        f"top-2 principal plane of {len(latents):,} posterior means, "
+        f"{lo}–{hi} quantiles of N(mean, sd²) along each"
+    )
+    return centre, directions[:2] * sd[:2, None], names, detail
+
+
+def _number(value: float) -> str:
+    """A tick label with two decimals, never "-0.00"."""
+    return f"{round(float(value), 2) + 0.0:.2f}"
+
+
+def _symmetric_ticks(n: int) -> np.ndarray:
+    """About five tile indices of an n-tile axis, symmetric about its middle."""
+    side = np.unique(np.round(np.array([0, (n - 1) / 4])).astype(int))
+    middle = np.array([(n - 1) // 2] if n % 2 else [], dtype=int)
+    return np.unique(np.concatenate([side, middle, n - 1 - side]))
+
+
+def save_manifold(
+    engine: Engine,
+    path: str | Path,
+    *,
+    n: int = 20,
+    dims: tuple[int, int] | None = None,
+    latents: np.ndarray | None = None,
+    title: str | None = None,
+) -> None:
+    """Draw the decoded latent manifold: an n×n grid of decoder means over a plane of latent space.
+
+    Along each axis the coordinates are the Gaussian quantiles Φ⁻¹(p), p evenly spaced in
+    (0.05, 0.95); the first coordinate grows left to right, the second bottom to top. The plane:
+
+    - latent_dim == 2: z = (Φ⁻¹(p_i), Φ⁻¹(p_j));
+    - ``dims=(i, j)`` (0-based): those two dimensions vary, the others are 0;
+    - otherwise ``latents`` (posterior means, (N, K)): the plane through their mean spanned by
+      their top two principal directions, each scaled by the standard deviation along it.
+
+    Tick labels give the latent coordinate along each axis (for the principal plane: the distance
+    from the mean of ``latents`` along that component); the title says which plane was used.
+    Raises :class:`ConfigError` for latent_dim > 2 without ``dims`` or ``latents``.
+    """
+    _check_drawable(engine)
+    if not isinstance(n, (int, np.integer)) or not 2 <= n <= 100:
+        raise ConfigError(f"n (images per side of the manifold) must be 2..100; got {n!r}")
+    n = int(n)
+    k = engine.config.latent_dim
+    if k < 2:
+        raise ConfigError("a 2-D manifold needs a model with at least 2 latent dimensions")
+    origin, axes, names, detail = _manifold_plane(k, dims, latents)
+    q = manifold_quantiles(n)
+    grid_x, grid_y = q, q[::-1]  # the top row has the largest second coordinate
+    z = origin + grid_x[None, :, None] * axes[0] + grid_y[:, None, None] * axes[1]
+    images = _as_images(np.asarray(engine.decode(z.reshape(n * n, k).astype(np.float32))))
+    h, w = images.shape[1:3]
+    fig, ax = _image_figure(tile(images, n), margins=(0.75, 0.25, 0.65, 0.7))
+    scale = np.linalg.norm(axes, axis=1)  # 1 for latent axes, the sd for principal ones
+    ticks = _symmetric_ticks(n)
+    ax.set_xticks(_tile_centres(n, w)[ticks], [_number(grid_x[t] * scale[0]) for t in ticks])
+    ax.set_yticks(_tile_centres(n, h)[ticks], [_number(grid_y[t] * scale[1]) for t in ticks])
+    ax.tick_params(labelsize=8, length=3)
+    ax.set_xlabel(names[0], fontsize=9)
+    ax.set_ylabel(names[1], fontsize=9)
+    _title(fig, title or "Decoded latent manifold", detail)
+    _write_png(fig, path)
+
+
+# --- latent scatter -----------------------------------------------------------------------------
+
+
+def _check_latents(latents: np.ndarray, name: str) -> np.ndarray:
+    latents = np.asarray(latents, dtype=np.float64)
+    if latents.ndim != 2 or len(latents) == 0:
+        raise DataError(f"{name} must be an array (N, K) of latent vectors; got {latents.shape}")
+    if not np.isfinite(latents).all():
+        raise DataError(f"{name} contain NaN or infinite values")
+    return latents
+
+
+def _pca(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, principal directions (rows, unit, by decreasing variance), the standard deviation
+    along each, and each one's share of the total variance (numpy SVD of the centred data)."""
+    centre = x.mean(axis=0)
+    _, singular, vt = np.linalg.svd(x - centre, full_matrices=False)
+    variance = singular**2 / max(len(x) - 1, 1)
+    total = variance.sum()
+    share = variance / total if total > 0 else np.zeros_like(variance)
+    # a fixed sign per direction (largest component positive), so pictures are reproducible
+    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+    return centre, vt * signs[:, None], np.sqrt(variance), share
+
+
+def _project(latents: np.ndarray, method: str) -> tuple[np.ndarray, tuple[str, str], str]:
+    """2-D coordinates, axis labels and the name of the projection."""
+    k = latents.shape[1]
+    if method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError:
+            raise ConfigError(
+                "method='tsne' needs scikit-learn, which is not installed; "
+                "pip install scikit-learn, or use method='pca'"
+            ) from None
+        perplexity = float(min(30.0, max(1.0, (len(latents) - 1) / 3)))
+        tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=0)
+        xy = tsne.fit_transform(latents)
+        return xy, ("t-SNE 1", "t-SNE 2"), f"t-SNE of {k} latent dimensions"
+    if method == "auto" and k == 2:
+        return latents, ("z[0]", "z[1]"), "the 2 latent dimensions"
+    if k < 2:
+        raise DataError("a latent scatter plot needs at least 2 latent dimensions")
+    centre, directions, _, share = _pca(latents)
+    xy = (latents - centre) @ directions[:2].T
+    labels = tuple(f"PC{m + 1} ({100 * share[m]:.0f}% of variance)" for m in (0, 1))
+    return xy, labels, f"PCA of {k} latent dimensions to 2"
+
+
+def save_latent_scatter(
+    latents: np.ndarray,
+    labels: np.ndarray | None,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    method: str = "auto",
+) -> None:
+    """Scatter posterior means (N, K), one dot per example, coloured by its integer label.
+
+    The plane: the latents themselves when K == 2 (``method="auto"``); otherwise (or with
+    ``method="pca"``) their top two principal components (numpy SVD); ``method="tsne"`` uses
+    scikit-learn's t-SNE (:class:`ConfigError` if scikit-learn is not installed). Colours come
+    from tab10 (tab20 for up to 20 classes, a colorbar beyond) with a legend of the labels;
+    ``labels=None`` draws every dot in one colour. Dots are drawn in a random order so no class
+    hides another; size and transparency suit 10,000 points.
+    """
+    if method not in ("auto", "pca", "tsne"):
+        raise ConfigError(f"method must be auto, pca or tsne; got {method!r}")
+    latents = _check_latents(latents, "latents")
+    n = len(latents)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise DataError(f"labels must have shape ({n},), one per latent; got {labels.shape}")
+        integral = labels.dtype.kind in "iu" or (
+            labels.dtype.kind == "f" and bool(np.all(labels == np.round(labels)))
+        )
+        if not integral:
+            raise DataError("labels must be integers (class numbers)")
+        labels = labels.astype(np.int64)
+    xy, axis_names, projection = _project(latents, method)
+
+    size = float(np.clip(600 / math.sqrt(n), 2, 30))
+    alpha = float(np.clip(40 / math.sqrt(n), 0.35, 0.9))
+    order = np.random.default_rng(0).permutation(n)
+    legend = labels is not None and len(np.unique(labels)) <= 20
+    fig = Figure(figsize=(7.6 if legend else 6.6, 6.4), dpi=DPI)
+    ax = fig.add_axes((0.1, 0.09, 0.68, 0.78) if legend else (0.12, 0.09, 0.8, 0.78))
+    style = {"s": size, "alpha": alpha, "linewidths": 0}
+    if labels is None:
+        ax.scatter(xy[order, 0], xy[order, 1], color="tab:blue", **style)
+    else:
+        classes = np.unique(labels)
+        if legend:
+            cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+            colours = np.array([cmap(i) for i in range(len(classes))])
+            index = np.searchsorted(classes, labels)
+            ax.scatter(xy[order, 0], xy[order, 1], c=colours[index[order]], **style)
+            handles = [
+                Line2D([], [], ls="", marker="o", ms=7, color=colours[i], label=str(c))
+                for i, c in enumerate(classes)
+            ]
+            ax.legend(
+                handles=handles,
+                title="label",
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1.0),
+                frameon=False,
+                fontsize=9,
+            )
+        else:
+            points = ax.scatter(
+                xy[order, 0], xy[order, 1], c=labels[order], cmap="viridis", **style
+            )
+            fig.colorbar(points, ax=ax, label="label", fraction=0.05)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(axis_names[0], fontsize=9)
+    ax.set_ylabel(axis_names[1], fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.25)
+    _title(fig, title or "Posterior means", f"{n:,} points, {projection}")
+    _write_png(fig, path)
+
+
+# --- interpolation ------------------------------------------------------------------------------
+
+
+def interpolate_latents(
+    z_a: np.ndarray, z_b: np.ndarray, steps: int, method: str = "linear"
+) -> np.ndarray:
+    """``steps`` latent vectors from ``z_a`` to ``z_b`` (both included exactly), shape (steps, K).
+
+    ``linear``: z(t) = (1 − t)·z_a + t·z_b. ``slerp`` (spherical): with Ω the angle between the
+    vectors, z(t) = sin((1 − t)Ω)/sin Ω · z_a + sin(tΩ)/sin Ω · z_b, which keeps unit vectors on
+    the unit sphere; it falls back to linear when sin Ω ≈ 0 (the vectors are nearly parallel or
+    opposite, or one is zero), where the arc is not defined. t is evenly spaced in [0, 1].
+    """
+    if method not in ("linear", "slerp"):
+        raise ConfigError(f"method must be linear or slerp; got {method!r}")
+    if not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ConfigError(f"steps must be an integer of at least 2 (both ends); got {steps!r}")
+    a = np.asarray(z_a, dtype=np.float64)
+    b = np.asarray(z_b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise DataError(f"z_a and z_b must be vectors of one length; got {a.shape} and {b.shape}")
+    t = np.linspace(0.0, 1.0, int(steps))[:, None]
+    path = (1 - t) * a + t * b
+    if method == "slerp":
+        norms = np.linalg.norm(a) * np.linalg.norm(b)
+        if norms > 0:
+            omega = math.acos(float(np.clip(a @ b / norms, -1.0, 1.0)))
+            if math.sin(omega) > 1e-6:
+                path = (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / math.sin(omega)
+    path[0], path[-1] = a, b
+    return path
+
+
+def _with_gaps(canvas: np.ndarray, width: int, ncol: int) -> np.ndarray:
+    """Insert GAP white columns after the first tile column and before the last."""
+    first = PAD + width + PAD
+    last = PAD + (ncol - 1) * (width + PAD)
+    white = np.ones((canvas.shape[0], GAP, *canvas.shape[2:]))
+    parts = [canvas[:, :first], white, canvas[:, first:last], white, canvas[:, last:]]
+    return np.concatenate(parts, axis=1)
+
+
+def save_interpolations(
+    engine: Engine,
+    x_pairs_a: np.ndarray,
+    x_pairs_b: np.ndarray,
+    path: str | Path,
+    *,
+    steps: int = 10,
+    method: str = "linear",
+    title: str | None = None,
+) -> None:
+    """Draw one row per pair of inputs: input A, the decoded path from A to B, input B.
+
+    Both inputs are encoded to their posterior means; :func:`interpolate_latents` (``method``,
+    ``steps`` points with both ends) joins them, and each point is decoded to the decoder mean.
+    The strip's first and last images are thus the reconstructions of A and B. Pairs are stacked
+    top to bottom; the title names the method.
+    """
+    a, b = np.asarray(x_pairs_a), np.asarray(x_pairs_b)
+    if a.shape != b.shape or len(a) == 0:
+        raise DataError(
+            f"x_pairs_a and x_pairs_b must hold the same number (≥ 1) of inputs of one shape; "
+            f"got {a.shape} and {b.shape}"
+        )
+    originals_a, originals_b = _as_images(a), _as_images(b)
+    _check_drawable(engine)
+    interpolate_latents(np.zeros(1), np.ones(1), steps, method)  # checks steps and method early
+    mu_a, _ = engine.encode(a.astype(np.float32))
+    mu_b, _ = engine.encode(b.astype(np.float32))
+    z = np.concatenate(
+        [interpolate_latents(za, zb, steps, method) for za, zb in zip(mu_a, mu_b, strict=True)]
+    )
+    strips = _as_images(np.asarray(engine.decode(z.astype(np.float32))))
+    pairs, k = len(a), int(steps)
+    if strips.shape[1:] != originals_a.shape[1:]:
+        raise DataError(
+            f"the inputs are images of shape {originals_a.shape[1:]}, the model decodes "
+            f"{strips.shape[1:]}"
+        )
+    rows = strips.reshape(pairs, k, *strips.shape[1:])
+    images = np.concatenate([originals_a[:, None], rows, originals_b[:, None]], axis=1)
+    h, w = images.shape[2:4]
+    ncol = k + 2
+    canvas = _with_gaps(tile(images.reshape(pairs * ncol, *images.shape[2:]), ncol), w, ncol)
+    fig, ax = _image_figure(canvas, margins=(0.55, 0.25, 0.45, 0.75))
+    centres = _tile_centres(ncol, w) + GAP * (np.arange(ncol) > 0) + GAP * (np.arange(ncol) > k)
+    ax.set_xticks(centres[[0, 1, k, k + 1]], ["A", "t = 0", "t = 1", "B"])
+    ax.set_yticks(_tile_centres(pairs, h), [str(i + 1) for i in range(pairs)])
+    ax.tick_params(labelsize=8, length=0)
+    ax.set_ylabel("pair", fontsize=9)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    name = "spherical (slerp)" if method == "slerp" else "linear"
+    detail = f"{name} interpolation of posterior means, {k} decoded steps between inputs A and B"
+    _title(fig, title or f"Latent interpolation ({method})", detail)
+    _write_png(fig, path)
+
+
+# --- training curves ----------------------------------------------------------------------------
+
+
+def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray | None:
+    """The values of ``key`` per record (NaN where missing), or None if no record has it."""
+    if not any(key in r for r in records):
+        return None
+    return np.array([float(r.get(key, math.nan)) for r in records])
+
+
+def save_training_curves(
+    records: Sequence[Mapping[str, Any]], path: str | Path, *, title: str | None = None
+) -> None:
+    """Draw training curves from metric records (the lines of ``metrics.jsonl``), vs epoch.
+
+    Three panels, all in nats per example: the training loss (recon + β·KL, β of the warm-up
+    schedule) with the test −ELBO (β = 1) when present; the reconstruction term; the KL term.
+    Training values are solid lines, test values dashed. Records need ``epoch``, ``loss``,
+    ``recon`` and ``kl``; ``test_loss``, ``test_recon`` and ``test_kl`` are optional.
+    """
+    records = list(records)
+    if not records:
+        raise DataError("there are no metric records to draw (has any epoch finished?)")
+    for key in ("epoch", "loss", "recon", "kl"):
+        if not all(key in r for r in records):
+            raise DataError(f"every metric record needs {key!r}; some lack it")
+    epochs = np.array([float(r["epoch"]) for r in records])
+    marker = "o" if len(records) <= 40 else None
+    line = {"marker": marker, "ms": 3, "lw": 1.6}
+    fig = Figure(figsize=(9.0, 3.6), dpi=DPI)
+    axes = fig.subplots(1, 3)
+    panels = [
+        ("Loss", [("loss", "train loss (recon + β·KL)"), ("test_loss", "test −ELBO (β = 1)")]),
+        ("Reconstruction", [("recon", "train"), ("test_recon", "test")]),
+        ("KL(q(z|x) ‖ p(z))", [("kl", "train"), ("test_kl", "test")]),
+    ]
+    for ax, (name, keys) in zip(axes, panels, strict=True):
+        for (key, label), ls, colour in zip(
+            keys, ("-", "--"), ("tab:blue", "tab:orange"), strict=True
+        ):
+            values = _series(records, key)
+            if values is not None:
+                ax.plot(epochs, values, ls=ls, color=colour, label=label, **line)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.set_ylabel("nats per example", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    last = records[-1]
+    detail = f"{len(records)} epochs, final train loss {float(last['loss']):.2f}"
+    if "test_loss" in last:
+        detail += f", test −ELBO {float(last['test_loss']):.2f} nats per example"
+    _title(fig, title or "Training curves", detail)
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.14, top=0.78, wspace=0.38)
+    _write_png(fig, path)
