@@ -57,8 +57,17 @@ def test_demo_writes_pictures_and_checkpoint_and_prints_test_elbo(tmp_path, caps
     assert code == 0
     assert "test -ELBO after 2 epochs" in out and "nats per example" in out
     run = tmp_path / "runs" / "demo"
-    for name in ("samples.png", "reconstructions.png", "model.safetensors", "config.json"):
-        assert (run / name).is_file()
+    for name in (
+        "samples.png",
+        "reconstructions.png",
+        "manifold.png",
+        "interpolations.png",
+        "scatter.png",
+        "curves.png",
+        "model.safetensors",
+        "config.json",
+    ):
+        assert (run / name).is_file(), name
     # a second demo replaces the first demo run; a foreign run in --out is protected
     assert run_cli(capsys, "demo", "--epochs", "1")[0] == 0
     other = tmp_path / "mine"
@@ -231,3 +240,147 @@ def test_console_entry_point_runs_without_traceback(tmp_path):
         timeout=120,
     )
     assert help_text.returncode == 0 and "--latent-dim" in help_text.stdout
+
+
+def test_evaluate_table_and_json(trained_run, capsys):
+    code, out, _ = run_cli(capsys, "evaluate", str(trained_run), "--data", "mnist-small")
+    assert code == 0 and "ELBO" in out and "active units" in out and "NLL" not in out
+    code, out, _ = run_cli(
+        capsys,
+        "evaluate",
+        str(trained_run),
+        "--data",
+        "mnist-small",
+        "--iw-samples",
+        "20",
+        "--json",
+    )
+    result = json.loads(out)
+    assert set(result) >= {"elbo", "recon", "kl", "nll", "active_units", "n", "protocol"}
+    assert result["n"] == 1000 and result["elbo"] == pytest.approx(-result["recon"] - result["kl"])
+    assert result["nll"] < -result["elbo"]  # the IWAE bound is tighter than the ELBO
+    assert result["protocol"] == {
+        "data": "mnist-small",
+        "split": "test",
+        "binarize": "none",
+        "iw_samples": 20,
+        "seed": 0,
+        "engine": "torch",
+    }
+    assert 0 <= result["active_units"] <= 4 and len(result["kl_per_dim"]) == 4
+
+
+def test_score_writes_csv_and_separates_digits_from_noise(trained_run, capsys, tmp_path, rng):
+    noise = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "noise.npy", noise)
+    out = tmp_path / "scores.csv"
+    code, text, _ = run_cli(
+        capsys,
+        "score",
+        str(trained_run),
+        "mnist-small",
+        str(tmp_path / "noise.npy"),
+        "--iw-samples",
+        "10",
+        "--out",
+        str(out),
+    )
+    assert code == 0 and "median" in text
+    rows = out.read_text().splitlines()
+    assert rows[0] == "input,index,label,log_px" and len(rows) == 1 + 1000 + 20
+    digits = [float(r.split(",")[3]) for r in rows[1:1001]]
+    noisy = [float(r.split(",")[3]) for r in rows[1001:]]
+    assert rows[1].split(",")[2] != "" and rows[-1].split(",")[2] == ""
+    assert np.median(digits) > max(noisy)
+    code, text, _ = run_cli(
+        capsys, "score", str(trained_run), str(tmp_path / "noise.npy"), "--iw-samples", "2"
+    )
+    assert code == 0 and text.count("\n") == 21  # CSV on standard output
+
+
+def test_score_a_single_png(trained_run, capsys, tmp_path, mnist_small):
+    from PIL import Image
+
+    Image.fromarray((mnist_small[1].x[0, 0] * 255).astype(np.uint8)).save(tmp_path / "d.png")
+    code, text, _ = run_cli(capsys, "score", str(trained_run), str(tmp_path / "d.png"))
+    assert code == 0 and len(text.splitlines()) == 2
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv"])
+def test_encode_exports_latents(trained_run, capsys, tmp_path, suffix):
+    out = tmp_path / f"latents{suffix}"
+    code, _, _ = run_cli(
+        capsys, "encode", str(trained_run), "--data", "mnist-small", "--out", str(out)
+    )
+    assert code == 0
+    if suffix == ".npy":
+        assert np.load(out).shape == (1000, 4)
+    elif suffix == ".npz":
+        with np.load(out) as z:
+            assert z["mu"].shape == z["logvar"].shape == (1000, 4) and z["y"].shape == (1000,)
+    else:
+        lines = out.read_text().splitlines()
+        assert lines[0].split(",")[-1] == "label" and len(lines[0].split(",")) == 9
+        assert len(lines) == 1001
+
+
+def test_figure_commands(trained_run, capsys, tmp_path):
+    for argv in (
+        ["manifold", str(trained_run), "--dims", "0", "3", "-n", "8"],
+        ["manifold", str(trained_run), "--data", "mnist-small", "-n", "8"],
+        ["scatter", str(trained_run), "--data", "mnist-small", "--max-points", "500"],
+        [
+            "interpolate",
+            str(trained_run),
+            "--data",
+            "mnist-small",
+            "--pairs",
+            "2",
+            "--method",
+            "slerp",
+        ],
+        ["curves", str(trained_run)],
+    ):
+        out = tmp_path / (argv[0] + str(len(argv)) + ".png")
+        code, text, _ = run_cli(capsys, *argv, "--out", str(out))
+        assert code == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", argv
+
+
+def test_figure_and_evaluation_errors(trained_run, capsys, tmp_path):
+    assert_user_error(capsys, "manifold", str(trained_run), words="--dims I J")
+    assert_user_error(
+        capsys,
+        "interpolate",
+        str(trained_run),
+        "--data",
+        "mnist-small",
+        "--pairs",
+        "0",
+        words="--pairs",
+    )
+    assert_user_error(
+        capsys,
+        "evaluate",
+        str(trained_run),
+        "--data",
+        "mnist-small",
+        "--iw-samples",
+        "0",
+        words="--iw-samples",
+    )
+    assert_user_error(
+        capsys,
+        "encode",
+        str(trained_run),
+        "--data",
+        "mnist-small",
+        "--out",
+        str(tmp_path / "z.txt"),
+        words=".npy",
+    )
+    assert_user_error(
+        capsys, "score", str(trained_run), str(tmp_path / "missing.npy"), words="missing.npy"
+    )
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    assert_user_error(capsys, "curves", str(empty), words="config.json")

@@ -304,6 +304,10 @@ RUN_ENTRIES = (
     METRICS_FILE,
     "samples.png",
     "reconstructions.png",
+    "manifold.png",
+    "interpolations.png",
+    "scatter.png",
+    "curves.png",
     "figures",
 )
 

@@ -11,12 +11,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
-from vaekit import __version__, checkpoint, figures
+from vaekit import __version__, checkpoint, figures, run_figures
 from vaekit.config import (
     ACTIVATIONS,
     BINARIZATIONS,
@@ -28,9 +29,10 @@ from vaekit.config import (
     ModelConfig,
     TrainConfig,
 )
-from vaekit.data import binarize, dataset_status, load_dataset
+from vaekit.data import Dataset, binarize, dataset_status, has_test_split, load_dataset
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.sampling import reconstruct, sample_prior
+from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood, latent_statistics
+from vaekit.sampling import sample_prior
 from vaekit.training import TrainingData, fixed_binarization, resume_run, start_run
 
 DEMO_DIR = Path("runs") / "demo"
@@ -188,7 +190,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         force = checkpoint.read_config(out)[2].get("created_by") == "demo"  # replace an old demo
     args.data = "mnist-small"
     _train_new(args, "demo", force, out)
-    print(f"pictures: {out / 'samples.png'}, {out / 'reconstructions.png'}")
+    pictures = sorted(p.name for p in out.glob("*.png"))
+    print(f"pictures in {out}: {', '.join(pictures)}")
     return 0
 
 
@@ -199,13 +202,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError("-n must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
-    images = sample_prior(engine, args.n, seed=args.seed)
     out = args.out or args.run / f"samples-n{args.n}-seed{args.seed}.png"
     if figures.can_draw(engine.config.input_shape):
-        figures.save_sample_grid(images, out, f"{args.n} samples from the prior (seed {args.seed})")
+        run_figures.draw_samples(engine, out, n=args.n, seed=args.seed)
         print(f"wrote {out}")
     if args.npy:
-        _save_npy(args.npy, images)
+        _save_npy(args.npy, sample_prior(engine, args.n, seed=args.seed))
         print(f"wrote {args.npy}")
     return 0
 
@@ -220,24 +222,187 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError("-n must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
-    _, train, _ = checkpoint.read_config(args.run)
-    data = load_dataset(args.data, args.split, args.data_dir)
-    if data is None:
-        raise ConfigError(f"{args.data} has no {args.split} split; use --split train")
-    if tuple(data.x.shape[1:]) != engine.config.input_shape:
-        raise ConfigError(
-            f"{args.data} has examples of shape {data.x.shape[1:]}, the model "
-            f"expects {engine.config.input_shape}"
-        )
-    x = binarize(data.x[: args.n], fixed_binarization(train.binarize))
+    x = _run_data(args, args.data, args.split)[0].x[: args.n]
     out = args.out or args.run / f"reconstructions-n{args.n}-seed{args.seed}.png"
-    figures.save_reconstructions(
-        x,
-        reconstruct(engine, x, seed=args.seed),
-        out,
-        "Inputs (top) and their reconstructions (bottom)",
+    run_figures.draw_reconstructions(engine, x, out, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
+def _drawable(engine) -> None:
+    if not figures.can_draw(engine.config.input_shape):
+        raise ConfigError(f"inputs of shape {engine.config.input_shape} cannot be drawn as images")
+
+
+def cmd_manifold(args: argparse.Namespace) -> int:
+    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    _drawable(engine)
+    x = _run_data(args, args.data, args.split)[0].x if args.data else None
+    if engine.config.latent_dim > 2 and args.dims is None and x is None:
+        raise ConfigError(
+            f"the model has {engine.config.latent_dim} latent dimensions: pass --dims I J, or "
+            "--data to use the PCA plane of its posterior means"
+        )
+    out = args.out or args.run / "manifold.png"
+    run_figures.draw_manifold(engine, out, x, n=args.n, dims=args.dims)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_scatter(args: argparse.Namespace) -> int:
+    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    data = _run_data(args, args.data, args.split)[0]
+    latents = run_figures.posterior_means(engine, data.x, limit=args.max_points)
+    labels = None if data.y is None else data.y[: len(latents)]
+    out = args.out or args.run / "scatter.png"
+    figures.save_latent_scatter(latents, labels, out, method=args.method)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    if args.pairs < 1 or args.steps < 2:
+        raise ConfigError("--pairs must be at least 1 and --steps at least 2")
+    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    _drawable(engine)
+    x = _run_data(args, args.data, args.split)[0].x
+    out = args.out or args.run / f"interpolations-{args.method}.png"
+    run_figures.draw_interpolations(
+        engine, x, out, pairs=args.pairs, steps=args.steps, method=args.method, seed=args.seed
     )
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    checkpoint.read_config(args.run)  # a run, or a clear error
+    records = checkpoint.read_metrics(args.run)
+    if not records:
+        raise ConfigError(f"{args.run} has no finished epochs in metrics.jsonl yet")
+    out = args.out or args.run / "curves.png"
+    figures.save_training_curves(records, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_data(args: argparse.Namespace, source: str, split: str) -> tuple[Dataset, str]:
+    """A data set for a run, binarized as the run's protocol (or ``--binarize``) says."""
+    model, train, _ = checkpoint.read_config(args.run)
+    mode = args.binarize or fixed_binarization(train.binarize)
+    if not has_test_split(source):
+        split = "train"  # a file is one set
+    data = load_dataset(source, split, args.data_dir)
+    if tuple(data.x.shape[1:]) != model.input_shape:
+        raise ConfigError(
+            f"{source} has examples of shape {data.x.shape[1:]}, the model expects "
+            f"{model.input_shape}"
+        )
+    return replace(data, x=binarize(data.x, mode)), mode
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.iw_samples is not None and args.iw_samples < 1:
+        raise ConfigError("--iw-samples must be at least 1")
+    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    data, mode = _run_data(args, args.data, args.split)
+    started = time.perf_counter()
+    elbo = evaluate_elbo(engine, data.x, seed=args.seed)
+    latents = latent_statistics(engine, data.x)
+    result = {
+        "elbo": -elbo.loss,
+        "recon": elbo.recon,
+        "kl": elbo.kl,
+        "active_units": latents.active_units,
+        "kl_per_dim": [round(float(v), 4) for v in latents.kl_per_dim],
+        "n": elbo.n,
+        "protocol": {
+            "data": args.data,
+            "split": args.split if has_test_split(args.data) else "all",
+            "binarize": mode,
+            "iw_samples": args.iw_samples,
+            "seed": args.seed,
+            "engine": engine.name,
+        },
+    }
+    if args.iw_samples:
+        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, seed=args.seed)
+        result["nll"] = -float(log_px.mean())
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    p = result["protocol"]
+    print(
+        f"{args.run}: {p['data']} {p['split']} ({result['n']:,} examples), binarize "
+        f"{p['binarize']}, {engine.name} engine, seed {args.seed}"
+    )
+    print(f"  ELBO                {result['elbo']:10.2f} nats per example")
+    print(f"    reconstruction    {result['recon']:10.2f}  (−log p(x|z))")
+    print(f"    KL                {result['kl']:10.2f}")
+    if "nll" in result:
+        print(f"  NLL (IWAE, k={args.iw_samples}) {result['nll']:8.2f}  (−log p(x) estimate)")
+    print(f"  active units        {result['active_units']:7d} of {engine.config.latent_dim}")
+    print(f"  ({result['seconds']:.1f} s)")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    if args.iw_samples < 1:
+        raise ConfigError("--iw-samples must be at least 1")
+    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    inputs = [(source, _run_data(args, source, "test")[0]) for source in args.inputs]
+    rows = ["input,index,label,log_px"]
+    summary = []
+    for source, data in inputs:
+        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, seed=args.seed)
+        labels = data.y if data.y is not None else [""] * len(data.x)
+        rows += [
+            f"{source},{i},{label},{v:.4f}"
+            for i, (label, v) in enumerate(zip(labels, log_px, strict=True))
+        ]
+        summary.append((source, len(log_px), float(log_px.mean()), float(np.median(log_px))))
+    text = "\n".join(rows) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    checkpoint.write_atomic(args.out, text.encode())
+    width = max(len(s[0]) for s in summary)
+    print(f"log p(x) estimates (IWAE, k={args.iw_samples}), nats per example; wrote {args.out}")
+    print(f"{'input':<{width}}  {'n':>6}  {'mean':>9}  {'median':>9}")
+    for source, n, mean, median in summary:
+        print(f"{source:<{width}}  {n:>6}  {mean:>9.2f}  {median:>9.2f}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    suffix = args.out.suffix.lower()
+    if suffix not in (".npy", ".npz", ".csv"):
+        raise ConfigError("--out must end in .npy (means), .npz (mu, logvar, y) or .csv")
+    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    data, _ = _run_data(args, args.data, args.split)
+    mu, logvar = engine.encode(data.x)
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, mu, allow_pickle=False)
+    elif suffix == ".npz":
+        arrays = {"mu": mu, "logvar": logvar}
+        if data.y is not None:
+            arrays["y"] = data.y
+        np.savez(buffer, **arrays)
+    else:
+        k = mu.shape[1]
+        header = [f"mu_{i}" for i in range(k)] + [f"logvar_{i}" for i in range(k)] + ["label"]
+        labels = data.y if data.y is not None else [""] * len(mu)
+        lines = [",".join(header)] + [
+            ",".join(f"{v:.6g}" for v in (*m, *lv)) + f",{label}"
+            for m, lv, label in zip(mu, logvar, labels, strict=True)
+        ]
+        buffer.write(("\n".join(lines) + "\n").encode())
+    checkpoint.write_atomic(args.out, buffer.getvalue())
+    print(
+        f"wrote posterior {'means' if suffix == '.npy' else 'means and log-variances'} of "
+        f"{len(mu):,} examples ({mu.shape[1]} dimensions) to {args.out}"
+    )
     return 0
 
 
@@ -314,12 +479,20 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
+def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--out", type=Path, help="PNG file to write (default: inside RUN)")
+    if out:
+        p.add_argument("--out", type=Path, help="PNG file to write (default: inside RUN)")
+
+
+def _add_data_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required, metavar="NAME|PATH", help="data set name or file")
+    p.add_argument("--data-dir", help="where named data sets live")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--binarize", choices=BINARIZATIONS, help="default: the run's protocol")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -368,11 +541,100 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode inputs, sample z ~ q(z|x), decode; draw both.",
     )
     _add_run_flags(p)
-    p.add_argument("--data", required=True, metavar="NAME|PATH", help="data set name or file")
-    p.add_argument("--data-dir", help="where named data sets live")
-    p.add_argument("--split", choices=("train", "test"), default="test")
+    _add_data_flags(p)
     p.add_argument("-n", type=int, default=8, help="number of inputs (default 8)")
     p.set_defaults(handler=cmd_reconstruct)
+
+    p = sub.add_parser(
+        "manifold",
+        help="draw the decoded latent manifold",
+        description="Decode an n×n grid of latents at Gaussian quantiles: both axes of a 2-d "
+        "latent, two chosen dimensions (--dims), or the top-2 PCA plane of the posterior means "
+        "of --data.",
+    )
+    _add_run_flags(p)
+    _add_data_flags(p, required=False)
+    p.add_argument("-n", type=int, default=20, help="grid size (default 20)")
+    p.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="latent dimensions")
+    p.set_defaults(handler=cmd_manifold)
+
+    p = sub.add_parser(
+        "scatter",
+        help="scatter the posterior means, coloured by label",
+        description="Encode --data and plot E[z|x]: directly for a 2-d latent, else PCA "
+        "(or t-SNE with --method tsne and scikit-learn installed).",
+    )
+    _add_run_flags(p)
+    _add_data_flags(p, required=True)
+    p.add_argument("--method", choices=("auto", "pca", "tsne"), default="auto")
+    p.add_argument("--max-points", type=int, default=10_000, help="default 10,000")
+    p.set_defaults(handler=cmd_scatter)
+
+    p = sub.add_parser(
+        "interpolate",
+        help="draw interpolations between inputs in latent space",
+        description="Pick --pairs pairs of inputs (with --seed), encode them and decode the "
+        "path between their posterior means, linear or spherical (slerp).",
+    )
+    _add_run_flags(p)
+    _add_data_flags(p, required=True)
+    p.add_argument("--pairs", type=int, default=4, help="default 4")
+    p.add_argument("--steps", type=int, default=10, help="images per path (default 10)")
+    p.add_argument("--method", choices=("linear", "slerp"), default="linear")
+    p.set_defaults(handler=cmd_interpolate)
+
+    p = sub.add_parser(
+        "curves",
+        help="draw the training curves",
+        description="Loss, test −ELBO, reconstruction and KL per epoch, from metrics.jsonl.",
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
+    p.add_argument("--out", type=Path, help="PNG file to write (default RUN/curves.png)")
+    p.set_defaults(handler=cmd_curves)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="ELBO, importance-weighted NLL and active units",
+        description="Evaluate a run on a data set: the ELBO split into reconstruction and KL, "
+        "the k-sample importance-weighted log-likelihood bound (--iw-samples) and the active "
+        "latent units, in nats per example.",
+    )
+    _add_run_flags(p, out=False)
+    _add_data_flags(p)
+    p.add_argument(
+        "--iw-samples",
+        type=int,
+        metavar="K",
+        help="also estimate log p(x) with K importance samples (papers use 5000)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser(
+        "score",
+        help="per-example log p(x) estimates as CSV",
+        description="Estimate log p(x) of every example of each INPUT (a data set name, whose "
+        "test split is used, a file, an image or a folder of images) with the "
+        "importance-weighted bound; write CSV rows (input, index, label, log_px).",
+    )
+    _add_run_flags(p, out=False)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="data set names or paths")
+    p.add_argument("--data-dir", help="where named data sets live")
+    p.add_argument("--binarize", choices=BINARIZATIONS, help="default: the run's protocol")
+    p.add_argument("--iw-samples", type=int, default=100, metavar="K", help="default 100")
+    p.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    p.set_defaults(handler=cmd_score)
+
+    p = sub.add_parser(
+        "encode",
+        help="export posterior means (and log-variances)",
+        description="Encode a data set; write mu (.npy), mu, logvar and y (.npz), or a CSV "
+        "with mu_*, logvar_* and label columns.",
+    )
+    _add_run_flags(p, out=False)
+    _add_data_flags(p)
+    p.add_argument("--out", type=Path, required=True, help="latents.npy, .npz or .csv")
+    p.set_defaults(handler=cmd_encode)
 
     p = sub.add_parser(
         "datasets",

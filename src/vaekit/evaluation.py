@@ -108,3 +108,38 @@ def iwae_log_likelihood(
             running_max = new_max
         out[start : start + n] = running_max + np.log(running_sum) - math.log(k)
     return out
+
+
+@dataclass(frozen=True)
+class LatentStatistics:
+    """How the posterior uses each latent dimension, over a data set.
+
+    ``mean_variance[k]`` = Cov_x(E_q[z_k|x]), the variance across examples of the posterior
+    mean; dimension k is *active* when it exceeds ``threshold`` (Burda et al., 2015: 0.01).
+    ``kl_per_dim[k]`` = mean over examples of ½(e^logvar_k + mu_k² − 1 − logvar_k), nats.
+    """
+
+    mean_variance: np.ndarray
+    kl_per_dim: np.ndarray
+    threshold: float
+
+    @property
+    def active_units(self) -> int:
+        return int(np.sum(self.mean_variance > self.threshold))
+
+
+def latent_statistics(
+    engine: Engine, x: np.ndarray, *, batch_size: int = 1000, threshold: float = 0.01
+) -> LatentStatistics:
+    """Active units and KL per latent dimension over ``x`` (posterior means, in batches)."""
+    mus, kls = [], []
+    for start in range(0, len(x), batch_size):
+        mu, logvar = (a.astype(np.float64) for a in engine.encode(x[start : start + batch_size]))
+        mus.append(mu)
+        kls.append(0.5 * (np.exp(logvar) + mu * mu - 1.0 - logvar))
+    mu_all = np.concatenate(mus)
+    return LatentStatistics(
+        mean_variance=mu_all.var(axis=0),
+        kl_per_dim=np.concatenate(kls).mean(axis=0),
+        threshold=threshold,
+    )

@@ -20,17 +20,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vaekit import checkpoint, figures
+from vaekit import checkpoint, figures, run_figures
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, load_dataset
 from vaekit.engines import Engine, build_engine
 from vaekit.errors import ConfigError, DataError, TrainingDiverged
 from vaekit.evaluation import evaluate_elbo
-from vaekit.sampling import reconstruct, sample_prior
+from vaekit.sampling import sample_prior
 
 Log = Callable[[str], None]
 SAMPLE_COUNT = 64
-RECONSTRUCTION_COUNT = 8
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,7 @@ class TrainingData:
 
     train: np.ndarray
     test: np.ndarray | None
+    test_labels: np.ndarray | None = None
 
     @classmethod
     def load(cls, config: TrainConfig) -> TrainingData:
@@ -53,7 +53,13 @@ class TrainingData:
         fixed = fixed_binarization(config.binarize)
         train_x = train.x if config.binarize == "dynamic" else binarize(train.x, fixed)
         test_x = None if test is None else binarize(test.x, fixed)
-        return cls(train=train_x, test=test_x)
+        return cls(train=train_x, test=test_x, test_labels=None if test is None else test.y)
+
+    def for_figures(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Inputs to draw and encode: the test set (with labels) when there is one."""
+        if self.test is not None:
+            return self.test, self.test_labels
+        return self.train, None
 
 
 def fixed_binarization(mode: str) -> str:
@@ -230,8 +236,7 @@ class RunWriter:
                 f"{exc}; the last good checkpoint (epoch {state.epoch}) is kept in "
                 f"{self.run_dir}; try a lower --lr"
             ) from None
-        if figures.can_draw(self.model.input_shape):
-            save_final_figures(self.run_dir, engine, data, self.config.seed)
+        run_figures.draw_all(self.run_dir, engine, *data.for_figures(), self.config.seed)
         return history
 
 
@@ -305,20 +310,4 @@ def _save_epoch_samples(run_dir: Path, engine: Engine, config: TrainConfig, epoc
     images = sample_prior(engine, SAMPLE_COUNT, seed=config.seed)
     figures.save_sample_grid(
         images, folder / f"samples-epoch-{epoch:03d}.png", f"Samples from the prior, epoch {epoch}"
-    )
-
-
-def save_final_figures(run_dir: Path, engine: Engine, data: TrainingData, seed: int) -> None:
-    """``samples.png`` (8×8 prior samples) and ``reconstructions.png`` (test inputs, else train)."""
-    figures.save_sample_grid(
-        sample_prior(engine, SAMPLE_COUNT, seed=seed),
-        run_dir / "samples.png",
-        "Samples from the prior",
-    )
-    originals = (data.test if data.test is not None else data.train)[:RECONSTRUCTION_COUNT]
-    figures.save_reconstructions(
-        originals,
-        reconstruct(engine, originals, seed=seed),
-        run_dir / "reconstructions.png",
-        "Inputs (top) and their reconstructions (bottom)",
     )

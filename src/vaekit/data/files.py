@@ -32,6 +32,7 @@ def load_file(path: str | Path) -> Dataset:
     - ``.npz``: arrays ``x`` and optional ``y``, else the first array and no labels;
     - ``.csv``: numbers; a first row with any non-numeric cell is a header, and a header
       column named ``label`` or ``y`` holds integer labels;
+    - one PNG/JPEG image (one example);
     - a directory of PNG/JPEG images of one size (sorted by name, no labels), or a directory
       of subdirectories, one per class, labelled 0, 1, ... in sorted name order.
     """
@@ -46,9 +47,12 @@ def load_file(path: str | Path) -> Dataset:
         x, y = _read_npz(path)
     elif path.suffix.lower() == ".csv":
         x, y = _read_csv(path)
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        x, y = _read_image(path)[None], None
     else:
         raise DataError(
-            f"{path} has an unsupported type; use .npy, .npz, .csv or a directory of images."
+            f"{path} has an unsupported type; use .npy, .npz, .csv, .png, .jpg "
+            "or a directory of images."
         )
     x = as_examples(x, str(path))
     return Dataset(x=x, y=_labels(y, len(x), str(path)), name=path.name)
