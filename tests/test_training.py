@@ -151,3 +151,15 @@ def test_kl_warmup_schedule():
 def test_warmup_is_recorded_per_epoch(tmp_path, small_model, small_data):
     history = _train(tmp_path, small_model, small_data, epochs=2, kl_warmup=2)
     assert history[0]["beta"] == pytest.approx(0.5) and history[1]["beta"] == 1.0
+
+
+def test_learning_rate_decays_per_epoch(tmp_path, small_model, small_data, monkeypatch):
+    from vaekit.engines.torch import TorchEngine
+
+    seen = []
+    original = TorchEngine.set_learning_rate
+    monkeypatch.setattr(
+        TorchEngine, "set_learning_rate", lambda self, lr: (seen.append(lr), original(self, lr))
+    )
+    _train(tmp_path, small_model, small_data, epochs=3, lr=0.01, lr_decay=0.5)
+    assert seen == pytest.approx([0.01, 0.005, 0.0025])

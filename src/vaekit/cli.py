@@ -66,6 +66,7 @@ NEW_RUN_FLAGS = (
     "binarize",
     "batch_size",
     "lr",
+    "lr_decay",
     "optimizer",
     "momentum",
     "kl_warmup",
@@ -104,6 +105,7 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
                 "epochs",
                 "batch_size",
                 "lr",
+                "lr_decay",
                 "optimizer",
                 "momentum",
                 "kl_warmup",
@@ -453,6 +455,9 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=int, help="number of epochs")
     t.add_argument("--batch-size", type=int, help="examples per step (default 128)")
     t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    t.add_argument(
+        "--lr-decay", type=float, metavar="GAMMA", help="multiply the rate by GAMMA every epoch"
+    )
     t.add_argument("--optimizer", choices=OPTIMIZERS, help="adam (default) or sgd")
     t.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
     t.add_argument(

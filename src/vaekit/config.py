@@ -173,7 +173,8 @@ class TrainConfig:
     """How to train: data, engine, optimizer and schedule.
 
     ``kl_warmup`` is a number of epochs over which the KL weight rises linearly from 0 to
-    ``beta``; 0 disables warm-up. ``binarize`` is ``none`` (grey levels in [0,1]), ``threshold``
+    ``beta``; 0 disables warm-up. Epoch e (from 1) trains with learning rate
+    ``lr · lr_decay^(e−1)``. ``binarize`` is ``none`` (grey levels in [0,1]), ``threshold``
     (x > 0.5), ``static`` (one fixed Bernoulli sample of each image) or ``dynamic`` (a fresh
     Bernoulli sample of every image each time it is seen).
     """
@@ -186,6 +187,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    lr_decay: float = 1.0
     optimizer: str = "adam"
     momentum: float = 0.0
     kl_warmup: float = 0.0
@@ -203,6 +205,9 @@ class TrainConfig:
         _positive_int("batch_size", self.batch_size, 1_000_000)
         _positive_int("sample_every", self.sample_every)
         object.__setattr__(self, "lr", _finite("lr", self.lr, positive=True))
+        object.__setattr__(self, "lr_decay", _finite("lr_decay", self.lr_decay, positive=True))
+        if self.lr_decay > 1:
+            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         object.__setattr__(self, "momentum", _finite("momentum", self.momentum, nonnegative=True))
         if self.momentum >= 1:
             raise ConfigError(f"momentum must be below 1, got {self.momentum}")

@@ -166,6 +166,7 @@ def fit(
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
         started = time.perf_counter()
+        engine.set_learning_rate(config.lr * config.lr_decay ** (epoch - 1))
         order = state.rng.permutation(n)
         totals = np.zeros(3)
         bar = tqdm(

@@ -77,6 +77,9 @@ class NumpyEngine:
         mean = sigmoid(out) if self.config.likelihood == "bernoulli" else out
         return mean.reshape(len(z), *self.config.input_shape)
 
+    def set_learning_rate(self, lr: float) -> None:
+        self.optimizer.lr = lr
+
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.params.items()}
 

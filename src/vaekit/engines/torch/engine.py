@@ -99,6 +99,10 @@ class TorchEngine:
         mean = self.model.decode(self._tensor(z))
         return mean.cpu().numpy().reshape(len(z), *self.config.input_shape)
 
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy().copy() for k, v in self.model.state_dict().items()}
 
