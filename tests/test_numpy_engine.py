@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import quick_config
-from vaekit import checkpoint
+from vaekit import checkpoint, objectives
 from vaekit.config import ACTIVATIONS, ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.numpy import NumpyEngine
@@ -45,16 +45,22 @@ def test_gradients_match_central_differences(activation, likelihood, rng):
         engine.params["decoder.log_sigma"] += rng.normal(
             scale=0.2, size=cfg.parameter_shapes["decoder.log_sigma"]
         )
-    x = rng.uniform(size=(7, 6))
-    eps = rng.standard_normal((7, 3))
+    assert_gradients_match_finite_differences(engine, rng)
+
+
+def assert_gradients_match_finite_differences(engine, rng, y=None):
+    """Central differences (step 1e-6, float64) of the engine's objective vs its backward pass."""
+    x = rng.uniform(size=(7, engine.config.input_dim))
+    eps = rng.standard_normal((7, engine.config.latent_dim))
     beta = 0.7
 
     def loss() -> float:
-        recon, kl, _ = engine.loss_and_grads(x, eps, beta)
-        return float(np.mean(recon + beta * kl))
+        return engine.loss_and_grads(x, eps, beta, y)[0]
 
-    _, _, grads = engine.loss_and_grads(x, eps, beta)
-    assert set(grads) == set(cfg.parameter_shapes)
+    objective, recon, kl, grads = engine.loss_and_grads(x, eps, beta, y)
+    if not engine.config.free_bits:
+        assert objective == pytest.approx(float(np.mean(recon + beta * kl)))
+    assert set(grads) == set(engine.config.parameter_shapes)
     step = 1e-6
     for name, param in engine.params.items():
         numeric = np.zeros_like(param)
@@ -69,22 +75,50 @@ def test_gradients_match_central_differences(activation, likelihood, rng):
         assert rel_error(grads[name], numeric) < 1e-6, name
 
 
-@pytest.mark.parametrize("likelihood", LIKELIHOODS, ids=lambda k: "-".join(map(str, k.values())))
-@pytest.mark.parametrize("activation", ["relu", "elu", "softplus"])
-def test_loss_and_gradients_equal_torch_autograd(likelihood, activation, rng):
-    cfg = ModelConfig(hidden=(64, 32), latent_dim=8, activation=activation, **likelihood)
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_conditional_gradients_match_central_differences(activation, rng):
+    engine = NumpyEngine(tiny(activation, n_classes=3), seed=2, dtype=np.float64)
+    assert_gradients_match_finite_differences(engine, rng, y=np.array([0, 1, 2, 2, 1, 0, 1]))
+
+
+def test_free_bits_gradients_match_central_differences(rng):
+    plain = NumpyEngine(tiny(), seed=2, dtype=np.float64)
+    x = np.random.default_rng(0).uniform(size=(7, 6))
+    mu, logvar = plain.encode(x)
+    kl_dims = np.sort(0.5 * (np.exp(logvar) + mu**2 - 1 - logvar).mean(axis=0))
+    free_bits = (kl_dims[0] + kl_dims[1]) / 2  # one dimension held at λ, two free
+    engine = NumpyEngine(tiny(free_bits=float(free_bits)), seed=2, dtype=np.float64)
+    assert_gradients_match_finite_differences(engine, np.random.default_rng(0))
+
+
+VARIANTS = [
+    {**likelihood, "activation": activation}
+    for likelihood in LIKELIHOODS
+    for activation in ("relu", "elu", "softplus")
+] + [{"n_classes": 10, "free_bits": 0.2}, {"n_classes": 4, "likelihood": "gaussian"}]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda k: "-".join(map(str, k.values())))
+def test_loss_and_gradients_equal_torch_autograd(variant, rng):
+    cfg = ModelConfig(hidden=(64, 32), latent_dim=8, **variant)
     reference = TorchEngine(cfg, seed=3)
     engine = NumpyEngine(cfg, seed=99)
     engine.set_weights(reference.get_weights())
     x = rng.uniform(size=(16, 784)).astype(np.float32)
     eps = rng.standard_normal((16, 8)).astype(np.float32)
+    y = rng.integers(0, cfg.n_classes, size=16) if cfg.conditional else None
     beta = 0.5
 
-    recon, kl, grads = engine.loss_and_grads(x, eps, beta)
-    t_recon, t_kl = reference.model.loss_terms(torch.from_numpy(x), torch.from_numpy(eps))
-    (t_recon + beta * t_kl).mean().backward()
+    objective, recon, kl, grads = engine.loss_and_grads(x, eps, beta, y)
+    t_y = None if y is None else torch.from_numpy(y)
+    t_recon, t_kl = reference.model.loss_terms_per_dim(
+        torch.from_numpy(x), torch.from_numpy(eps), t_y
+    )
+    t_objective = t_recon.mean() + beta * objectives.free_bits_torch(t_kl.mean(0), cfg.free_bits)
+    t_objective.backward()
+    assert objective == pytest.approx(t_objective.item(), rel=1e-5)
     np.testing.assert_allclose(recon, t_recon.detach().numpy(), rtol=1e-5)
-    np.testing.assert_allclose(kl, t_kl.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(kl, t_kl.sum(1).detach().numpy(), rtol=1e-5)
     for name, param in reference.model.named_parameters():
         assert rel_error(grads[name], param.grad.numpy()) < 1e-5, name
 
@@ -116,7 +150,7 @@ def test_optimizers_follow_torch_update_rules(optimizer, rng):
     x = rng.uniform(size=(8, 6)).astype(np.float32)
     for _ in range(5):
         eps = rng.standard_normal((8, 3)).astype(np.float32)
-        _, _, grads = engine.loss_and_grads(x, eps, 1.0)
+        grads = engine.loss_and_grads(x, eps, 1.0)[3]
         engine.optimizer.step(engine.params, grads)
         t_recon, t_kl = reference.model.loss_terms(torch.from_numpy(x), torch.from_numpy(eps))
         reference.optimizer.zero_grad()

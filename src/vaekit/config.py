@@ -16,6 +16,8 @@ from vaekit.errors import ConfigError
 ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SIGMA_MODES = ("fixed", "scalar", "per-dim")
+ARCHITECTURES = ("mlp", "conv")
+OBJECTIVES = ("elbo", "iwae")
 ENGINES = ("torch", "numpy")
 OPTIMIZERS = ("adam", "sgd")
 BINARIZATIONS = ("none", "threshold", "static", "dynamic")
@@ -76,11 +78,20 @@ def _from_dict(cls, data: Any, what: str):
 class ModelConfig:
     """Architecture and likelihood of a VAE over inputs of ``input_shape``.
 
-    Encoder: input (D = prod(input_shape)) → ``hidden`` → (mu, logvar) of size ``latent_dim``.
-    Decoder: z → ``decoder_hidden`` (default: ``hidden`` reversed) → D outputs, read as Bernoulli
-    logits or as the Gaussian mean f(z). ``sigma`` is the Gaussian standard deviation (fixed, or
-    the starting value when ``learn_sigma`` is ``scalar`` or ``per-dim``). ``beta`` weighs the KL
-    term of the loss: loss = recon + beta·KL (beta = 1 is the true negative ELBO).
+    ``arch="mlp"``: encoder input (D = prod(input_shape)) → ``hidden`` → (mu, logvar) of size
+    ``latent_dim``; decoder z → ``decoder_hidden`` (default: ``hidden`` reversed) → D outputs,
+    read as Bernoulli logits or as the Gaussian mean f(z).
+    ``arch="conv"``: images (C, H, W); the encoder first applies one stride-2 4×4 convolution per
+    entry of ``conv_channels`` (each halves H and W), the decoder ends with the mirror-image
+    transposed convolutions ("deconvolutions") after a dense projection.
+    ``n_classes`` > 0 makes the model conditional: a one-hot label joins the encoder's dense input
+    and the decoder's input z.
+
+    ``sigma`` is the Gaussian standard deviation (fixed, or the starting value when
+    ``learn_sigma`` is ``scalar`` or ``per-dim``). The training objective is
+    recon + beta·KL (beta = 1: the negative ELBO), with the KL of each latent dimension (its
+    batch mean) held at least ``free_bits`` nats; or, with ``objective="iwae"``, the negative
+    importance-weighted bound with ``iw_samples`` samples per example.
     """
 
     input_shape: tuple[int, ...] = (1, 28, 28)
@@ -92,6 +103,12 @@ class ModelConfig:
     sigma: float = 1.0
     learn_sigma: str = "fixed"
     beta: float = 1.0
+    arch: str = "mlp"
+    conv_channels: tuple[int, ...] = (32, 64)
+    n_classes: int = 0
+    free_bits: float = 0.0
+    objective: str = "elbo"
+    iw_samples: int = 1
 
     def __post_init__(self) -> None:
         shape = _sizes("input_shape", self.input_shape, allow_empty=False)
@@ -108,6 +125,26 @@ class ModelConfig:
         object.__setattr__(self, "beta", _finite("beta", self.beta, nonnegative=True))
         if self.learn_sigma != "fixed" and self.likelihood != "gaussian":
             raise ConfigError("learn_sigma applies only to the gaussian likelihood")
+        _choice("arch", self.arch, ARCHITECTURES)
+        _choice("objective", self.objective, OBJECTIVES)
+        channels = _sizes("conv_channels", self.conv_channels, allow_empty=False)
+        object.__setattr__(self, "conv_channels", channels)
+        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int):
+            raise ConfigError(f"n_classes must be a whole number, got {self.n_classes!r}")
+        if not 0 <= self.n_classes <= MAX_UNITS:
+            raise ConfigError(f"n_classes must be between 0 and {MAX_UNITS}, got {self.n_classes}")
+        free = _finite("free_bits", self.free_bits, nonnegative=True)
+        object.__setattr__(self, "free_bits", free)
+        _positive_int("iw_samples", self.iw_samples, 10_000)
+        if self.objective == "elbo" and self.iw_samples != 1:
+            raise ConfigError("iw_samples applies to the iwae objective; use objective='iwae'")
+        if self.arch == "conv":
+            scale = 2 ** len(channels)
+            if len(shape) != 3 or shape[1] % scale or shape[2] % scale:
+                raise ConfigError(
+                    f"the conv architecture needs images (C, H, W) with H and W divisible by "
+                    f"{scale}; got input shape {shape}"
+                )
         if math.prod(shape) > 50_000_000:
             raise ConfigError(f"input_shape {shape} is too large ({math.prod(shape)} values)")
         if self.parameter_count > MAX_PARAMETERS:
@@ -129,13 +166,32 @@ class ModelConfig:
         return self.decoder_hidden
 
     @property
+    def conditional(self) -> bool:
+        return self.n_classes > 0
+
+    @property
+    def conv_feature_shape(self) -> tuple[int, int, int]:
+        """(channels, H, W) after the encoder's convolutions (arch ``conv`` only)."""
+        scale = 2 ** len(self.conv_channels)
+        return self.conv_channels[-1], self.input_shape[1] // scale, self.input_shape[2] // scale
+
+    @property
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Name → shape of every weight, the contract both engines and checkpoints follow.
 
-        Dense weights are stored (out, in), as ``torch.nn.Linear`` does.
+        Dense weights are stored (out, in), as ``torch.nn.Linear`` does; convolutions
+        (out, in, 4, 4) and transposed convolutions (in, out, 4, 4), as torch stores them.
         """
         shapes: dict[str, tuple[int, ...]] = {}
         width = self.input_dim
+        if self.arch == "conv":
+            channels = self.input_shape[0]
+            for i, out in enumerate(self.conv_channels):
+                shapes[f"encoder.conv.{i}.weight"] = (out, channels, 4, 4)
+                shapes[f"encoder.conv.{i}.bias"] = (out,)
+                channels = out
+            width = math.prod(self.conv_feature_shape)
+        width += self.n_classes
         for i, units in enumerate(self.hidden):
             shapes[f"encoder.hidden.{i}.weight"] = (units, width)
             shapes[f"encoder.hidden.{i}.bias"] = (units,)
@@ -143,13 +199,24 @@ class ModelConfig:
         for head in ("mu", "logvar"):
             shapes[f"encoder.{head}.weight"] = (self.latent_dim, width)
             shapes[f"encoder.{head}.bias"] = (self.latent_dim,)
-        width = self.latent_dim
+        width = self.latent_dim + self.n_classes
         for i, units in enumerate(self.decoder_sizes):
             shapes[f"decoder.hidden.{i}.weight"] = (units, width)
             shapes[f"decoder.hidden.{i}.bias"] = (units,)
             width = units
-        shapes["decoder.out.weight"] = (self.input_dim, width)
-        shapes["decoder.out.bias"] = (self.input_dim,)
+        if self.arch == "conv":
+            features = math.prod(self.conv_feature_shape)
+            shapes["decoder.project.weight"] = (features, width)
+            shapes["decoder.project.bias"] = (features,)
+            outs = (*reversed(self.conv_channels[:-1]), self.input_shape[0])
+            channels = self.conv_channels[-1]
+            for i, out in enumerate(outs):
+                shapes[f"decoder.deconv.{i}.weight"] = (channels, out, 4, 4)
+                shapes[f"decoder.deconv.{i}.bias"] = (out,)
+                channels = out
+        else:
+            shapes["decoder.out.weight"] = (self.input_dim, width)
+            shapes["decoder.out.bias"] = (self.input_dim,)
         if self.learn_sigma == "scalar":
             shapes["decoder.log_sigma"] = (1,)
         elif self.learn_sigma == "per-dim":

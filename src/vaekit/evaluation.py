@@ -33,17 +33,28 @@ class ElboResult:
     n: int
 
 
-def elbo_terms(engine: Engine, x: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _part(y: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if y is None else y[start:stop]
+
+
+def elbo_terms(
+    engine: Engine, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(recon, kl) per example, nats, float64: −log p(x|z) at z = mu + exp(logvar/2)·eps, and
-    KL(q(z|x) ‖ N(0, I)) in closed form."""
-    mu, logvar = engine.encode(x)
+    KL(q(z|x) ‖ N(0, I)) in closed form. ``y``: labels, for a conditional model."""
+    mu, logvar = engine.encode(x, y)
     z = mu + np.exp(0.5 * logvar) * eps.astype(mu.dtype)
     kl = objectives.kl_standard_normal(mu.astype(np.float64), logvar.astype(np.float64))
-    return engine.reconstruction_nll(x, z), kl
+    return engine.reconstruction_nll(x, z, y), kl
 
 
 def evaluate_elbo(
-    engine: Engine, x: np.ndarray, *, seed: int = 0, batch_size: int = 1000
+    engine: Engine,
+    x: np.ndarray,
+    *,
+    y: np.ndarray | None = None,
+    seed: int = 0,
+    batch_size: int = 1000,
 ) -> ElboResult:
     """The single-sample ELBO estimate over ``x``, in batches, with eps drawn from ``seed``."""
     rng = np.random.default_rng(seed)
@@ -51,7 +62,7 @@ def evaluate_elbo(
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
         eps = rng.standard_normal((len(batch), engine.config.latent_dim), dtype=np.float32)
-        recon, kl = elbo_terms(engine, batch, eps)
+        recon, kl = elbo_terms(engine, batch, eps, _part(y, start, start + batch_size))
         recon_sum += float(recon.sum())
         kl_sum += float(kl.sum())
     n = len(x)
@@ -59,7 +70,12 @@ def evaluate_elbo(
 
 
 def log_weights(
-    engine: Engine, x: np.ndarray, mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray
+    engine: Engine,
+    x: np.ndarray,
+    mu: np.ndarray,
+    logvar: np.ndarray,
+    eps: np.ndarray,
+    y: np.ndarray | None = None,
 ) -> np.ndarray:
     """log w = log p(x|z) + log p(z) − log q(z|x) for z = mu + σ·eps, eps of shape (S, N, K).
 
@@ -69,7 +85,9 @@ def log_weights(
     samples, n, _ = eps.shape
     z = mu + np.exp(0.5 * logvar) * eps
     repeated = np.tile(x.reshape(1, n, -1), (samples, 1, 1)).reshape(samples * n, *x.shape[1:])
-    recon = engine.reconstruction_nll(repeated, z.reshape(samples * n, -1)).reshape(samples, n)
+    ys = None if y is None else np.tile(y, samples)
+    recon = engine.reconstruction_nll(repeated, z.reshape(samples * n, -1), ys)
+    recon = recon.reshape(samples, n)
     z64, eps64 = z.astype(np.float64), eps.astype(np.float64)
     prior_minus_posterior = 0.5 * (
         np.sum(eps64 * eps64 - z64 * z64, axis=2) + np.sum(logvar, axis=1, dtype=np.float64)
@@ -78,7 +96,13 @@ def log_weights(
 
 
 def iwae_log_likelihood(
-    engine: Engine, x: np.ndarray, k: int, *, seed: int = 0, batch_size: int = 500
+    engine: Engine,
+    x: np.ndarray,
+    k: int,
+    *,
+    y: np.ndarray | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
 ) -> np.ndarray:
     """L_k(x) per example (nats, float64): the k-sample importance-weighted bound on log p(x).
 
@@ -95,14 +119,15 @@ def iwae_log_likelihood(
         batch = x[start : start + batch_size]
         n = len(batch)
         dim = batch[0].size
-        mu, logvar = engine.encode(batch)
+        labels = _part(y, start, start + batch_size)
+        mu, logvar = engine.encode(batch, labels)
         chunk = max(1, min(k, IWAE_CHUNK_VALUES // (n * max(dim, latent))))
         running_max = np.full(n, -np.inf)
         running_sum = np.zeros(n)
         for done in range(0, k, chunk):
             samples = min(chunk, k - done)
             eps = rng.standard_normal((samples, n, latent), dtype=np.float32).astype(mu.dtype)
-            w = log_weights(engine, batch, mu, logvar, eps)
+            w = log_weights(engine, batch, mu, logvar, eps, labels)
             new_max = np.maximum(running_max, w.max(axis=0))
             running_sum = running_sum * np.exp(running_max - new_max) + np.exp(w - new_max).sum(0)
             running_max = new_max
@@ -129,12 +154,20 @@ class LatentStatistics:
 
 
 def latent_statistics(
-    engine: Engine, x: np.ndarray, *, batch_size: int = 1000, threshold: float = 0.01
+    engine: Engine,
+    x: np.ndarray,
+    *,
+    y: np.ndarray | None = None,
+    batch_size: int = 1000,
+    threshold: float = 0.01,
 ) -> LatentStatistics:
     """Active units and KL per latent dimension over ``x`` (posterior means, in batches)."""
     mus, kls = [], []
     for start in range(0, len(x), batch_size):
-        mu, logvar = (a.astype(np.float64) for a in engine.encode(x[start : start + batch_size]))
+        stop = start + batch_size
+        mu, logvar = (
+            a.astype(np.float64) for a in engine.encode(x[start:stop], _part(y, start, stop))
+        )
         mus.append(mu)
         kls.append(0.5 * (np.exp(logvar) + mu * mu - 1.0 - logvar))
     mu_all = np.concatenate(mus)

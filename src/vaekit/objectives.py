@@ -45,9 +45,20 @@ def gaussian_nll(mean: np.ndarray, x: np.ndarray, log_sigma: np.ndarray | float)
 # --- PyTorch (same formulas; autograd differentiates them) --------------------------------------
 
 
+def kl_per_dim_torch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """½ (e^logvar + mu² − 1 − logvar) for each example and latent dimension, (N, K)."""
+    return 0.5 * (logvar.exp() + mu * mu - 1.0 - logvar)
+
+
 def kl_standard_normal_torch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """See :func:`kl_standard_normal`."""
-    return 0.5 * (logvar.exp() + mu * mu - 1.0 - logvar).sum(dim=1)
+    return kl_per_dim_torch(mu, logvar).sum(dim=1)
+
+
+def free_bits_torch(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Σ_k max(λ, KL_k): the KL term with each dimension's batch-mean KL held at ≥ λ nats
+    (Kingma et al., 2016); λ = 0 gives the plain KL."""
+    return kl_per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl_per_dim.sum()
 
 
 def bernoulli_nll_torch(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -5,16 +5,47 @@ from __future__ import annotations
 import numpy as np
 
 from vaekit.engines import Engine
+from vaekit.errors import ConfigError
 
 
-def sample_prior(engine: Engine, n: int, seed: int = 0) -> np.ndarray:
-    """n images: the decoder mean at z ~ N(0, I), z drawn from ``seed``; shape (n, *input_shape)."""
+def default_labels(engine: Engine, n: int) -> np.ndarray | None:
+    """Labels for n samples of a conditional model when none are asked for: the classes in
+    turn (0, 1, …, C−1, 0, …); None for an unconditional model."""
+    classes = engine.config.n_classes
+    return np.arange(n, dtype=np.int64) % classes if classes else None
+
+
+def check_labels(engine: Engine, labels: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Labels as int64 (n,), within the model's classes; None for an unconditional model."""
+    classes = engine.config.n_classes
+    if not classes:
+        if labels is not None:
+            raise ConfigError("this model is not conditional; it takes no labels")
+        return None
+    if labels is None:
+        return default_labels(engine, n)
+    labels = np.array(np.broadcast_to(np.asarray(labels, dtype=np.int64), (n,)))
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ConfigError(f"labels must be between 0 and {classes - 1} for this model")
+    return labels
+
+
+def sample_prior(
+    engine: Engine, n: int, seed: int = 0, labels: np.ndarray | int | None = None
+) -> np.ndarray:
+    """n images: the decoder mean at z ~ N(0, I), z drawn from ``seed``; shape (n, *input_shape).
+
+    A conditional model draws the digits of ``labels`` (one label, or one per sample; default:
+    the classes in turn)."""
     z = np.random.default_rng(seed).standard_normal((n, engine.config.latent_dim))
-    return engine.decode(z.astype(np.float32))
+    return engine.decode(z.astype(np.float32), check_labels(engine, labels, n))
 
 
-def reconstruct(engine: Engine, x: np.ndarray, seed: int = 0) -> np.ndarray:
+def reconstruct(
+    engine: Engine, x: np.ndarray, seed: int = 0, labels: np.ndarray | None = None
+) -> np.ndarray:
     """Encode, draw z = mu + exp(logvar/2)·eps (eps from ``seed``), decode to the mean of p(x|z)."""
-    mu, logvar = engine.encode(x)
+    y = check_labels(engine, labels, len(x)) if labels is not None else None
+    mu, logvar = engine.encode(x, y)
     eps = np.random.default_rng(seed).standard_normal(mu.shape).astype(mu.dtype)
-    return engine.decode(mu + np.exp(0.5 * logvar) * eps)
+    return engine.decode(mu + np.exp(0.5 * logvar) * eps, y)

@@ -39,6 +39,7 @@ class TrainingData:
 
     train: np.ndarray
     test: np.ndarray | None
+    train_labels: np.ndarray | None = None
     test_labels: np.ndarray | None = None
 
     @classmethod
@@ -53,13 +54,18 @@ class TrainingData:
         fixed = fixed_binarization(config.binarize)
         train_x = train.x if config.binarize == "dynamic" else binarize(train.x, fixed)
         test_x = None if test is None else binarize(test.x, fixed)
-        return cls(train=train_x, test=test_x, test_labels=None if test is None else test.y)
+        return cls(
+            train=train_x,
+            test=test_x,
+            train_labels=train.y,
+            test_labels=None if test is None else test.y,
+        )
 
     def for_figures(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Inputs to draw and encode: the test set (with labels) when there is one."""
         if self.test is not None:
             return self.test, self.test_labels
-        return self.train, None
+        return self.train, self.train_labels
 
 
 def fixed_binarization(mode: str) -> str:
@@ -81,6 +87,19 @@ def check_compatible(model: ModelConfig, data: TrainingData) -> None:
         raise ConfigError(
             f"the data have shape {shape} per example, the model expects {model.input_shape}"
         )
+    if model.conditional:
+        splits = (
+            ("training", data.train, data.train_labels),
+            ("test", data.test, data.test_labels),
+        )
+        for split, x, y in splits:
+            if x is not None and y is None:
+                raise DataError(f"a conditional model needs labels, and the {split} data have none")
+            if y is not None and y.max() >= model.n_classes:
+                raise DataError(
+                    f"the {split} data have label {int(y.max())}, outside the model's "
+                    f"{model.n_classes} classes"
+                )
     if model.likelihood == "bernoulli":
         for split, x in (("training", data.train), ("test", data.test)):
             if x is not None and (x.min() < 0 or x.max() > 1):
@@ -161,6 +180,7 @@ def fit(
     n = len(data.train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     beta_max = engine.config.beta
+    conditional = engine.config.conditional
     history = []
     show_bar = progress and sys.stderr.isatty()
     while state.epoch < config.epochs:
@@ -178,11 +198,13 @@ def fit(
         )
         with bar:
             for start in range(0, n, config.batch_size):
-                x = data.train[order[start : start + config.batch_size]]
+                index = order[start : start + config.batch_size]
+                x = data.train[index]
+                y = data.train_labels[index] if conditional else None
                 if config.binarize == "dynamic":
                     x = binarize(x, "dynamic", state.rng)
                 beta = kl_weight(beta_max, config.kl_warmup, state.step + 1, steps_per_epoch)
-                metrics = engine.train_step(x, beta)
+                metrics = engine.train_step(x, beta, y)
                 if not math.isfinite(metrics.loss):
                     raise TrainingDiverged(
                         f"the loss became {metrics.loss} at epoch {epoch}, step {state.step + 1}"
@@ -201,7 +223,8 @@ def fit(
             "beta": beta,
         }
         if data.test is not None:
-            test = evaluate_elbo(engine, data.test, seed=config.seed)
+            test_y = data.test_labels if conditional else None
+            test = evaluate_elbo(engine, data.test, y=test_y, seed=config.seed)
             record.update(test_loss=test.loss, test_recon=test.recon, test_kl=test.kl)
         record["seconds"] = time.perf_counter() - started
         state.epoch = epoch

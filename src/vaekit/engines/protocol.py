@@ -2,8 +2,10 @@
 which engine they hold.
 
 Arrays cross the protocol as NumPy arrays: data batches of shape (N, *input_shape) or (N, D),
-float32 in the model's units; latents (N, K). Weights cross it as a dict of named arrays whose
-names and shapes are :attr:`vaekit.config.ModelConfig.parameter_shapes`.
+float32 in the model's units; latents (N, K); labels y, int64 (N,), which a conditional model
+(``config.n_classes > 0``) requires and an unconditional one ignores. Weights cross it as a
+dict of named arrays whose names and shapes are
+:attr:`vaekit.config.ModelConfig.parameter_shapes`.
 """
 
 from __future__ import annotations
@@ -31,23 +33,26 @@ class Engine(Protocol):
     name: str
     config: ModelConfig
 
-    def train_step(self, x: np.ndarray, beta: float) -> StepMetrics:
-        """One optimizer step on the batch ``x`` with loss mean(recon + beta·KL).
+    def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
+        """One optimizer step on the batch ``x`` with the model's objective (mean(recon + beta·KL)
+        with free bits, or the negative IWAE bound).
 
         Draws eps from the engine's own seeded generator. If the loss is not finite the weights
         are left unchanged and the (non-finite) metrics are returned for the caller to report.
         """
         ...
 
-    def reconstruction_nll(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def reconstruction_nll(
+        self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
+    ) -> np.ndarray:
         """−log p(x|z) per example in nats, float64, for inputs x and latents z (one z per x)."""
         ...
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar) of q(z|x), each (N, K)."""
         ...
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
+    def decode(self, z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         """The mean of p(x|z), shape (N, *input_shape): probabilities or the Gaussian mean."""
         ...
 

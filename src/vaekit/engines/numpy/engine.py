@@ -32,6 +32,11 @@ class NumpyEngine:
     ) -> None:
         if device == "cuda":
             raise ConfigError("the numpy engine runs on the CPU only; use --engine torch for CUDA")
+        if config.arch != "mlp" or config.objective != "elbo":
+            raise ConfigError(
+                "the numpy engine implements the MLP VAE with the ELBO objective; use "
+                "--engine torch for the conv architecture or the iwae objective"
+            )
         self.config = config
         self.dtype = np.dtype(dtype)
         init_rng, self.rng = (
@@ -44,36 +49,50 @@ class NumpyEngine:
     def _flat(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=self.dtype).reshape(len(a), -1)
 
-    def loss_and_grads(
-        self, x: np.ndarray, eps: np.ndarray, beta: float
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """(recon, kl) per example and ∂L/∂θ of L = mean(recon + β·kl), for given eps."""
-        x, eps = self._flat(x), self._flat(eps)
-        f = model.forward(self.config, self.params, x, eps)
-        recon, kl = model.loss_terms(self.config, self.params, x, f)
-        return recon, kl, model.backward(self.config, self.params, x, f, beta)
+    def _onehot(self, y: np.ndarray | None) -> np.ndarray | None:
+        if not self.config.conditional:
+            return None
+        if y is None:
+            raise ConfigError("this model is conditional: it needs a class label for each input")
+        return np.eye(self.config.n_classes, dtype=self.dtype)[np.asarray(y)]
 
-    def train_step(self, x: np.ndarray, beta: float) -> StepMetrics:
+    def loss_and_grads(
+        self, x: np.ndarray, eps: np.ndarray, beta: float, y: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(L, recon and kl per example, ∂L/∂θ) for given eps, where
+        L = mean(recon) + β·Σ_k max(free_bits, mean(kl_k)) (= mean(recon + β·kl) without free
+        bits)."""
+        x, eps = self._flat(x), self._flat(eps)
+        f = model.forward(self.config, self.params, x, eps, self._onehot(y))
+        recon, kl = model.loss_terms(self.config, self.params, x, f)
+        kl_term = float(kl.mean())
+        if self.config.free_bits > 0:
+            kl_dims = 0.5 * (np.exp(f.logvar) + f.mu * f.mu - 1.0 - f.logvar).mean(axis=0)
+            kl_term = float(np.maximum(kl_dims, self.config.free_bits).sum())
+        objective = float(recon.mean()) + beta * kl_term
+        return objective, recon, kl, model.backward(self.config, self.params, x, f, beta)
+
+    def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
         eps = self.rng.standard_normal((len(x), self.config.latent_dim), dtype=self.dtype)
-        recon, kl, grads = self.loss_and_grads(x, eps, beta)
-        recon_mean, kl_mean = float(recon.mean()), float(kl.mean())
-        metrics = StepMetrics(recon_mean + beta * kl_mean, recon_mean, kl_mean)
+        objective, recon, kl, grads = self.loss_and_grads(x, eps, beta, y)
+        metrics = StepMetrics(objective, float(recon.mean()), float(kl.mean()))
         if np.isfinite(metrics.loss):
             self.optimizer.step(self.params, grads)
         return metrics
 
-    def reconstruction_nll(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
-        out, _, _ = model.decode(self.config, self.params, self._flat(z))
-        return model.reconstruction_nll(self.config, self.params, self._flat(x), out).astype(
-            np.float64
-        )
+    def reconstruction_nll(
+        self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
+    ) -> np.ndarray:
+        out, _, _ = model.decode(self.config, self.params, self._flat(z), self._onehot(y))
+        nll = model.reconstruction_nll(self.config, self.params, self._flat(x), out)
+        return nll.astype(np.float64)
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu, logvar, _, _ = model.encode(self.config, self.params, self._flat(x))
+    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        mu, logvar, _, _ = model.encode(self.config, self.params, self._flat(x), self._onehot(y))
         return mu, logvar
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        out, _, _ = model.decode(self.config, self.params, self._flat(z))
+    def decode(self, z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        out, _, _ = model.decode(self.config, self.params, self._flat(z), self._onehot(y))
         mean = sigmoid(out) if self.config.likelihood == "bernoulli" else out
         return mean.reshape(len(z), *self.config.input_shape)
 

@@ -16,6 +16,7 @@ backward (each line is ∂L/∂· ; derived in docs/math.md)
     d_z   = back through the decoder
     d_mu  = d_z + β·mu/N
     d_lv  = d_z ⊙ ½·(z − mu) + β·½·(exp(logvar) − 1)/N
+    (with free bits λ, the KL parts vanish for dimensions whose batch-mean KL is below λ)
     then back through the encoder heads and hidden layers.
 """
 
@@ -63,11 +64,17 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
 Cache = list[tuple[np.ndarray, np.ndarray]]  # (input, pre-activation) of each hidden layer
 
 
-def encode(config: ModelConfig, p: Params, x: np.ndarray):
-    """(mu, logvar) of q(z|x) for flat x (N, D), the hidden layers' cache and the heads' input."""
+def with_label(h: np.ndarray, onehot: np.ndarray | None) -> np.ndarray:
+    """[h, onehot(y)] for a conditional model; h itself otherwise."""
+    return h if onehot is None else np.concatenate([h, onehot.astype(h.dtype)], axis=1)
+
+
+def encode(config: ModelConfig, p: Params, x: np.ndarray, onehot: np.ndarray | None = None):
+    """(mu, logvar) of q(z|x[, y]) for flat x (N, D), the hidden layers' cache and the heads'
+    input."""
     act = ACTIVATIONS[config.activation].forward
     cache = []
-    h = x
+    h = with_label(x, onehot)
     for i in range(len(config.hidden)):
         a = dense(h, p[f"encoder.hidden.{i}.weight"], p[f"encoder.hidden.{i}.bias"])
         cache.append((h, a))
@@ -77,11 +84,14 @@ def encode(config: ModelConfig, p: Params, x: np.ndarray):
     return mu, logvar, cache, h
 
 
-def decode(config: ModelConfig, p: Params, z: np.ndarray) -> tuple[np.ndarray, Cache, np.ndarray]:
-    """Decoder output (logits or mean) for z (N, K), the cache and the output layer's input."""
+def decode(
+    config: ModelConfig, p: Params, z: np.ndarray, onehot: np.ndarray | None = None
+) -> tuple[np.ndarray, Cache, np.ndarray]:
+    """Decoder output (logits or mean) for z (N, K) [and y], the cache and the output layer's
+    input."""
     act = ACTIVATIONS[config.activation].forward
     cache = []
-    g = z
+    g = with_label(z, onehot)
     for j in range(len(config.decoder_sizes)):
         a = dense(g, p[f"decoder.hidden.{j}.weight"], p[f"decoder.hidden.{j}.bias"])
         cache.append((g, a))
@@ -94,11 +104,13 @@ def log_sigma(config: ModelConfig, p: Params) -> np.ndarray | float:
     return p.get("decoder.log_sigma", float(np.log(config.sigma)))
 
 
-def forward(config: ModelConfig, p: Params, x: np.ndarray, eps: np.ndarray) -> Forward:
+def forward(
+    config: ModelConfig, p: Params, x: np.ndarray, eps: np.ndarray, onehot: np.ndarray | None = None
+) -> Forward:
     """Run encoder, reparameterization and decoder, keeping what backward needs."""
-    mu, logvar, enc, h = encode(config, p, x)
+    mu, logvar, enc, h = encode(config, p, x, onehot)
     z = mu + np.exp(0.5 * logvar) * eps
-    out, dec, g = decode(config, p, z)
+    out, dec, g = decode(config, p, z, onehot)
     return Forward(enc, h, mu, logvar, z, dec, g, out)
 
 
@@ -147,11 +159,16 @@ def backward(config: ModelConfig, p: Params, x: np.ndarray, f: Forward, beta: fl
         w = p[f"decoder.hidden.{j}.weight"]
         gw, gb, d = dense_backward(d, g_in, w)
         grads[f"decoder.hidden.{j}.weight"], grads[f"decoder.hidden.{j}.bias"] = gw, gb
-    d_z = d
+    d_z = d[:, : config.latent_dim]  # a conditional decoder's input is [z, onehot(y)]
 
-    # reparameterization and the closed-form KL
-    d_mu = d_z + (beta / n) * f.mu
-    d_logvar = d_z * 0.5 * (f.z - f.mu) + (0.5 * beta / n) * np.expm1(f.logvar)
+    # reparameterization and the closed-form KL; with free bits λ, a dimension whose batch-mean
+    # KL is below λ contributes the constant λ, so its KL gradient is zero
+    kl_weight = beta / n
+    if config.free_bits > 0:
+        kl_dims = 0.5 * (np.exp(f.logvar) + f.mu * f.mu - 1.0 - f.logvar).mean(axis=0)
+        kl_weight = kl_weight * (kl_dims > config.free_bits)
+    d_mu = d_z + kl_weight * f.mu
+    d_logvar = d_z * 0.5 * (f.z - f.mu) + (0.5 * kl_weight) * np.expm1(f.logvar)
 
     # encoder heads, then hidden layers in reverse (no gradient is needed for x itself)
     gw, gb, d = dense_backward(d_mu, f.h, p["encoder.mu.weight"])

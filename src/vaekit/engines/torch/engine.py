@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaekit import objectives
 from vaekit.config import ModelConfig
 from vaekit.engines.protocol import StepMetrics
 from vaekit.engines.torch.model import VAE
@@ -62,15 +63,29 @@ class TorchEngine:
         a = np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)
         return torch.from_numpy(a).to(self.device)
 
-    def train_step(self, x: np.ndarray, beta: float) -> StepMetrics:
+    def _labels(self, y: np.ndarray | None) -> torch.Tensor | None:
+        return None if y is None else torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
+
+    def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
         self.model.train()
-        xb = self._tensor(x)
-        eps = torch.randn(
-            len(xb), self.config.latent_dim, generator=self.generator, device=self.device
-        )
-        recon, kl = self.model.loss_terms(xb, eps)
-        recon, kl = recon.mean(), kl.mean()
-        loss = recon + beta * kl
+        xb, yb = self._tensor(x), self._labels(y)
+        cfg = self.config
+        if cfg.objective == "iwae":
+            eps = torch.randn(
+                cfg.iw_samples,
+                len(xb),
+                cfg.latent_dim,
+                generator=self.generator,
+                device=self.device,
+            )
+            bound, recon, kl = self.model.iwae_bound(xb, eps, yb, beta)
+            loss, recon, kl = -bound.mean(), recon.mean(), kl.mean()
+        else:
+            eps = torch.randn(len(xb), cfg.latent_dim, generator=self.generator, device=self.device)
+            recon, kl_dims = self.model.loss_terms_per_dim(xb, eps, yb)
+            recon, kl_per_dim = recon.mean(), kl_dims.mean(dim=0)
+            kl = kl_per_dim.sum()
+            loss = recon + beta * objectives.free_bits_torch(kl_per_dim, cfg.free_bits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         values = torch.stack([loss, recon, kl]).tolist()  # one device sync per step
@@ -81,22 +96,23 @@ class TorchEngine:
         return metrics
 
     @torch.no_grad()
-    def reconstruction_nll(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def reconstruction_nll(
+        self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
+    ) -> np.ndarray:
         self.model.eval()
-        return (
-            self.model.reconstruction_nll(self._tensor(x), self._tensor(z)).double().cpu().numpy()
-        )
+        nll = self.model.reconstruction_nll(self._tensor(x), self._tensor(z), self._labels(y))
+        return nll.double().cpu().numpy()
 
     @torch.no_grad()
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         self.model.eval()
-        mu, logvar = self.model.encode(self._tensor(x))
+        mu, logvar = self.model.encode(self._tensor(x), self._labels(y))
         return mu.cpu().numpy(), logvar.cpu().numpy()
 
     @torch.no_grad()
-    def decode(self, z: np.ndarray) -> np.ndarray:
+    def decode(self, z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         self.model.eval()
-        mean = self.model.decode(self._tensor(z))
+        mean = self.model.decode(self._tensor(z), self._labels(y))
         return mean.cpu().numpy().reshape(len(z), *self.config.input_shape)
 
     def set_learning_rate(self, lr: float) -> None:
