@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,10 +20,13 @@ import numpy as np
 from vaekit import __version__, checkpoint, figures, run_figures
 from vaekit.config import (
     ACTIVATIONS,
+    ARCHITECTURES,
     BINARIZATIONS,
     DEVICES,
     ENGINES,
     LIKELIHOODS,
+    LR_SCHEDULES,
+    OBJECTIVES,
     OPTIMIZERS,
     SIGMA_MODES,
     ModelConfig,
@@ -32,6 +35,7 @@ from vaekit.config import (
 from vaekit.data import Dataset, binarize, dataset_status, has_test_split, load_dataset
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood, latent_statistics
+from vaekit.presets import PRESETS, get_preset
 from vaekit.sampling import sample_prior
 from vaekit.training import TrainingData, fixed_binarization, resume_run, start_run
 
@@ -50,30 +54,16 @@ class _Parser(argparse.ArgumentParser):
 
 # --- train and demo ----------------------------------------------------------------------------
 
+#: Settings a command line can give, by config (input_shape and n_classes come from the data).
+MODEL_FIELDS = tuple(
+    f.name for f in fields(ModelConfig) if f.name not in ("input_shape", "n_classes")
+)
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 #: Flags that describe a new run; with --resume the run's own config.json decides them.
-NEW_RUN_FLAGS = (
-    "data",
-    "data_dir",
-    "engine",
-    "hidden",
-    "decoder_hidden",
-    "latent_dim",
-    "activation",
-    "likelihood",
-    "sigma",
-    "learn_sigma",
-    "beta",
-    "binarize",
-    "batch_size",
-    "lr",
-    "lr_decay",
-    "optimizer",
-    "momentum",
-    "kl_warmup",
-    "seed",
-    "device",
-    "sample_every",
-    "force",
+NEW_RUN_FLAGS = tuple(
+    name
+    for name in (*MODEL_FIELDS, *TRAIN_FIELDS, "preset", "conditional", "force")
+    if name != "epochs"
 )
 
 
@@ -94,48 +84,24 @@ def _new_run_dir() -> Path:
 
 
 def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path) -> int:
-    train = TrainConfig(
-        **_given(
-            args,
-            [
-                "data",
-                "data_dir",
-                "engine",
-                "device",
-                "epochs",
-                "batch_size",
-                "lr",
-                "lr_decay",
-                "optimizer",
-                "momentum",
-                "kl_warmup",
-                "seed",
-                "binarize",
-                "sample_every",
-            ],
-        )
-    )
+    preset = get_preset(args.preset) if getattr(args, "preset", None) else None
+    train = TrainConfig(**{**(preset.train if preset else {}), **_given(args, TRAIN_FIELDS)})
     train_set = load_dataset(train.data, "train", train.data_dir)
     test_set = load_dataset(train.data, "test", train.data_dir)
     data = TrainingData.prepare(train, train_set, test_set)
+    n_classes = 0
+    if getattr(args, "conditional", False) or (preset is not None and preset.conditional):
+        if train_set.y is None:
+            raise ConfigError(f"a conditional model needs labels, and {train.data} has none")
+        n_classes = int(train_set.y.max()) + 1
     model = ModelConfig(
         input_shape=tuple(data.train.shape[1:]),
-        **_given(
-            args,
-            [
-                "hidden",
-                "decoder_hidden",
-                "latent_dim",
-                "activation",
-                "likelihood",
-                "sigma",
-                "learn_sigma",
-                "beta",
-            ],
-        ),
+        n_classes=n_classes,
+        **{**(preset.model if preset else {}), **_given(args, MODEL_FIELDS)},
     )
+    kind = f"conditional ({n_classes} classes) " if n_classes else ""
     print(
-        f"training {model.parameter_count:,}-parameter VAE on {train.data} "
+        f"training {model.parameter_count:,}-parameter {kind}{model.arch} VAE on {train.data} "
         f"({len(data.train):,} examples) with the {train.engine} engine into {out}"
     )
     history = start_run(
@@ -180,8 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         _print_summary(history[-1], args.out)
         return 0
-    if args.data is None:
-        raise ConfigError("train needs --data NAME|PATH (see 'vaekit datasets')")
+    if args.data is None and args.preset is None:
+        raise ConfigError("train needs --data NAME|PATH (see 'vaekit datasets') or --preset NAME")
     return _train_new(args, "train", args.force, args.out or _new_run_dir())
 
 
@@ -201,16 +167,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    if args.n < 1:
+    n = args.n if args.n is not None else (10 if args.grid_by_label else 64)
+    if n < 1:
         raise ConfigError("-n must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
-    out = args.out or args.run / f"samples-n{args.n}-seed{args.seed}.png"
+    classes = engine.config.n_classes
+    if (args.label is not None or args.grid_by_label) and not classes:
+        raise ConfigError(f"{args.run} is not a conditional model; --label needs one")
+    if args.grid_by_label:
+        out = args.out or args.run / f"samples-by-label-n{n}-seed{args.seed}.png"
+        run_figures.draw_label_grid(engine, out, per_class=n, seed=args.seed)
+        print(f"wrote {out} ({classes} rows, one per class, {n} samples each)")
+        return 0
+    which = f"-label{args.label}" if args.label is not None else ""
+    out = args.out or args.run / f"samples{which}-n{n}-seed{args.seed}.png"
+    images = sample_prior(engine, n, seed=args.seed, labels=args.label)
     if figures.can_draw(engine.config.input_shape):
-        run_figures.draw_samples(engine, out, n=args.n, seed=args.seed)
+        title = f"{n} samples from the prior (seed {args.seed})"
+        if args.label is not None:
+            title = f"{n} samples of class {args.label} (seed {args.seed})"
+        figures.save_sample_grid(images, out, title)
         print(f"wrote {out}")
     if args.npy:
-        _save_npy(args.npy, sample_prior(engine, args.n, seed=args.seed))
+        _save_npy(args.npy, images)
         print(f"wrote {args.npy}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    if args.show:
+        preset = get_preset(args.show)
+        model = ModelConfig(**preset.model).to_dict()
+        model["n_classes"] = "from the data" if preset.conditional else 0
+        model["input_shape"] = "from the data"
+        config = {"model": model, "train": TrainConfig(**preset.train).to_dict()}
+        print(
+            json.dumps(
+                {"name": preset.name, "description": preset.description, **config},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    width = max(len(name) for name in PRESETS)
+    for preset in PRESETS.values():
+        print(f"{preset.name:<{width}}  {preset.description}")
     return 0
 
 
@@ -224,9 +225,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError("-n must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
-    x = _run_data(args, args.data, args.split)[0].x[: args.n]
+    data = _run_data(args, args.data, args.split)[0]
+    y = _labels(engine, data)
     out = args.out or args.run / f"reconstructions-n{args.n}-seed{args.seed}.png"
-    run_figures.draw_reconstructions(engine, x, out, seed=args.seed)
+    run_figures.draw_reconstructions(engine, data.x[: args.n], out, args.seed, y)
     print(f"wrote {out}")
     return 0
 
@@ -236,9 +238,24 @@ def _drawable(engine) -> None:
         raise ConfigError(f"inputs of shape {engine.config.input_shape} cannot be drawn as images")
 
 
+def _labels(engine, data: Dataset) -> np.ndarray | None:
+    """The labels a conditional model needs (None for an unconditional one)."""
+    if not engine.config.conditional:
+        return None
+    if data.y is None:
+        raise ConfigError(f"{data.name} has no labels, which this conditional model needs")
+    return data.y
+
+
+def _unconditional(engine, what: str) -> None:
+    if engine.config.conditional:
+        raise ConfigError(f"{what} is drawn for unconditional models only")
+
+
 def cmd_manifold(args: argparse.Namespace) -> int:
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     _drawable(engine)
+    _unconditional(engine, "the latent manifold")
     x = _run_data(args, args.data, args.split)[0].x if args.data else None
     if engine.config.latent_dim > 2 and args.dims is None and x is None:
         raise ConfigError(
@@ -254,7 +271,7 @@ def cmd_manifold(args: argparse.Namespace) -> int:
 def cmd_scatter(args: argparse.Namespace) -> int:
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     data = _run_data(args, args.data, args.split)[0]
-    latents = run_figures.posterior_means(engine, data.x, limit=args.max_points)
+    latents = run_figures.posterior_means(engine, data.x, data.y, limit=args.max_points)
     labels = None if data.y is None else data.y[: len(latents)]
     out = args.out or args.run / "scatter.png"
     figures.save_latent_scatter(latents, labels, out, method=args.method)
@@ -267,6 +284,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
         raise ConfigError("--pairs must be at least 1 and --steps at least 2")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     _drawable(engine)
+    _unconditional(engine, "an interpolation")
     x = _run_data(args, args.data, args.split)[0].x
     out = args.out or args.run / f"interpolations-{args.method}.png"
     run_figures.draw_interpolations(
@@ -308,8 +326,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     data, mode = _run_data(args, args.data, args.split)
     started = time.perf_counter()
-    elbo = evaluate_elbo(engine, data.x, seed=args.seed)
-    latents = latent_statistics(engine, data.x)
+    y = _labels(engine, data)
+    elbo = evaluate_elbo(engine, data.x, y=y, seed=args.seed)
+    latents = latent_statistics(engine, data.x, y=y)
     result = {
         "elbo": -elbo.loss,
         "recon": elbo.recon,
@@ -327,7 +346,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         },
     }
     if args.iw_samples:
-        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, seed=args.seed)
+        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, y=y, seed=args.seed)
         result["nll"] = -float(log_px.mean())
     result["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
@@ -356,7 +375,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     rows = ["input,index,label,log_px"]
     summary = []
     for source, data in inputs:
-        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, seed=args.seed)
+        y = _labels(engine, data)
+        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, y=y, seed=args.seed)
         labels = data.y if data.y is not None else [""] * len(data.x)
         rows += [
             f"{source},{i},{label},{v:.4f}"
@@ -382,7 +402,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise ConfigError("--out must end in .npy (means), .npz (mu, logvar, y) or .csv")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     data, _ = _run_data(args, args.data, args.split)
-    mu, logvar = engine.encode(data.x)
+    mu, logvar = engine.encode(data.x, _labels(engine, data))
     buffer = io.BytesIO()
     if suffix == ".npy":
         np.save(buffer, mu, allow_pickle=False)
@@ -445,6 +465,20 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     m.add_argument("--sigma", type=float, help="Gaussian σ, fixed or initial (default 1.0)")
     m.add_argument("--learn-sigma", choices=SIGMA_MODES, help="learn σ (default fixed)")
     m.add_argument("--beta", type=float, help="KL weight β (default 1, the true ELBO)")
+    m.add_argument("--arch", choices=ARCHITECTURES, help="mlp (default) or conv (deconvolution)")
+    m.add_argument(
+        "--conv-channels", type=int, nargs="+", metavar="C", help="conv channels (default 32 64)"
+    )
+    m.add_argument(
+        "--conditional", action="store_true", help="condition encoder and decoder on the label"
+    )
+    m.add_argument(
+        "--free-bits", type=float, metavar="NATS", help="minimum KL per latent dimension"
+    )
+    m.add_argument("--objective", choices=OBJECTIVES, help="elbo (default) or iwae")
+    m.add_argument(
+        "--k", dest="iw_samples", type=int, metavar="K", help="samples of the iwae objective"
+    )
     t = p.add_argument_group("training")
     t.add_argument("--engine", choices=ENGINES, help="torch (default) or numpy")
     t.add_argument(
@@ -474,6 +508,12 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="write a sample grid every N epochs (default 1)",
     )
+    t.add_argument(
+        "--sample-every-steps", type=int, metavar="N", help="also write one every N steps"
+    )
+    t.add_argument("--sample-count", type=int, metavar="N", help="samples per grid (default 64)")
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="decay (default) or burda")
+    t.add_argument("--adam-eps", type=float, metavar="EPS", help="Adam's ε (default 1e-8)")
     t.add_argument(
         "--data-dir",
         help="where named data sets live (default $VAEKIT_DATA_DIR, else the user cache)",
@@ -527,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="run directory (default runs/<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--preset", metavar="NAME", help="start from a named recipe (vaekit presets)")
     _add_training_flags(p)
     p.set_defaults(handler=cmd_train)
 
@@ -536,9 +577,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decode z ~ N(0, I) into a grid image (and optionally arrays).",
     )
     _add_run_flags(p)
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument(
+        "-n",
+        type=int,
+        help="number of samples (default 64; per class with --grid-by-label, default 10)",
+    )
+    p.add_argument("--label", type=int, help="the class to draw (conditional models)")
+    p.add_argument(
+        "--grid-by-label", action="store_true", help="one row per class (conditional models)"
+    )
     p.add_argument("--npy", type=Path, help="also save the samples as a .npy array")
     p.set_defaults(handler=cmd_sample)
+
+    p = sub.add_parser(
+        "presets",
+        help="list the named recipes (--preset) and their settings",
+        description="The presets that reproduce reference VAEs; --show NAME prints one's "
+        "full model and training config.",
+    )
+    p.add_argument("--show", metavar="NAME", help="print a preset's full config as JSON")
+    p.set_defaults(handler=cmd_presets)
 
     p = sub.add_parser(
         "reconstruct",

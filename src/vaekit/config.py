@@ -22,6 +22,7 @@ ENGINES = ("torch", "numpy")
 OPTIMIZERS = ("adam", "sgd")
 BINARIZATIONS = ("none", "threshold", "static", "dynamic")
 DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("decay", "burda")
 
 #: Widest layer and largest network vaekit agrees to build (guards against typos such as 4e9).
 MAX_UNITS = 65_536
@@ -240,8 +241,11 @@ class TrainConfig:
     """How to train: data, engine, optimizer and schedule.
 
     ``kl_warmup`` is a number of epochs over which the KL weight rises linearly from 0 to
-    ``beta``; 0 disables warm-up. Epoch e (from 1) trains with learning rate
-    ``lr · lr_decay^(e−1)``. ``binarize`` is ``none`` (grey levels in [0,1]), ``threshold``
+    ``beta``; 0 disables warm-up. With ``lr_schedule="decay"`` epoch e (from 1) trains with
+    learning rate ``lr · lr_decay^(e−1)``; ``"burda"`` is Burda et al.'s schedule
+    (``lr · 10^(−i/7)`` for 3^i epochs, i = 0…7). A sample grid of ``sample_count`` images is
+    drawn every ``sample_every`` epochs and, if ``sample_every_steps`` > 0, every that many steps.
+    ``binarize`` is ``none`` (grey levels in [0,1]), ``threshold``
     (x > 0.5), ``static`` (one fixed Bernoulli sample of each image) or ``dynamic`` (a fresh
     Bernoulli sample of every image each time it is seen).
     """
@@ -255,11 +259,15 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     lr_decay: float = 1.0
+    lr_schedule: str = "decay"
     optimizer: str = "adam"
     momentum: float = 0.0
+    adam_eps: float = 1e-8
     kl_warmup: float = 0.0
     seed: int = 0
     sample_every: int = 1
+    sample_every_steps: int = 0
+    sample_count: int = 64
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str) or not self.data:
@@ -271,6 +279,12 @@ class TrainConfig:
         _positive_int("epochs", self.epochs, 1_000_000)
         _positive_int("batch_size", self.batch_size, 1_000_000)
         _positive_int("sample_every", self.sample_every)
+        _positive_int("sample_count", self.sample_count, 10_000)
+        steps = self.sample_every_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ConfigError(f"sample_every_steps must be 0 or more, got {steps!r}")
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        object.__setattr__(self, "adam_eps", _finite("adam_eps", self.adam_eps, positive=True))
         object.__setattr__(self, "lr", _finite("lr", self.lr, positive=True))
         object.__setattr__(self, "lr_decay", _finite("lr_decay", self.lr_decay, positive=True))
         if self.lr_decay > 1:

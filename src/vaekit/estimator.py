@@ -21,7 +21,7 @@ from vaekit.data.files import as_examples
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError
 from vaekit.evaluation import iwae_log_likelihood
-from vaekit.sampling import reconstruct, sample_prior
+from vaekit.sampling import check_labels, reconstruct, sample_prior
 from vaekit.training import (
     LoopState,
     TrainingData,
@@ -54,6 +54,11 @@ class VAE:
         sigma: float = 1.0,
         learn_sigma: str = "fixed",
         beta: float = 1.0,
+        arch: str = "mlp",
+        conditional: bool = False,
+        free_bits: float = 0.0,
+        objective: str = "elbo",
+        iw_samples: int = 1,
         engine: str = "torch",
         epochs: int = 10,
         batch_size: int = 128,
@@ -74,6 +79,11 @@ class VAE:
         self.sigma = sigma
         self.learn_sigma = learn_sigma
         self.beta = beta
+        self.arch = arch
+        self.conditional = conditional
+        self.free_bits = free_bits
+        self.objective = objective
+        self.iw_samples = iw_samples
         self.engine = engine
         self.epochs = epochs
         self.batch_size = batch_size
@@ -88,7 +98,9 @@ class VAE:
 
     # --- fitting ---------------------------------------------------------------------------
 
-    def _configs(self, input_shape: tuple[int, ...]) -> tuple[ModelConfig, TrainConfig]:
+    def _configs(
+        self, input_shape: tuple[int, ...], n_classes: int = 0
+    ) -> tuple[ModelConfig, TrainConfig]:
         model = ModelConfig(
             input_shape=input_shape,
             hidden=tuple(self.hidden),
@@ -99,6 +111,11 @@ class VAE:
             sigma=self.sigma,
             learn_sigma=self.learn_sigma,
             beta=self.beta,
+            arch=self.arch,
+            n_classes=n_classes,
+            free_bits=self.free_bits,
+            objective=self.objective,
+            iw_samples=self.iw_samples,
         )
         train = TrainConfig(
             data=ARRAY_SOURCE,
@@ -115,11 +132,20 @@ class VAE:
         )
         return model, train
 
-    def fit(self, X: np.ndarray, y: Any = None) -> VAE:
-        """Train on ``X`` for ``epochs`` epochs (``y`` is ignored); returns ``self``."""
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> VAE:
+        """Train on ``X`` for ``epochs`` epochs; returns ``self``. ``y`` (int class labels) is
+        required by, and used only by, a conditional model."""
         x = as_examples(np.asarray(X), "X")
-        model, train = self._configs(tuple(x.shape[1:]))
-        data = TrainingData.prepare(train, Dataset(x=x, y=None, name=ARRAY_SOURCE), None)
+        labels = None
+        if self.conditional:
+            if y is None:
+                raise ConfigError("a conditional VAE needs the labels: fit(X, y)")
+            labels = np.asarray(y, dtype=np.int64)
+            if labels.shape != (len(x),) or labels.min() < 0:
+                raise ConfigError("y must hold one class index (0, 1, …) per example")
+        n_classes = int(labels.max()) + 1 if labels is not None else 0
+        model, train = self._configs(tuple(x.shape[1:]), n_classes)
+        data = TrainingData.prepare(train, Dataset(x=x, y=labels, name=ARRAY_SOURCE), None)
         check_compatible(model, data)
         engine = engine_for(model, train)
 
@@ -147,40 +173,54 @@ class VAE:
 
     # --- using the model -------------------------------------------------------------------
 
-    def encode(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mu, logvar) of q(z|x), each (N, latent_dim)."""
-        return self._engine().encode(self._inputs(X))
+    def _labels(self, y: np.ndarray | None, n: int) -> np.ndarray | None:
+        return check_labels(self._engine(), y, n) if self._engine().config.conditional else None
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def encode(self, X: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar) of q(z|x[, y]), each (N, latent_dim)."""
+        x = self._inputs(X)
+        return self._engine().encode(x, self._labels(y, len(x)))
+
+    def transform(self, X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         """Posterior means E[z|x], (N, latent_dim)."""
-        return self.encode(X)[0]
+        return self.encode(X, y)[0]
 
-    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
-        """The mean of p(x|z) for latents Z (N, latent_dim), shape (N, *input_shape)."""
+    def inverse_transform(self, Z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        """The mean of p(x|z[, y]) for latents Z (N, latent_dim), shape (N, *input_shape)."""
         z = np.asarray(Z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self._engine().config.latent_dim:
             raise ConfigError(f"Z must have shape (N, {self._engine().config.latent_dim})")
-        return self._engine().decode(z)
+        return self._engine().decode(z, self._labels(y, len(z)))
 
-    def reconstruct(self, X: np.ndarray, seed: int = 0) -> np.ndarray:
+    def reconstruct(self, X: np.ndarray, y: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
         """Encode, draw z ~ q(z|x), decode: the mean of p(x|z) for each input."""
-        return reconstruct(self._engine(), self._inputs(X), seed=seed)
+        x = self._inputs(X)
+        return reconstruct(self._engine(), x, seed=seed, labels=self._labels(y, len(x)))
 
-    def sample(self, n_samples: int = 1, seed: int | None = None) -> np.ndarray:
-        """``n_samples`` draws of the decoder mean at z ~ N(0, I)."""
-        return sample_prior(self._engine(), n_samples, seed=self.seed if seed is None else seed)
+    def sample(
+        self, n_samples: int = 1, seed: int | None = None, labels: np.ndarray | int | None = None
+    ) -> np.ndarray:
+        """``n_samples`` draws of the decoder mean at z ~ N(0, I) (of class ``labels`` for a
+        conditional model; default: the classes in turn)."""
+        seed = self.seed if seed is None else seed
+        return sample_prior(self._engine(), n_samples, seed=seed, labels=labels)
 
-    def generate(self, z: np.ndarray | None = None, n: int = 1, seed: int = 0) -> np.ndarray:
+    def generate(
+        self, z: np.ndarray | None = None, n: int = 1, seed: int = 0, labels: Any = None
+    ) -> np.ndarray:
         """Decode the given latents ``z``, or ``n`` draws from the prior when ``z`` is None."""
-        return self.sample(n, seed) if z is None else self.inverse_transform(z)
+        return self.sample(n, seed, labels) if z is None else self.inverse_transform(z, labels)
 
-    def score_samples(self, X: np.ndarray, k: int = 100, seed: int = 0) -> np.ndarray:
+    def score_samples(
+        self, X: np.ndarray, y: np.ndarray | None = None, k: int = 100, seed: int = 0
+    ) -> np.ndarray:
         """Per-example log p(x) estimates in nats: the k-sample importance-weighted bound."""
-        return iwae_log_likelihood(self._engine(), self._inputs(X), k, seed=seed)
+        x = self._inputs(X)
+        return iwae_log_likelihood(self._engine(), x, k, y=self._labels(y, len(x)), seed=seed)
 
-    def score(self, X: np.ndarray, y: Any = None, k: int = 100) -> float:
+    def score(self, X: np.ndarray, y: np.ndarray | None = None, k: int = 100) -> float:
         """Mean log p(x) estimate over ``X``, nats per example (higher is better)."""
-        return float(self.score_samples(X, k).mean())
+        return float(self.score_samples(X, y, k).mean())
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -210,6 +250,11 @@ class VAE:
             sigma=model.sigma,
             learn_sigma=model.learn_sigma,
             beta=model.beta,
+            arch=model.arch,
+            conditional=model.conditional,
+            free_bits=model.free_bits,
+            objective=model.objective,
+            iw_samples=model.iw_samples,
             engine=engine or train.engine,
             epochs=train.epochs,
             batch_size=train.batch_size,

@@ -26,10 +26,8 @@ from vaekit.data import Dataset, binarize, load_dataset
 from vaekit.engines import Engine, build_engine
 from vaekit.errors import ConfigError, DataError, TrainingDiverged
 from vaekit.evaluation import evaluate_elbo
-from vaekit.sampling import sample_prior
 
 Log = Callable[[str], None]
-SAMPLE_COUNT = 64
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,18 @@ class TrainingData:
 def fixed_binarization(mode: str) -> str:
     """The binarization for data seen once per run (test sets, figures): dynamic → static."""
     return "static" if mode == "dynamic" else mode
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (from 1): lr·lr_decay^(epoch−1), or Burda et al.'s
+    lr·10^(−i/7) during the 3^i epochs of stage i (stages 0…7, then the last rate)."""
+    if config.lr_schedule == "burda":
+        stage, first_of_next = 0, 1
+        while epoch > first_of_next and stage < 7:
+            stage += 1
+            first_of_next += 3**stage
+        return config.lr * 10 ** (-stage / 7)
+    return config.lr * config.lr_decay ** (epoch - 1)
 
 
 def kl_weight(beta: float, warmup_epochs: float, step: int, steps_per_epoch: int) -> float:
@@ -119,6 +129,7 @@ def engine_for(model: ModelConfig, config: TrainConfig) -> Engine:
         optimizer=config.optimizer,
         lr=config.lr,
         momentum=config.momentum,
+        adam_eps=config.adam_eps,
     )
 
 
@@ -160,6 +171,7 @@ class LoopState:
 
 
 EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
+StepHook = Callable[[Engine, LoopState], None]
 
 
 def fit(
@@ -169,12 +181,14 @@ def fit(
     *,
     state: LoopState | None = None,
     on_epoch: EpochHook | None = None,
+    on_step: StepHook | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``engine`` from ``state`` (default: a fresh start) to ``config.epochs``.
 
     Returns one metrics record per epoch trained; ``on_epoch(engine, record, state)`` runs after
-    each. A non-finite loss raises :class:`TrainingDiverged` before the weights are changed.
+    each epoch and ``on_step(engine, state)`` after each step. A non-finite loss raises
+    :class:`TrainingDiverged` before the weights are changed.
     """
     state = state or LoopState.fresh(config.seed)
     n = len(data.train)
@@ -186,7 +200,7 @@ def fit(
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
         started = time.perf_counter()
-        engine.set_learning_rate(config.lr * config.lr_decay ** (epoch - 1))
+        engine.set_learning_rate(learning_rate(config, epoch))
         order = state.rng.permutation(n)
         totals = np.zeros(3)
         bar = tqdm(
@@ -210,6 +224,8 @@ def fit(
                         f"the loss became {metrics.loss} at epoch {epoch}, step {state.step + 1}"
                     )
                 state.step += 1
+                if on_step is not None:
+                    on_step(engine, state)
                 totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
                 bar.update()
                 bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
@@ -235,32 +251,58 @@ def fit(
 
 
 class RunWriter:
-    """What a run directory receives: per epoch a metrics line, a sample grid and a checkpoint
-    (then the log line); at the end, the final figures."""
+    """What a run directory receives: per epoch a metrics line, figures (every ``sample_every``
+    epochs: a sample grid and reconstructions; every ``sample_every_steps`` steps: a sample grid)
+    and a checkpoint, then the log line; at the end, every figure of the run."""
 
     def __init__(self, run_dir: Path, model: ModelConfig, config: TrainConfig, log: Log) -> None:
         self.run_dir, self.model, self.config, self.log = run_dir, model, config, log
+        self.drawable = figures.can_draw(model.input_shape)
+        self.figure_inputs: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def _figure(self, name: str) -> Path:
+        folder = self.run_dir / "figures"
+        folder.mkdir(exist_ok=True)
+        return folder / name
+
+    def step_done(self, engine: Engine, state: LoopState) -> None:
+        every = self.config.sample_every_steps
+        if self.drawable and every and state.step % every == 0:
+            path = self._figure(f"samples-step-{state.step:07d}.png")
+            run_figures.draw_samples(engine, path, self.config.sample_count, self.config.seed)
 
     def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         checkpoint.append_metrics(self.run_dir, record)
         epoch = record["epoch"]
-        if figures.can_draw(self.model.input_shape) and epoch % self.config.sample_every == 0:
-            _save_epoch_samples(self.run_dir, engine, self.config, epoch)
+        if self.drawable and epoch % self.config.sample_every == 0:
+            seed = self.config.seed
+            path = self._figure(f"samples-epoch-{epoch:03d}.png")
+            run_figures.draw_samples(engine, path, self.config.sample_count, seed)
+            x, y = self.figure_inputs
+            path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
+            run_figures.draw_reconstructions(engine, x[:8], path, seed, y)
         checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
         self.log(format_epoch(record, self.config.epochs))
 
     def train(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
         """Run :func:`fit` with this writer, then write the final figures."""
+        self.figure_inputs = data.for_figures()
         try:
             history = fit(
-                engine, self.config, data, state=state, on_epoch=self.epoch_done, progress=progress
+                engine,
+                self.config,
+                data,
+                state=state,
+                on_epoch=self.epoch_done,
+                on_step=self.step_done if self.config.sample_every_steps else None,
+                progress=progress,
             )
         except TrainingDiverged as exc:
             raise TrainingDiverged(
                 f"{exc}; the last good checkpoint (epoch {state.epoch}) is kept in "
                 f"{self.run_dir}; try a lower --lr"
             ) from None
-        run_figures.draw_all(self.run_dir, engine, *data.for_figures(), self.config.seed)
+        run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
         return history
 
 
@@ -326,12 +368,3 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     if "test_loss" in record:
         line += f"  test -ELBO {record['test_loss']:.2f} nats"
     return line + f"  ({record['seconds']:.1f} s)"
-
-
-def _save_epoch_samples(run_dir: Path, engine: Engine, config: TrainConfig, epoch: int) -> None:
-    folder = run_dir / "figures"
-    folder.mkdir(exist_ok=True)
-    images = sample_prior(engine, SAMPLE_COUNT, seed=config.seed)
-    figures.save_sample_grid(
-        images, folder / f"samples-epoch-{epoch:03d}.png", f"Samples from the prior, epoch {epoch}"
-    )

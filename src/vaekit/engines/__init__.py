@@ -16,20 +16,20 @@ def build_engine(
     optimizer: str = "adam",
     lr: float = 1e-3,
     momentum: float = 0.0,
+    adam_eps: float = 1e-8,
 ) -> Engine:
     """A freshly initialised engine (``torch`` or ``numpy``) for ``config``, seeded by ``seed``."""
+    options = dict(
+        seed=seed, device=device, optimizer=optimizer, lr=lr, momentum=momentum, adam_eps=adam_eps
+    )
     if engine == "torch":
         from vaekit.engines.torch import TorchEngine
 
-        return TorchEngine(
-            config, seed=seed, device=device, optimizer=optimizer, lr=lr, momentum=momentum
-        )
+        return TorchEngine(config, **options)
     if engine == "numpy":
         from vaekit.engines.numpy import NumpyEngine
 
-        return NumpyEngine(
-            config, seed=seed, device=device, optimizer=optimizer, lr=lr, momentum=momentum
-        )
+        return NumpyEngine(config, **options)
     raise ConfigError(f"engine must be torch or numpy; got {engine!r}")
 
 

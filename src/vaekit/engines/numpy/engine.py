@@ -28,6 +28,7 @@ class NumpyEngine:
         optimizer: str = "adam",
         lr: float = 1e-3,
         momentum: float = 0.0,
+        adam_eps: float = 1e-8,
         dtype: type = np.float32,
     ) -> None:
         if device == "cuda":
@@ -44,7 +45,7 @@ class NumpyEngine:
         )
         self.params = model.init_params(config, init_rng, self.dtype)
         self.optimizer_name = optimizer
-        self.optimizer = Adam(lr) if optimizer == "adam" else SGD(lr, momentum)
+        self.optimizer = Adam(lr, eps=adam_eps) if optimizer == "adam" else SGD(lr, momentum)
 
     def _flat(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=self.dtype).reshape(len(a), -1)

@@ -44,6 +44,7 @@ class TorchEngine:
         optimizer: str = "adam",
         lr: float = 1e-3,
         momentum: float = 0.0,
+        adam_eps: float = 1e-8,
     ) -> None:
         self.config = config
         self.device = resolve_device(device)
@@ -54,7 +55,7 @@ class TorchEngine:
         self.optimizer_name = optimizer
         params = self.model.parameters()
         if optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, eps=adam_eps)
         else:
             self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
         self.step = 0
