@@ -32,7 +32,7 @@ REFERENCE = {
             "epochs": 3280,
         },
     ),
-    "conditional-mlp": ({"hidden": [400], "latent_dim": 20}, {}),
+    "conditional-mlp": ({"hidden": [400], "latent_dim": 2}, {"epochs": 20}),
 }
 
 
