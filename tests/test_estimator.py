@@ -89,3 +89,24 @@ def test_numpy_learner_api(images):
         numpy_engine.VAE([100, 2]).fit(images)
     with pytest.raises(ConfigError, match="loss"):
         numpy_engine.VAE(loss="hinge")
+
+
+def test_conditional_estimator_and_numpy_learner_load(images, mnist_small, tmp_path):
+    labels = mnist_small[0].y[:1500]
+    vae = VAE(hidden=(32,), latent_dim=2, conditional=True, epochs=1, batch_size=100)
+    with pytest.raises(ConfigError, match="fit\\(X, y\\)"):
+        vae.fit(images)
+    vae.fit(images, labels)
+    assert vae.model_config_.n_classes == 10
+    assert vae.sample(3, labels=4).shape == (3, 1, 28, 28)
+    assert vae.score_samples(images[:5], labels[:5], k=5).shape == (5,)
+    assert vae.transform(images[:5], labels[:5]).shape == (5, 2)
+    vae.save(tmp_path / "c")
+    loaded = VAE.load(tmp_path / "c")
+    assert loaded.conditional and loaded.latent_dim == 2
+    np.testing.assert_array_equal(
+        loaded.sample(3, seed=1, labels=4), vae.sample(3, seed=1, labels=4)
+    )
+    learner = numpy_engine.VAE([784, 16, 2], epochs=1).fit(images[:300])
+    learner.save(tmp_path / "n")
+    assert VAE.load(tmp_path / "n").engine_.name == "numpy"

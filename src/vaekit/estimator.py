@@ -32,6 +32,33 @@ from vaekit.training import (
 )
 
 ARRAY_SOURCE = "<array>"  # TrainConfig.data of a model fitted on an in-memory array
+#: The estimator's hyperparameters that are ModelConfig / TrainConfig settings of the same name.
+MODEL_PARAMS = (
+    "hidden",
+    "latent_dim",
+    "decoder_hidden",
+    "activation",
+    "likelihood",
+    "sigma",
+    "learn_sigma",
+    "beta",
+    "arch",
+    "free_bits",
+    "objective",
+    "iw_samples",
+)
+TRAIN_PARAMS = (
+    "engine",
+    "device",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "momentum",
+    "kl_warmup",
+    "binarize",
+    "seed",
+)
 
 
 class VAE:
@@ -103,32 +130,11 @@ class VAE:
     ) -> tuple[ModelConfig, TrainConfig]:
         model = ModelConfig(
             input_shape=input_shape,
-            hidden=tuple(self.hidden),
-            latent_dim=self.latent_dim,
-            decoder_hidden=None if self.decoder_hidden is None else tuple(self.decoder_hidden),
-            activation=self.activation,
-            likelihood=self.likelihood,
-            sigma=self.sigma,
-            learn_sigma=self.learn_sigma,
-            beta=self.beta,
-            arch=self.arch,
             n_classes=n_classes,
-            free_bits=self.free_bits,
-            objective=self.objective,
-            iw_samples=self.iw_samples,
+            **{name: getattr(self, name) for name in MODEL_PARAMS},
         )
         train = TrainConfig(
-            data=ARRAY_SOURCE,
-            engine=self.engine,
-            device=self.device,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            momentum=self.momentum,
-            kl_warmup=self.kl_warmup,
-            binarize=self.binarize,
-            seed=self.seed,
+            data=ARRAY_SOURCE, **{name: getattr(self, name) for name in TRAIN_PARAMS}
         )
         return model, train
 
@@ -239,33 +245,14 @@ class VAE:
 
     @classmethod
     def load(cls, path: str | Path, engine: str | None = None, device: str = "auto") -> VAE:
-        """A VAE holding the weights of the run directory ``path`` (any vaekit run)."""
+        """A :class:`VAE` holding the weights of the run directory ``path`` (any vaekit run)."""
         model, train, _ = checkpoint.read_config(path)
-        vae = cls(
-            hidden=model.hidden,
-            latent_dim=model.latent_dim,
-            decoder_hidden=model.decoder_hidden,
-            activation=model.activation,
-            likelihood=model.likelihood,
-            sigma=model.sigma,
-            learn_sigma=model.learn_sigma,
-            beta=model.beta,
-            arch=model.arch,
+        vae = VAE(
             conditional=model.conditional,
-            free_bits=model.free_bits,
-            objective=model.objective,
-            iw_samples=model.iw_samples,
-            engine=engine or train.engine,
-            epochs=train.epochs,
-            batch_size=train.batch_size,
-            lr=train.lr,
-            optimizer=train.optimizer,
-            momentum=train.momentum,
-            kl_warmup=train.kl_warmup,
-            binarize=train.binarize,
-            seed=train.seed,
-            device=device,
+            **{name: getattr(model, name) for name in MODEL_PARAMS},
+            **{name: getattr(train, name) for name in TRAIN_PARAMS},
         )
+        vae.engine, vae.device = engine or train.engine, device
         vae.engine_ = checkpoint.open_run(path, engine, device)
         vae.model_config_, vae.train_config_ = model, replace(train, engine=vae.engine)
         vae.history_ = checkpoint.read_metrics(path)
