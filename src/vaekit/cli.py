@@ -6,8 +6,10 @@ Every error a user can cause ends in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -45,6 +47,39 @@ DEMO_EPOCHS = 20
 
 class UsageError(VaekitError):
     """A command line that argparse could not parse."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during training of the run in ``run_dir``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = Path(run_dir)
+
+    def message(self) -> str:
+        if (self.run_dir / checkpoint.STATE_FILE).exists():
+            return (
+                f"interrupted; every finished epoch is saved in {self.run_dir}; continue with: "
+                f"vaekit train --resume --out {self.run_dir}"
+            )
+        return f"interrupted before the first epoch finished; nothing to resume in {self.run_dir}"
+
+
+def _raise_interrupt(signum, frame) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stopping_cleanly(run_dir: Path):
+    """Turn Ctrl-C and SIGTERM during training into :class:`Interrupted`. Checkpoints are
+    written atomically, so whatever the moment, the run holds only whole epochs."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(run_dir) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,16 +139,17 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
         f"training {model.parameter_count:,}-parameter {kind}{model.arch} VAE on {train.data} "
         f"({len(data.train):,} examples) with the {train.engine} engine into {out}"
     )
-    history = start_run(
-        model,
-        train,
-        out,
-        data=data,
-        force=force,
-        created_by=created_by,
-        progress=not args.quiet,
-        log=_logger(args),
-    )
+    with _stopping_cleanly(out):
+        history = start_run(
+            model,
+            train,
+            out,
+            data=data,
+            force=force,
+            created_by=created_by,
+            progress=not args.quiet,
+            log=_logger(args),
+        )
     _print_summary(history[-1], out)
     return 0
 
@@ -141,9 +177,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if extra:
             flags = ", ".join("--" + name.replace("_", "-") for name in extra)
             raise ConfigError(f"--resume continues the run with its own settings; drop {flags}")
-        history = resume_run(
-            args.out, epochs=args.epochs, progress=not args.quiet, log=_logger(args)
-        )
+        with _stopping_cleanly(args.out):
+            history = resume_run(
+                args.out, epochs=args.epochs, progress=not args.quiet, log=_logger(args)
+            )
         _print_summary(history[-1], args.out)
         return 0
     if args.data is None and args.preset is None:
@@ -720,6 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         _fail(f"{exc.strerror or exc}{where}")
+    except Interrupted as exc:
+        print(f"vaekit: {exc.message()}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,59 @@
+"""Ctrl-C and SIGTERM during training: a one-line message saying how to resume, exit code 130,
+and a run directory that holds only whole epochs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from vaekit import checkpoint
+from vaekit.cli import main
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_training_cleanly_and_resume_continues(tmp_path, signum, capsys):
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "vaekit",
+        "train",
+        "--data",
+        "mnist-small",
+        "--epochs",
+        "500",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "2",
+        "--out",
+        str(run),
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch 2/500"):
+                break
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (
+        f"vaekit: interrupted; every finished epoch is saved in {run}; continue with: "
+        f"vaekit train --resume --out {run}"
+    )
+    assert "Traceback" not in err
+    checkpoint.recover(run)
+    done = json.loads((run / "state.json").read_text())["epoch"]
+    assert done >= 2 and not list(run.glob("*.tmp"))
+    checkpoint.open_run(run)  # the weights load and match config.json
+    assert main(["train", "--resume", "--out", str(run), "--epochs", str(done + 1), "--quiet"]) == 0
+    records = checkpoint.read_metrics(run)
+    assert [r["epoch"] for r in records] == list(range(1, done + 2))
