@@ -155,3 +155,14 @@ def test_clear_run_removes_only_run_files(run):
     (run_dir / "figures" / "a.png").write_bytes(b"x")
     checkpoint.clear_run(run_dir)
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
+
+
+def test_optimizer_mismatch_and_broken_state_are_refused(run):
+    run_dir, *_ = run
+    with pytest.raises(CheckpointError, match="optimizer is 'adam', this run uses 'sgd'"):
+        checkpoint.load_checkpoint(run_dir, build_engine(CFG, optimizer="sgd"))
+    state = json.loads((run_dir / "state.json").read_text())
+    state["engine"] = "oops"
+    (run_dir / "state.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="incomplete"):
+        checkpoint.load_checkpoint(run_dir, build_engine(CFG))

@@ -250,7 +250,14 @@ def load_checkpoint(run_dir: Path, engine: Engine) -> dict[str, Any]:
         engine_meta = state["engine"]
     except (KeyError, TypeError):
         raise CheckpointError(f"{run_dir / STATE_FILE} is incomplete") from None
+    if not isinstance(engine_meta, dict):
+        raise CheckpointError(f"{run_dir / STATE_FILE} is incomplete")
     check_weights(run_dir / WEIGHTS_FILE, weights, engine.config)
+    if engine_meta.get("optimizer") != engine.optimizer_name:
+        raise CheckpointError(
+            f"{run_dir / STATE_FILE}: the checkpoint's optimizer is "
+            f"{engine_meta.get('optimizer')!r}, this run uses {engine.optimizer_name!r}"
+        )
     shapes = engine.config.parameter_shapes
     for key, array in arrays.items():
         if shapes.get(key.partition("/")[2]) != array.shape:

@@ -32,6 +32,7 @@ class Engine(Protocol):
 
     name: str
     config: ModelConfig
+    optimizer_name: str  # "adam" or "sgd"
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
         """One optimizer step on the batch ``x`` with the model's objective (mean(recon + beta·KL)

@@ -12,7 +12,7 @@ from vaekit import objectives
 from vaekit.config import ModelConfig
 from vaekit.engines.protocol import StepMetrics
 from vaekit.engines.torch.model import VAE
-from vaekit.errors import CheckpointError, ConfigError
+from vaekit.errors import ConfigError
 
 #: Engine-neutral names of optimizer state arrays, by optimizer: checkpoint name → torch name.
 OPTIMIZER_SLOTS = {
@@ -140,11 +140,6 @@ class TorchEngine:
         return arrays, meta
 
     def set_training_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        if meta.get("optimizer") != self.optimizer_name:
-            raise CheckpointError(
-                f"the checkpoint's optimizer is {meta.get('optimizer')!r}, "
-                f"this run uses {self.optimizer_name!r}"
-            )
         slots = OPTIMIZER_SLOTS[self.optimizer_name]
         step = int(meta["step"])
         for name, param in self.model.named_parameters():
