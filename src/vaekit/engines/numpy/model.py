@@ -69,16 +69,23 @@ def with_label(h: np.ndarray, onehot: np.ndarray | None) -> np.ndarray:
     return h if onehot is None else np.concatenate([h, onehot.astype(h.dtype)], axis=1)
 
 
+def hidden_stack(
+    config: ModelConfig, p: Params, part: str, h: np.ndarray, layers: int
+) -> tuple[np.ndarray, Cache]:
+    """h_i = act(h_{i−1}·W_iᵀ + b_i) through ``part``'s hidden layers; (output, cache)."""
+    act = ACTIVATIONS[config.activation].forward
+    cache = []
+    for i in range(layers):
+        a = dense(h, p[f"{part}.hidden.{i}.weight"], p[f"{part}.hidden.{i}.bias"])
+        cache.append((h, a))
+        h = act(a)
+    return h, cache
+
+
 def encode(config: ModelConfig, p: Params, x: np.ndarray, onehot: np.ndarray | None = None):
     """(mu, logvar) of q(z|x[, y]) for flat x (N, D), the hidden layers' cache and the heads'
     input."""
-    act = ACTIVATIONS[config.activation].forward
-    cache = []
-    h = with_label(x, onehot)
-    for i in range(len(config.hidden)):
-        a = dense(h, p[f"encoder.hidden.{i}.weight"], p[f"encoder.hidden.{i}.bias"])
-        cache.append((h, a))
-        h = act(a)
+    h, cache = hidden_stack(config, p, "encoder", with_label(x, onehot), len(config.hidden))
     mu = dense(h, p["encoder.mu.weight"], p["encoder.mu.bias"])
     logvar = dense(h, p["encoder.logvar.weight"], p["encoder.logvar.bias"])
     return mu, logvar, cache, h
@@ -89,13 +96,7 @@ def decode(
 ) -> tuple[np.ndarray, Cache, np.ndarray]:
     """Decoder output (logits or mean) for z (N, K) [and y], the cache and the output layer's
     input."""
-    act = ACTIVATIONS[config.activation].forward
-    cache = []
-    g = with_label(z, onehot)
-    for j in range(len(config.decoder_sizes)):
-        a = dense(g, p[f"decoder.hidden.{j}.weight"], p[f"decoder.hidden.{j}.bias"])
-        cache.append((g, a))
-        g = act(a)
+    g, cache = hidden_stack(config, p, "decoder", with_label(z, onehot), len(config.decoder_sizes))
     return dense(g, p["decoder.out.weight"], p["decoder.out.bias"]), cache, g
 
 
