@@ -11,7 +11,11 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.mark.parametrize(
     "script, expected",
-    [("plain_python.py", "speed-up"), ("engines.py", "| numpy |")],
+    [
+        ("plain_python.py", "speed-up"),
+        ("engines.py", "| numpy |"),
+        ("run.py", "| vaekit, numpy engine |"),
+    ],
 )
 def test_benchmark_quick_mode_runs(script, expected):
     proc = subprocess.run(

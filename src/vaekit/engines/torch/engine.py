@@ -55,7 +55,10 @@ class TorchEngine:
         self.optimizer_name = optimizer
         params = self.model.parameters()
         if optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, eps=adam_eps)
+            # fused: one multithreaded kernel for the whole update, on CPU and CUDA alike
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+                params, lr=lr, eps=adam_eps, fused=True
+            )
         else:
             self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
         self.step = 0

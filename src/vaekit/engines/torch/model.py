@@ -17,6 +17,7 @@ from torch import nn
 
 from vaekit import objectives
 from vaekit.config import ModelConfig
+from vaekit.engines.torch.dense import Dense
 from vaekit.errors import ConfigError
 
 ACTIVATIONS = {
@@ -30,7 +31,7 @@ ACTIVATIONS = {
 
 
 def _stack(sizes: list[int]) -> nn.ModuleList:
-    return nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(sizes))
+    return nn.ModuleList(Dense(a, b) for a, b in pairwise(sizes))
 
 
 def _with_label(h: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
@@ -52,8 +53,8 @@ class Encoder(nn.Module):
         width = shapes["encoder.mu.weight"][1]
         first = shapes["encoder.hidden.0.weight"][1] if config.hidden else width
         self.hidden = _stack([first, *config.hidden])
-        self.mu = nn.Linear(width, config.latent_dim)
-        self.logvar = nn.Linear(width, config.latent_dim)
+        self.mu = Dense(width, config.latent_dim)
+        self.logvar = Dense(width, config.latent_dim)
         self.act = ACTIVATIONS[config.activation]
 
     def forward(
@@ -85,13 +86,13 @@ class Decoder(nn.Module):
             1
         ]
         if config.arch == "conv":
-            self.project = nn.Linear(width, shapes["decoder.project.weight"][0])
+            self.project = Dense(width, shapes["decoder.project.weight"][0])
             self.deconv = nn.ModuleList(
                 nn.ConvTranspose2d(*shapes[f"decoder.deconv.{i}.weight"][:2], 4, 2, padding=1)
                 for i in range(len(config.conv_channels))
             )
         else:
-            self.out = nn.Linear(width, config.input_dim)
+            self.out = Dense(width, config.input_dim)
         self.act = ACTIVATIONS[config.activation]
         shape = shapes.get("decoder.log_sigma")
         if shape is not None:

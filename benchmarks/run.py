@@ -1,0 +1,470 @@
+"""vaekit's speed suite: training and evaluation against a conventional PyTorch loop and the
+machine's GEMM rate, in one run.
+
+Every measurement runs in its own process (so each reports its own peak RSS and none inherits
+another's threads or caches), and the three training loops take turns, round by round, so that a
+machine that speeds up or slows down during the run affects them alike. Prints:
+
+1. the machine's float32 GEMM rate: a large square product, and the model's own matrix products
+   (forward and backward, batch 128) with each library PyTorch can use (MKL's sgemm behind
+   ``torch.mm``, and oneDNN) and with NumPy's BLAS;
+2. the model's FLOP count per training example, per test example and per epoch;
+3. the main table: the reference model (784-400-20, ReLU, Bernoulli on grey levels, Adam 1e-3,
+   batch 128), one epoch of training plus the test ELBO: the conventional loop (a DataLoader
+   over a TensorDataset, an ``nn.Module``, ``F.binary_cross_entropy`` on sigmoid outputs, as the
+   PyTorch VAE example), vaekit's torch engine and its NumPy engine: samples/s, seconds per
+   epoch, speed-up over the conventional loop, % of the GEMM roofline, peak RSS;
+4. scaling: samples/s against batch size (32…1024) and hidden width (200…1000);
+5. the importance-weighted evaluation (k = 5000 on the test set) and a whole ``vaekit train``
+   run, with time and peak RSS.
+
+Roofline: an epoch's model FLOPs divided by the time the model's matrix products alone take at
+the best measured rate (the fastest library, at the model's shapes): the time an epoch would
+take if everything but the GEMMs were free. % of roofline = that time / the measured time.
+
+    python benchmarks/run.py                     # MNIST from ../shared/data (about 6 minutes)
+    python benchmarks/run.py --data-dir DIR
+    python benchmarks/run.py --quick             # the bundled mnist-small, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REFERENCE = {"hidden": (400,), "latent_dim": 20}
+
+
+# --- measurements, each run in a worker process --------------------------------------------------
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident set size, GB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def model_config(hidden: int = 400):
+    from vaekit.config import ModelConfig
+
+    return ModelConfig(hidden=(hidden,), latent_dim=REFERENCE["latent_dim"])
+
+
+def load_data(name: str, data_dir: str):
+    from vaekit.config import TrainConfig
+    from vaekit.training import TrainingData
+
+    return TrainingData.load(TrainConfig(data=name, data_dir=data_dir))
+
+
+def best_seconds(fn: Callable[[], object], min_time: float = 0.3) -> float:
+    """The fastest of repeated calls' average time, seconds (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < min_time / 3:
+            fn()
+            calls += 1
+        best = min(best, elapsed / calls)
+    return best
+
+
+def model_matmuls(batch: int, hidden: int = 400, latent: int = 20, dim: int = 784) -> list:
+    """The (rows, inner, cols) of every matrix product in one training step of the MLP VAE:
+    forward (x→h, two heads, z→g, g→logits), then per layer the weight gradient and, except for
+    the first layer, the input gradient."""
+    layers = [(dim, hidden), (hidden, latent), (hidden, latent), (latent, hidden), (hidden, dim)]
+    shapes = [(batch, n_in, n_out) for n_in, n_out in layers]
+    for i, (n_in, n_out) in enumerate(layers):
+        shapes.append((n_out, batch, n_in))  # ∂L/∂W = gᵀ·h
+        if i > 0:
+            shapes.append((batch, n_out, n_in))  # ∂L/∂h = g·W
+    return shapes
+
+
+def flops_per_example(hidden: int = 400, latent: int = 20, dim: int = 784) -> dict:
+    """Matrix-product FLOPs (2 per multiply-add) per training example and per test example."""
+    train = sum(2 * a * b * c for a, b, c in model_matmuls(1, hidden, latent, dim))
+    forward = 2 * (dim * hidden + 2 * hidden * latent + latent * hidden + hidden * dim)
+    return {"train": train, "test": forward}
+
+
+def worker_gemm(args: dict) -> dict:
+    """GFLOP/s of float32 matrix products: square 2048, and the model's step at batch 128."""
+    import numpy as np
+    import torch
+
+    from vaekit.engines.torch.dense import onednn_linear, onednn_matmul_available
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    shapes = model_matmuls(128)
+    step_flops = sum(2 * a * b * c for a, b, c in shapes)
+    products: dict[str, Callable] = {
+        "torch.mm (MKL)": lambda a, b: a @ b,
+        "numpy (OpenBLAS)": None,
+    }
+    if onednn_matmul_available():
+        products["oneDNN"] = lambda a, b: onednn_linear(a, b.T, None)
+    rates: dict[str, dict] = {}
+    for name, product in products.items():
+        if name.startswith("numpy"):
+            pairs = [
+                (rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32))
+                for m, k, n in shapes
+            ]
+            big = (rng.random((2048, 2048), dtype=np.float32),) * 2
+            product = np.matmul
+        else:
+            pairs = [(torch.rand(m, k), torch.rand(k, n)) for m, k, n in shapes]
+            big = (torch.rand(2048, 2048),) * 2
+
+        def step(pairs=pairs, product=product):
+            for a, b in pairs:
+                product(a, b)
+
+        rates[name] = {
+            "square": 2 * 2048**3 / best_seconds(lambda b=big, p=product: p(*b)) / 1e9,
+            "model": step_flops / best_seconds(step) / 1e9,
+        }
+    return {"rates": rates, "threads": torch.get_num_threads()}
+
+
+def conventional_epochs(args: dict) -> dict:
+    """The widely copied PyTorch VAE example's loop: DataLoader, nn.Module, BCE on sigmoid."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = load_data(args["data"], args["data_dir"])
+    hidden = args.get("hidden", 400)
+
+    class VAE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(784, hidden)
+            self.fc21 = nn.Linear(hidden, 20)
+            self.fc22 = nn.Linear(hidden, 20)
+            self.fc3 = nn.Linear(20, hidden)
+            self.fc4 = nn.Linear(hidden, 784)
+
+        def forward(self, x):
+            h = F.relu(self.fc1(x.view(-1, 784)))
+            mu, logvar = self.fc21(h), self.fc22(h)
+            z = mu + torch.randn_like(logvar) * torch.exp(0.5 * logvar)
+            return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+    def loss_function(recon_x, x, mu, logvar):
+        bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+        return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+    torch.manual_seed(0)
+    model = VAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train = TensorDataset(torch.from_numpy(data.train.reshape(len(data.train), -1)))
+    test = TensorDataset(torch.from_numpy(data.test.reshape(len(data.test), -1)))
+    train_loader = DataLoader(train, batch_size=128, shuffle=True)
+    test_loader = DataLoader(test, batch_size=128)
+    seconds, test_loss = [], 0.0
+    for _ in range(args["epochs"]):
+        started = time.perf_counter()
+        model.train()
+        train_loss = 0.0
+        for (x,) in train_loader:
+            optimizer.zero_grad()
+            recon, mu, logvar = model(x)
+            loss = loss_function(recon, x, mu, logvar)
+            loss.backward()
+            train_loss += loss.item()
+            optimizer.step()
+        model.eval()
+        test_loss = 0.0
+        with torch.no_grad():
+            for (x,) in test_loader:
+                recon, mu, logvar = model(x)
+                test_loss += loss_function(recon, x, mu, logvar).item()
+        seconds.append(time.perf_counter() - started)
+    return {
+        "seconds": seconds,
+        "test_loss": test_loss / len(test),
+        "train": len(train),
+        "test": len(test),
+    }
+
+
+def vaekit_epochs(args: dict) -> dict:
+    """vaekit's training loop (``fit``: training and the test ELBO, no checkpoints or figures)."""
+    from vaekit.config import TrainConfig
+    from vaekit.training import engine_for, fit
+
+    data = load_data(args["data"], args["data_dir"])
+    config = TrainConfig(
+        data=args["data"], engine=args["engine"], epochs=args["epochs"], seed=0, batch_size=128
+    )
+    model = model_config(args.get("hidden", 400))
+    engine_for(model, config).train_step(data.train[:128], 1.0)  # warm up, then discard
+    engine = engine_for(model, config)
+    history = fit(engine, config, data)
+    return {
+        "seconds": [record["seconds"] for record in history],
+        "test_loss": history[-1]["test_loss"],
+        "train": len(data.train),
+        "test": len(data.test),
+    }
+
+
+def worker_train(args: dict) -> dict:
+    measure = conventional_epochs if args["engine"] == "conventional" else vaekit_epochs
+    return measure(args)
+
+
+def worker_scaling(args: dict) -> dict:
+    """samples/s of training steps alone for each (batch size, hidden width)."""
+    import numpy as np
+
+    from vaekit.config import TrainConfig
+    from vaekit.training import engine_for
+
+    data = load_data(args["data"], args["data_dir"]).train
+    samples = min(args["samples"], len(data))
+    rates = []
+    for batch, hidden in args["grid"]:
+        config = TrainConfig(engine=args["engine"], batch_size=batch, seed=0)
+        engine = engine_for(model_config(hidden), config)
+        engine.train_step(data[:batch], 1.0)
+        order = np.random.default_rng(0).permutation(len(data))[:samples]
+        started = time.perf_counter()
+        for start in range(0, samples, batch):
+            engine.train_step(data[order[start : start + batch]], 1.0)
+        rates.append(samples / (time.perf_counter() - started))
+    return {"rates": rates}
+
+
+def worker_iwae(args: dict) -> dict:
+    """The k-sample importance-weighted bound on the test set, with the reference model after
+    one epoch of training (the time does not depend on the weights)."""
+    from vaekit.config import TrainConfig
+    from vaekit.evaluation import iwae_log_likelihood
+    from vaekit.training import engine_for, fit
+
+    data = load_data(args["data"], args["data_dir"])
+    config = TrainConfig(data=args["data"], engine="torch", epochs=1, seed=0)
+    engine = engine_for(model_config(), config)
+    fit(engine, config, type(data)(train=data.train, test=None))
+    test = data.test[: args["images"]]
+    started = time.perf_counter()
+    bound = iwae_log_likelihood(engine, test, args["k"], seed=0)
+    return {"seconds": time.perf_counter() - started, "nll": float(-bound.mean()), "n": len(test)}
+
+
+def worker_cli(args: dict) -> dict:
+    """A whole ``vaekit train`` run (checkpoints and figures every epoch), in this process."""
+    from vaekit import cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        code = cli.main(
+            [
+                "train",
+                "--data",
+                args["data"],
+                "--data-dir",
+                args["data_dir"],
+                "--epochs",
+                str(args["epochs"]),
+                "--out",
+                str(Path(tmp) / "run"),
+            ]
+        )
+        seconds = time.perf_counter() - started
+    return {"code": code, "seconds": seconds}
+
+
+WORKERS = {
+    "gemm": worker_gemm,
+    "train": worker_train,
+    "scaling": worker_scaling,
+    "iwae": worker_iwae,
+    "cli": worker_cli,
+}
+
+
+def run_worker(kind: str, **args) -> dict:
+    """Run one measurement in a fresh Python process; its result, with its peak RSS."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", kind, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    if proc.returncode != 0:
+        sys.exit(f"the {kind} measurement failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def table(header: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    parser.add_argument("--quick", action="store_true", help="mnist-small, small sizes: < 1 min")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per training measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="turns of the three loops")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("worker_args", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        result = WORKERS[args.worker](json.loads(args.worker_args))
+        print(json.dumps(dict(result, peak_rss_gb=peak_rss_gb())))
+        return
+
+    from vaekit.data import dataset_status
+
+    present = {d["name"]: d["present"] for d in dataset_status(args.data_dir)}
+    full = not args.quick and present["mnist"]
+    if not args.quick and not full:
+        print(f"MNIST is not in {args.data_dir}; measuring on mnist-small instead (--data-dir)")
+    data = "mnist" if full else "mnist-small"
+    epochs, rounds = (args.epochs, args.rounds) if full else (1, 1)
+    common = {"data": data, "data_dir": str(args.data_dir)}
+    started = time.perf_counter()
+
+    import numpy as np
+    import torch
+
+    print(
+        f"machine: {os.cpu_count()} CPU cores, {platform.machine()}, python "
+        f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}; "
+        f"data {data}; {'full' if full else 'quick'} mode"
+    )
+    gemm = run_worker("gemm")
+    rates = gemm["rates"]
+    roofline_name = max(rates, key=lambda name: rates[name]["model"])
+    roofline = rates[roofline_name]["model"]
+    print(f"\nfloat32 GEMM rate, GFLOP/s ({gemm['threads']} threads):\n")
+    table(
+        ["library", "2048×2048×2048", "the model's step products, batch 128"],
+        [[name, f"{r['square']:.0f}", f"{r['model']:.0f}"] for name, r in rates.items()],
+    )
+    flops = flops_per_example()
+
+    # training: the three loops take turns
+    loops = ["conventional", "torch", "numpy"]
+    runs: dict[str, list[dict]] = {name: [] for name in loops}
+    for _ in range(rounds):
+        for name in loops:
+            runs[name].append(run_worker("train", engine=name, epochs=epochs, **common))
+    first = runs["torch"][0]
+    epoch_flops = first["train"] * flops["train"] + first["test"] * flops["test"]
+    roofline_seconds = epoch_flops / (roofline * 1e9)
+    print(
+        f"model 784-400-20: {flops['train'] / 1e6:.3f} MFLOP per training example, "
+        f"{flops['test'] / 1e6:.3f} per test example; one epoch ({first['train']:,} training + "
+        f"{first['test']:,} test examples) = {epoch_flops / 1e9:.1f} GFLOP; roofline "
+        f"{roofline:.0f} GFLOP/s ({roofline_name}) → {roofline_seconds:.3f} s per epoch\n"
+    )
+    per_epoch = {
+        name: statistics.median(s for run in runs[name] for s in run["seconds"]) for name in loops
+    }
+    rows = []
+    labels = {
+        "conventional": "conventional PyTorch loop",
+        "torch": "vaekit, torch engine",
+        "numpy": "vaekit, numpy engine",
+    }
+    for name in loops:
+        seconds = per_epoch[name]
+        rows.append(
+            [
+                labels[name],
+                "784-400-20",
+                f"{first['train'] / seconds:,.0f}",
+                f"{seconds:.3f}",
+                f"{per_epoch['conventional'] / seconds:.2f}×",
+                f"{100 * roofline_seconds / seconds:.0f}%",
+                f"{max(run['peak_rss_gb'] for run in runs[name]):.2f}",
+                f"{runs[name][-1]['test_loss']:.2f}",
+            ]
+        )
+    print(
+        f"one epoch of training + the test ELBO (median of {rounds} × {epochs} epochs, "
+        "loops taking turns):\n"
+    )
+    table(
+        [
+            "loop",
+            "model",
+            "samples/s",
+            "s/epoch",
+            "vs conventional",
+            "% of GEMM roofline",
+            "peak RSS (GB)",
+            f"test −ELBO after {epochs} (nats)",
+        ],
+        rows,
+    )
+
+    # scaling
+    samples = 20_000 if full else 2_560
+    batches = [32, 64, 128, 256, 512, 1024]
+    widths = [200, 400, 600, 800, 1000]
+    for title, grid, key in (
+        ("batch size (hidden 400)", [(b, 400) for b in batches], 0),
+        ("hidden width (batch 128)", [(128, w) for w in widths], 1),
+    ):
+        result = {
+            engine: run_worker("scaling", engine=engine, grid=grid, samples=samples, **common)
+            for engine in ("torch", "numpy")
+        }
+        print(f"training samples/s against {title}, {samples:,} samples each:\n")
+        table(
+            [title.split(" (")[0], "torch", "numpy"],
+            [
+                [str(point[key]), f"{result['torch']['rates'][i]:,.0f}"]
+                + [f"{result['numpy']['rates'][i]:,.0f}"]
+                for i, point in enumerate(grid)
+            ],
+        )
+
+    # evaluation and a whole run
+    images = 10_000 if full else 50
+    iwae = run_worker("iwae", k=5000, images=images, **common)
+    whole = 10_000 / iwae["n"] * iwae["seconds"]
+    estimate = "" if iwae["n"] == 10_000 else f" (measured on {iwae['n']} images, scaled)"
+    print(
+        f"IWAE bound, k = 5000, torch engine: {iwae['seconds']:.1f} s for {iwae['n']:,} images "
+        f"→ {whole / 60:.2f} min for 10,000{estimate}; NLL {iwae['nll']:.2f} nats; peak RSS "
+        f"{iwae['peak_rss_gb']:.2f} GB"
+    )
+    cli_epochs = 10 if full else 2
+    whole_run = run_worker("cli", epochs=cli_epochs, **common)
+    print(
+        f"whole run, `vaekit train --data {data} --epochs {cli_epochs}` (checkpoints and figures "
+        f"every epoch): {whole_run['seconds']:.1f} s, peak RSS {whole_run['peak_rss_gb']:.2f} GB"
+    )
+    print(f"\n(this benchmark took {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Dense layers whose matrix multiplies run on the fastest float32 GEMM the CPU offers.
+
+``torch.nn.Linear`` on the CPU multiplies with MKL's sgemm, which on some processors (AMD's, for
+one) runs its AVX2 code path; oneDNN picks its kernels by instruction set and is about twice as
+fast there at this model's shapes (``benchmarks/run.py`` measures both). :class:`Dense` is an
+``nn.Linear`` (same parameters, same names) whose forward and backward passes call oneDNN's
+matmul when the input is a float32 CPU matrix and PyTorch has oneDNN, and ``F.linear``
+otherwise (CUDA, other dtypes, or a build without oneDNN).
+
+For a = h·Wᵀ + b and g = ∂L/∂a:  ∂L/∂h = g·W,  ∂L/∂W = gᵀ·h,  ∂L/∂b = Σ_rows g; each product
+is one oneDNN matmul on strided views (no transposed copies).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@functools.cache
+def onednn_matmul_available() -> bool:
+    """True when this PyTorch build has oneDNN's pointwise linear and it multiplies correctly."""
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        a = torch.arange(6.0).reshape(2, 3)
+        w = torch.arange(12.0).reshape(4, 3)
+        return bool(torch.equal(op(a, w, None, "none", [], ""), a @ w.T))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def onednn_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """h·Wᵀ (+ b) by oneDNN; ``weight`` may be any strided (out, in) view."""
+    return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "none", [], "")
+
+
+class _OneDnnLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, weight, bias):
+        ctx.save_for_backward(h, weight)
+        return onednn_linear(h, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        d_h = onednn_linear(grad, weight.T, None) if ctx.needs_input_grad[0] else None
+        d_w = onednn_linear(grad.T, h.T, None) if ctx.needs_input_grad[1] else None
+        d_b = grad.sum(dim=0) if ctx.needs_input_grad[2] else None
+        return d_h, d_w, d_b
+
+
+def uses_onednn(h: torch.Tensor) -> bool:
+    """Whether :class:`Dense` sends this input to oneDNN."""
+    return (
+        h.device.type == "cpu"
+        and h.dtype == torch.float32
+        and h.dim() == 2
+        and onednn_matmul_available()
+    )
+
+
+class Dense(nn.Linear):
+    """``nn.Linear`` with oneDNN matrix multiplies on the CPU (see the module docstring)."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if uses_onednn(h) and self.weight.dtype == torch.float32:
+            return _OneDnnLinear.apply(h, self.weight, self.bias)
+        return F.linear(h, self.weight, self.bias)

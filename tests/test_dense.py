@@ -1,0 +1,45 @@
+"""The oneDNN-backed dense layer equals nn.Linear: same parameters, outputs and gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vaekit.engines.torch import dense
+from vaekit.engines.torch.dense import Dense
+
+
+def _forward_backward(layer: Dense, h: torch.Tensor, use_onednn: bool, monkeypatch):
+    monkeypatch.setattr(dense, "onednn_matmul_available", lambda: use_onednn)
+    h = h.clone().requires_grad_(True)
+    layer.zero_grad(set_to_none=True)
+    out = layer(h)
+    (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+    return out.detach(), h.grad, layer.weight.grad, layer.bias.grad
+
+
+@pytest.mark.skipif(not dense.onednn_matmul_available(), reason="this torch build has no oneDNN")
+def test_onednn_dense_matches_linear_outputs_and_gradients(monkeypatch):
+    torch.manual_seed(0)
+    layer = Dense(37, 23)
+    h = torch.randn(11, 37)
+    fast = _forward_backward(layer, h, True, monkeypatch)
+    plain = _forward_backward(layer, h, False, monkeypatch)
+    for got, want in zip(fast, plain, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain[0], F.linear(h, layer.weight, layer.bias))
+
+
+def test_dense_keeps_linear_parameter_names():
+    assert [name for name, _ in Dense(3, 2).named_parameters()] == ["weight", "bias"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_other_dtypes_and_shapes_take_the_plain_path(dtype):
+    h = torch.randn(4, 3, dtype=dtype)
+    assert not dense.uses_onednn(h)
+    assert not dense.uses_onednn(torch.randn(2, 4, 3))
+    layer = Dense(3, 2).to(torch.float64)
+    h64 = torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(layer(h64), F.linear(h64, layer.weight, layer.bias))
