@@ -147,3 +147,25 @@ def test_cuda_without_gpu_is_a_config_error():
         build_engine(ModelConfig(hidden=(8,), latent_dim=2), device="cuda")
     with pytest.raises(ConfigError, match="CPU"):
         build_engine(ModelConfig(hidden=(8,), latent_dim=2), "numpy", device="cuda")
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(hidden=(16,), latent_dim=3),
+        ModelConfig(hidden=(16,), latent_dim=3, n_classes=4),
+        ModelConfig(input_shape=(6,), hidden=(), latent_dim=2, likelihood="gaussian"),
+    ],
+)
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_reconstruction_nll_of_several_latents_per_input(engine_name, cfg, rng):
+    """z of shape (S, N, K) shares each input across its S latents: the same numbers as S calls
+    with one latent per input."""
+    engine = build_engine(cfg, engine_name, seed=1)
+    x = rng.uniform(size=(5, *cfg.input_shape)).astype(np.float32)
+    y = rng.integers(0, 4, size=5) if cfg.conditional else None
+    z = rng.standard_normal((3, 5, cfg.latent_dim)).astype(np.float32)
+    together = engine.reconstruction_nll(x, z, y)
+    assert together.shape == (3, 5) and together.dtype == np.float64
+    one_by_one = np.stack([engine.reconstruction_nll(x, z_s, y) for z_s in z])
+    np.testing.assert_allclose(together, one_by_one, rtol=1e-6)

@@ -1,7 +1,9 @@
 """The VAE's loss terms, written out once per array library (NumPy, then PyTorch).
 
-Units: nats per example, summed over dimensions. Every function returns one value per example
-(shape (N,)); inputs are flat, shape (N, D) for data and (N, K) for latents.
+Units: nats per example, summed over dimensions. Every function sums over the last axis and
+returns one value per example: inputs are flat, (N, D) for data and (N, K) for latents, or
+(S, N, D) for S decoder outputs per example, with the data x of shape (N, D) shared by the S
+samples (broadcast, never copied).
 
 - KL(q(z|x) ‖ N(0, I)) = ½ Σ_k (exp(logvar_k) + mu_k² − 1 − logvar_k)
 - Bernoulli:  −log p(x|z) = Σ_d softplus(l_d) − x_d·l_d   (l = decoder logits; x may be grey levels)
@@ -29,7 +31,7 @@ def kl_standard_normal(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
 
 def bernoulli_nll(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
     """−log Bernoulli(x; sigmoid(l)) = Σ max(l, 0) − x·l + log(1 + e^−|l|), stable for any l."""
-    return np.sum(np.maximum(logits, 0.0) - x * logits + np.log1p(np.exp(-np.abs(logits))), axis=1)
+    return np.sum(np.maximum(logits, 0.0) - x * logits + np.log1p(np.exp(-np.abs(logits))), axis=-1)
 
 
 def gaussian_nll(mean: np.ndarray, x: np.ndarray, log_sigma: np.ndarray | float) -> np.ndarray:
@@ -39,7 +41,7 @@ def gaussian_nll(mean: np.ndarray, x: np.ndarray, log_sigma: np.ndarray | float)
     """
     inv_var = np.exp(-2.0 * np.asarray(log_sigma, dtype=mean.dtype))
     sq = (x - mean) ** 2 * (0.5 * inv_var)
-    return np.sum(sq + (np.asarray(log_sigma, dtype=mean.dtype) + 0.5 * LOG_2PI), axis=1)
+    return np.sum(sq + (np.asarray(log_sigma, dtype=mean.dtype) + 0.5 * LOG_2PI), axis=-1)
 
 
 # --- PyTorch (same formulas; autograd differentiates them) --------------------------------------
@@ -63,7 +65,8 @@ def free_bits_torch(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
 
 def bernoulli_nll_torch(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """See :func:`bernoulli_nll` (PyTorch's fused, stable BCE-with-logits)."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+    target = x.expand_as(logits)
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
 
 
 def gaussian_nll_torch(
@@ -72,4 +75,4 @@ def gaussian_nll_torch(
     """See :func:`gaussian_nll`; ``log_sigma`` is a float (fixed σ) or a learned tensor."""
     log_sigma = torch.as_tensor(log_sigma, dtype=mean.dtype, device=mean.device)
     sq = (x - mean).square() * (0.5 * torch.exp(-2.0 * log_sigma))
-    return (sq + (log_sigma + 0.5 * LOG_2PI)).sum(dim=1)
+    return (sq + (log_sigma + 0.5 * LOG_2PI)).sum(dim=-1)

@@ -46,7 +46,8 @@ class Engine(Protocol):
     def reconstruction_nll(
         self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
     ) -> np.ndarray:
-        """−log p(x|z) per example in nats, float64, for inputs x and latents z (one z per x)."""
+        """−log p(x|z) in nats, float64: shape (N,) for latents z (N, K), one per input; or
+        (S, N) for z (S, N, K), S latents per input, with x (and y) shared by the S samples."""
         ...
 
     def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

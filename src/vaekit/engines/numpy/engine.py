@@ -84,7 +84,11 @@ class NumpyEngine:
     def reconstruction_nll(
         self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
     ) -> np.ndarray:
-        out, _, _ = model.decode(self.config, self.params, self._flat(z), self._onehot(y))
+        samples = z.shape[:-1]  # (N,) or (S, N)
+        labels = None if y is None else np.broadcast_to(y, samples).reshape(-1)
+        flat_z = np.ascontiguousarray(z, dtype=self.dtype).reshape(-1, z.shape[-1])
+        out, _, _ = model.decode(self.config, self.params, flat_z, self._onehot(labels))
+        out = out.reshape(*samples, -1)
         nll = model.reconstruction_nll(self.config, self.params, self._flat(x), out)
         return nll.astype(np.float64)
 

@@ -63,9 +63,10 @@ class TorchEngine:
             self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
         self.step = 0
 
-    def _tensor(self, a: np.ndarray) -> torch.Tensor:
-        a = np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)
-        return torch.from_numpy(a).to(self.device)
+    def _tensor(self, a: np.ndarray, flatten: bool = True) -> torch.Tensor:
+        """A float32 tensor on the engine's device; ``flatten``: to (N, D)."""
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        return torch.from_numpy(a.reshape(len(a), -1) if flatten else a).to(self.device)
 
     def _labels(self, y: np.ndarray | None) -> torch.Tensor | None:
         return None if y is None else torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
@@ -104,7 +105,8 @@ class TorchEngine:
         self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
     ) -> np.ndarray:
         self.model.eval()
-        nll = self.model.reconstruction_nll(self._tensor(x), self._tensor(z), self._labels(y))
+        z_tensor = self._tensor(z, flatten=False)
+        nll = self.model.reconstruction_nll(self._tensor(x), z_tensor, self._labels(y))
         return nll.double().cpu().numpy()
 
     @torch.no_grad()

@@ -152,8 +152,10 @@ class VAE(nn.Module):
     def reconstruction_nll(
         self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """−log p(x|z) per example, nats."""
-        out = self.decoder(z, self.onehot(y))
+        """−log p(x|z), nats: (N,) for z (N, K), or (S, N) for z (S, N, K) sharing x (N, D)."""
+        samples = z.shape[:-1]
+        y = None if y is None else y.expand(samples).reshape(-1)
+        out = self.decoder(z.reshape(-1, z.shape[-1]), self.onehot(y)).reshape(*samples, -1)
         if self.config.likelihood == "bernoulli":
             return objectives.bernoulli_nll_torch(out, x)
         return objectives.gaussian_nll_torch(out, x, self.log_sigma())
@@ -181,11 +183,10 @@ class VAE(nn.Module):
         L_k = logsumexp_i [log p(x|z_i) + β·(log p(z_i) − log q(z_i|x))] − log k, with
         log p(z) − log q(z|x) = −½Σz² + ½Σ(eps² + logvar); β = 1 is the IWAE bound.
         """
-        k, n, _ = eps.shape
+        k = eps.shape[0]
         mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar, eps)  # (k, N, K)
-        xs, ys = x.repeat(k, 1), None if y is None else y.repeat(k)
-        recon = self.reconstruction_nll(xs, z.reshape(k * n, -1), ys).reshape(k, n)
+        recon = self.reconstruction_nll(x, z, y)  # (k, N)
         prior_minus_q = 0.5 * ((eps * eps - z * z).sum(dim=2) + logvar.sum(dim=1))
         log_w = -recon + beta * prior_minus_q
         bound = torch.logsumexp(log_w, dim=0) - math.log(k)
