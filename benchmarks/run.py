@@ -301,13 +301,14 @@ WORKERS = {
 }
 
 
-def run_worker(kind: str, **args) -> dict:
-    """Run one measurement in a fresh Python process; its result, with its peak RSS."""
+def run_worker(kind: str, env: dict | None = None, **args) -> dict:
+    """Run one measurement in a fresh Python process (``env``: its environment, default this
+    one's); its result, with its peak RSS."""
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", kind, json.dumps(args)],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        env=env or dict(os.environ),
     )
     if proc.returncode != 0:
         sys.exit(f"the {kind} measurement failed:\n{proc.stderr[-3000:]}")
@@ -329,8 +330,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--quick", action="store_true", help="mnist-small, small sizes: < 1 min")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per training measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="turns of the three loops")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per training measurement")
+    parser.add_argument("--rounds", type=int, default=4, help="turns of the training loops")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("worker_args", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -369,12 +370,26 @@ def main() -> None:
     )
     flops = flops_per_example()
 
-    # training: the three loops take turns
-    loops = ["conventional", "torch", "numpy"]
+    # training: the loops take turns, each in a fresh process
+    loops = {"conventional": None, "torch": None, "numpy": None}
+    labels = {
+        "conventional": "conventional PyTorch loop",
+        "torch": "vaekit, torch engine",
+        "numpy": "vaekit, numpy engine",
+    }
+    if "OPENBLAS_CORETYPE" in os.environ:  # a pinned OpenBLAS kernel; also measure its own pick
+        loops["numpy-openblas-auto"] = {
+            k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"
+        }
+        labels["numpy-openblas-auto"] = (
+            f"vaekit, numpy engine, OpenBLAS's own kernels (without this machine's "
+            f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})"
+        )
     runs: dict[str, list[dict]] = {name: [] for name in loops}
     for _ in range(rounds):
-        for name in loops:
-            runs[name].append(run_worker("train", engine=name, epochs=epochs, **common))
+        for name, env in loops.items():
+            engine = name.split("-")[0]
+            runs[name].append(run_worker("train", env, engine=engine, epochs=epochs, **common))
     first = runs["torch"][0]
     epoch_flops = first["train"] * flops["train"] + first["test"] * flops["test"]
     roofline_seconds = epoch_flops / (roofline * 1e9)
@@ -388,11 +403,6 @@ def main() -> None:
         name: statistics.median(s for run in runs[name] for s in run["seconds"]) for name in loops
     }
     rows = []
-    labels = {
-        "conventional": "conventional PyTorch loop",
-        "torch": "vaekit, torch engine",
-        "numpy": "vaekit, numpy engine",
-    }
     for name in loops:
         seconds = per_epoch[name]
         rows.append(
