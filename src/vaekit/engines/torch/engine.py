@@ -87,8 +87,7 @@ class TorchEngine:
             loss, recon, kl = -bound.mean(), recon.mean(), kl.mean()
         else:
             eps = torch.randn(len(xb), cfg.latent_dim, generator=self.generator, device=self.device)
-            recon, kl_dims = self.model.loss_terms_per_dim(xb, eps, yb)
-            recon, kl_per_dim = recon.mean(), kl_dims.mean(dim=0)
+            recon, kl_per_dim = self.model.batch_loss_terms(xb, eps, yb)
             kl = kl_per_dim.sum()
             loss = recon + beta * objectives.free_bits_torch(kl_per_dim, cfg.free_bits)
         self.optimizer.zero_grad(set_to_none=True)

@@ -175,6 +175,21 @@ class VAE(nn.Module):
         recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
         return recon, objectives.kl_per_dim_torch(mu, logvar)
 
+    def batch_loss_terms(
+        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean recon, mean KL per latent dimension (K,)) over the batch, nats: the training
+        step's terms, reduced inside the loss kernels."""
+        mu, logvar = self.encode(x, y)
+        z = self.reparameterize(mu, logvar, eps)
+        out = self.decoder(z, self.onehot(y))
+        n = len(x)
+        if self.config.likelihood == "bernoulli":
+            recon = F.binary_cross_entropy_with_logits(out, x, reduction="sum") / n
+        else:
+            recon = objectives.gaussian_nll_torch(out, x, self.log_sigma()).mean()
+        return recon, objectives.kl_per_dim_torch(mu, logvar).mean(dim=0)
+
     def iwae_bound(
         self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
