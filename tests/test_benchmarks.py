@@ -13,7 +13,6 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     "script, expected",
     [
         ("plain_python.py", "speed-up"),
-        ("engines.py", "| numpy |"),
         ("run.py", "| vaekit, numpy engine |"),
     ],
 )
