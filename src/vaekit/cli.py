@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from vaekit import __version__, checkpoint, figures, run_figures
+from vaekit import __version__, checkpoint, distributed, figures, run_figures
 from vaekit.config import (
     ACTIVATIONS,
     ARCHITECTURES,
@@ -135,9 +135,11 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
         **{**(preset.model if preset else {}), **_given(args, MODEL_FIELDS)},
     )
     kind = f"conditional ({n_classes} classes) " if n_classes else ""
+    group = distributed.from_environment()
+    processes = f" on {group.world_size} processes" if group else ""
     print(
         f"training {model.parameter_count:,}-parameter {kind}{model.arch} VAE on {train.data} "
-        f"({len(data.train):,} examples) with the {train.engine} engine into {out}"
+        f"({len(data.train):,} examples) with the {train.engine} engine{processes} into {out}"
     )
     with _stopping_cleanly(out):
         history = start_run(
@@ -170,6 +172,18 @@ def _print_summary(last: dict, out: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    group = distributed.from_environment()
+    if group is not None and args.out is None:
+        raise ConfigError("under torchrun, give the run directory with --out (the same everywhere)")
+    quiet = group is not None and not group.is_main  # rank 0 speaks for the group
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            return _train(args)
+    finally:
+        distributed.stop()
+
+
+def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out RUN, the run directory to continue")

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vaekit import checkpoint, figures, run_figures
+from vaekit import checkpoint, distributed, figures, run_figures
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, load_dataset
+from vaekit.distributed import Group
 from vaekit.engines import Engine, build_engine
 from vaekit.errors import ConfigError, DataError, TrainingDiverged
 from vaekit.evaluation import evaluate_elbo
@@ -119,30 +120,47 @@ def check_compatible(model: ModelConfig, data: TrainingData) -> None:
                 )
 
 
-def engine_for(model: ModelConfig, config: TrainConfig) -> Engine:
-    """A fresh engine for ``model`` with the engine, seed, device and optimizer of ``config``."""
+def engine_for(model: ModelConfig, config: TrainConfig, group: Group | None = None) -> Engine:
+    """A fresh engine for ``model`` with the engine, seed, device and optimizer of ``config``;
+    with a ``group``, this process first joins it (on its local GPU, if CUDA is used)."""
+    device = config.device
+    if group is not None:
+        if config.engine != "torch":
+            raise ConfigError(
+                "distributed training (torchrun) uses PyTorch's DistributedDataParallel: "
+                "use --engine torch"
+            )
+        device = distributed.device_for(group, config.device)
+        distributed.start(group, device)
     return build_engine(
         model,
         config.engine,
         seed=config.seed,
-        device=config.device,
+        device=device,
         optimizer=config.optimizer,
         lr=config.lr,
         momentum=config.momentum,
         adam_eps=config.adam_eps,
+        group=group,
     )
 
 
-def prepare_run_dir(run_dir: Path, *, force: bool) -> None:
-    """Refuse a non-empty ``run_dir`` unless ``force`` (which removes only a run's own files)."""
+def check_run_dir(run_dir: Path, *, force: bool) -> None:
+    """Refuse a ``run_dir`` that is a file, or a non-empty directory without ``force``."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not force:
+        raise ConfigError(
+            f"run directory {run_dir} is not empty; pass --resume to continue it, "
+            "--force to replace it, or choose another --out"
+        )
+
+
+def prepare_run_dir(run_dir: Path, *, force: bool) -> None:
+    """Check ``run_dir`` (see :func:`check_run_dir`), then empty it of a run's own files (with
+    ``force``) or create it."""
+    check_run_dir(run_dir, force=force)
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        if not force:
-            raise ConfigError(
-                f"run directory {run_dir} is not empty; pass --resume to continue it, "
-                "--force to replace it, or choose another --out"
-            )
         checkpoint.clear_run(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -253,11 +271,22 @@ def fit(
 class RunWriter:
     """What a run directory receives: per epoch a metrics line, figures (every ``sample_every``
     epochs: a sample grid and reconstructions; every ``sample_every_steps`` steps: a sample grid)
-    and a checkpoint, then the log line; at the end, every figure of the run."""
+    and a checkpoint, then the log line; at the end, every figure of the run.
 
-    def __init__(self, run_dir: Path, model: ModelConfig, config: TrainConfig, log: Log) -> None:
+    With ``writes=False`` (the ranks after 0 of a distributed run) it trains but writes and logs
+    nothing."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model: ModelConfig,
+        config: TrainConfig,
+        log: Log,
+        writes: bool = True,
+    ) -> None:
         self.run_dir, self.model, self.config, self.log = run_dir, model, config, log
-        self.drawable = figures.can_draw(model.input_shape)
+        self.writes = writes
+        self.drawable = figures.can_draw(model.input_shape) and writes
         self.figure_inputs: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def _figure(self, name: str) -> Path:
@@ -272,6 +301,8 @@ class RunWriter:
             run_figures.draw_samples(engine, path, self.config.sample_count, self.config.seed)
 
     def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
+        if not self.writes:
+            return
         checkpoint.append_metrics(self.run_dir, record)
         epoch = record["epoch"]
         if self.drawable and epoch % self.config.sample_every == 0:
@@ -295,14 +326,15 @@ class RunWriter:
                 state=state,
                 on_epoch=self.epoch_done,
                 on_step=self.step_done if self.config.sample_every_steps else None,
-                progress=progress,
+                progress=progress and self.writes,
             )
         except TrainingDiverged as exc:
             raise TrainingDiverged(
                 f"{exc}; the last good checkpoint (epoch {state.epoch}) is kept in "
                 f"{self.run_dir}; try a lower --lr"
             ) from None
-        run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
+        if self.writes:
+            run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
         return history
 
 
@@ -319,15 +351,20 @@ def start_run(
 ) -> list[dict[str, Any]]:
     """Train a new model into ``run_dir``; returns the per-epoch metrics.
 
-    Everything is validated (data, configs, engine) before anything is written.
+    Everything is validated (data, configs, engine) before anything is written. Launched by
+    torchrun, every process trains its share and only rank 0 writes.
     """
     run_dir = Path(run_dir)
+    group = distributed.from_environment()
+    main = group is None or group.is_main
     data = data or TrainingData.load(config)
     check_compatible(model, data)
-    engine = engine_for(model, config)
-    prepare_run_dir(run_dir, force=force)
-    checkpoint.write_config(run_dir, model, config, created_by)
-    writer = RunWriter(run_dir, model, config, log)
+    check_run_dir(run_dir, force=force)  # on every rank, before rank 0 may write
+    engine = engine_for(model, config, group)
+    if main:
+        prepare_run_dir(run_dir, force=force)
+        checkpoint.write_config(run_dir, model, config, created_by)
+    writer = RunWriter(run_dir, model, config, log, writes=main)
     return writer.train(engine, data, LoopState.fresh(config.seed), progress)
 
 
@@ -338,25 +375,33 @@ def resume_run(
     progress: bool = True,
     log: Log = print,
 ) -> list[dict[str, Any]]:
-    """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given)."""
+    """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given);
+    under torchrun, every process resumes from the same checkpoint."""
     run_dir = Path(run_dir)
+    group = distributed.from_environment()
+    main = group is None or group.is_main
     model, config, record = checkpoint.read_config(run_dir)
     if epochs is not None and epochs != config.epochs:
         config = replace(config, epochs=epochs)
     data = TrainingData.load(config)
     check_compatible(model, data)
-    engine = engine_for(model, config)
+    engine = engine_for(model, config, group)
+    if main:
+        checkpoint.recover(run_dir)  # finish or undo an interrupted save, before anyone reads
+    distributed.barrier()
     state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
     if state.epoch >= config.epochs:
         raise ConfigError(
             f"{run_dir} has already trained {state.epoch} of {config.epochs} epochs; "
             "pass --epochs with a larger number to train longer"
         )
-    checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
-    kept = [r for r in checkpoint.read_metrics(run_dir) if r["epoch"] <= state.epoch]
-    checkpoint.write_metrics(run_dir, kept)  # drop epochs after the checkpoint (a crash)
-    log(f"resuming {run_dir} after epoch {state.epoch}")
-    return RunWriter(run_dir, model, config, log).train(engine, data, state, progress)
+    if main:
+        checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
+        kept = [r for r in checkpoint.read_metrics(run_dir) if r["epoch"] <= state.epoch]
+        checkpoint.write_metrics(run_dir, kept)  # drop epochs after the checkpoint (a crash)
+        log(f"resuming {run_dir} after epoch {state.epoch}")
+    writer = RunWriter(run_dir, model, config, log, writes=main)
+    return writer.train(engine, data, state, progress)
 
 
 def format_epoch(record: dict[str, Any], epochs: int) -> str:

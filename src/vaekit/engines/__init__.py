@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vaekit.config import ModelConfig
 from vaekit.engines.protocol import Engine, StepMetrics
 from vaekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vaekit.distributed import Group
 
 
 def build_engine(
@@ -17,15 +22,22 @@ def build_engine(
     lr: float = 1e-3,
     momentum: float = 0.0,
     adam_eps: float = 1e-8,
+    group: Group | None = None,
 ) -> Engine:
-    """A freshly initialised engine (``torch`` or ``numpy``) for ``config``, seeded by ``seed``."""
+    """A freshly initialised engine (``torch`` or ``numpy``) for ``config``, seeded by ``seed``;
+    ``group``: train data-parallel in this (joined) process group, torch engine only."""
     options = dict(
         seed=seed, device=device, optimizer=optimizer, lr=lr, momentum=momentum, adam_eps=adam_eps
     )
     if engine == "torch":
         from vaekit.engines.torch import TorchEngine
 
-        return TorchEngine(config, **options)
+        return TorchEngine(config, group=group, **options)
+    if group is not None:
+        raise ConfigError(
+            "distributed training (torchrun) uses PyTorch's DistributedDataParallel: "
+            "use --engine torch"
+        )
     if engine == "numpy":
         from vaekit.engines.numpy import NumpyEngine
 

@@ -59,6 +59,7 @@ def uses_onednn(h: torch.Tensor) -> bool:
         h.device.type == "cpu"
         and h.dtype == torch.float32
         and h.dim() == 2
+        and h.shape[0] > 0
         and onednn_matmul_available()
     )
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
-from vaekit import objectives
 from vaekit.config import ModelConfig
+from vaekit.distributed import Group
 from vaekit.engines.protocol import StepMetrics
-from vaekit.engines.torch.model import VAE
+from vaekit.engines.torch.model import VAE, TrainingObjective
 from vaekit.errors import ConfigError
 
 #: Engine-neutral names of optimizer state arrays, by optimizer: checkpoint name → torch name.
@@ -45,12 +46,18 @@ class TorchEngine:
         lr: float = 1e-3,
         momentum: float = 0.0,
         adam_eps: float = 1e-8,
+        group: Group | None = None,
     ) -> None:
         self.config = config
         self.device = resolve_device(device)
+        self.group = group
         with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG state
             torch.manual_seed(seed)
             self.model = VAE(config).to(self.device)
+        self.objective: torch.nn.Module = TrainingObjective(self.model)
+        if group is not None:  # joins the gradient average; rank 0's weights are broadcast
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.objective = DistributedDataParallel(self.objective, device_ids=ids)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.optimizer_name = optimizer
         params = self.model.parameters()
@@ -72,32 +79,51 @@ class TorchEngine:
         return None if y is None else torch.from_numpy(np.asarray(y, np.int64)).to(self.device)
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
+        """One step on the global batch ``x``. Alone, on all of it; in a process group, on this
+        rank's share of the rows, with the loss scaled by world size / global batch so that
+        DDP's gradient average is the gradient of the global batch mean."""
         self.model.train()
-        xb, yb = self._tensor(x), self._labels(y)
         cfg = self.config
+        batch = len(x)
+        shape = (batch, cfg.latent_dim)
         if cfg.objective == "iwae":
-            eps = torch.randn(
-                cfg.iw_samples,
-                len(xb),
-                cfg.latent_dim,
-                generator=self.generator,
-                device=self.device,
-            )
-            bound, recon, kl = self.model.iwae_bound(xb, eps, yb, beta)
-            loss, recon, kl = -bound.mean(), recon.mean(), kl.mean()
+            shape = (cfg.iw_samples, *shape)
+        eps = torch.randn(shape, generator=self.generator, device=self.device)  # every rank alike
+        rows, world = slice(None), 1
+        if self.group is not None:
+            rows, world = self.group.rows(batch), self.group.world_size
+        xb = self._tensor(x[rows])
+        yb = None if y is None else self._labels(y[rows])
+        eps = eps[..., rows, :]
+        if cfg.objective == "iwae":
+            bound, recon_sum, kl_sum = self.objective(xb, eps, yb, beta)
+            totals = self._all_sum(torch.stack([bound, recon_sum, kl_sum]).detach()) / batch
+            loss, recon, kl = -totals[0], totals[1], totals[2]
+            objective = -bound
         else:
-            eps = torch.randn(len(xb), cfg.latent_dim, generator=self.generator, device=self.device)
-            recon, kl_per_dim = self.model.batch_loss_terms(xb, eps, yb)
-            kl = kl_per_dim.sum()
-            loss = recon + beta * objectives.free_bits_torch(kl_per_dim, cfg.free_bits)
+            recon_sum, kl_sums = self.objective(xb, eps, yb, beta)
+            totals = self._all_sum(torch.cat([recon_sum.detach()[None], kl_sums.detach()]))
+            recon, kl_means = totals[0] / batch, totals[1:] / batch
+            kl, kl_term = kl_means.sum(), kl_means.sum()
+            if cfg.free_bits > 0:  # Σ_k max(λ, mean KL_k): dimensions below λ get no gradient
+                kl_term = kl_means.clamp(min=cfg.free_bits).sum()
+                kl_sums = kl_sums * (kl_means > cfg.free_bits)
+            loss = recon + beta * kl_term
+            objective = recon_sum + beta * kl_sums.sum()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (objective * (world / batch)).backward()
         values = torch.stack([loss, recon, kl]).tolist()  # one device sync per step
         metrics = StepMetrics(*values)
-        if np.isfinite(values).all():
+        if np.isfinite(values).all():  # the same decision on every rank: the totals are global
             self.optimizer.step()
             self.step += 1
         return metrics
+
+    def _all_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` summed over the process group (themselves, alone)."""
+        if self.group is not None:
+            torch.distributed.all_reduce(values)
+        return values
 
     @torch.no_grad()
     def reconstruction_nll(

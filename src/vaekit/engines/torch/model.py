@@ -175,20 +175,19 @@ class VAE(nn.Module):
         recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
         return recon, objectives.kl_per_dim_torch(mu, logvar)
 
-    def batch_loss_terms(
+    def loss_sums(
         self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean recon, mean KL per latent dimension (K,)) over the batch, nats: the training
+        """(Σ recon, Σ KL per latent dimension (K,)) over the batch's rows, nats: the training
         step's terms, reduced inside the loss kernels."""
         mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar, eps)
         out = self.decoder(z, self.onehot(y))
-        n = len(x)
         if self.config.likelihood == "bernoulli":
-            recon = F.binary_cross_entropy_with_logits(out, x, reduction="sum") / n
+            recon = F.binary_cross_entropy_with_logits(out, x, reduction="sum")
         else:
-            recon = objectives.gaussian_nll_torch(out, x, self.log_sigma()).mean()
-        return recon, objectives.kl_per_dim_torch(mu, logvar).mean(dim=0)
+            recon = objectives.gaussian_nll_torch(out, x, self.log_sigma()).sum()
+        return recon, objectives.kl_per_dim_torch(mu, logvar).sum(dim=0)
 
     def iwae_bound(
         self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0
@@ -234,3 +233,24 @@ class VAE(nn.Module):
 
     def _device(self) -> torch.device:
         return self.encoder.mu.weight.device
+
+
+class TrainingObjective(nn.Module):
+    """A batch's training sums as a module's forward, so that ``DistributedDataParallel`` can
+    wrap it (its parameters are the VAE's). Sums run over the batch's rows, in nats:
+
+    - ELBO: (Σ recon, Σ KL per latent dimension (K,));
+    - IWAE: (Σ L_k, Σ recon, Σ KL), eps of shape (k, N, K).
+    """
+
+    def __init__(self, vae: VAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(
+        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None, beta: float
+    ) -> tuple[torch.Tensor, ...]:
+        if self.vae.config.objective == "iwae":
+            bound, recon, kl = self.vae.iwae_bound(x, eps, y, beta)
+            return bound.sum(), recon.sum(), kl.sum()
+        return self.vae.loss_sums(x, eps, y)
