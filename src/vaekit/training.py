@@ -9,6 +9,7 @@ generators, so a resumed run ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -25,7 +26,7 @@ from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, load_dataset
 from vaekit.distributed import Group
 from vaekit.engines import Engine, build_engine
-from vaekit.errors import ConfigError, DataError, TrainingDiverged
+from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from vaekit.evaluation import evaluate_elbo
 
 Log = Callable[[str], None]
@@ -303,6 +304,25 @@ class RunWriter:
     def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         if not self.writes:
             return
+        try:
+            self._save_epoch(engine, record, state)
+        except OSError as exc:  # disk full, directory made read-only, …: keep the last checkpoint
+            with contextlib.suppress(OSError):
+                checkpoint.recover(self.run_dir)
+            kept = state.epoch - 1
+            then = (
+                f"the checkpoint of epoch {kept} is intact: fix the cause, then continue with "
+                f"'vaekit train --resume --out {self.run_dir}'"
+                if kept
+                else "no epoch was saved: fix the cause and start again (--force replaces it)"
+            )
+            raise CheckpointError(
+                f"could not save epoch {state.epoch} in {self.run_dir} "
+                f"({exc.strerror or exc}); {then}"
+            ) from None
+        self.log(format_epoch(record, self.config.epochs))
+
+    def _save_epoch(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         checkpoint.append_metrics(self.run_dir, record)
         epoch = record["epoch"]
         if self.drawable and epoch % self.config.sample_every == 0:
@@ -313,7 +333,6 @@ class RunWriter:
             path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
             run_figures.draw_reconstructions(engine, x[:8], path, seed, y)
         checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
-        self.log(format_epoch(record, self.config.epochs))
 
     def train(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
         """Run :func:`fit` with this writer, then write the final figures."""
@@ -375,8 +394,9 @@ def resume_run(
     progress: bool = True,
     log: Log = print,
 ) -> list[dict[str, Any]]:
-    """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given);
-    under torchrun, every process resumes from the same checkpoint."""
+    """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given)
+    and return the metrics of all its epochs; a finished run only gets its final figures again.
+    Under torchrun, every process resumes from the same checkpoint."""
     run_dir = Path(run_dir)
     group = distributed.from_environment()
     main = group is None or group.is_main
@@ -390,18 +410,24 @@ def resume_run(
         checkpoint.recover(run_dir)  # finish or undo an interrupted save, before anyone reads
     distributed.barrier()
     state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
-    if state.epoch >= config.epochs:
+    if state.epoch > config.epochs:
         raise ConfigError(
-            f"{run_dir} has already trained {state.epoch} of {config.epochs} epochs; "
-            "pass --epochs with a larger number to train longer"
+            f"{run_dir} has already trained {state.epoch} epochs; pass --epochs with a number "
+            f"larger than {state.epoch} to train longer"
         )
+    kept = [r for r in checkpoint.read_metrics(run_dir) if r["epoch"] <= state.epoch]
     if main:
         checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
-        kept = [r for r in checkpoint.read_metrics(run_dir) if r["epoch"] <= state.epoch]
         checkpoint.write_metrics(run_dir, kept)  # drop epochs after the checkpoint (a crash)
-        log(f"resuming {run_dir} after epoch {state.epoch}")
+        if state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
+            log(
+                f"{run_dir} has trained all {config.epochs} epochs; drawing its figures "
+                "(pass --epochs with a larger number to train longer)"
+            )
+        else:
+            log(f"resuming {run_dir} after epoch {state.epoch}")
     writer = RunWriter(run_dir, model, config, log, writes=main)
-    return writer.train(engine, data, state, progress)
+    return kept + writer.train(engine, data, state, progress)
 
 
 def format_epoch(record: dict[str, Any], epochs: int) -> str:

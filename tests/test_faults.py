@@ -1,0 +1,230 @@
+"""Faults during training: kill -9 again and again (also inside checkpoint saves), a full disk, a
+directory that cannot be written. Whatever happens, the run keeps its last whole epoch, and
+resuming ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from vaekit import checkpoint
+from vaekit.cli import main
+from vaekit.engines import build_engine
+
+DRIVER = Path(__file__).with_name("kill_driver.py")
+
+
+def train_args(engine: str, epochs: int) -> list[str]:
+    return [
+        "train",
+        "--engine",
+        engine,
+        "--data",
+        "mnist-small",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "4",
+        "--batch-size",
+        "250",
+        "--epochs",
+        str(epochs),
+        "--sample-every",
+        "3",
+        "--seed",
+        "2",
+        "--quiet",
+    ]
+
+
+def launch(kill_at_write: int, argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), str(kill_at_write), *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_checkpoint_whole(run: Path) -> int:
+    """The run's committed checkpoint verifies against its record (or a complete pending save
+    rolls forward) and loads; returns its epoch (0: none yet)."""
+    state_file = run / checkpoint.STATE_FILE
+    pending = run / (checkpoint.STATE_FILE + checkpoint.TMP_SUFFIX)
+    if state_file.exists() and not pending.exists():
+        files = json.loads(state_file.read_text())["files"]
+        for name, digest in files.items():
+            assert sha256(run / name) == digest, f"{name} does not match state.json"
+    copy = run.with_name(run.name + "-inspect")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(run, copy)
+    try:
+        if not (copy / checkpoint.CONFIG_FILE).exists():
+            return 0
+        model, train, _ = checkpoint.read_config(copy)
+        checkpoint.recover(copy)
+        if not (copy / checkpoint.STATE_FILE).exists():
+            return 0
+        engine = build_engine(model, train.engine, seed=train.seed)
+        return int(checkpoint.load_checkpoint(copy, engine)["epoch"])
+    finally:
+        shutil.rmtree(copy)
+
+
+def losses(run: Path) -> list[tuple[float, float, float]]:
+    return [(r["loss"], r["recon"], r["kl"]) for r in checkpoint.read_metrics(run)]
+
+
+@pytest.mark.parametrize("engine, epochs", [("numpy", 60), ("torch", 40)])
+def test_kill_9_again_and_again_then_resume_ends_with_the_same_weights(tmp_path, engine, epochs):
+    reference = tmp_path / "reference"
+    proc = launch(0, [*train_args(engine, epochs), "--out", str(reference)])
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+
+    run = tmp_path / "killed"
+    rng = random.Random(f"{engine}-kills")
+    kills, saved = [], 0
+    for attempt in range(60):
+        if (run / checkpoint.STATE_FILE).exists() or (
+            run / (checkpoint.STATE_FILE + checkpoint.TMP_SUFFIX)
+        ).exists():
+            argv = ["train", "--resume", "--out", str(run), "--quiet"]
+        else:  # killed before its first checkpoint: start again
+            argv = [*train_args(engine, epochs), "--out", str(run), "--force"]
+        if attempt % 2 == 0:  # at a durable write: inside saves, renames, metrics, figures
+            at = rng.randint(1, 40)
+            proc = launch(at, argv)
+            code = proc.wait(timeout=300)
+            kind = f"write {at}"
+        else:  # at a random moment: start-up, data loading, a step, the middle of a write
+            proc = launch(0, argv)
+            delay = rng.uniform(0.5, 2.5)
+            try:
+                code = proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            kind = f"{delay:.2f} s"
+        if code == 0:
+            break
+        assert code == -9, (kind, code, proc.stderr.read())
+        kills.append(kind)
+        epoch = assert_checkpoint_whole(run)
+        assert epoch >= saved, "a kill lost a finished epoch"
+        saved = epoch
+    else:
+        pytest.fail(f"no run finished after {len(kills)} kills")
+    assert len(kills) >= 8, kills
+    print(f"{engine}: {len(kills)} kills survived ({', '.join(kills)})")
+
+    assert not list(run.glob(f"*{checkpoint.TMP_SUFFIX}"))
+    got, want = (
+        load_file(run / checkpoint.WEIGHTS_FILE),
+        load_file(reference / checkpoint.WEIGHTS_FILE),
+    )
+    for name in want:
+        if engine == "numpy":
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == list(range(1, epochs + 1))
+    np.testing.assert_allclose(
+        losses(run), losses(reference), rtol=0 if engine == "numpy" else 1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),
+    ],
+)
+def test_a_failing_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys, code, words):
+    """The save of epoch 2 fails: one clear line, exit 2, epoch 1 intact, and --resume (once
+    the disk is fixed) ends exactly where an uninterrupted run ends."""
+    run, reference = tmp_path / "run", tmp_path / "reference"
+    assert main([*train_args("numpy", 3), "--out", str(reference)]) == 0
+    real_save, real_fsync = checkpoint.save_checkpoint, os.fsync
+
+    def broken_fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    def save(run_dir, engine, state):
+        if state["epoch"] == 2:
+            monkeypatch.setattr(os, "fsync", broken_fsync)
+        return real_save(run_dir, engine, state)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+    capsys.readouterr()
+    assert main([*train_args("numpy", 3), "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "epoch 1 is intact" in err[0], err
+    assert "--resume" in err[0]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
+
+    assert not list(run.glob(f"*{checkpoint.TMP_SUFFIX}"))
+    assert assert_checkpoint_whole(run) == 1
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+    got, want = (
+        load_file(run / checkpoint.WEIGHTS_FILE),
+        load_file(reference / checkpoint.WEIGHTS_FILE),
+    )
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_failing_first_save_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", broken)
+    assert main([*train_args("numpy", 2), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no epoch was saved" in err[0], err
+
+
+def test_unwritable_output_directory_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    out = tmp_path / "locked" / "run"
+    assert main([*train_args("numpy", 1), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and str(out) in err[0], err
+
+
+def test_output_path_under_a_file_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep me")
+    assert main([*train_args("numpy", 1), "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vaekit: error: "), err
+    assert blocker.read_text() == "keep me"
+
+
+def test_the_kill_driver_kills_at_the_write_it_is_told(tmp_path):
+    started = time.perf_counter()
+    proc = launch(1, [*train_args("numpy", 1), "--out", str(tmp_path / "run")])
+    assert proc.wait(timeout=120) == -9
+    assert time.perf_counter() - started < 60
+    assert not (tmp_path / "run" / checkpoint.STATE_FILE).exists()
