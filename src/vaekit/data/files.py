@@ -1,14 +1,16 @@
 """Load a user's own data: ``.npy``, ``.npz``, ``.csv`` or a directory of images.
 
-Every loader returns a :class:`~vaekit.data.datasets.Dataset` whose ``x`` is float32 in [0, 1]
-(see :func:`~vaekit.data.transforms.to_unit_range`) with shape ``(N, D)`` for tables and
-``(N, C, H, W)`` for images (``(N, H, W)`` arrays gain a channel axis), and whose ``y`` is
-int64 labels of shape ``(N,)`` or ``None``. Files are never unpickled.
+Every loader returns a :class:`~vaekit.data.datasets.Dataset` whose ``x`` is finite float32,
+pixel levels scaled to [0, 1] (see :func:`~vaekit.data.transforms.to_unit_range`), with shape
+``(N, D)`` for tables and ``(N, C, H, W)`` for images (``(N, H, W)`` arrays gain a channel
+axis), and whose ``y`` is int64 labels of shape ``(N,)`` or ``None``. Files are never
+unpickled.
 """
 
 from __future__ import annotations
 
 import csv
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -96,8 +98,12 @@ def _read_npy(path: Path) -> np.ndarray:
     except ValueError as exc:
         _refuse_pickle(path, exc)
         raise DataError(f"{path} is not a valid .npy file ({exc}).") from exc
-    except (OSError, EOFError) as exc:
+    except (SyntaxError, tokenize.TokenError):  # numpy parses the header as Python literals
+        raise DataError(f"{path} is not a valid .npy file (its header is damaged).") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path} is not a valid .npy file ({exc}).") from exc
+    except MemoryError:
+        raise DataError(_too_large(path)) from None
     if not isinstance(array, np.ndarray):
         raise DataError(f"{path} is a .npz archive, not a .npy file; rename it to .npz.")
     return array
@@ -119,17 +125,33 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     except ValueError as exc:
         _refuse_pickle(path, exc)
         raise DataError(f"{path} is not a valid .npz file ({exc}).") from exc
+    except (SyntaxError, tokenize.TokenError):
+        raise DataError(f"{path} is not a valid .npz file (an array header is damaged).") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path} is not a valid .npz file ({exc}).") from exc
+    except MemoryError:
+        raise DataError(_too_large(path)) from None
+
+
+def _too_large(path: Path) -> str:
+    """The error for an array header declaring more data than memory holds (a corrupt file)."""
+    return f"{path} declares an array too large for this machine's memory; is it corrupt?"
 
 
 def _refuse_pickle(path: Path, exc: ValueError) -> None:
-    """Raise a clear DataError if ``exc`` is numpy refusing to unpickle part of ``path``."""
-    if "allow_pickle" in str(exc):
-        raise DataError(
-            f"{path} holds Python objects (pickled data), which vaekit never loads; save "
-            "numeric arrays instead."
-        ) from None
+    """Raise a clear DataError if ``exc`` is numpy refusing to unpickle part of ``path``: a
+    pickle (protocol 2+) or an array of Python objects; anything else without NumPy's header
+    is simply not an array file."""
+    if "allow_pickle" not in str(exc):
+        return
+    with path.open("rb") as f:
+        start = f.read(6)
+    if not start.startswith((b"\x80", b"\x93NUMPY", b"PK")):
+        raise DataError(f"{path} is not a NumPy file (it does not start with NumPy's header).")
+    raise DataError(
+        f"{path} holds Python objects (pickled data), which vaekit never loads; save "
+        "numeric arrays instead."
+    ) from None
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -35,17 +35,21 @@ def to_unit_range(x: np.ndarray, source: str) -> np.ndarray:
     if x.size == 0:
         raise DataError(f"{source} holds no values.")
     if x.dtype.kind == "f":
-        finite = np.isfinite(x)
-        if not finite.all():
-            where = np.unravel_index(np.argmin(finite), x.shape)
-            raise DataError(
-                f"{source} has a NaN or infinite value at index {tuple(map(int, where))}."
-            )
+        _refuse_non_finite(x, source, "a NaN or infinite value")
     low, high = x.min(), x.max()
-    out = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(x, dtype=np.float32)
+    _refuse_non_finite(out, source, "a value too large for float32 (beyond ±3.4e38)")
     if x.dtype == np.uint8 or (low >= 0 and 1 < high <= 255):
         out = out / np.float32(255)
     return out
+
+
+def _refuse_non_finite(x: np.ndarray, source: str, what: str) -> None:
+    finite = np.isfinite(x)
+    if not finite.all():
+        where = np.unravel_index(np.argmin(finite), x.shape)
+        raise DataError(f"{source} has {what} at index {tuple(map(int, where))}.")
 
 
 def binarize(x: np.ndarray, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
