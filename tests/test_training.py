@@ -75,7 +75,7 @@ def test_resume_after_interruption_equals_uninterrupted(
             log=crash_after_first_epoch,
         )
     history = _resume(monkeypatch, tmp_path / "cut", small_data)
-    assert [h["epoch"] for h in history] == [2, 3]
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # the whole run's records
     whole = checkpoint.load_weights(tmp_path / "whole", small_model)
     cut = checkpoint.load_weights(tmp_path / "cut", small_model)
     for name, array in whole.items():
@@ -93,13 +93,21 @@ def _resume(monkeypatch, run_dir, data, **kwargs):
     return resume_run(run_dir, progress=False, log=_quiet, **kwargs)
 
 
-def test_resume_of_finished_run_says_how_to_train_longer(
+def test_resume_of_finished_run_redraws_its_figures_and_says_how_to_train_longer(
     monkeypatch, tmp_path, small_model, small_data
 ):
-    _train(tmp_path, small_model, small_data, epochs=1)
-    with pytest.raises(ConfigError, match="--epochs"):
-        _resume(monkeypatch, tmp_path / "run", small_data)
-    assert [h["epoch"] for h in _resume(monkeypatch, tmp_path / "run", small_data, epochs=2)] == [2]
+    run = tmp_path / "run"
+    _train(tmp_path, small_model, small_data, epochs=2)
+    (run / "samples.png").unlink()  # as if killed while drawing the final figures
+    lines = []
+    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, config: small_data))
+    records = resume_run(run, progress=False, log=lines.append)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert (run / "samples.png").is_file()
+    assert "has trained all 2 epochs" in lines[0] and "--epochs" in lines[0]
+    with pytest.raises(ConfigError, match="already trained 2 epochs"):
+        _resume(monkeypatch, run, small_data, epochs=1)
+    assert [h["epoch"] for h in _resume(monkeypatch, run, small_data, epochs=3)] == [1, 2, 3]
 
 
 def test_non_empty_run_dir_is_refused_unless_forced(tmp_path, small_model, small_data):
