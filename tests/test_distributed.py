@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from vaekit import checkpoint
-from vaekit.distributed import Group, from_environment
+from vaekit.engines.torch.distributed import Group, from_environment
 
 TRAIN = [
     "train",

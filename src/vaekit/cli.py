@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from vaekit import __version__, checkpoint, distributed, figures, run_figures
+from vaekit import __version__, checkpoint, figures, run_figures
 from vaekit.config import (
     ACTIVATIONS,
     ARCHITECTURES,
@@ -35,6 +35,7 @@ from vaekit.config import (
     TrainConfig,
 )
 from vaekit.data import Dataset, binarize, dataset_status, has_test_split, load_dataset
+from vaekit.engines.torch import distributed
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood, latent_statistics
 from vaekit.presets import PRESETS, get_preset

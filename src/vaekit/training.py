@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from vaekit import checkpoint, distributed, figures, run_figures
+from vaekit import checkpoint, figures, run_figures
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, load_dataset
-from vaekit.distributed import Group
 from vaekit.engines import Engine, build_engine
+from vaekit.engines.torch import distributed
+from vaekit.engines.torch.distributed import Group
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from vaekit.evaluation import evaluate_elbo
 

@@ -9,7 +9,7 @@ from vaekit.engines.protocol import Engine, StepMetrics
 from vaekit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vaekit.distributed import Group
+    from vaekit.engines.torch.distributed import Group
 
 
 def build_engine(

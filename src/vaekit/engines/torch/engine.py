@@ -10,8 +10,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vaekit.config import ModelConfig
-from vaekit.distributed import Group
 from vaekit.engines.protocol import StepMetrics
+from vaekit.engines.torch.distributed import Group
 from vaekit.engines.torch.model import VAE, TrainingObjective
 from vaekit.errors import ConfigError
 
