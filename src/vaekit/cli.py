@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -448,6 +449,31 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vaekit.serve.app import create_app
+    from vaekit.serve.explorer import Explorer
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be from 0 to 65535, got {args.port}")
+    explorer = Explorer.open(args.run, args.engine, args.device)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    print(f"vaekit explorer for {args.run}: http://{host}:{port}/  (API: /docs; Ctrl-C stops)")
+    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning"))
+    server.run(sockets=[sock])
+    return 0
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
@@ -759,6 +785,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where named data sets live")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_datasets)
+
+    p = sub.add_parser(
+        "serve",
+        help="explore a run's latent space in the browser",
+        description="Start a local web app: a latent map that decodes where you click, sliders, "
+        "sampling, interpolation, and drawing a digit to see how the model reads it.",
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(handler=cmd_serve)
     return parser
 
 

@@ -1,0 +1,221 @@
+"""What the latent-space explorer computes, independent of HTTP: a 2-D map of the latent space,
+decoding, interpolation, and the analysis of a drawn or uploaded image.
+
+The map: posterior means E[z|x] of (up to ``map_size``) images of the run's test set, projected to
+2-D — the identity for a 2-d latent, else the two principal axes of those means. A point (u, v)
+of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at the centre).
+
+Scores are log p(x) estimates in nats (the importance-weighted bound, k samples), read against
+the same estimate on test images: an input below the 1st percentile is unusual for the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vaekit import checkpoint, figures
+from vaekit.data import binarize, load_dataset
+from vaekit.data.datasets import has_test_split
+from vaekit.engines import Engine
+from vaekit.errors import ConfigError, DataError, VaekitError
+from vaekit.evaluation import iwae_log_likelihood
+from vaekit.run_figures import posterior_means
+from vaekit.training import fixed_binarization
+
+#: |z_k| beyond this is refused: the prior puts no mass there worth decoding.
+LATENT_LIMIT = 10.0
+MAX_INTERPOLATION_STEPS = 32
+
+
+class InputError(VaekitError):
+    """A request the explorer refuses (bad latent, label, image); the message says why."""
+
+
+@dataclass
+class Analysis:
+    """A drawn or uploaded image, as the model sees it."""
+
+    z: list[float]  # E[z|x], the posterior mean
+    position: list[float]  # where z falls on the 2-D map
+    reconstruction_png: bytes  # the decoder's mean at z
+    log_likelihood: float  # nats, IWAE estimate
+    percentile: float | None  # % of reference test images with a lower estimate
+    reading: str  # the percentile in plain words
+
+
+class Explorer:
+    """A trained run, ready to decode latents and analyse images."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        reference: np.ndarray | None,
+        reference_labels: np.ndarray | None,
+        *,
+        map_size: int = 2000,
+        score_samples: int = 100,
+        reference_size: int = 300,
+    ) -> None:
+        config = engine.config
+        if not figures.can_draw(config.input_shape) or len(config.input_shape) != 3:
+            raise ConfigError("the explorer shows images; this run's inputs are not images")
+        self.engine, self.config, self.score_samples = engine, config, score_samples
+        self.map_points = np.zeros((0, 2))
+        self.map_labels: np.ndarray | None = None
+        self.centre = np.zeros(config.latent_dim)
+        self.axes = np.eye(2, config.latent_dim)
+        self.reference_scores = np.zeros(0)
+        if reference is not None and len(reference):
+            labels = reference_labels if config.conditional else None
+            means = posterior_means(engine, reference, labels, limit=map_size)
+            if config.latent_dim > 2:
+                self.centre = means.mean(axis=0)
+                _, _, rows = np.linalg.svd(means - self.centre, full_matrices=False)
+                self.axes = rows[:2]
+            self.map_points = self.position(means)
+            self.map_labels = None if reference_labels is None else reference_labels[:map_size]
+            part = slice(0, reference_size)
+            part_labels = None if labels is None else labels[part]
+            scores = iwae_log_likelihood(
+                engine, reference[part], score_samples, y=part_labels, seed=0
+            )
+            self.reference_scores = np.sort(scores)
+
+    @classmethod
+    def open(cls, run_dir: str | Path, engine: str | None = None, device: str = "auto"):
+        """The explorer of a run, with its test set as the map (if the data can be found)."""
+        runner = checkpoint.open_run(Path(run_dir), engine, device)
+        _, train, _ = checkpoint.read_config(Path(run_dir))
+        split = "test" if has_test_split(train.data) else "train"
+        try:
+            data = load_dataset(train.data, split, train.data_dir)
+        except (DataError, OSError):
+            return cls(runner, None, None)  # no map points, no reference scores
+        x = binarize(data.x, fixed_binarization(train.binarize))
+        if tuple(x.shape[1:]) != runner.config.input_shape:
+            return cls(runner, None, None)
+        return cls(runner, x, data.y)
+
+    # --- the latent space ---------------------------------------------------------------------
+
+    def position(self, z: np.ndarray) -> np.ndarray:
+        """Map coordinates (u, v) of latents z (…, K)."""
+        return (np.asarray(z, dtype=np.float64) - self.centre) @ self.axes.T
+
+    def latent(self, u: float, v: float) -> np.ndarray:
+        """The latent a map point stands for: centre + u·axis₁ + v·axis₂."""
+        return self.centre + u * self.axes[0] + v * self.axes[1]
+
+    def check_latent(self, z: list[float]) -> np.ndarray:
+        z_array = np.asarray(z, dtype=np.float64)
+        k = self.config.latent_dim
+        if z_array.shape != (k,):
+            raise InputError(f"z needs {k} numbers (the latent dimension), got {z_array.size}")
+        if not np.isfinite(z_array).all() or np.abs(z_array).max() > LATENT_LIMIT:
+            raise InputError(f"each z_k must be a finite number within ±{LATENT_LIMIT:g}")
+        return z_array
+
+    def check_label(self, label: int | None) -> np.ndarray | None:
+        classes = self.config.n_classes
+        if not classes:
+            return None
+        if label is None:
+            raise InputError(f"this model is conditional: give a label from 0 to {classes - 1}")
+        if not 0 <= label < classes:
+            raise InputError(f"label must be from 0 to {classes - 1}, got {label}")
+        return np.array([label])
+
+    def decode_png(self, z: list[float], label: int | None = None) -> bytes:
+        """The decoder's mean at z, as a PNG of the model's image size."""
+        z_array = self.check_latent(z)
+        y = self.check_label(label)
+        image = self.engine.decode(z_array[None].astype(np.float32), y)[0]
+        return png_bytes(image)
+
+    def interpolate_png(
+        self, a: list[float], b: list[float], steps: int, label: int | None = None
+    ) -> bytes:
+        """Decoded images along the straight line from a to b, side by side."""
+        if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
+            raise InputError(f"steps must be from 2 to {MAX_INTERPOLATION_STEPS}, got {steps}")
+        za, zb = self.check_latent(a), self.check_latent(b)
+        y = self.check_label(label)
+        t = np.linspace(0.0, 1.0, steps)[:, None]
+        z = ((1 - t) * za + t * zb).astype(np.float32)
+        images = self.engine.decode(z, None if y is None else np.repeat(y, steps))
+        return png_bytes(np.concatenate(list(images), axis=-1))
+
+    # --- an image from the user ---------------------------------------------------------------
+
+    def analyse(self, pixels: np.ndarray, label: int | None = None) -> Analysis:
+        """Encode, reconstruct and score one image (shape of the model's input, in [0, 1])."""
+        y = self.check_label(label)
+        x = pixels[None].astype(np.float32)
+        mu, _ = self.engine.encode(x, y)
+        reconstruction = self.engine.decode(mu, y)[0]
+        log_px = float(iwae_log_likelihood(self.engine, x, self.score_samples, y=y, seed=0)[0])
+        percentile, reading = self.read_score(log_px)
+        return Analysis(
+            z=[float(v) for v in mu[0]],
+            position=[float(v) for v in self.position(mu[0])],
+            reconstruction_png=png_bytes(reconstruction),
+            log_likelihood=log_px,
+            percentile=percentile,
+            reading=reading,
+        )
+
+    def read_score(self, log_px: float) -> tuple[float | None, str]:
+        """(% of reference images scoring lower, a plain-words reading)."""
+        if not len(self.reference_scores):
+            return None, "no test images to compare with (the run's data was not found)"
+        below = 100.0 * np.searchsorted(self.reference_scores, log_px) / len(self.reference_scores)
+        if below < 1:
+            return below, "unusual for this model: less likely than 99% of its test images"
+        if below < 10:
+            return below, f"rather unusual: only {below:.0f}% of its test images are less likely"
+        return below, f"typical: more likely than {below:.0f}% of this model's test images"
+
+    def image_from_upload(self, data: bytes) -> np.ndarray:
+        """Pixels in [0, 1] of the model's input shape from PNG or JPEG bytes; a clear
+        :class:`InputError` for anything else (non-image bytes, other dimensions)."""
+        channels, height, width = self.config.input_shape
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format not in ("PNG", "JPEG"):
+                    raise InputError(f"the upload is a {image.format} image; send PNG or JPEG")
+                if image.size != (width, height):
+                    raise InputError(
+                        f"the image is {image.size[0]}×{image.size[1]} pixels; this model "
+                        f"takes {width}×{height}"
+                    )
+                image = image.convert("L" if channels == 1 else "RGB")
+                pixels = np.asarray(image, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            raise InputError("the upload is not a PNG or JPEG image") from None
+        return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def decode_data_url(text: str) -> bytes:
+    """The bytes of a ``data:…;base64,…`` URL or of plain base64 text."""
+    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("the image is not valid base64") from None
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An image (C, H, W) or (H, W) in [0, 1] as PNG bytes."""
+    pixels = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    if pixels.ndim == 3:
+        pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,266 @@
+// The explorer page: a latent map, live decoding, sliders, interpolation, and reading a drawing.
+// Everything model-side happens on the server (see /docs); this file only draws and asks.
+"use strict";
+
+const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const $ = (id) => document.getElementById(id);
+const state = { model: null, map: null, z: null, a: null, b: null, drawn: null, bounds: null };
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch (_) { /* not JSON */ }
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return response;
+}
+
+function label() {
+  return state.model.n_classes ? Number($("label").value) : null;
+}
+
+function query(params) {
+  const parts = Object.entries(params).filter(([, v]) => v !== null && v !== undefined);
+  return parts.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
+}
+
+// --- the map ------------------------------------------------------------------------------
+
+function positionOf(z) {  // (u, v) of a latent, as the server's projection defines it
+  const d = z.map((v, k) => v - state.map.centre[k]);
+  return state.map.axes.map((axis) => axis.reduce((s, a, k) => s + a * d[k], 0));
+}
+
+function latentAt(u, v) {  // centre + u·axis₁ + v·axis₂
+  return state.map.centre.map((c, k) => c + u * state.map.axes[0][k] + v * state.map.axes[1][k]);
+}
+
+function computeBounds() {
+  let lo = [-3, -3], hi = [3, 3];
+  for (const [u, v] of state.map.points) {
+    lo = [Math.min(lo[0], u), Math.min(lo[1], v)];
+    hi = [Math.max(hi[0], u), Math.max(hi[1], v)];
+  }
+  const pad = 0.05 * Math.max(hi[0] - lo[0], hi[1] - lo[1]);
+  state.bounds = { lo: [lo[0] - pad, lo[1] - pad], hi: [hi[0] + pad, hi[1] + pad] };
+}
+
+function toCanvas(u, v) {
+  const c = $("map"), { lo, hi } = state.bounds;
+  return [(u - lo[0]) / (hi[0] - lo[0]) * c.width, (1 - (v - lo[1]) / (hi[1] - lo[1])) * c.height];
+}
+
+function fromCanvas(x, y) {
+  const c = $("map"), { lo, hi } = state.bounds;
+  return [lo[0] + x / c.width * (hi[0] - lo[0]), lo[1] + (1 - y / c.height) * (hi[1] - lo[1])];
+}
+
+function marker(ctx, z, colour, text) {
+  if (!z) return;
+  const [x, y] = toCanvas(...positionOf(z));
+  ctx.strokeStyle = colour; ctx.fillStyle = colour; ctx.lineWidth = 2.5;
+  ctx.beginPath(); ctx.moveTo(x - 8, y); ctx.lineTo(x + 8, y);
+  ctx.moveTo(x, y - 8); ctx.lineTo(x, y + 8); ctx.stroke();
+  if (text) { ctx.font = "bold 13px system-ui"; ctx.fillText(text, x + 7, y - 7); }
+}
+
+function drawMap() {
+  const c = $("map"), ctx = c.getContext("2d");
+  ctx.fillStyle = "white"; ctx.fillRect(0, 0, c.width, c.height);
+  const [ox, oy] = toCanvas(0, 0);
+  ctx.strokeStyle = "#ddd"; ctx.lineWidth = 1;
+  ctx.beginPath(); ctx.moveTo(ox, 0); ctx.lineTo(ox, c.height);
+  ctx.moveTo(0, oy); ctx.lineTo(c.width, oy); ctx.stroke();
+  state.map.points.forEach(([u, v], i) => {
+    const [x, y] = toCanvas(u, v);
+    const l = state.map.labels ? state.map.labels[i] : 0;
+    ctx.fillStyle = COLOURS[l % COLOURS.length] + "99";
+    ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
+  });
+  if (state.a && state.b) {
+    const [ax, ay] = toCanvas(...positionOf(state.a)), [bx, by] = toCanvas(...positionOf(state.b));
+    ctx.strokeStyle = "#555"; ctx.setLineDash([4, 4]);
+    ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke(); ctx.setLineDash([]);
+  }
+  marker(ctx, state.a, "#555", "A");
+  marker(ctx, state.b, "#555", "B");
+  marker(ctx, state.drawn, "#0057d9", "drawn");
+  marker(ctx, state.z, "#d00000", "");
+}
+
+// --- decoding, throttled so that dragging stays live -----------------------------------------
+
+let inFlight = false, again = false;
+
+async function decode() {
+  if (inFlight) { again = true; return; }
+  inFlight = true;
+  try {
+    const z = state.z.map((v) => v.toFixed(4)).join(",");
+    const response = await api(`/api/decode?${query({ z, label: label() })}`);
+    const url = URL.createObjectURL(await response.blob());
+    const img = $("decoded"), old = img.src;
+    img.src = url;
+    img.dataset.z = z;
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    showError("");
+  } catch (error) {
+    showError(error.message);
+  } finally {
+    inFlight = false;
+    if (again) { again = false; decode(); }
+  }
+}
+
+function setZ(z) {
+  state.z = z.map((v) => Math.max(-10, Math.min(10, v)));
+  $("z-text").textContent = "z = (" + state.z.map((v) => v.toFixed(2)).join(", ") + ")";
+  document.querySelectorAll("#sliders input").forEach((s, k) => { s.value = state.z[k]; });
+  drawMap();
+  decode();
+}
+
+function buildSliders() {
+  const box = $("sliders");
+  if (state.model.latent_dim <= 2) return;
+  for (let k = 0; k < state.model.latent_dim; k++) {
+    const row = document.createElement("label");
+    const slider = Object.assign(document.createElement("input"),
+      { type: "range", min: -3, max: 3, step: 0.01, value: 0 });
+    slider.setAttribute("aria-label", `z${k}`);
+    slider.addEventListener("input", () => {
+      const z = state.z.slice(); z[k] = Number(slider.value); setZ(z);
+    });
+    row.append(`z${k}`, slider);
+    box.append(row);
+  }
+}
+
+function gaussian() {  // Box–Muller
+  return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+}
+
+// --- drawing and reading an image -----------------------------------------------------------
+
+function setUpDrawing() {
+  const c = $("draw"), ctx = c.getContext("2d");
+  const clear = () => { ctx.fillStyle = "black"; ctx.fillRect(0, 0, c.width, c.height); };
+  clear();
+  let last = null;
+  const point = (e) => { const r = c.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; };
+  c.addEventListener("pointerdown", (e) => { last = point(e); c.setPointerCapture(e.pointerId); });
+  c.addEventListener("pointermove", (e) => {
+    if (!last) return;
+    const p = point(e);
+    ctx.strokeStyle = "white"; ctx.lineWidth = 22; ctx.lineCap = "round";
+    ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(...p); ctx.stroke();
+    last = p;
+  });
+  const stop = () => { last = null; };
+  c.addEventListener("pointerup", stop);
+  c.addEventListener("pointerleave", stop);
+  $("clear").addEventListener("click", () => { clear(); $("score").textContent = ""; });
+  $("read").addEventListener("click", () => {
+    const [, height, width] = state.model.image_shape;
+    const small = Object.assign(document.createElement("canvas"), { width, height });
+    const sctx = small.getContext("2d");
+    sctx.imageSmoothingQuality = "high";
+    sctx.drawImage(c, 0, 0, width, height);
+    analyse(small.toDataURL("image/png"));
+  });
+  $("upload").addEventListener("change", () => {
+    const file = $("upload").files[0];
+    if (!file) return;
+    const reader = new FileReader();
+    reader.onload = () => analyse(reader.result);
+    reader.readAsDataURL(file);
+  });
+}
+
+async function analyse(dataUrl) {
+  $("score").textContent = "reading…";
+  try {
+    const response = await api("/api/analyse", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ image: dataUrl, label: label() }),
+    });
+    const result = await response.json();
+    const img = $("reconstruction");
+    img.src = result.reconstruction; img.hidden = false;
+    $("score").textContent =
+      `log p(x) ≈ ${result.log_likelihood.toFixed(1)} nats — ${result.reading}`;
+    state.drawn = result.z;
+    drawMap();
+    showError("");
+  } catch (error) {
+    $("score").textContent = "";
+    showError(error.message);
+  }
+}
+
+// --- start ----------------------------------------------------------------------------------
+
+async function start() {
+  state.model = await (await api("/api/model")).json();
+  state.map = await (await api("/api/map")).json();
+  const m = state.model;
+  $("about").textContent = `${m.latent_dim}-d latent, ${m.likelihood} decoder, ` +
+    `${m.image_shape[1]}×${m.image_shape[2]} images` +
+    (m.n_classes ? `, conditional on ${m.n_classes} classes` : "") +
+    `; scores are importance-weighted log p(x) estimates (k = ${m.score_samples}).`;
+  if (m.n_classes) {
+    for (let l = 0; l < m.n_classes; l++) $("label").append(new Option(String(l), String(l)));
+    $("label-box").hidden = false;
+    $("label").addEventListener("change", decode);
+  }
+  computeBounds();
+  buildSliders();
+  const c = $("map");
+  let dragging = false;
+  const pick = (e) => {
+    const r = c.getBoundingClientRect();
+    const [u, v] = fromCanvas((e.clientX - r.left) * c.width / r.width,
+                              (e.clientY - r.top) * c.height / r.height);
+    setZ(latentAt(u, v));
+  };
+  c.addEventListener("pointerdown", (e) => { dragging = true; c.setPointerCapture(e.pointerId); pick(e); });
+  c.addEventListener("pointermove", (e) => { if (dragging) pick(e); });
+  c.addEventListener("pointerup", () => { dragging = false; });
+  $("sample").addEventListener("click", () => setZ(state.z.map(() => gaussian())));
+  $("set-a").addEventListener("click", () => { state.a = state.z.slice(); interpolateReady(); });
+  $("set-b").addEventListener("click", () => { state.b = state.z.slice(); interpolateReady(); });
+  $("interpolate").addEventListener("click", interpolate);
+  setUpDrawing();
+  setZ(latentAt(0, 0));
+  document.body.dataset.ready = "true";
+}
+
+function interpolateReady() {
+  $("interpolate").disabled = !(state.a && state.b);
+  drawMap();
+}
+
+async function interpolate() {
+  try {
+    const join = (z) => z.map((v) => v.toFixed(4)).join(",");
+    const response = await api(`/api/interpolate?${query({
+      a: join(state.a), b: join(state.b), steps: 10, label: label() })}`);
+    const strip = $("strip");
+    strip.src = URL.createObjectURL(await response.blob());
+    strip.hidden = false;
+    showError("");
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+start().catch((error) => showError(error.message));

@@ -1,0 +1,183 @@
+"""The explorer's API through FastAPI's test client: shapes, errors, limits, OpenAPI."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from vaekit.cli import main
+from vaekit.serve.app import create_app
+from vaekit.serve.explorer import Explorer
+
+
+def train(root, name: str, *flags: str):
+    run = root / name
+    argv = ["train", "--data", "mnist-small", "--epochs", "1", "--hidden", "32", "--quiet"]
+    assert main([*argv, *flags, "--out", str(run)]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    return {
+        "plain": train(root, "plain", "--latent-dim", "2"),
+        "conditional": train(root, "conditional", "--latent-dim", "4", "--conditional"),
+    }
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    return TestClient(create_app(Explorer.open(runs["plain"]), max_body_bytes=50_000))
+
+
+@pytest.fixture(scope="module")
+def conditional(runs):
+    return TestClient(create_app(Explorer.open(runs["conditional"])))
+
+
+def png(size=(28, 28), mode="L", value=0, fmt="PNG") -> str:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color=value).save(buffer, format=fmt)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_of(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def test_model_and_map(client):
+    model = client.get("/api/model").json()
+    assert model == {
+        "latent_dim": 2,
+        "n_classes": 0,
+        "image_shape": [1, 28, 28],
+        "likelihood": "bernoulli",
+        "score_samples": 100,
+    }
+    latent_map = client.get("/api/map").json()
+    assert len(latent_map["points"]) == 1000 == len(latent_map["labels"])  # mnist-small's test set
+    assert latent_map["axes"] == [[1.0, 0.0], [0.0, 1.0]] and latent_map["centre"] == [0.0, 0.0]
+
+
+def test_decode_gives_the_decoder_mean_as_a_png(client, runs):
+    a = image_of(client.get("/api/decode", params={"z": "0,0"}))
+    b = image_of(client.get("/api/decode", params={"z": "2.5,-1.5"}))
+    assert a.shape == (28, 28) and a.dtype == np.uint8 and not np.array_equal(a, b)
+    from vaekit import checkpoint
+
+    engine = checkpoint.open_run(runs["plain"])
+    want = engine.decode(np.array([[2.5, -1.5]], np.float32))[0, 0]
+    np.testing.assert_allclose(b / 255.0, want, atol=1 / 255 + 1e-6)
+
+
+def test_interpolation_is_a_strip(client):
+    strip = image_of(client.get("/api/interpolate", params={"a": "-2,0", "b": "2,0", "steps": 7}))
+    assert strip.shape == (28, 7 * 28)
+
+
+@pytest.mark.parametrize(
+    "path, params, words",
+    [
+        ("/api/decode", {"z": "1"}, "needs 2 numbers"),
+        ("/api/decode", {"z": "1,nan"}, "finite"),
+        ("/api/decode", {"z": "1,99"}, "within ±10"),
+        ("/api/decode", {"z": "a,b"}, "numbers separated by commas"),
+        ("/api/decode", {"z": "0,0", "label": 3}, None),  # unconditional: the label is ignored
+        ("/api/interpolate", {"a": "0,0", "b": "1,1", "steps": 1}, "steps must be from 2"),
+        ("/api/interpolate", {"a": "0,0", "b": "1", "steps": 5}, "needs 2 numbers"),
+    ],
+)
+def test_bad_requests_say_why(client, path, params, words):
+    response = client.get(path, params=params)
+    if words is None:
+        assert response.status_code == 200
+        return
+    assert response.status_code == 400 and words in response.json()["detail"], response.text
+
+
+def test_analyse_reads_an_image(client):
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255  # a "1"
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, format="PNG")
+    body = {"image": base64.b64encode(buffer.getvalue()).decode()}
+    result = client.post("/api/analyse", json=body).json()
+    assert len(result["z"]) == 2 and len(result["position"]) == 2
+    assert result["reconstruction"].startswith("data:image/png;base64,")
+    assert result["log_likelihood"] < 0 and 0 <= result["percentile"] <= 100
+    assert any(w in result["reading"] for w in ("typical", "unusual"))
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    body = {"image": base64.b64encode(buffer.getvalue()).decode()}
+    result = client.post("/api/analyse", json=body).json()
+    assert result["reading"].startswith("unusual") and result["percentile"] < 1
+
+
+@pytest.mark.parametrize(
+    "image, status, words",
+    [
+        (png(size=(20, 28)), 400, "takes 28×28"),
+        (png(mode="RGB", value=(10, 20, 30)), 200, None),  # colour is converted to grey
+        (png(fmt="GIF"), 400, "send PNG or JPEG"),
+        ("data:image/png;base64," + base64.b64encode(b"not an image").decode(), 400, "not a PNG"),
+        ("%%% not base64 %%%", 400, "not valid base64"),
+        ("data:image/png;base64," + "A" * 60_000, 413, "larger than the limit"),
+    ],
+)
+def test_uploads_are_checked(client, image, status, words):
+    response = client.post("/api/analyse", json={"image": image})
+    assert response.status_code == status, response.text
+    if words:
+        assert words in response.json()["detail"]
+
+
+def test_conditional_models_need_a_label(conditional):
+    assert conditional.get("/api/model").json()["n_classes"] == 10
+    response = conditional.get("/api/decode", params={"z": "0,0,0,0"})
+    assert response.status_code == 400 and "give a label" in response.json()["detail"]
+    response = conditional.get("/api/decode", params={"z": "0,0,0,0", "label": 10})
+    assert response.status_code == 400 and "from 0 to 9" in response.json()["detail"]
+    three = image_of(conditional.get("/api/decode", params={"z": "0,0,0,0", "label": 3}))
+    seven = image_of(conditional.get("/api/decode", params={"z": "0,0,0,0", "label": 7}))
+    assert not np.array_equal(three, seven)
+    latent_map = conditional.get("/api/map").json()
+    assert np.array(latent_map["axes"]).shape == (2, 4)  # principal axes of the 4-d means
+
+
+def test_openapi_describes_the_api(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/api/model", "/api/map", "/api/decode", "/api/interpolate", "/api/analyse"} <= set(
+        spec["paths"]
+    )
+    assert "image/png" in spec["paths"]["/api/decode"]["get"]["responses"]["200"]["content"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_page_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="map"' in page.text and "explorer.js" in page.text
+    assert client.get("/static/explorer.js").status_code == 200
+    assert client.get("/static/../app.py").status_code == 404
+
+
+def test_serve_refuses_a_busy_port_and_bad_runs(runs, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(runs["plain"]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot listen on 127.0.0.1" in err[0], err
+    assert main(["serve", str(tmp_path / "nothing")]) == 2
+    assert main(["serve", str(runs["plain"]), "--port", "70000"]) == 2
