@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 import signal
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -450,27 +449,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from vaekit.serve.app import create_app
     from vaekit.serve.explorer import Explorer
+    from vaekit.serve.server import bind, serve, url_of
 
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port must be from 0 to 65535, got {args.port}")
-    explorer = Explorer.open(args.run, args.engine, args.device)
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
-    port = sock.getsockname()[1]
-    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
-    print(f"vaekit explorer for {args.run}: http://{host}:{port}/  (API: /docs; Ctrl-C stops)")
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning"))
-    server.run(sockets=[sock])
+    sock = bind(args.host, args.port)  # a busy port fails before the model loads
+    with sock:
+        app = create_app(Explorer.open(args.run, args.engine, args.device))
+        print(f"vaekit explorer for {args.run}: {url_of(sock)}  (API: /docs; Ctrl-C stops)")
+        serve(app, sock)
     return 0
 
 

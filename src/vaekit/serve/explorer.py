@@ -180,6 +180,11 @@ class Explorer:
             return below, "unusual for this model: less likely than 99% of its test images"
         if below < 10:
             return below, f"rather unusual: only {below:.0f}% of its test images are less likely"
+        if below > 99:  # VAEs give simple inputs (blank, thin strokes) very high likelihoods
+            return below, (
+                "unusually likely: above 99% of its test images — simpler than a typical "
+                "input (likelihoods favour simple images; it is no sign of a good one)"
+            )
         return below, f"typical: more likely than {below:.0f}% of this model's test images"
 
     def image_from_upload(self, data: bytes) -> np.ndarray:

@@ -139,7 +139,8 @@ function buildSliders() {
     slider.addEventListener("input", () => {
       const z = state.z.slice(); z[k] = Number(slider.value); setZ(z);
     });
-    row.append(`z${k}`, slider);
+    const name = Object.assign(document.createElement("span"), { className: "dim", textContent: `z${k}` });
+    row.append(name, slider);
     box.append(row);
   }
 }
