@@ -38,3 +38,20 @@ def quick_config(**overrides) -> TrainConfig:
     values = dict(epochs=2, batch_size=100, seed=3)
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def explorer_runs(root, epochs: int, hidden: int) -> dict:
+    """For the explorer's tests: a 2-d run and a 4-d conditional run of mnist-small, trained
+    through the command line into ``root``."""
+    from vaekit.cli import main
+
+    runs = {}
+    for name, flags in (
+        ("plain", ["--latent-dim", "2"]),
+        ("conditional", ["--latent-dim", "4", "--conditional"]),
+    ):
+        runs[name] = root / name
+        argv = ["train", "--data", "mnist-small", "--epochs", str(epochs), "--quiet"]
+        argv += ["--hidden", str(hidden), *flags, "--out", str(runs[name])]
+        assert main(argv) == 0
+    return runs

@@ -10,25 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import explorer_runs
 from vaekit.cli import main
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import Explorer
 
 
-def train(root, name: str, *flags: str):
-    run = root / name
-    argv = ["train", "--data", "mnist-small", "--epochs", "1", "--hidden", "32", "--quiet"]
-    assert main([*argv, *flags, "--out", str(run)]) == 0
-    return run
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    return {
-        "plain": train(root, "plain", "--latent-dim", "2"),
-        "conditional": train(root, "conditional", "--latent-dim", "4", "--conditional"),
-    }
+    return explorer_runs(tmp_path_factory.mktemp("serve"), epochs=1, hidden=32)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vaekit.cli import main
+from conftest import explorer_runs
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import Explorer
 from vaekit.serve.server import BackgroundServer
@@ -31,24 +31,13 @@ if not Path(CHROMIUM).exists():
 playwright = pytest.importorskip("playwright.sync_api")
 
 
-def train(root: Path, name: str, *flags: str) -> Path:
-    run = root / name
-    argv = ["train", "--data", "mnist-small", "--epochs", "3", "--hidden", "64", "--quiet"]
-    assert main([*argv, *flags, "--out", str(run)]) == 0
-    return run
-
-
 def Server(run: Path) -> BackgroundServer:
     return BackgroundServer(create_app(Explorer.open(run)))
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser")
-    return {
-        "plain": train(root, "plain", "--latent-dim", "2"),
-        "conditional": train(root, "conditional", "--latent-dim", "4", "--conditional"),
-    }
+    return explorer_runs(tmp_path_factory.mktemp("browser"), epochs=3, hidden=64)
 
 
 @pytest.fixture(scope="module")
