@@ -72,9 +72,12 @@ def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess | Path]:
         "first": torchrun(2, *TRAIN, "--epochs", "1", "--out", str(resumed)),
     }
     done["resume"] = torchrun(2, "train", "--resume", "--out", str(resumed), "--epochs", "2")
+    free_bits = ["--free-bits", "0.5", "--epochs", "1"]  # uses the global batch's KL per dimension
+    done["single_fb"] = vaekit(*TRAIN, *free_bits, "--out", str(root / "single-fb"))
+    done["double_fb"] = torchrun(2, *TRAIN, *free_bits, "--out", str(root / "double-fb"))
     for name, proc in done.items():
         assert proc.returncode == 0, (name, proc.stderr[-3000:])
-    return dict(done, single_dir=single, double_dir=double, resumed_dir=resumed)
+    return dict(done, single_dir=single, double_dir=double, resumed_dir=resumed, root=root)
 
 
 def test_two_processes_follow_the_one_process_loss_curve(runs):
@@ -84,6 +87,11 @@ def test_two_processes_follow_the_one_process_loss_curve(runs):
     w1, w2 = weights(runs["single_dir"]), weights(runs["double_dir"])
     for name in w1:
         np.testing.assert_allclose(w2[name], w1[name], rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_free_bits_follow_the_one_process_run_too(runs):
+    one, two = losses(runs["root"] / "single-fb"), losses(runs["root"] / "double-fb")
+    np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-5)
 
 
 def test_only_rank_0_writes_and_speaks(runs):
