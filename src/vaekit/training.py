@@ -126,12 +126,7 @@ def engine_for(model: ModelConfig, config: TrainConfig, group: Group | None = No
     """A fresh engine for ``model`` with the engine, seed, device and optimizer of ``config``;
     with a ``group``, this process first joins it (on its local GPU, if CUDA is used)."""
     device = config.device
-    if group is not None:
-        if config.engine != "torch":
-            raise ConfigError(
-                "distributed training (torchrun) uses PyTorch's DistributedDataParallel: "
-                "use --engine torch"
-            )
+    if group is not None and config.engine == "torch":  # build_engine refuses other engines
         device = distributed.device_for(group, config.device)
         distributed.start(group, device)
     return build_engine(

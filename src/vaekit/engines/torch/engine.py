@@ -104,7 +104,7 @@ class TorchEngine:
             recon_sum, kl_sums = self.objective(xb, eps, yb, beta)
             totals = self._all_sum(torch.cat([recon_sum.detach()[None], kl_sums.detach()]))
             recon, kl_means = totals[0] / batch, totals[1:] / batch
-            kl, kl_term = kl_means.sum(), kl_means.sum()
+            kl = kl_term = kl_means.sum()
             if cfg.free_bits > 0:  # Σ_k max(λ, mean KL_k): dimensions below λ get no gradient
                 kl_term = kl_means.clamp(min=cfg.free_bits).sum()
                 kl_sums = kl_sums * (kl_means > cfg.free_bits)
