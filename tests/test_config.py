@@ -50,6 +50,14 @@ def test_train_config_json_round_trip():
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+@pytest.mark.parametrize("data_dir", ["../shared/data", "/srv/data", None])
+def test_train_config_keeps_data_paths_as_given(data_dir):
+    """Older runs stored relative paths; they still load, unchanged (the command line is what
+    makes new runs' paths absolute)."""
+    cfg = TrainConfig.from_dict({"data": "runs/../x.npy", "data_dir": data_dir})
+    assert (cfg.data, cfg.data_dir) == ("runs/../x.npy", data_dir)
+
+
 @pytest.mark.parametrize(
     "kwargs, words",
     [
@@ -82,6 +90,8 @@ def test_model_config_rejects_bad_values(kwargs, words):
         ({"binarize": "maybe"}, "binarize"),
         ({"momentum": 1.0}, "momentum"),
         ({"seed": -1}, "seed"),
+        ({"data_dir": ""}, "data_dir"),
+        ({"data_dir": 3}, "data_dir"),
     ],
 )
 def test_train_config_rejects_bad_values(kwargs, words):

@@ -11,10 +11,11 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from vaekit import objectives
 from vaekit.errors import ConfigError
 
 ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = tuple(objectives.LIKELIHOODS)  # the names of objectives' table of likelihoods
 SIGMA_MODES = ("fixed", "scalar", "per-dim")
 ARCHITECTURES = ("mlp", "conv")
 OBJECTIVES = ("elbo", "iwae")
@@ -27,6 +28,11 @@ LR_SCHEDULES = ("decay", "burda")
 #: Widest layer and largest network vaekit agrees to build (guards against typos such as 4e9).
 MAX_UNITS = 65_536
 MAX_PARAMETERS = 500_000_000
+#: Most classes a conditional model may have (labels 0 … MAX_CLASSES − 1).
+MAX_CLASSES = 10_000
+#: Most values in one input (one example), and most importance samples per example.
+MAX_INPUT_VALUES = 50_000_000
+MAX_IW_SAMPLES = 10_000
 
 
 def _positive_int(name: str, value: Any, upper: int | None = None) -> int:
@@ -132,11 +138,13 @@ class ModelConfig:
         object.__setattr__(self, "conv_channels", channels)
         if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int):
             raise ConfigError(f"n_classes must be a whole number, got {self.n_classes!r}")
-        if not 0 <= self.n_classes <= MAX_UNITS:
-            raise ConfigError(f"n_classes must be between 0 and {MAX_UNITS}, got {self.n_classes}")
+        if not 0 <= self.n_classes <= MAX_CLASSES:
+            raise ConfigError(
+                f"n_classes must be between 0 and {MAX_CLASSES:,}, got {self.n_classes}"
+            )
         free = _finite("free_bits", self.free_bits, nonnegative=True)
         object.__setattr__(self, "free_bits", free)
-        _positive_int("iw_samples", self.iw_samples, 10_000)
+        _positive_int("iw_samples", self.iw_samples, MAX_IW_SAMPLES)
         if self.objective == "elbo" and self.iw_samples != 1:
             raise ConfigError("iw_samples applies to the iwae objective; use objective='iwae'")
         if self.arch == "conv":
@@ -146,7 +154,7 @@ class ModelConfig:
                     f"the conv architecture needs images (C, H, W) with H and W divisible by "
                     f"{scale}; got input shape {shape}"
                 )
-        if math.prod(shape) > 50_000_000:
+        if math.prod(shape) > MAX_INPUT_VALUES:
             raise ConfigError(f"input_shape {shape} is too large ({math.prod(shape)} values)")
         if self.parameter_count > MAX_PARAMETERS:
             raise ConfigError(
@@ -240,6 +248,11 @@ class ModelConfig:
 class TrainConfig:
     """How to train: data, engine, optimizer and schedule.
 
+    ``data`` is a data set name or a data file or folder; ``data_dir`` the directory whose
+    ``<name>/`` holds a named set (None: ``$VAEKIT_DATA_DIR``, else the user cache; see
+    :mod:`vaekit.data.datasets`). The command line stores both paths absolute, so that a run
+    finds its data from any working directory; relative ones (older runs) still load, read
+    relative to the working directory.
     ``kl_warmup`` is a number of epochs over which the KL weight rises linearly from 0 to
     ``beta``; 0 disables warm-up. With ``lr_schedule="decay"`` epoch e (from 1) trains with
     learning rate ``lr · lr_decay^(e−1)``; ``"burda"`` is Burda et al.'s schedule
@@ -272,6 +285,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.data, str) or not self.data:
             raise ConfigError("data must name a data set or a file")
+        if self.data_dir is not None and (not isinstance(self.data_dir, str) or not self.data_dir):
+            raise ConfigError(f"data_dir must be a directory path or null, got {self.data_dir!r}")
         _choice("binarize", self.binarize, BINARIZATIONS)
         _choice("engine", self.engine, ENGINES)
         _choice("device", self.device, DEVICES)

@@ -1,5 +1,6 @@
 """Named data sets: the shipped subset, lookup, checksums, downloads (faked) and status."""
 
+import errno
 import hashlib
 import runpy
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from vaekit.data import DATASET_NAMES, Dataset, dataset_status, datasets, load_dataset, write_idx
-from vaekit.data.datasets import has_test_split
+from vaekit.data.datasets import absolute_source, has_test_split, run_data_dir
 from vaekit.errors import DataError
 
 SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
@@ -22,15 +23,27 @@ REAL_DOWNLOAD = datasets._download
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch):
-    """Fail any test that would reach the network; ignore this machine's data directories."""
+def isolated(monkeypatch, tmp_path_factory):
+    """Fail any test that would reach the network; ignore this machine's data directories and
+    cache (the user cache is an empty folder of its own, ``cache_root()``)."""
 
     def refuse(url, sha256, folder):
         raise AssertionError(f"test tried to download {url}")
 
     monkeypatch.setattr(datasets, "_download", refuse)
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     monkeypatch.setattr(datasets, "_SYSTEM_DIRS", {})
+
+
+def cache_root() -> Path:
+    """The user cache's data directory, where downloads go."""
+    return datasets.resolve_data_dir()
+
+
+def snapshot(root: Path) -> list[str]:
+    """Every path under ``root`` (itself included), to show that nothing was created."""
+    return sorted(str(p) for p in [root, *root.rglob("*")])
 
 
 def fake_arrays(n: int, n_labels: int | None = None, seed: int = 0):
@@ -163,28 +176,81 @@ def test_fashion_mnist_found_in_system_directory(tmp_path, monkeypatch):
 # --- downloading (faked) ------------------------------------------------------------------
 
 
-def test_offline_error_says_where_to_put_the_files(tmp_path, monkeypatch):
+def test_offline_error_is_one_short_line_saying_what_to_do(tmp_path, monkeypatch):
     tried = []
 
     def offline(url, sha256, folder):
         tried.append(url)
-        raise OSError("network is unreachable")
+        raise OSError(errno.ENETUNREACH, "Network is unreachable", url + " " + "x" * 600)
 
     monkeypatch.setattr(datasets, "_download", offline)
     with pytest.raises(DataError) as info:
-        load_dataset("mnist", data_dir=tmp_path)
+        load_dataset("mnist")
     message = str(info.value)
-    assert "not found and could not be downloaded" in message
-    assert "network is unreachable" in message
-    assert str(tmp_path / "mnist") in message
+    assert message.startswith(f"mnist is not in the cache {cache_root() / 'mnist'} and could not")
+    assert "Network is unreachable, from 3 mirrors" in message
     for stem in ALL_STEMS:
         assert f"{stem}.gz" in message
-    assert "--data-dir" in message and "VAEKIT_DATA_DIR" in message
-    assert "\n" not in message
+    assert "--data-dir DIR" in message
+    assert "\n" not in message and len(message) < 400 and "xxx" not in message
     assert tried == [m + "train-images-idx3-ubyte.gz" for m in datasets._MIRRORS["mnist"]]
+    assert not cache_root().exists()  # the folders made for the download are gone again
 
 
-def test_download_fetches_all_four_files_then_loads(tmp_path, monkeypatch):
+def test_failed_download_reasons_are_a_few_words(tmp_path, monkeypatch):
+    import requests
+
+    response = requests.Response()
+    response.status_code = 404
+    failures = [
+        (requests.ConnectionError("HTTPSConnectionPool(host=...) " + "y" * 600), "ConnectionError"),
+        (requests.HTTPError("404 Client Error " + "z" * 600, response=response), "HTTP 404"),
+        (
+            ValueError("SHA256 hash of downloaded file does not match"),
+            "the file did not match its SHA-256",
+        ),
+    ]
+    for error, reason in failures:
+
+        def failing(url, sha256, folder, error=error):
+            raise error
+
+        monkeypatch.setattr(datasets, "_download", failing)
+        with pytest.raises(DataError, match=f"could not be downloaded \\({reason}") as info:
+            load_dataset("fashion-mnist")
+        assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_named_directory_lacking_the_set_is_only_read(tmp_path, monkeypatch, how):
+    """A data directory that was named (mistyped, or holding other sets) gets one line naming
+    the files it should hold; nothing is created in it and nothing is downloaded."""
+    (tmp_path / "data" / "mnist").mkdir(parents=True)
+    (tmp_path / "data" / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    before = snapshot(tmp_path)
+    for root in (tmp_path / "data", tmp_path / "typo"):
+        if how == "environment":
+            monkeypatch.setenv("VAEKIT_DATA_DIR", str(root))
+        given = root if how == "argument" else None
+        with pytest.raises(DataError) as info:
+            load_dataset("mnist", "train", data_dir=given)
+        named = "--data-dir" if how == "argument" else "$VAEKIT_DATA_DIR"
+        assert str(info.value) == (
+            f"mnist not found in {root} ({named}): expected "
+            + (
+                "train-labels-idx1-ubyte.gz"
+                if root.name == "data"
+                else "train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz"
+            )
+            + f" (or without .gz) in {root / 'mnist'}/"
+        )
+        with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz and t10k-labels"):
+            load_dataset("mnist", "test", data_dir=given)
+    assert snapshot(tmp_path) == before
+    assert not cache_root().exists()
+
+
+def test_download_fetches_all_four_files_into_the_cache_then_loads(tmp_path, monkeypatch):
     sources = tmp_path / "server"
     arrays = build(sources, monkeypatch)
     calls = []
@@ -198,21 +264,44 @@ def test_download_fetches_all_four_files_then_loads(tmp_path, monkeypatch):
         (folder / name).write_bytes((sources / name).read_bytes())
 
     monkeypatch.setattr(datasets, "_download", fake_download)
-    data = load_dataset("mnist", "test", data_dir=tmp_path / "cache")
+    data = load_dataset("mnist", "test")
     np.testing.assert_array_equal(data.y, arrays["test"][1])
-    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == sorted(
+    assert sorted(p.name for p in (cache_root() / "mnist").iterdir()) == sorted(
         f"{s}.gz" for s in ALL_STEMS
     )
     fetched = {url.rsplit("/", 1)[1]: sha for url, sha, _ in calls}
     for stem in ALL_STEMS:
         assert fetched[f"{stem}.gz"] == datasets._ARCHIVE_SHA256["mnist"][stem]
     assert len(calls) == 6  # two test files each tried on two mirrors
-    assert dataset_status(tmp_path / "cache")[0]["present"] is True
+    assert dataset_status()[0]["present"] is True
 
 
 def test_download_off_never_downloads(tmp_path):
-    with pytest.raises(DataError, match="downloading is off.*--data-dir"):
-        load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+    with pytest.raises(DataError, match="not in the cache .*downloading is off.*--data-dir"):
+        load_dataset("fashion-mnist", download=False)
+    assert not cache_root().exists()
+
+
+def test_run_data_dir_precedence(tmp_path, monkeypatch):
+    """--data-dir, else the run's stored directory while it holds the set, else None (which
+    means $VAEKIT_DATA_DIR, then the cache)."""
+    build(tmp_path / "stored" / "mnist", monkeypatch)
+    stored = str(tmp_path / "stored")
+    assert run_data_dir("mnist", stored, tmp_path / "flag") == str(tmp_path / "flag")
+    assert run_data_dir("mnist", stored) == stored
+    assert run_data_dir("mnist", str(tmp_path / "moved")) is None
+    assert run_data_dir("fashion-mnist", stored) is None  # stored/ holds only mnist
+    assert run_data_dir("mnist", None) is None
+    assert run_data_dir("mnist-small", stored) == stored  # shipped: no directory needed
+    assert len(load_dataset("mnist", data_dir=run_data_dir("mnist", stored))) == 30
+
+
+def test_absolute_source(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_source("mnist") == "mnist"
+    assert absolute_source("x.npy") == str(tmp_path / "x.npy")
+    assert absolute_source("../y/z.csv") == str(tmp_path.parent / "y" / "z.csv")
+    assert absolute_source(str(tmp_path / "a")) == str(tmp_path / "a")
 
 
 def test_download_uses_pooch_with_hash_and_timeout(tmp_path, monkeypatch):

@@ -1,14 +1,21 @@
 """User data files: .npy, .npz, .csv and image directories, and every way they can be wrong."""
 
+import io
 import pathlib
 import pickle  # only to build hostile files that the loaders must refuse
+import struct
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
-from vaekit.data.files import load_file
-from vaekit.errors import DataError
+from vaekit.config import MAX_INPUT_VALUES
+from vaekit.data import files
+from vaekit.data.files import MAX_DATA_VALUES, load_file
+from vaekit.data.labels import MAX_CLASSES, class_labels
+from vaekit.errors import ConfigError, DataError
 
 
 class Trap:
@@ -133,13 +140,17 @@ def test_npz_pickled_member_is_refused_without_unpickling(tmp_path):
     ("y", "match"),
     [
         (np.array([0, 1, 2]), "3 labels for 4 examples"),
-        (np.array([0, 1, 2, 0.5]), "whole numbers"),
-        (np.array([0, 1, -2, 0]), "whole numbers"),
-        (np.array([0, 1, np.nan, 0]), "whole numbers"),
+        (np.array([0, 1, 2, 0.5]), "label 0.5 at index 3 is not a whole number"),
+        (np.array([0, 1, -2, 0]), "label -2 at index 2 is not a whole number 0 or more"),
+        (np.array([0, 1, np.nan, 0]), "label nan at index 2 is not a whole number"),
+        (np.array([0, 1, np.inf, 0]), "label inf at index 2 is not a whole number"),
+        (np.array([0, 1e300, 1, 0]), r"label 1e\+300 at index 1 is too large"),
+        (np.array([0, 1, 65535, 0]), "at most 10,000 classes"),
+        (np.array([0, 1, 2, 2**63], dtype=np.uint64), "too large"),
         (np.zeros((4, 1)), r"shape \(4, 1\)"),
         (np.array(["a", "b", "c", "d"]), "<U1"),
     ],
-    ids=["count", "fraction", "negative", "nan", "2d", "strings"],
+    ids=["count", "fraction", "negative", "nan", "inf", "1e300", "65535", "2^63", "2d", "strings"],
 )
 def test_npz_bad_labels(tmp_path, y, match):
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 3)), y=y)
@@ -318,3 +329,146 @@ def test_unknown_suffix_and_missing_path(tmp_path):
     (tmp_path / "a.txt").write_text("1,2")
     refused(tmp_path / "a.txt", "unsupported type")
     refused(tmp_path / "missing.npy", "does not exist")
+
+
+# --- labels: one check wherever they enter --------------------------------------------------
+
+
+def test_class_labels_accepts_whole_numbers_in_range():
+    y = class_labels(np.array([0.0, 3.0, 9999.0]), "y", 3)
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, [0, 3, MAX_CLASSES - 1])
+    np.testing.assert_array_equal(class_labels([2, 0], "y", n_classes=3), [2, 0])
+
+
+def test_class_labels_beyond_the_model_name_its_classes():
+    with pytest.raises(ConfigError, match="label 3 at index 1 .* between 0 and 2"):
+        class_labels([0, 3], "y", 2, n_classes=3)
+
+
+def test_csv_labels_beyond_int64_are_refused_not_wrapped(tmp_path):
+    path = write(tmp_path / "d.csv", "label,a\n1e300,0.5\n0,0.2\n")
+    refused(path, r"label 1e\+300 at index 0 is too large")
+
+
+# --- .npz members: anything but a numeric .npy array is refused, nothing allocated ---------
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """A .npy header declaring float32 ``shape``, followed by only 64 bytes of data."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 64
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+X = npy_bytes(np.zeros((4, 6), np.float32))
+NPZ_MEMBERS = {
+    "raw pickle": (lambda m: {"x.npy": pickle.dumps(Trap(m))}, "never loads"),
+    "object dtype": (lambda m: {"x.npy": npy_bytes(np.array([Trap(m)], object))}, "never loads"),
+    "text": (lambda m: {"x.npy": b"0.1,0.2\n0.3,0.4\n"}, "does not start with NumPy's header"),
+    "random bytes": (lambda m: {"x.npy": bytes(range(7, 256, 3))}, "NumPy's header"),
+    "empty member": (lambda m: {"x.npy": b""}, "NumPy's header"),
+    "zero-size array": (lambda m: {"x.npy": npy_bytes(np.zeros((0, 6)))}, "no examples"),
+    "nested npz": (lambda m: {"x.npy": zip_bytes({"x.npy": X})}, "NumPy's header"),
+    "10^12 values": (lambda m: {"x.npy": npy_header((10**6, 10**6))}, "at most 1,000,000,000"),
+    "more than it holds": (lambda m: {"x.npy": npy_header((10**4, 10**4))}, "cut short"),
+    "negative shape": (lambda m: {"x.npy": npy_header((-4, 6))}, r"shape \(-4, 6\)"),
+    "labels of text": (lambda m: {"x.npy": X, "y.npy": b"0,1,2,3"}, "NumPy's header"),
+    "parent path": (lambda m: {"../x.npy": X}, "'../x.npy'; the members of a .npz archive"),
+    "sub path": (lambda m: {"a/x.npy": X}, "plain names"),
+    "windows path": (lambda m: {"a\\x.npy": X}, "plain names"),
+}
+
+
+@pytest.mark.parametrize("case", NPZ_MEMBERS)
+def test_npz_member_that_is_not_a_numeric_array_is_refused(tmp_path, case):
+    marker = tmp_path / "pickle-ran"
+    members, match = NPZ_MEMBERS[case]
+    for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        (tmp_path / "d.npz").write_bytes(zip_bytes(members(marker), compression))
+        refused(tmp_path / "d.npz", match)
+    assert not marker.exists()
+
+
+def test_npy_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    (tmp_path / "big.npy").write_bytes(npy_header((60_000, 784)))
+    assert "holds only 64 bytes" in refused(tmp_path / "big.npy", "cut short")
+
+
+def test_compressed_npz_loads(tmp_path):
+    x = np.random.default_rng(0).random((3, 5)).astype(np.float32)
+    np.savez_compressed(tmp_path / "d.npz", x=x, y=np.array([2, 0, 1]))
+    data = load_file(tmp_path / "d.npz")
+    np.testing.assert_array_equal(data.x, x)
+    np.testing.assert_array_equal(data.y, [2, 0, 1])
+
+
+# --- images: the declared size is checked before any pixel is decoded ----------------------
+
+
+def png_of_zeros(width: int, height: int) -> bytes:
+    """A valid grey PNG of ``width`` × ``height`` black pixels, compressed row by row (a few
+    tens of kilobytes for tens of megapixels, never held uncompressed)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    deflate = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte 0, then the pixels
+    idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Make decoding pixels fail loudly: a refusal must come from the header alone."""
+
+    def decode(self):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(Image.Image, "load", decode)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+
+
+def test_image_larger_than_one_input_is_refused_before_decoding(tmp_path, no_decoding):
+    side = 7072  # 7072² = 50,013,184 grey values, just over the limit; the PNG is about 50 KB
+    assert side * side > MAX_INPUT_VALUES
+    (tmp_path / "big.png").write_bytes(png_of_zeros(side, side))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "big.png").write_bytes(png_of_zeros(side, side))
+    for path in (tmp_path / "big.png", tmp_path / "folder"):
+        message = refused(path, "7072x7072 pixels with 1 channel")
+        assert "50,013,184 values; one input may have at most 50,000,000" in message
+
+
+def test_folder_of_images_is_refused_by_total_size_before_decoding(tmp_path, monkeypatch):
+    for name in ("a.png", "b.png", "c.png"):
+        save(tmp_path / name, np.zeros((6, 6)))
+    monkeypatch.setattr(files, "MAX_DATA_VALUES", 100)  # 3 × 36 = 108 values
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels were decoded"))
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+    refused(tmp_path, "108 values in all; vaekit reads at most 100")
+    assert MAX_DATA_VALUES == 1_000_000_000  # the real limit, patched only above
+
+
+def test_image_of_another_format_is_refused(tmp_path):
+    Image.new("L", (4, 4)).save(tmp_path / "a.png", format="BMP")  # not PNG, whatever its name
+    refused(tmp_path / "a.png", "not a readable image")

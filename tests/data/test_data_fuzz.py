@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import pickle  # only to build members the reader must refuse
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +125,43 @@ def test_npy_reader(tmp_path, data):
     _read(tmp_path, ".npy", data)
 
 
+def _npz_compressed_bytes() -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x=np.full((3, 5), 0.5, np.float32), y=np.arange(3))
+    return buffer.getvalue()
+
+
+def _first(pair: tuple) -> object:
+    return pair[0]
+
+
+@st.composite
+def npz_archives(draw) -> bytes:
+    """A zip of one to three members under plain or hostile names, stored or compressed, each a
+    valid, damaged or random .npy, a pickle or a nested archive."""
+    name = st.sampled_from(["x.npy", "y.npy", "x", "a.npy", "x.txt", "../x.npy", "a/x.npy"])
+    content = st.one_of(
+        _any_bytes(VALID[".npy"]),
+        st.sampled_from([VALID[".npz"], pickle.dumps([1, 2]), b"", b"1,2\n3,4\n"]),
+    )
+    compression = draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        members = st.lists(st.tuples(name, content), min_size=1, max_size=3, unique_by=_first)
+        for member_name, data in draw(members):
+            archive.writestr(member_name, data)
+    return buffer.getvalue()
+
+
 @FUZZ
-@given(data=_any_bytes(VALID[".npz"]))
+@given(data=st.one_of(_any_bytes(VALID[".npz"]), _any_bytes(_npz_compressed_bytes())))
 def test_npz_reader(tmp_path, data):
+    _read(tmp_path, ".npz", data)
+
+
+@FUZZ
+@given(data=npz_archives())
+def test_npz_reader_on_hostile_members(tmp_path, data):
     _read(tmp_path, ".npz", data)
 
 

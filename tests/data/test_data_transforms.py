@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from vaekit.data.transforms import BINARIZE_MODES, binarize, to_unit_range
+from vaekit.config import BINARIZATIONS
+from vaekit.data.transforms import binarize, to_unit_range
 from vaekit.errors import ConfigError, DataError
 
 
@@ -119,4 +120,4 @@ def test_dynamic_needs_a_generator():
 def test_unknown_mode_is_a_config_error_listing_modes():
     with pytest.raises(ConfigError, match="none, threshold, static, dynamic"):
         binarize(GREY, "stochastic")
-    assert BINARIZE_MODES == ("none", "threshold", "static", "dynamic")
+    assert BINARIZATIONS == ("none", "threshold", "static", "dynamic")

@@ -1,8 +1,8 @@
 """Data: named data sets, user files, IDX files, scaling and binarization."""
 
+from vaekit.data.dataset import Dataset
 from vaekit.data.datasets import (
     DATASET_NAMES,
-    Dataset,
     dataset_status,
     has_test_split,
     load_dataset,

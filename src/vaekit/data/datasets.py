@@ -1,13 +1,22 @@
 """Named data sets (MNIST, Fashion-MNIST, the shipped MNIST subset) and the one entry point.
 
-Where the named sets are looked for:
+A named set (``mnist``, ``fashion-mnist``) is looked for in ``<data dir>/<name>/``, where the
+data dir is the first that applies of:
 
-- ``mnist``: ``<data dir>/mnist/``; ``fashion-mnist``: ``<data dir>/fashion-mnist/``, then
-  ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``). The data dir
-  is the ``data_dir`` argument, else ``$VAEKIT_DATA_DIR``, else the user cache directory.
-  The four files keep their original names, gzip-compressed (``.gz``) or not. When they are
-  missing and downloading is allowed, they are downloaded into ``<data dir>/<name>/``.
-- ``mnist-small``: shipped inside the package (``mnist_small/``, see its README).
+1. the directory named by the caller (``--data-dir DIR``);
+2. for a run, the data directory stored in its ``config.json`` (absolute), when it holds the
+   set (:func:`run_data_dir`), so a run finds its data from any working directory and, when
+   moved to a machine without that directory, falls through to 3 and 4 (``--data-dir DIR`` on
+   ``--resume`` replaces the stored directory: the run remembers where its data moved);
+3. ``$VAEKIT_DATA_DIR``;
+4. the user cache directory (``pooch.os_cache("vaekit")``).
+
+``fashion-mnist`` is also looked for in ``/usr/share/datasets/fashion-mnist`` (Debian package
+``dataset-fashion-mnist``). The four files keep their original names, gzip-compressed (``.gz``)
+or not. A directory that was named (1, 2 or 3) is only ever read: when it lacks the set, loading
+fails with one line saying which files are expected where, and nothing is created or
+downloaded. Downloads go only into the cache (4), when the set is not there and downloading is
+allowed. ``mnist-small`` is shipped inside the package (``mnist_small/``, see its README).
 
 Every file is verified by the SHA-256 of its uncompressed IDX bytes, the one check that covers
 the official ``.gz`` archives, uncompressed copies, and re-compressed copies such as Debian's
@@ -17,14 +26,16 @@ Downloads are also checked against the SHA-256 of the official archives.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pooch
 
+from vaekit.data.dataset import Dataset
+from vaekit.data.files import load_file
 from vaekit.data.idx import parse_idx, read_idx_bytes
 from vaekit.data.transforms import to_unit_range
 from vaekit.errors import DataError
@@ -109,28 +120,6 @@ _CONTENT_SHA256 = {
 }
 
 
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """Examples ``x`` (float32, C-contiguous; ``(N, C, H, W)`` images or ``(N, D)`` rows),
-    optional int64 labels ``y`` of shape ``(N,)``, and a ``name`` for messages and titles.
-
-    The named data sets are in [0, 1]; so is user data loaded by :func:`load_dataset`.
-    """
-
-    x: np.ndarray
-    y: np.ndarray | None
-    name: str
-
-    def __post_init__(self) -> None:
-        if self.x.dtype != np.float32 or not self.x.flags.c_contiguous:
-            raise ValueError("Dataset.x must be a C-contiguous float32 array.")
-        if self.y is not None and (self.y.dtype != np.int64 or self.y.shape != self.x.shape[:1]):
-            raise ValueError("Dataset.y must be None or int64 of shape (N,), one per example.")
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
 def load_dataset(
     source: str,
     split: str = "train",
@@ -140,9 +129,10 @@ def load_dataset(
     """Load a named data set's ``split``, or the user data file or directory at ``source``.
 
     A named set (see ``DATASET_NAMES``) gives images ``(N, 1, 28, 28)`` float32 in [0, 1] and
-    int64 labels, for split ``train`` or ``test``; missing files are downloaded when
-    ``download`` is true. User data (see :func:`vaekit.data.files.load_file`) has no splits:
-    ``train`` returns all of it and ``test`` returns ``None``.
+    int64 labels, for split ``train`` or ``test``, from ``data_dir`` or else as the module's
+    docstring says; a set missing from the cache is downloaded into it when ``download`` is
+    true. User data (see :func:`vaekit.data.files.load_file`) has no splits: ``train`` returns
+    all of it and ``test`` returns ``None``.
     """
     if split not in SPLITS:
         raise DataError(f"Split {split!r} does not exist; use 'train' or 'test'.")
@@ -154,13 +144,10 @@ def load_dataset(
             )
         if split == "test":
             return None
-        # Imported here because files.py builds Dataset objects defined above.
-        from vaekit.data.files import load_file
-
         return load_file(source)
     folder = _find(source, _FILES[split], data_dir)
     if folder is None:
-        folder = _fetch(source, data_dir, download)
+        folder = _fetch(source, _FILES[split], data_dir, download)
     images_name, labels_name = _FILES[split]
     images = _read_verified(source, folder, images_name)
     labels = _read_verified(source, folder, labels_name)
@@ -200,9 +187,35 @@ def dataset_status(data_dir: str | Path | None = None) -> list[dict]:
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """The data directory: ``data_dir``, else ``$VAEKIT_DATA_DIR``, else the user cache."""
+    return _data_root(data_dir)[0]
+
+
+def run_data_dir(source: str, stored: str | None, override: str | Path | None = None) -> str | None:
+    """The data directory to read a run's data ``source`` from: ``override`` (``--data-dir``)
+    if given, else the run's ``stored`` directory when it holds the named set, else None
+    (``$VAEKIT_DATA_DIR``, then the cache)."""
+    if override is not None:
+        return str(override)
+    if stored is None or source not in _MIRRORS:
+        return stored
+    folder = Path(stored) / source
+    return stored if all(_path(folder, stem) is not None for stem in _ALL_FILES) else None
+
+
+def absolute_source(source: str) -> str:
+    """A data set name as it is; a data file or folder as an absolute path (relative paths are
+    taken from the working directory), so that a run's ``config.json`` names it from anywhere."""
+    return source if source in DATASET_NAMES else os.path.abspath(source)
+
+
+def _data_root(data_dir: str | Path | None) -> tuple[Path, str | None]:
+    """The data directory and how it was named: ``"--data-dir"``, ``"$VAEKIT_DATA_DIR"``, or
+    None for the user cache (the only directory vaekit downloads into)."""
     if data_dir is not None:
-        return Path(data_dir)
-    return Path(os.environ.get(DATA_DIR_ENV) or pooch.os_cache("vaekit"))
+        return Path(data_dir), "--data-dir"
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]), f"${DATA_DIR_ENV}"
+    return Path(pooch.os_cache("vaekit")), None
 
 
 def _search_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
@@ -245,18 +258,27 @@ def _read_verified(name: str, folder: Path, stem: str) -> np.ndarray:
     return parse_idx(data, str(path))
 
 
-def _fetch(name: str, data_dir: str | Path | None, download: bool) -> Path:
-    """Download the four files of ``name`` into its data directory, or say where to put them."""
-    target = _search_dirs(name, data_dir)[0]
-    files = ", ".join(f"{stem}.gz" for stem in _ALL_FILES)
-    where = (
-        f"put {files} in {target}, or pass --data-dir DIR (or set {DATA_DIR_ENV}=DIR) "
-        f"for a DIR whose {name}/ subdirectory holds them"
-    )
+def _fetch(name: str, needed: tuple[str, ...], data_dir: str | Path | None, download: bool) -> Path:
+    """Download the four files of ``name`` into the cache, or say in one line where to put them.
+
+    ``needed`` are the files the caller looked for. A named data directory is never written to.
+    """
+    root, named_by = _data_root(data_dir)
+    root = Path(os.path.abspath(root))  # messages name the directory whatever the working one
+    target = root / name
     if name not in _MIRRORS:
         raise DataError(f"{target} is missing files shipped with vaekit; reinstall vaekit.")
+    missing = [f"{stem}.gz" for stem in needed if _path(target, stem) is None]
+    if named_by is not None:
+        raise DataError(
+            f"{name} not found in {root} ({named_by}): expected {' and '.join(missing)} "
+            f"(or without .gz) in {target}/"
+        )
+    files = ", ".join(f"{stem}.gz" for stem in _ALL_FILES)
+    where = f"pass --data-dir DIR for a directory DIR whose {name}/ holds {files}"
     if not download:
-        raise DataError(f"The {name} data set was not found and downloading is off; {where}.")
+        raise DataError(f"{name} is not in the cache {target} and downloading is off; {where}.")
+    created = [d for d in (target, *target.parents) if not d.exists()]
     for stem in _ALL_FILES:
         if _path(target, stem) is not None:
             continue
@@ -267,11 +289,25 @@ def _fetch(name: str, data_dir: str | Path | None, download: bool) -> Path:
             except (OSError, ValueError) as exc:
                 error = exc
         else:
+            for folder in created:  # leave no empty folders behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             raise DataError(
-                f"The {name} data set was not found and could not be downloaded "
-                f"(last error: {error}); {where}."
+                f"{name} is not in the cache {target} and could not be downloaded "
+                f"({_reason(error)}, from {len(_MIRRORS[name])} mirrors); {where}."
             )
     return target
+
+
+def _reason(error: Exception) -> str:
+    """A few words on why a download failed (the full text of a connection error runs to
+    hundreds of characters of pool and socket details)."""
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code}"
+    if isinstance(error, ValueError):
+        return "the file did not match its SHA-256"
+    return getattr(error, "strerror", None) or type(error).__name__
 
 
 def _download(url: str, sha256: str, folder: Path) -> None:

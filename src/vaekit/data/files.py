@@ -3,21 +3,36 @@
 Every loader returns a :class:`~vaekit.data.datasets.Dataset` whose ``x`` is finite float32,
 pixel levels scaled to [0, 1] (see :func:`~vaekit.data.transforms.to_unit_range`), with shape
 ``(N, D)`` for tables and ``(N, C, H, W)`` for images (``(N, H, W)`` arrays gain a channel
-axis), and whose ``y`` is int64 labels of shape ``(N,)`` or ``None``. Files are never
-unpickled.
+axis), and whose ``y`` is int64 labels of shape ``(N,)`` or ``None`` (see
+:func:`~vaekit.data.labels.class_labels`). Files are never unpickled.
+
+What a file declares is checked before memory is allocated for it: an array header's shape and
+type against the bytes the file (or archive member) really holds and against
+:data:`MAX_DATA_VALUES`; an image's width × height × channels against
+:data:`~vaekit.config.MAX_INPUT_VALUES` (the most values one model input may have), and a
+folder's images together against :data:`MAX_DATA_VALUES`, before any pixel is decoded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import lzma
+import math
 import tokenize
+import warnings
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from vaekit.data.datasets import Dataset
+from vaekit.config import MAX_INPUT_VALUES
+from vaekit.data.dataset import Dataset
+from vaekit.data.labels import class_labels
 from vaekit.data.transforms import to_unit_range
 from vaekit.errors import DataError
 
@@ -25,6 +40,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABEL_COLUMNS = ("label", "y")
 _GREY_MODES = ("1", "L", "LA", "La")
 _GREY16_MODES = ("I", "I;16", "I;16B", "I;16L")
+_IMAGE_FORMATS = ("PNG", "JPEG")
+#: Most values one data file (or folder of images) may declare: 20 times the full MNIST training
+#: set; as float32, 4 GB.
+MAX_DATA_VALUES = 1_000_000_000
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK"
+_PICKLE_MAGIC = b"\x80"  # pickle protocol 2 and later
 
 
 def load_file(path: str | Path) -> Dataset:
@@ -57,7 +79,8 @@ def load_file(path: str | Path) -> Dataset:
             "or a directory of images."
         )
     x = as_examples(x, str(path))
-    return Dataset(x=x, y=_labels(y, len(x), str(path)), name=path.name)
+    y = None if y is None else class_labels(y, str(path), len(x))
+    return Dataset(x=x, y=y, name=path.name)
 
 
 def as_examples(x: np.ndarray, source: str) -> np.ndarray:
@@ -75,83 +98,112 @@ def as_examples(x: np.ndarray, source: str) -> np.ndarray:
     return to_unit_range(x, source)
 
 
-def _labels(y: np.ndarray | None, n: int, source: str) -> np.ndarray | None:
-    """Check labels: whole non-negative numbers, one per example; return them as int64."""
-    if y is None:
-        return None
-    if y.dtype.kind not in "iuf" or y.ndim != 1:
+@contextlib.contextmanager
+def _reading(path: Path, kind: str) -> Iterator[None]:
+    """Turn what numpy and zipfile raise on a damaged ``kind`` file into one DataError."""
+    try:
+        yield
+    except (SyntaxError, tokenize.TokenError):  # numpy parses the header as Python literals
         raise DataError(
-            f"{source} has labels of type {y.dtype} and shape {y.shape}; "
-            "expected one whole number per example."
+            f"{path} is not a valid {kind} file (an array header is damaged)."
+        ) from None
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        RuntimeError,  # zipfile: an encrypted member, an unknown compression method
+        zipfile.BadZipFile,
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
+        raise DataError(f"{path} is not a valid {kind} file ({exc}).") from None
+    except MemoryError:
+        raise DataError(
+            f"{path} holds an array too large for this machine's memory; use a smaller file."
+        ) from None
+
+
+def _refuse_non_array(start: bytes, source: str) -> None:
+    """Refuse data that does not begin as a .npy array does: a pickle, or anything else."""
+    if start.startswith(_PICKLE_MAGIC):
+        raise DataError(
+            f"{source} holds Python objects (pickled data), which vaekit never loads; save "
+            "numeric arrays instead."
         )
-    if len(y) != n:
-        raise DataError(f"{source} has {len(y)} labels for {n} examples.")
-    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or np.any(y < 0):
-        raise DataError(f"{source} has labels that are not whole numbers >= 0.")
-    return y.astype(np.int64)
+    if not start.startswith(_NPY_MAGIC):
+        raise DataError(f"{source} is not a NumPy array (it does not start with NumPy's header).")
+
+
+def _read_array(stream: BinaryIO, size: int, source: str) -> np.ndarray:
+    """Read the .npy array that fills ``stream`` (``size`` bytes in all).
+
+    Its header is checked before anything is allocated: no Python objects, at most
+    :data:`MAX_DATA_VALUES` values, and no more bytes of data than the stream holds, so that a
+    header cannot make vaekit reserve more memory than the file itself occupies.
+    """
+    _refuse_non_array(stream.read(len(_NPY_MAGIC)), source)
+    stream.seek(0)
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):
+        raise DataError(f"{source} is not a valid .npy array (format version {version}).")
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    if dtype.hasobject:
+        _refuse_non_array(_PICKLE_MAGIC, source)
+    values = math.prod(shape)
+    if any(d < 0 for d in shape) or values > MAX_DATA_VALUES:
+        raise DataError(
+            f"{source} declares an array of shape {shape}; vaekit reads arrays of at most "
+            f"{MAX_DATA_VALUES:,} values."
+        )
+    available = size - stream.tell()
+    if values * dtype.itemsize > available:
+        raise DataError(
+            f"{source} declares an array of shape {shape} ({values * dtype.itemsize:,} bytes of "
+            f"{dtype}) but holds only {available:,} bytes of data; is it cut short?"
+        )
+    stream.seek(0)
+    return np.lib.format.read_array(stream, allow_pickle=False)
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    try:
-        with path.open("rb") as f:
-            array = np.load(f, allow_pickle=False)
-    except ValueError as exc:
-        _refuse_pickle(path, exc)
-        raise DataError(f"{path} is not a valid .npy file ({exc}).") from exc
-    except (SyntaxError, tokenize.TokenError):  # numpy parses the header as Python literals
-        raise DataError(f"{path} is not a valid .npy file (its header is damaged).") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a valid .npy file ({exc}).") from exc
-    except MemoryError:
-        raise DataError(_too_large(path)) from None
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path} is a .npz archive, not a .npy file; rename it to .npz.")
-    return array
+    with _reading(path, ".npy"), path.open("rb") as f:
+        if f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
+            raise DataError(f"{path} is a .npz archive, not a .npy file; rename it to .npz.")
+        f.seek(0)
+        return _read_array(f, path.stat().st_size, str(path))
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    # The file is opened here, not by np.load, so that it is closed even when np.load fails.
-    try:
-        with path.open("rb") as f:
-            archive = np.load(f, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataError(f"{path} is a single .npy array, not a .npz archive.")
-            names = archive.files
-            if not names:
+    """Arrays ``x`` and ``y`` (``x.npy``, ``y.npy``) of a .npz archive, else its first member."""
+    with _reading(path, ".npz"), path.open("rb") as f:
+        start = f.read(len(_NPY_MAGIC))
+        if start.startswith(_NPY_MAGIC):
+            raise DataError(f"{path} is a single .npy array, not a .npz archive.")
+        if not start.startswith(_ZIP_MAGIC):
+            _refuse_non_array(start, str(path))
+        f.seek(0)
+        with zipfile.ZipFile(f) as archive:
+            members = archive.infolist()
+            if not members:
                 raise DataError(f"{path} holds no arrays.")
-            if "x" in names:
-                return archive["x"], archive["y"] if "y" in names else None
-            return archive[names[0]], None
-    except ValueError as exc:
-        _refuse_pickle(path, exc)
-        raise DataError(f"{path} is not a valid .npz file ({exc}).") from exc
-    except (SyntaxError, tokenize.TokenError):
-        raise DataError(f"{path} is not a valid .npz file (an array header is damaged).") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a valid .npz file ({exc}).") from exc
-    except MemoryError:
-        raise DataError(_too_large(path)) from None
+            for info in members:
+                if "/" in info.filename or "\\" in info.filename:
+                    raise DataError(
+                        f"{path} holds a member named {info.filename!r}; the members of a .npz "
+                        "archive have plain names such as x.npy."
+                    )
+            by_name = {info.filename.removesuffix(".npy"): info for info in members}
 
+            def read(info: zipfile.ZipInfo) -> np.ndarray:
+                with archive.open(info) as member:
+                    return _read_array(member, info.file_size, f"{path} (member {info.filename})")
 
-def _too_large(path: Path) -> str:
-    """The error for an array header declaring more data than memory holds (a corrupt file)."""
-    return f"{path} declares an array too large for this machine's memory; is it corrupt?"
-
-
-def _refuse_pickle(path: Path, exc: ValueError) -> None:
-    """Raise a clear DataError if ``exc`` is numpy refusing to unpickle part of ``path``: a
-    pickle (protocol 2+) or an array of Python objects; anything else without NumPy's header
-    is simply not an array file."""
-    if "allow_pickle" not in str(exc):
-        return
-    with path.open("rb") as f:
-        start = f.read(6)
-    if not start.startswith((b"\x80", b"\x93NUMPY", b"PK")):
-        raise DataError(f"{path} is not a NumPy file (it does not start with NumPy's header).")
-    raise DataError(
-        f"{path} holds Python objects (pickled data), which vaekit never loads; save "
-        "numeric arrays instead."
-    ) from None
+            if "x" in by_name:
+                return read(by_name["x"]), read(by_name["y"]) if "y" in by_name else None
+            return read(members[0]), None
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -212,7 +264,7 @@ def _read_image_dir(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             "subdirectory of images per class."
         )
     if images:
-        return _stack([_read_image(p) for p in images], images), None
+        return _read_images(path, images), None
     if not classes:
         raise DataError(f"{path} holds no PNG or JPEG images and no class subdirectories.")
     files, labels = [], []
@@ -222,7 +274,7 @@ def _read_image_dir(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             raise DataError(f"{folder} (a class directory) holds no PNG or JPEG images.")
         files += found
         labels += [label] * len(found)
-    return _stack([_read_image(p) for p in files], files), np.array(labels, dtype=np.int64)
+    return _read_images(path, files), np.array(labels, dtype=np.int64)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -236,19 +288,59 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Read one image as float32 (C, H, W) in [0, 1]: grey -> 1 channel, colour -> 3 (RGB)."""
+@contextlib.contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """``path`` opened as a PNG or JPEG, its header read and its declared size checked against
+    :data:`MAX_INPUT_VALUES`, its pixels not decoded yet; Pillow's errors become DataError."""
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in _GREY16_MODES:
-                pixels = np.asarray(img, dtype=np.float32) / np.float32(65535)
-            else:
-                rgb = img.mode not in _GREY_MODES
-                pixels = np.asarray(img.convert("RGB" if rgb else "L"), dtype=np.float32) / 255
+        with warnings.catch_warnings():
+            # Pillow warns from 89 million pixels; vaekit refuses far smaller images below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path, formats=_IMAGE_FORMATS)
+        with img:
+            width, height = img.size
+            channels = _channels(img)
+            if width * height * channels > MAX_INPUT_VALUES:
+                raise DataError(
+                    f"{path} is an image of {width}x{height} pixels with {channels} channel(s), "
+                    f"{width * height * channels:,} values; one input may have at most "
+                    f"{MAX_INPUT_VALUES:,}."
+                )
+            yield img
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path} is not a readable image ({exc}).") from exc
+
+
+def _channels(img: Image.Image) -> int:
+    """Channels an image is read with: 1 for grey levels, 3 (RGB) for anything else."""
+    return 1 if img.mode in (*_GREY_MODES, *_GREY16_MODES) else 3
+
+
+def _read_image(path: Path) -> np.ndarray:
+    """Read one image as float32 (C, H, W) in [0, 1]: grey -> 1 channel, colour -> 3 (RGB)."""
+    with _open_image(path) as img:
+        img.load()
+        if img.mode in _GREY16_MODES:
+            pixels = np.asarray(img, dtype=np.float32) / np.float32(65535)
+        else:
+            rgb = img.mode not in _GREY_MODES
+            pixels = np.asarray(img.convert("RGB" if rgb else "L"), dtype=np.float32) / 255
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+def _read_images(folder: Path, files: list[Path]) -> np.ndarray:
+    """Read and stack ``files``, once their declared sizes together are known to be within
+    :data:`MAX_DATA_VALUES` (every header is read before any image is decoded)."""
+    total = 0
+    for path in files:
+        with _open_image(path) as img:
+            total += img.width * img.height * _channels(img)
+    if total > MAX_DATA_VALUES:
+        raise DataError(
+            f"{folder} holds images of {total:,} values in all; vaekit reads at most "
+            f"{MAX_DATA_VALUES:,}."
+        )
+    return _stack([_read_image(p) for p in files], files)
 
 
 def _stack(pixels: list[np.ndarray], files: list[Path]) -> np.ndarray:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from vaekit.config import BINARIZATIONS
 from vaekit.errors import ConfigError, DataError
 
-BINARIZE_MODES = ("none", "threshold", "static", "dynamic")
 STATIC_SEED = 20240601
 
 
@@ -59,8 +59,8 @@ def binarize(x: np.ndarray, mode: str, rng: np.random.Generator | None = None) -
     ones. ``static`` uses ``rng`` when given, else a generator seeded with ``STATIC_SEED``;
     ``dynamic`` requires ``rng``. An unknown mode raises :class:`ConfigError`.
     """
-    if mode not in BINARIZE_MODES:
-        raise ConfigError(f"binarize must be one of {', '.join(BINARIZE_MODES)}, not {mode!r}.")
+    if mode not in BINARIZATIONS:
+        raise ConfigError(f"binarize must be one of {', '.join(BINARIZATIONS)}, not {mode!r}.")
     if mode == "none":
         return x
     if mode == "threshold":
