@@ -10,7 +10,7 @@ from vaekit.config import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.numpy import NumpyEngine
 from vaekit.engines.numpy import model as numpy_model
-from vaekit.evaluation import elbo_terms, evaluate_elbo, iwae_log_likelihood
+from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_iwae_with_one_sample_is_the_single_sample_elbo_with_monte_carlo_kl(trai
         eps = rng.standard_normal((1, len(batch), 4), dtype=np.float32)[0]
         mu, logvar = (a.astype(np.float64) for a in engine.encode(batch))
         z = mu + np.exp(0.5 * logvar) * eps
-        recon = engine.reconstruction_nll(batch, z.astype(np.float32))
+        recon = engine.elbo_terms(batch, eps)[0]  # −log p(x|z) at the same z
         log_q = -0.5 * np.sum(eps.astype(np.float64) ** 2 + logvar + math.log(2 * math.pi), 1)
         log_p = -0.5 * np.sum(z**2 + math.log(2 * math.pi), 1)
         expected.append(-recon + log_p - log_q)
@@ -87,7 +87,30 @@ def test_iwae_converges_to_the_exact_marginal_likelihood():
 
 def test_elbo_terms_with_zero_noise_use_the_posterior_mean(trained):
     engine, x = trained
-    recon, kl = elbo_terms(engine, x[:5], np.zeros((5, 4), np.float32))
-    mu, _ = engine.encode(x[:5])
-    np.testing.assert_allclose(recon, engine.reconstruction_nll(x[:5], mu))
+    recon, kl = engine.elbo_terms(x[:5], np.zeros((5, 4), np.float32))
+    mu, logvar = (a.astype(np.float64) for a in engine.encode(x[:5]))
+    log_w = engine.log_weights(x[:5], (mu, logvar), np.zeros((1, 5, 4)))[0]
+    # at eps = 0, z = mu: log w = −recon(mu) + log N(mu; 0, I) − log N(mu; mu, σ²)
+    log_p_minus_log_q = -0.5 * (mu**2 - logvar).sum(1)
+    np.testing.assert_allclose(recon, log_p_minus_log_q - log_w, rtol=1e-5)
     assert np.all(kl > 0)
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        lambda engine, x, progress: evaluate_elbo(engine, x, batch_size=64, progress=progress),
+        lambda engine, x, progress: evaluation.latent_statistics(
+            engine, x, batch_size=64, progress=progress
+        ),
+        lambda engine, x, progress: iwae_log_likelihood(
+            engine, x, 3, batch_size=64, progress=progress
+        ),
+    ],
+    ids=["evaluate_elbo", "latent_statistics", "iwae_log_likelihood"],
+)
+def test_progress_reports_the_cumulative_number_of_examples_after_each_batch(trained, measure):
+    engine, x = trained
+    seen: list[int] = []
+    measure(engine, x, seen.append)
+    assert seen == [64, 128, 192, 200]

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from vaekit import objectives
@@ -11,7 +12,7 @@ from vaekit import objectives
 def test_kl_closed_form_matches_monte_carlo(rng):
     mu = rng.normal(size=(3, 4))
     logvar = rng.normal(scale=0.5, size=(3, 4))
-    exact = objectives.kl_standard_normal(mu, logvar)
+    exact = objectives.kl_per_dim(mu, logvar).sum(-1)
     z = mu + np.exp(0.5 * logvar) * rng.standard_normal((200_000, 3, 4))
     log_q = -0.5 * ((z - mu) ** 2 / np.exp(logvar) + logvar + math.log(2 * math.pi)).sum(-1)
     log_p = -0.5 * (z**2 + math.log(2 * math.pi)).sum(-1)
@@ -21,7 +22,7 @@ def test_kl_closed_form_matches_monte_carlo(rng):
 
 
 def test_kl_is_zero_at_the_prior():
-    assert objectives.kl_standard_normal(np.zeros((2, 5)), np.zeros((2, 5))).tolist() == [0, 0]
+    assert objectives.kl_per_dim(np.zeros((2, 5)), np.zeros((2, 5))).sum(-1).tolist() == [0, 0]
 
 
 def test_bernoulli_nll_equals_naive_formula_where_finite(rng):
@@ -48,25 +49,86 @@ def test_gaussian_nll_by_hand():
     np.testing.assert_allclose(per_dim, [by_hand])
 
 
-def test_torch_versions_agree_with_numpy(rng):
+def test_each_formula_gives_the_same_numbers_on_tensors_as_on_arrays(rng):
     mu, logvar = rng.normal(size=(2, 4, 6))
+    eps = rng.normal(size=(3, 4, 6))
     logits, x = rng.normal(size=(4, 9)), rng.uniform(size=(4, 9))
     log_sigma = rng.normal(size=9)
+    kl_means = np.abs(rng.normal(size=6))
     t = torch.from_numpy
     pairs = [
+        (objectives.kl_per_dim(mu, logvar), objectives.kl_per_dim(t(mu), t(logvar))),
         (
-            objectives.kl_standard_normal(mu, logvar),
-            objectives.kl_standard_normal_torch(t(mu), t(logvar)),
+            objectives.gaussian_log_density(eps, logvar),
+            objectives.gaussian_log_density(t(eps), t(logvar)),
         ),
-        (objectives.bernoulli_nll(logits, x), objectives.bernoulli_nll_torch(t(logits), t(x))),
+        (
+            objectives.log_weights(logits[:3, :4], x[:3, :4], eps, logvar, 0.5),
+            objectives.log_weights(t(logits[:3, :4]), t(x[:3, :4]), t(eps), t(logvar), 0.5),
+        ),
+        (objectives.free_bits(kl_means, 0.7)[0], objectives.free_bits(t(kl_means), 0.7)[0]),
+        (objectives.sigmoid(logits), objectives.sigmoid(t(logits))),
+        (objectives.bernoulli_nll(logits, x), objectives.bernoulli_nll(t(logits), t(x))),
         (
             objectives.gaussian_nll(logits, x, log_sigma),
-            objectives.gaussian_nll_torch(t(logits), t(x), t(log_sigma)),
+            objectives.gaussian_nll(t(logits), t(x), t(log_sigma)),
         ),
-        (
-            objectives.gaussian_nll(logits, x, 0.3),
-            objectives.gaussian_nll_torch(t(logits), t(x), 0.3),
-        ),
+        (objectives.gaussian_nll(logits, x, 0.3), objectives.gaussian_nll(t(logits), t(x), 0.3)),
     ]
     for expected, actual in pairs:
         np.testing.assert_allclose(actual.numpy(), expected, rtol=1e-12)
+    assert objectives.namespace(t(mu)) is torch and objectives.namespace(mu) is np
+
+
+def test_bernoulli_uses_the_fused_torch_kernel_on_tensors_with_the_same_numbers(rng):
+    logits, x = rng.normal(scale=5, size=(4, 9)), rng.uniform(size=(4, 9))
+    bernoulli = objectives.LIKELIHOODS["bernoulli"]
+    assert bernoulli.torch_nll is objectives.bernoulli_nll_torch
+    fused = bernoulli.nll(torch.from_numpy(logits), torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(fused, objectives.bernoulli_nll(logits, x), rtol=1e-12)
+
+
+def test_free_bits_hold_each_dimension_at_lambda_and_mask_the_others():
+    kl_means = np.array([0.1, 0.5, 2.0])
+    term, mask = objectives.free_bits(kl_means, 0.4)
+    assert term == 0.4 + 0.5 + 2.0 and mask.tolist() == [False, True, True]
+    term, mask = objectives.free_bits(kl_means, 0.0)
+    assert term == kl_means.sum() and mask is None
+
+
+@pytest.mark.parametrize(
+    "name, log_sigma",
+    [("bernoulli", None), ("gaussian", 0.3), ("gaussian", [0.2]), ("gaussian", [0.1, -0.2, 0.3])],
+)
+def test_likelihood_gradients_equal_autograd(name, log_sigma, rng):
+    """The NumPy engine's ``grad`` of each likelihood against torch autograd of its ``nll``."""
+    likelihood = objectives.LIKELIHOODS[name]
+    out, x = rng.normal(size=(5, 3)), rng.uniform(size=(5, 3))
+    learned = isinstance(log_sigma, list)
+    np_log_sigma = np.array(log_sigma) if learned else log_sigma
+    grad_out, grad_log_sigma = likelihood.grad(out.copy(), x, np_log_sigma)
+    t_out = torch.tensor(out, requires_grad=True)
+    t_log_sigma = (
+        torch.tensor(log_sigma, dtype=torch.float64, requires_grad=True) if learned else log_sigma
+    )
+    likelihood.nll(t_out, torch.from_numpy(x), t_log_sigma).sum().backward()
+    np.testing.assert_allclose(grad_out, t_out.grad.numpy(), rtol=1e-10)
+    if learned:
+        np.testing.assert_allclose(grad_log_sigma, t_log_sigma.grad.numpy(), rtol=1e-10)
+    else:
+        assert grad_log_sigma is None
+
+
+def test_likelihood_means_are_probabilities_or_the_output():
+    out = np.array([[-800.0, 0.0, 800.0]])
+    np.testing.assert_array_equal(objectives.LIKELIHOODS["bernoulli"].mean(out), [[0, 0.5, 1]])
+    np.testing.assert_array_equal(objectives.LIKELIHOODS["gaussian"].mean(out), out)
+
+
+def test_kl_gradient_equals_autograd(rng):
+    mu, logvar = rng.normal(size=(2, 4, 3))
+    grad_mu, grad_logvar = objectives.kl_per_dim_grad(mu, logvar)
+    t_mu, t_logvar = (torch.tensor(a, requires_grad=True) for a in (mu, logvar))
+    objectives.kl_per_dim(t_mu, t_logvar).sum().backward()
+    np.testing.assert_allclose(grad_mu, t_mu.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(grad_logvar, t_logvar.grad.numpy(), rtol=1e-12)

@@ -1,7 +1,10 @@
 """Measuring a trained VAE on data, in nats per example, through any engine.
 
-- ELBO(x) = −recon − KL with recon = −log p(x|z), z = mu + exp(logvar/2)·eps, and the KL in
-  closed form (one eps per example, drawn from a seed so numbers are comparable).
+The engine computes the model's terms (its ``elbo_terms`` and ``log_weights``); this module
+batches the data, draws the noise from a seed (so numbers are comparable) and streams the sums.
+
+- ELBO(x) = −recon − KL with recon = −log p(x|z), z = mu + exp(logvar/2)·eps, and the KL to the
+  prior in closed form (one eps per example).
 - Importance-weighted bound (IWAE, Burda et al. 2015) with k samples z_i ~ q(z|x):
   log p(x) ≥ L_k(x) = logsumexp_i [log p(x|z_i) + log p(z_i) − log q(z_i|x)] − log k.
   L_1 is the single-sample ELBO estimate (with a Monte-Carlo KL); L_k rises towards log p(x) as k
@@ -11,11 +14,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from vaekit import objectives
 from vaekit.engines import Engine
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
@@ -38,17 +41,6 @@ def _part(y: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
     return None if y is None else y[start:stop]
 
 
-def elbo_terms(
-    engine: Engine, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(recon, kl) per example, nats, float64: −log p(x|z) at z = mu + exp(logvar/2)·eps, and
-    KL(q(z|x) ‖ N(0, I)) in closed form. ``y``: labels, for a conditional model."""
-    mu, logvar = engine.encode(x, y)
-    z = mu + np.exp(0.5 * logvar) * eps.astype(mu.dtype)
-    kl = objectives.kl_standard_normal(mu.astype(np.float64), logvar.astype(np.float64))
-    return engine.reconstruction_nll(x, z, y), kl
-
-
 def evaluate_elbo(
     engine: Engine,
     x: np.ndarray,
@@ -56,40 +48,25 @@ def evaluate_elbo(
     y: np.ndarray | None = None,
     seed: int = 0,
     batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
 ) -> ElboResult:
-    """The single-sample ELBO estimate over ``x``, in batches, with eps drawn from ``seed``."""
+    """The single-sample ELBO estimate over ``x``, in batches, with eps drawn from ``seed``.
+
+    ``progress``, if given, is called after each batch with the number of examples finished so
+    far (cumulative, ending at ``len(x)``).
+    """
     rng = np.random.default_rng(seed)
     recon_sum = kl_sum = 0.0
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
         eps = rng.standard_normal((len(batch), engine.config.latent_dim), dtype=np.float32)
-        recon, kl = elbo_terms(engine, batch, eps, _part(y, start, start + batch_size))
+        recon, kl = engine.elbo_terms(batch, eps, _part(y, start, start + batch_size))
         recon_sum += float(recon.sum())
         kl_sum += float(kl.sum())
+        if progress is not None:
+            progress(start + len(batch))
     n = len(x)
     return ElboResult(loss=(recon_sum + kl_sum) / n, recon=recon_sum / n, kl=kl_sum / n, n=n)
-
-
-def log_weights(
-    engine: Engine,
-    x: np.ndarray,
-    mu: np.ndarray,
-    logvar: np.ndarray,
-    eps: np.ndarray,
-    y: np.ndarray | None = None,
-) -> np.ndarray:
-    """log w = log p(x|z) + log p(z) − log q(z|x) for z = mu + σ·eps, eps of shape (S, N, K).
-
-    With z − mu = σ·eps, log p(z) − log q(z|x) = −½ Σ_k z² + ½ Σ_k (eps² + logvar) (the log 2π
-    terms cancel). Returns (S, N), float64.
-    """
-    z = mu + np.exp(0.5 * logvar) * eps
-    recon = engine.reconstruction_nll(x, z, y)  # (S, N): x is shared, not copied S times
-    z64, eps64 = z.astype(np.float64), eps.astype(np.float64)
-    prior_minus_posterior = 0.5 * (
-        np.sum(eps64 * eps64 - z64 * z64, axis=2) + np.sum(logvar, axis=1, dtype=np.float64)
-    )
-    return prior_minus_posterior - recon
 
 
 def iwae_log_likelihood(
@@ -100,12 +77,14 @@ def iwae_log_likelihood(
     y: np.ndarray | None = None,
     seed: int = 0,
     batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """L_k(x) per example (nats, float64): the k-sample importance-weighted bound on log p(x).
 
     Examples go in batches of ``batch_size``; the k samples in chunks sized so that one decoder
     call holds at most IWAE_CHUNK_VALUES numbers. The logsumexp over chunks is streamed in
-    float64 (running maximum and rescaled sum), so memory does not grow with k.
+    float64 (running maximum and rescaled sum), so memory does not grow with k. ``progress``, if
+    given, is called after each batch with the number of examples finished so far (cumulative).
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -124,11 +103,13 @@ def iwae_log_likelihood(
         for done in range(0, k, chunk):
             samples = min(chunk, k - done)
             eps = rng.standard_normal((samples, n, latent), dtype=np.float32).astype(mu.dtype)
-            w = log_weights(engine, batch, mu, logvar, eps, labels)
+            w = engine.log_weights(batch, (mu, logvar), eps, labels)
             new_max = np.maximum(running_max, w.max(axis=0))
             running_sum = running_sum * np.exp(running_max - new_max) + np.exp(w - new_max).sum(0)
             running_max = new_max
         out[start : start + n] = running_max + np.log(running_sum) - math.log(k)
+        if progress is not None:
+            progress(start + n)
     return out
 
 
@@ -138,7 +119,8 @@ class LatentStatistics:
 
     ``mean_variance[k]`` = Cov_x(E_q[z_k|x]), the variance across examples of the posterior
     mean; dimension k is *active* when it exceeds ``threshold`` (Burda et al., 2015: 0.01).
-    ``kl_per_dim[k]`` = mean over examples of ½(e^logvar_k + mu_k² − 1 − logvar_k), nats.
+    ``kl_per_dim[k]`` = mean over examples of KL(q(z_k|x) ‖ p(z_k)), nats (for N(0, I):
+    ½(e^logvar_k + mu_k² − 1 − logvar_k)).
     """
 
     mean_variance: np.ndarray
@@ -157,8 +139,13 @@ def latent_statistics(
     y: np.ndarray | None = None,
     batch_size: int = 1000,
     threshold: float = 0.01,
+    progress: Callable[[int], None] | None = None,
 ) -> LatentStatistics:
-    """Active units and KL per latent dimension over ``x`` (posterior means, in batches)."""
+    """Active units and KL per latent dimension over ``x`` (posterior means, in batches).
+
+    ``progress``, if given, is called after each batch with the number of examples finished so
+    far (cumulative, ending at ``len(x)``).
+    """
     mus, kls = [], []
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
@@ -166,7 +153,9 @@ def latent_statistics(
             a.astype(np.float64) for a in engine.encode(x[start:stop], _part(y, start, stop))
         )
         mus.append(mu)
-        kls.append(0.5 * (np.exp(logvar) + mu * mu - 1.0 - logvar))
+        kls.append(engine.prior.kl_per_dim(mu, logvar))
+        if progress is not None:
+            progress(start + len(mu))
     mu_all = np.concatenate(mus)
     return LatentStatistics(
         mean_variance=mu_all.var(axis=0),

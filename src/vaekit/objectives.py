@@ -1,78 +1,180 @@
-"""The VAE's loss terms, written out once per array library (NumPy, then PyTorch).
+"""The VAE's loss terms, each written once, for NumPy arrays and torch tensors alike.
 
-Units: nats per example, summed over dimensions. Every function sums over the last axis and
-returns one value per example: inputs are flat, (N, D) for data and (N, K) for latents, or
-(S, N, D) for S decoder outputs per example, with the data x of shape (N, D) shared by the S
-samples (broadcast, never copied).
+Units: nats per example, summed over dimensions. Every per-example function sums over the last
+axis: inputs are flat, (N, D) for data and (N, K) for latents, or (S, N, D) for S decoder outputs
+per example, with the data x of shape (N, D) shared by the S samples (broadcast, never copied).
+The functions use the array's own library (:func:`namespace`), so torch is never imported here:
+the NumPy engine runs where torch is not installed.
 
-- KL(q(z|x) ‖ N(0, I)) = ½ Σ_k (exp(logvar_k) + mu_k² − 1 − logvar_k)
-- Bernoulli:  −log p(x|z) = Σ_d softplus(l_d) − x_d·l_d   (l = decoder logits; x may be grey levels)
-- Gaussian:   −log p(x|z) = Σ_d (x_d − m_d)² / (2σ_d²) + log σ_d + ½·log 2π
+- KL(N(mu, diag e^logvar) ‖ N(0, I)) per dimension = ½ (e^logvar_k + mu_k² − 1 − logvar_k)
+- log q(z|x) = −½ Σ_k (eps_k² + logvar_k + log 2π) for z = mu + e^(logvar/2)·eps
+- importance log-weight: log w = log p(x|z) + log p(z) − log q(z|x)
+- likelihoods (:data:`LIKELIHOODS`), from the decoder output ``out``:
+  Bernoulli  −log p(x|z) = Σ_d softplus(l_d) − x_d·l_d   (l = out, logits; x may be grey levels)
+  Gaussian   −log p(x|z) = Σ_d (x_d − m_d)² / (2σ_d²) + log σ_d + ½·log 2π   (m = out)
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-
-# --- NumPy -------------------------------------------------------------------------------------
-
-
-def kl_standard_normal(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """KL(N(mu, diag e^logvar) ‖ N(0, I)) = ½ Σ (e^logvar + mu² − 1 − logvar), nats per example."""
-    return 0.5 * np.sum(np.exp(logvar) + mu * mu - 1.0 - logvar, axis=1)
+#: A NumPy array or a torch tensor (the functions below take either).
+Array = Any
+#: log σ of a Gaussian likelihood: a float (fixed σ), or an array of shape (1,) or (D,) (learned).
+LogSigma = Any
 
 
-def bernoulli_nll(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """−log Bernoulli(x; sigmoid(l)) = Σ max(l, 0) − x·l + log(1 + e^−|l|), stable for any l."""
-    return np.sum(np.maximum(logits, 0.0) - x * logits + np.log1p(np.exp(-np.abs(logits))), axis=-1)
+def namespace(a: Array) -> ModuleType:
+    """The array library of ``a``: ``torch`` for a tensor (already imported, since a tensor
+    exists), NumPy for anything else."""
+    return sys.modules["torch"] if type(a).__module__.startswith("torch") else np
 
 
-def gaussian_nll(mean: np.ndarray, x: np.ndarray, log_sigma: np.ndarray | float) -> np.ndarray:
+def as_array(value: Array | float, like: Array) -> Array:
+    """``value`` as an array of ``like``'s library, dtype (and device); a tensor of the right kind
+    (a learned parameter) is returned as is, so gradients still flow into it."""
+    if namespace(like) is np:
+        return np.asarray(value, dtype=like.dtype)
+    return sys.modules["torch"].as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+def sigmoid(a: Array) -> Array:
+    """σ(a) = 1 / (1 + e^−a) = ½·(1 + tanh(a/2)): one vectorised tanh, no overflow for any a."""
+    return 0.5 * (namespace(a).tanh(0.5 * a) + 1.0)
+
+
+def softplus(a: Array) -> Array:
+    """log(1 + e^a) = max(a, 0) + log(1 + e^−|a|), stable for any a."""
+    xp = namespace(a)
+    return a.clip(min=0.0) + xp.log1p(xp.exp(-abs(a)))
+
+
+# --- the latent terms ---------------------------------------------------------------------------
+
+
+def kl_per_dim(mu: Array, logvar: Array) -> Array:
+    """KL(N(mu, e^logvar) ‖ N(0, 1)) for each example and latent dimension,
+    ½ (e^logvar + mu² − 1 − logvar), nats, shape of mu."""
+    return 0.5 * (namespace(logvar).exp(logvar) + mu * mu - 1.0 - logvar)
+
+
+def kl_per_dim_grad(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(∂/∂mu, ∂/∂logvar) of :func:`kl_per_dim`, elementwise: (mu, ½·(e^logvar − 1)); for the NumPy
+    engine's backward pass."""
+    return mu, 0.5 * np.expm1(logvar)
+
+
+def free_bits(kl_means: Array, free_bits: float) -> tuple[Array, Array | None]:
+    """(Σ_k max(λ, KL_k), mask) for the batch-mean KL of each latent dimension, KL_k (K,), nats.
+
+    The first is the KL term with free bits λ (Kingma et al., 2016): each dimension's KL is held at
+    ≥ λ nats. ``mask`` = [KL_k > λ] marks the dimensions whose KL still gets a gradient (the others
+    contribute the constant λ). λ = 0 gives (Σ_k KL_k, None): the plain KL, no mask.
+    """
+    if free_bits <= 0:
+        return kl_means.sum(), None
+    return kl_means.clip(min=free_bits).sum(), kl_means > free_bits
+
+
+def gaussian_log_density(eps: Array, logvar: Array) -> Array:
+    """log q(z|x) = log N(z; mu, diag e^logvar) = −½ Σ_k (eps_k² + logvar_k + log 2π), nats, written
+    with the standardised eps = (z − mu)·e^(−logvar/2); eps (…, N, K), logvar (N, K)."""
+    return -0.5 * (eps * eps + logvar + LOG_2PI).sum(-1)
+
+
+def log_weights(
+    recon: Array, log_prior: Array, eps: Array, logvar: Array, beta: float = 1.0
+) -> Array:
+    """log w = log p(x|z) + β·(log p(z) − log q(z|x)), nats, shape of ``recon``.
+
+    ``recon`` = −log p(x|z), ``log_prior`` = log p(z), both (S, N); z = mu + e^(logvar/2)·eps with
+    eps (S, N, K). β = 1 gives the importance weights of the IWAE bound
+    L_k = logsumexp_i log w_i − log k (Burda et al., 2015).
+    """
+    return beta * (log_prior - gaussian_log_density(eps, logvar)) - recon
+
+
+# --- likelihoods --------------------------------------------------------------------------------
+
+
+def bernoulli_nll(logits: Array, x: Array, log_sigma: LogSigma = None) -> Array:
+    """−log Bernoulli(x; σ(l)) = Σ softplus(l) − x·l, stable for any l."""
+    return (softplus(logits) - x * logits).sum(-1)
+
+
+def bernoulli_nll_torch(logits: Array, x: Array, log_sigma: LogSigma = None) -> Array:
+    """:func:`bernoulli_nll` by PyTorch's fused, stable BCE-with-logits kernel."""
+    functional = sys.modules["torch"].nn.functional
+    target = x.expand_as(logits)
+    return functional.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+
+
+def bernoulli_grad(logits: np.ndarray, x: np.ndarray, log_sigma: LogSigma = None) -> tuple:
+    """(∂/∂l of the per-element −log p, None) = (σ(l) − x, None): Bernoulli has no σ."""
+    grad = sigmoid(logits)
+    grad -= x
+    return grad, None
+
+
+def gaussian_nll(mean: Array, x: Array, log_sigma: LogSigma) -> Array:
     """−log N(x; mean, σ²I) = Σ (x − mean)²/(2σ²) + log σ + ½ log 2π, with σ = e^log_sigma.
 
-    ``log_sigma`` is a scalar (one σ) or has shape (D,) (one σ per dimension).
+    ``log_sigma`` is a float (one fixed σ) or has shape (1,) or (D,) (learned, one σ or one per
+    dimension).
+    """
+    log_sigma = as_array(log_sigma, mean)
+    sq = (x - mean) ** 2 * (0.5 * namespace(mean).exp(-2.0 * log_sigma))
+    return (sq + (log_sigma + 0.5 * LOG_2PI)).sum(-1)
+
+
+def gaussian_grad(mean: np.ndarray, x: np.ndarray, log_sigma: LogSigma) -> tuple:
+    """(∂/∂mean of the per-element −log p, ∂/∂log σ summed over the rows, or None for a fixed σ).
+
+    ∂/∂m_d = (m_d − x_d)/σ_d²;  ∂/∂log σ_d = 1 − (x_d − m_d)²/σ_d², summed to log σ's shape.
     """
     inv_var = np.exp(-2.0 * np.asarray(log_sigma, dtype=mean.dtype))
-    sq = (x - mean) ** 2 * (0.5 * inv_var)
-    return np.sum(sq + (np.asarray(log_sigma, dtype=mean.dtype) + 0.5 * LOG_2PI), axis=-1)
+    resid = mean - x
+    grad = resid * inv_var
+    if not isinstance(log_sigma, np.ndarray):
+        return grad, None
+    per_dim = (1.0 - resid * resid * inv_var).sum(axis=0)
+    return grad, per_dim.sum(keepdims=True) if log_sigma.shape == (1,) else per_dim
 
 
-# --- PyTorch (same formulas; autograd differentiates them) --------------------------------------
+@dataclass(frozen=True)
+class Likelihood:
+    """p(x|z) from the decoder output ``out`` (shape of x, or (S, N, D) sharing x (N, D)).
+
+    - ``nll(out, x, log_sigma)``: −log p(x|z) per example, nats, for arrays and tensors alike;
+    - ``torch_nll``: the same by a fused torch kernel, where one exists (used for tensors);
+    - ``mean(out)``: the mean of p(x|z) (what a decoded image shows);
+    - ``grad(out, x, log_sigma)``: for the NumPy engine, (∂(−log p)/∂out per element,
+      ∂(−log p)/∂log σ summed over the rows or None).
+    """
+
+    nll_formula: Callable[[Array, Array, LogSigma], Array]
+    mean: Callable[[Array], Array]
+    grad: Callable[[np.ndarray, np.ndarray, LogSigma], tuple]
+    torch_nll: Callable[[Array, Array, LogSigma], Array] | None = None
+
+    def nll(self, out: Array, x: Array, log_sigma: LogSigma = None) -> Array:
+        """−log p(x|z) per example, nats (the torch kernel for tensors, where there is one)."""
+        if self.torch_nll is not None and namespace(out) is not np:
+            return self.torch_nll(out, x, log_sigma)
+        return self.nll_formula(out, x, log_sigma)
 
 
-def kl_per_dim_torch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """½ (e^logvar + mu² − 1 − logvar) for each example and latent dimension, (N, K)."""
-    return 0.5 * (logvar.exp() + mu * mu - 1.0 - logvar)
-
-
-def kl_standard_normal_torch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """See :func:`kl_standard_normal`."""
-    return kl_per_dim_torch(mu, logvar).sum(dim=1)
-
-
-def free_bits_torch(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
-    """Σ_k max(λ, KL_k): the KL term with each dimension's batch-mean KL held at ≥ λ nats
-    (Kingma et al., 2016); λ = 0 gives the plain KL."""
-    return kl_per_dim.clamp(min=free_bits).sum() if free_bits > 0 else kl_per_dim.sum()
-
-
-def bernoulli_nll_torch(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """See :func:`bernoulli_nll` (PyTorch's fused, stable BCE-with-logits)."""
-    target = x.expand_as(logits)
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=-1)
-
-
-def gaussian_nll_torch(
-    mean: torch.Tensor, x: torch.Tensor, log_sigma: torch.Tensor | float
-) -> torch.Tensor:
-    """See :func:`gaussian_nll`; ``log_sigma`` is a float (fixed σ) or a learned tensor."""
-    log_sigma = torch.as_tensor(log_sigma, dtype=mean.dtype, device=mean.device)
-    sq = (x - mean).square() * (0.5 * torch.exp(-2.0 * log_sigma))
-    return (sq + (log_sigma + 0.5 * LOG_2PI)).sum(dim=-1)
+#: The likelihoods by their ModelConfig name.
+LIKELIHOODS: dict[str, Likelihood] = {
+    "bernoulli": Likelihood(bernoulli_nll, sigmoid, bernoulli_grad, bernoulli_nll_torch),
+    "gaussian": Likelihood(gaussian_nll, lambda out: out, gaussian_grad),
+}

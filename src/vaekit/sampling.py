@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vaekit.data.labels import class_labels
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError
 
@@ -24,20 +25,18 @@ def check_labels(engine: Engine, labels: np.ndarray | None, n: int) -> np.ndarra
         return None
     if labels is None:
         return default_labels(engine, n)
-    labels = np.array(np.broadcast_to(np.asarray(labels, dtype=np.int64), (n,)))
-    if labels.min() < 0 or labels.max() >= classes:
-        raise ConfigError(f"labels must be between 0 and {classes - 1} for this model")
-    return labels
+    return class_labels(np.broadcast_to(labels, (n,)), "labels", n, classes)
 
 
 def sample_prior(
     engine: Engine, n: int, seed: int = 0, labels: np.ndarray | int | None = None
 ) -> np.ndarray:
-    """n images: the decoder mean at z ~ N(0, I), z drawn from ``seed``; shape (n, *input_shape).
+    """n images: the decoder mean at z ~ p(z), the engine's prior, z drawn from ``seed``; shape
+    (n, *input_shape).
 
     A conditional model draws the digits of ``labels`` (one label, or one per sample; default:
     the classes in turn)."""
-    z = np.random.default_rng(seed).standard_normal((n, engine.config.latent_dim))
+    z = engine.prior.sample(n, np.random.default_rng(seed))
     return engine.decode(z.astype(np.float32), check_labels(engine, labels, n))
 
 

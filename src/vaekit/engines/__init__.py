@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from vaekit.config import ModelConfig
-from vaekit.engines.protocol import Engine, StepMetrics
+from vaekit.engines.protocol import Engine, EngineOptions, StepMetrics
 from vaekit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -15,24 +16,23 @@ if TYPE_CHECKING:
 def build_engine(
     config: ModelConfig,
     engine: str = "torch",
+    options: EngineOptions | None = None,
     *,
-    seed: int = 0,
-    device: str = "auto",
-    optimizer: str = "adam",
-    lr: float = 1e-3,
-    momentum: float = 0.0,
-    adam_eps: float = 1e-8,
     group: Group | None = None,
+    **overrides: Any,
 ) -> Engine:
-    """A freshly initialised engine (``torch`` or ``numpy``) for ``config``, seeded by ``seed``;
-    ``group``: train data-parallel in this (joined) process group, torch engine only."""
-    options = dict(
-        seed=seed, device=device, optimizer=optimizer, lr=lr, momentum=momentum, adam_eps=adam_eps
-    )
+    """A freshly initialised engine (``torch`` or ``numpy``) for ``config``.
+
+    ``options`` (seed, device, optimizer, lr, momentum, adam_eps; default :class:`EngineOptions`)
+    may be given whole (``EngineOptions.of(train_config)``) or field by field as keywords
+    (``seed=1, lr=0.01``). ``group``: this process's place among torchrun's processes; the torch
+    engine joins the process group and trains data-parallel in it (the only engine that can).
+    """
+    options = replace(options or EngineOptions(), **overrides)
     if engine == "torch":
         from vaekit.engines.torch import TorchEngine
 
-        return TorchEngine(config, group=group, **options)
+        return TorchEngine(config, options, group=group)
     if group is not None:
         raise ConfigError(
             "distributed training (torchrun) uses PyTorch's DistributedDataParallel: "
@@ -41,8 +41,8 @@ def build_engine(
     if engine == "numpy":
         from vaekit.engines.numpy import NumpyEngine
 
-        return NumpyEngine(config, **options)
+        return NumpyEngine(config, options)
     raise ConfigError(f"engine must be torch or numpy; got {engine!r}")
 
 
-__all__ = ["Engine", "StepMetrics", "build_engine"]
+__all__ = ["Engine", "EngineOptions", "StepMetrics", "build_engine"]

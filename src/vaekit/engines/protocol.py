@@ -10,12 +10,34 @@ dict of named arrays whose names and shapes are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
 
-from vaekit.config import ModelConfig
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.priors import Prior
+
+#: (mu, logvar) of q(z|x) = N(mu, diag e^logvar), each (N, K): what ``encode`` returns.
+Posterior = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How an engine is built and trains: its seed, device and optimizer. Each field is the
+    :class:`~vaekit.config.TrainConfig` setting of the same name (defaults included)."""
+
+    seed: int = TrainConfig.seed
+    device: str = TrainConfig.device
+    optimizer: str = TrainConfig.optimizer
+    lr: float = TrainConfig.lr
+    momentum: float = TrainConfig.momentum
+    adam_eps: float = TrainConfig.adam_eps
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> EngineOptions:
+        """The options of a training configuration."""
+        return cls(**{field.name: getattr(config, field.name) for field in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -28,11 +50,13 @@ class StepMetrics:
 
 
 class Engine(Protocol):
-    """What an engine offers: one optimizer step, encode, decode, −log p(x|z), its state."""
+    """What an engine offers: one optimizer step, encode, decode, the model's objective (ELBO
+    terms and importance log-weights), its prior and its state."""
 
     name: str
     config: ModelConfig
     optimizer_name: str  # "adam" or "sgd"
+    prior: Prior  # p(z): sampling and figures draw from it; the KL and log p(z) come from it
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
         """One optimizer step on the batch ``x`` with the model's objective (mean(recon + beta·KL)
@@ -43,14 +67,23 @@ class Engine(Protocol):
         """
         ...
 
-    def reconstruction_nll(
-        self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
-    ) -> np.ndarray:
-        """−log p(x|z) in nats, float64: shape (N,) for latents z (N, K), one per input; or
-        (S, N) for z (S, N, K), S latents per input, with x (and y) shared by the S samples."""
+    def elbo_terms(
+        self, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(recon, kl) per example, nats, float64, each (N,): recon = −log p(x|z) at
+        z = mu + e^(logvar/2)·eps (eps (N, K)) and kl = KL(q(z|x) ‖ p(z)) in closed form."""
         ...
 
-    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def log_weights(
+        self, x: np.ndarray, posterior: Posterior, eps: np.ndarray, y: np.ndarray | None = None
+    ) -> np.ndarray:
+        """log w = log p(x|z) + log p(z) − log q(z|x), nats, float64, shape (S, N), for the S
+        latents z = mu + e^(logvar/2)·eps per input, eps (S, N, K); ``posterior`` = (mu, logvar)
+        = encode(x, y), passed in so that evaluation encodes once for many chunks of samples.
+        x (and y) are shared by the S samples, never copied S times."""
+        ...
+
+    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> Posterior:
         """(mu, logvar) of q(z|x), each (N, K)."""
         ...
 

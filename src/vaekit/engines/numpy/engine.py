@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from vaekit import objectives, priors
 from vaekit.config import ModelConfig
 from vaekit.engines.numpy import model
-from vaekit.engines.numpy.layers import sigmoid
 from vaekit.engines.numpy.optim import SGD, Adam
-from vaekit.engines.protocol import StepMetrics
+from vaekit.engines.protocol import EngineOptions, Posterior, StepMetrics
 from vaekit.errors import CheckpointError, ConfigError
 
 
@@ -22,16 +23,15 @@ class NumpyEngine:
     def __init__(
         self,
         config: ModelConfig,
+        options: EngineOptions | None = None,
         *,
-        seed: int = 0,
-        device: str = "auto",
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        adam_eps: float = 1e-8,
         dtype: type = np.float32,
+        **overrides: Any,
     ) -> None:
-        if device == "cuda":
+        """``options`` as :func:`vaekit.engines.build_engine` takes them (or field by field as
+        keywords); ``dtype``: float32 or float64 parameters and arithmetic."""
+        options = replace(options or EngineOptions(), **overrides)
+        if options.device == "cuda":
             raise ConfigError("the numpy engine runs on the CPU only; use --engine torch for CUDA")
         if config.arch != "mlp" or config.objective != "elbo":
             raise ConfigError(
@@ -39,13 +39,18 @@ class NumpyEngine:
                 "--engine torch for the conv architecture or the iwae objective"
             )
         self.config = config
+        self.prior = priors.for_config(config)
         self.dtype = np.dtype(dtype)
         init_rng, self.rng = (
-            np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
+            np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(2)
         )
         self.params = model.init_params(config, init_rng, self.dtype)
-        self.optimizer_name = optimizer
-        self.optimizer = Adam(lr, eps=adam_eps) if optimizer == "adam" else SGD(lr, momentum)
+        self.optimizer_name = options.optimizer
+        self.optimizer = (
+            Adam(options.lr, eps=options.adam_eps)
+            if options.optimizer == "adam"
+            else SGD(options.lr, options.momentum)
+        )
 
     def _flat(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=self.dtype).reshape(len(a), -1)
@@ -55,23 +60,25 @@ class NumpyEngine:
             return None
         if y is None:
             raise ConfigError("this model is conditional: it needs a class label for each input")
-        return np.eye(self.config.n_classes, dtype=self.dtype)[np.asarray(y)]
+        onehot = np.zeros((len(y), self.config.n_classes), dtype=self.dtype)  # not eye(C)[y]:
+        onehot[np.arange(len(y)), y] = 1  # N·C values, never C·C
+        return onehot
 
     def loss_and_grads(
         self, x: np.ndarray, eps: np.ndarray, beta: float, y: np.ndarray | None = None
     ) -> tuple[float, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """(L, recon and kl per example, ∂L/∂θ) for given eps, where
         L = mean(recon) + β·Σ_k max(free_bits, mean(kl_k)) (= mean(recon + β·kl) without free
-        bits)."""
+        bits), recon = −log p(x|z) and kl_k the prior's KL of latent dimension k."""
         x, eps = self._flat(x), self._flat(eps)
         f = model.forward(self.config, self.params, x, eps, self._onehot(y))
-        recon, kl = model.loss_terms(self.config, self.params, x, f)
-        kl_term = float(kl.mean())
-        if self.config.free_bits > 0:
-            kl_dims = 0.5 * (np.exp(f.logvar) + f.mu * f.mu - 1.0 - f.logvar).mean(axis=0)
-            kl_term = float(np.maximum(kl_dims, self.config.free_bits).sum())
-        objective = float(recon.mean()) + beta * kl_term
-        return objective, recon, kl, model.backward(self.config, self.params, x, f, beta)
+        recon = model.reconstruction_nll(self.config, self.params, x, f.out)
+        kl_dims = self.prior.kl_per_dim(f.mu, f.logvar)
+        kl_term, mask = objectives.free_bits(kl_dims.mean(axis=0), self.config.free_bits)
+        objective = float(recon.mean()) + beta * float(kl_term)
+        kl_weight = beta / len(x) if mask is None else (beta / len(x)) * mask
+        grads = model.backward(self.config, self.params, self.prior, x, f, kl_weight)
+        return objective, recon, kl_dims.sum(axis=1), grads
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
         eps = self.rng.standard_normal((len(x), self.config.latent_dim), dtype=self.dtype)
@@ -81,24 +88,42 @@ class NumpyEngine:
             self.optimizer.step(self.params, grads)
         return metrics
 
-    def reconstruction_nll(
+    def _reconstruction_nll(
         self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
     ) -> np.ndarray:
+        """−log p(x|z), nats, in the engine's dtype: (N,) for z (N, K), or (S, N) for z
+        (S, N, K), S latents per input sharing x (and y)."""
         samples = z.shape[:-1]  # (N,) or (S, N)
         labels = None if y is None else np.broadcast_to(y, samples).reshape(-1)
         flat_z = np.ascontiguousarray(z, dtype=self.dtype).reshape(-1, z.shape[-1])
         out, _, _ = model.decode(self.config, self.params, flat_z, self._onehot(labels))
         out = out.reshape(*samples, -1)
-        nll = model.reconstruction_nll(self.config, self.params, self._flat(x), out)
-        return nll.astype(np.float64)
+        return model.reconstruction_nll(self.config, self.params, self._flat(x), out)
 
-    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def elbo_terms(
+        self, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        mu, logvar = self.encode(x, y)
+        z = mu + np.exp(0.5 * logvar) * eps.astype(self.dtype)
+        recon = self._reconstruction_nll(x, z, y)
+        return recon.astype(np.float64), self.prior.kl(mu, logvar).astype(np.float64)
+
+    def log_weights(
+        self, x: np.ndarray, posterior: Posterior, eps: np.ndarray, y: np.ndarray | None = None
+    ) -> np.ndarray:
+        mu, logvar, eps = (np.asarray(a, dtype=self.dtype) for a in (*posterior, eps))
+        z = mu + np.exp(0.5 * logvar) * eps
+        recon = self._reconstruction_nll(x, z, y)
+        log_w = objectives.log_weights(recon, self.prior.log_prob(z), eps, logvar)
+        return log_w.astype(np.float64)
+
+    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> Posterior:
         mu, logvar, _, _ = model.encode(self.config, self.params, self._flat(x), self._onehot(y))
         return mu, logvar
 
     def decode(self, z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         out, _, _ = model.decode(self.config, self.params, self._flat(z), self._onehot(y))
-        mean = sigmoid(out) if self.config.likelihood == "bernoulli" else out
+        mean = objectives.LIKELIHOODS[self.config.likelihood].mean(out)
         return mean.reshape(len(z), *self.config.input_shape)
 
     def set_learning_rate(self, lr: float) -> None:

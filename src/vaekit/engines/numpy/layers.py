@@ -14,20 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vaekit.objectives import sigmoid, softplus
+
 LEAKY_SLOPE = 0.01  # as torch.nn.functional.leaky_relu
-
-
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    """σ(a) = 1 / (1 + e^−a) = ½·(1 + tanh(a/2)): one vectorised tanh, no overflow for any a."""
-    s = np.tanh(a * 0.5)
-    s += 1
-    s *= 0.5
-    return s
-
-
-def softplus(a: np.ndarray) -> np.ndarray:
-    """log(1 + e^a) = max(a, 0) + log(1 + e^−|a|), stable for any a."""
-    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ forward
     out = g·V_outᵀ + c_out                        Bernoulli logits, or the Gaussian mean
 
 backward (each line is ∂L/∂· ; derived in docs/math.md)
-    d_out = (σ(out) − x)/N                        Bernoulli
-    d_out = (out − x)/(σ²·N)                      Gaussian; d_logσ = Σ_n (1 − (x − out)²/σ²)/N
+    d_out = ∂(−log p(x|z))/∂out / N               the likelihood's ``grad`` (objectives.py):
+                                                  (σ(out) − x)/N Bernoulli, (out − x)/(σ²N) Gaussian
     d_z   = back through the decoder
-    d_mu  = d_z + β·mu/N
-    d_lv  = d_z ⊙ ½·(z − mu) + β·½·(exp(logvar) − 1)/N
-    (with free bits λ, the KL parts vanish for dimensions whose batch-mean KL is below λ)
+    d_mu  = d_z + w·∂KL/∂mu                       the prior's ``kl_grad``: mu for N(0, I)
+    d_lv  = d_z ⊙ ½·(z − mu) + w·∂KL/∂logvar      ½·(exp(logvar) − 1) for N(0, I)
+    with the KL weight w = β/N (free bits λ: 0 for dimensions whose batch-mean KL is below λ),
     then back through the encoder heads and hidden layers.
 """
 
@@ -28,7 +28,8 @@ import numpy as np
 
 from vaekit import objectives
 from vaekit.config import ModelConfig
-from vaekit.engines.numpy.layers import ACTIVATIONS, dense, dense_backward, sigmoid
+from vaekit.engines.numpy.layers import ACTIVATIONS, dense, dense_backward
+from vaekit.priors import Prior
 
 Params = dict[str, np.ndarray]
 
@@ -119,36 +120,28 @@ def reconstruction_nll(
     config: ModelConfig, p: Params, x: np.ndarray, out: np.ndarray
 ) -> np.ndarray:
     """−log p(x|z) per example, nats, from the decoder output ``out`` (logits or mean)."""
-    if config.likelihood == "bernoulli":
-        return objectives.bernoulli_nll(out, x)
-    return objectives.gaussian_nll(out, x, log_sigma(config, p))
+    return objectives.LIKELIHOODS[config.likelihood].nll(out, x, log_sigma(config, p))
 
 
-def loss_terms(config: ModelConfig, p: Params, x: np.ndarray, f: Forward) -> tuple:
-    """(recon, kl) per example, nats: −log p(x|z) and KL(q(z|x) ‖ N(0, I))."""
-    recon = reconstruction_nll(config, p, x, f.out)
-    return recon, objectives.kl_standard_normal(f.mu, f.logvar)
-
-
-def backward(config: ModelConfig, p: Params, x: np.ndarray, f: Forward, beta: float) -> Params:
-    """∂L/∂θ for every parameter θ, L = mean over the batch of recon + β·kl."""
+def backward(
+    config: ModelConfig,
+    p: Params,
+    prior: Prior,
+    x: np.ndarray,
+    f: Forward,
+    kl_weight: float | np.ndarray,
+) -> Params:
+    """∂L/∂θ for every parameter θ, L = mean over the batch of recon + Σ_k N·w_k·kl_k, with the
+    KL weight w = β/N, or (K,) of β/N and 0 (free bits)."""
     n = x.shape[0]
     act = ACTIVATIONS[config.activation]
     grads: Params = {}
 
     # likelihood → decoder output
-    if config.likelihood == "bernoulli":
-        d_out = sigmoid(f.out)
-        d_out -= x
-        d_out /= n
-    else:
-        ls = log_sigma(config, p)
-        inv_var = np.exp(-2.0 * np.asarray(ls, dtype=x.dtype))
-        resid = f.out - x
-        d_out = resid * (inv_var / n)
-        if "decoder.log_sigma" in p:  # ∂/∂log σ_d of (x−m)²/(2σ²) + log σ = 1 − (x−m)²/σ²
-            d_ls = (1.0 - resid * resid * inv_var).sum(axis=0) / n
-            grads["decoder.log_sigma"] = d_ls.sum(keepdims=True) if ls.shape == (1,) else d_ls
+    d_out, d_ls = objectives.LIKELIHOODS[config.likelihood].grad(f.out, x, log_sigma(config, p))
+    d_out /= n
+    if d_ls is not None:
+        grads["decoder.log_sigma"] = d_ls / n
 
     # decoder, output layer then hidden layers in reverse
     gw, gb, d = dense_backward(d_out, f.g, p["decoder.out.weight"])
@@ -162,14 +155,10 @@ def backward(config: ModelConfig, p: Params, x: np.ndarray, f: Forward, beta: fl
         grads[f"decoder.hidden.{j}.weight"], grads[f"decoder.hidden.{j}.bias"] = gw, gb
     d_z = d[:, : config.latent_dim]  # a conditional decoder's input is [z, onehot(y)]
 
-    # reparameterization and the closed-form KL; with free bits λ, a dimension whose batch-mean
-    # KL is below λ contributes the constant λ, so its KL gradient is zero
-    kl_weight = beta / n
-    if config.free_bits > 0:
-        kl_dims = 0.5 * (np.exp(f.logvar) + f.mu * f.mu - 1.0 - f.logvar).mean(axis=0)
-        kl_weight = kl_weight * (kl_dims > config.free_bits)
-    d_mu = d_z + kl_weight * f.mu
-    d_logvar = d_z * 0.5 * (f.z - f.mu) + (0.5 * kl_weight) * np.expm1(f.logvar)
+    # reparameterization and the closed-form KL
+    kl_mu, kl_logvar = prior.kl_grad(f.mu, f.logvar)
+    d_mu = d_z + kl_weight * kl_mu
+    d_logvar = d_z * 0.5 * (f.z - f.mu) + kl_weight * kl_logvar
 
     # encoder heads, then hidden layers in reverse (no gradient is needed for x itself)
     gw, gb, d = dense_backward(d_mu, f.h, p["encoder.mu.weight"])

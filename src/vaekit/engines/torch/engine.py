@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from vaekit import objectives
 from vaekit.config import ModelConfig
-from vaekit.engines.protocol import StepMetrics
+from vaekit.engines.protocol import EngineOptions, Posterior, StepMetrics
+from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.engines.torch.model import VAE, TrainingObjective
 from vaekit.errors import ConfigError
@@ -32,42 +35,51 @@ def resolve_device(device: str) -> torch.device:
 
 
 class TorchEngine:
-    """Trains and runs a :class:`VAE` on one device, with explicit, seeded randomness."""
+    """Trains and runs a :class:`VAE` on one device, with explicit, seeded randomness.
+
+    With a ``group`` (torchrun's processes), construction joins the process group on this rank's
+    device (its local GPU when CUDA is used, else the CPU) and wraps the training objective in
+    ``DistributedDataParallel``; the training loop never sees the difference.
+    """
 
     name = "torch"
 
     def __init__(
         self,
         config: ModelConfig,
+        options: EngineOptions | None = None,
         *,
-        seed: int = 0,
-        device: str = "auto",
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        adam_eps: float = 1e-8,
         group: Group | None = None,
+        **overrides: Any,
     ) -> None:
+        """``options`` as :func:`vaekit.engines.build_engine` takes them (or field by field as
+        keywords)."""
+        options = replace(options or EngineOptions(), **overrides)
+        device = options.device
+        if group is not None:
+            device = distributed.device_for(group, device)
+            distributed.start(group, device)
         self.config = config
         self.device = resolve_device(device)
         self.group = group
         with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG state
-            torch.manual_seed(seed)
+            torch.manual_seed(options.seed)
             self.model = VAE(config).to(self.device)
+        self.prior = self.model.prior
         self.objective: torch.nn.Module = TrainingObjective(self.model)
         if group is not None:  # joins the gradient average; rank 0's weights are broadcast
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.objective = DistributedDataParallel(self.objective, device_ids=ids)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.optimizer_name = optimizer
+        self.generator = torch.Generator(device=self.device).manual_seed(options.seed)
+        self.optimizer_name = options.optimizer
         params = self.model.parameters()
-        if optimizer == "adam":
+        if options.optimizer == "adam":
             # fused: one multithreaded kernel for the whole update, on CPU and CUDA alike
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                params, lr=lr, eps=adam_eps, fused=True
+                params, lr=options.lr, eps=options.adam_eps, fused=True
             )
         else:
-            self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
+            self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum)
         self.step = 0
 
     def _tensor(self, a: np.ndarray, flatten: bool = True) -> torch.Tensor:
@@ -104,10 +116,10 @@ class TorchEngine:
             recon_sum, kl_sums = self.objective(xb, eps, yb, beta)
             totals = self._all_sum(torch.cat([recon_sum.detach()[None], kl_sums.detach()]))
             recon, kl_means = totals[0] / batch, totals[1:] / batch
-            kl = kl_term = kl_means.sum()
-            if cfg.free_bits > 0:  # Σ_k max(λ, mean KL_k): dimensions below λ get no gradient
-                kl_term = kl_means.clamp(min=cfg.free_bits).sum()
-                kl_sums = kl_sums * (kl_means > cfg.free_bits)
+            kl = kl_means.sum()
+            kl_term, mask = objectives.free_bits(kl_means, cfg.free_bits)
+            if mask is not None:  # dimensions held at λ get no KL gradient
+                kl_sums = kl_sums * mask
             loss = recon + beta * kl_term
             objective = recon_sum + beta * kl_sums.sum()
         self.optimizer.zero_grad(set_to_none=True)
@@ -126,16 +138,29 @@ class TorchEngine:
         return values
 
     @torch.no_grad()
-    def reconstruction_nll(
-        self, x: np.ndarray, z: np.ndarray, y: np.ndarray | None = None
-    ) -> np.ndarray:
+    def elbo_terms(
+        self, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         self.model.eval()
-        z_tensor = self._tensor(z, flatten=False)
-        nll = self.model.reconstruction_nll(self._tensor(x), z_tensor, self._labels(y))
-        return nll.double().cpu().numpy()
+        xb, yb = self._tensor(x), self._labels(y)
+        mu, logvar = self.model.encode(xb, yb)
+        z = self.model.reparameterize(mu, logvar, self._tensor(eps))
+        recon = self.model.reconstruction_nll(xb, z, yb)
+        kl = self.prior.kl(mu, logvar)
+        return recon.double().cpu().numpy(), kl.double().cpu().numpy()
 
     @torch.no_grad()
-    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def log_weights(
+        self, x: np.ndarray, posterior: Posterior, eps: np.ndarray, y: np.ndarray | None = None
+    ) -> np.ndarray:
+        self.model.eval()
+        mu, logvar = (self._tensor(a) for a in posterior)
+        eps_t = self._tensor(eps, flatten=False)
+        log_w, _ = self.model.log_weights(self._tensor(x), mu, logvar, eps_t, self._labels(y))
+        return log_w.double().cpu().numpy()
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> Posterior:
         self.model.eval()
         mu, logvar = self.model.encode(self._tensor(x), self._labels(y))
         return mu.cpu().numpy(), logvar.cpu().numpy()

@@ -1,7 +1,8 @@
 """The VAE as a ``torch.nn.Module``: MLP or convolutional, optionally conditional on a label.
 
 Parameter names equal :attr:`vaekit.config.ModelConfig.parameter_shapes`, so the state dict is a
-vaekit checkpoint. The loss terms are :mod:`vaekit.objectives`' formulas, in nats per example.
+vaekit checkpoint. The loss terms are :mod:`vaekit.objectives`' formulas and the prior's
+(:mod:`vaekit.priors`), in nats per example.
 Labels ``y`` are int64 class indices; a conditional model concatenates their one-hot code to the
 encoder's dense input and to z.
 """
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit import objectives
+from vaekit import objectives, priors
 from vaekit.config import ModelConfig
 from vaekit.engines.torch.dense import Dense
 from vaekit.errors import ConfigError
@@ -113,13 +114,19 @@ class Decoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """p(x|z[, y]) p(z) with q(z|x[, y]) = N(mu, diag e^logvar); inputs are flat (N, D)."""
+    """p(x|z[, y]) p(z) with q(z|x[, y]) = N(mu, diag e^logvar); inputs are flat (N, D).
+
+    The likelihood p(x|z) is ``objectives.LIKELIHOODS[config.likelihood]`` and the prior p(z) is
+    ``priors.for_config(config)``: every loss term below is theirs.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        self.prior = priors.for_config(config)
+        self.likelihood = objectives.LIKELIHOODS[config.likelihood]
 
     def onehot(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """The one-hot code of labels y for a conditional model (None for an unconditional one)."""
@@ -136,8 +143,7 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The mean of p(x|z): sigmoid(logits) for Bernoulli, f(z) for Gaussian."""
-        out = self.decoder(z, self.onehot(y))
-        return torch.sigmoid(out) if self.config.likelihood == "bernoulli" else out
+        return self.likelihood.mean(self.decoder(z, self.onehot(y)))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -156,92 +162,44 @@ class VAE(nn.Module):
         samples = z.shape[:-1]
         y = None if y is None else y.expand(samples).reshape(-1)
         out = self.decoder(z.reshape(-1, z.shape[-1]), self.onehot(y)).reshape(*samples, -1)
-        if self.config.likelihood == "bernoulli":
-            return objectives.bernoulli_nll_torch(out, x)
-        return objectives.gaussian_nll_torch(out, x, self.log_sigma())
+        return self.likelihood.nll(out, x, self.log_sigma())
 
-    def loss_terms(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(recon, kl) per example in nats: recon = −log p(x|z), kl = KL(q(z|x) ‖ N(0, I))."""
-        recon, kl_dims = self.loss_terms_per_dim(x, eps, y)
-        return recon, kl_dims.sum(dim=1)
-
-    def loss_terms_per_dim(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(recon (N,), KL per latent dimension (N, K)), nats."""
-        mu, logvar = self.encode(x, y)
-        recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
-        return recon, objectives.kl_per_dim_torch(mu, logvar)
-
-    def loss_sums(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Σ recon, Σ KL per latent dimension (K,)) over the batch's rows, nats: the training
-        step's terms, reduced inside the loss kernels."""
-        mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar, eps)
-        out = self.decoder(z, self.onehot(y))
-        if self.config.likelihood == "bernoulli":
-            recon = F.binary_cross_entropy_with_logits(out, x, reduction="sum")
-        else:
-            recon = objectives.gaussian_nll_torch(out, x, self.log_sigma()).sum()
-        return recon, objectives.kl_per_dim_torch(mu, logvar).sum(dim=0)
-
-    def iwae_bound(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None, beta: float = 1.0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(L_k per example, mean recon, closed-form KL) for eps of shape (k, N, K).
-
-        L_k = logsumexp_i [log p(x|z_i) + β·(log p(z_i) − log q(z_i|x))] − log k, with
-        log p(z) − log q(z|x) = −½Σz² + ½Σ(eps² + logvar); β = 1 is the IWAE bound.
-        """
-        k = eps.shape[0]
-        mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar, eps)  # (k, N, K)
-        recon = self.reconstruction_nll(x, z, y)  # (k, N)
-        prior_minus_q = 0.5 * ((eps * eps - z * z).sum(dim=2) + logvar.sum(dim=1))
-        log_w = -recon + beta * prior_minus_q
-        bound = torch.logsumexp(log_w, dim=0) - math.log(k)
-        return bound, recon.mean(dim=0), objectives.kl_standard_normal_torch(mu, logvar)
-
-    def forward(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The per-example negative ELBO (beta = 1), nats."""
-        recon, kl = self.loss_terms(x, eps, y)
-        return recon + kl
-
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """n draws of the decoder mean at z ~ N(0, I) (for labels y if conditional)."""
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=self._device())
-        return self.decode(z, y)
-
-    def reconstruct(
+    def log_weights(
         self,
         x: torch.Tensor,
-        generator: torch.Generator | None = None,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        eps: torch.Tensor,
         y: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Encode, sample z ~ q(z|x), decode: the mean of p(x|z)."""
-        mu, logvar = self.encode(x, y)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return self.decode(self.reparameterize(mu, logvar, eps), y)
+        beta: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log w, recon), each (S, N), nats, for z = mu + σ·eps, eps (S, N, K):
+        log w = log p(x|z) + β·(log p(z) − log q(z|x)) and recon = −log p(x|z)."""
+        z = self.reparameterize(mu, logvar, eps)
+        recon = self.reconstruction_nll(x, z, y)
+        return objectives.log_weights(recon, self.prior.log_prob(z), eps, logvar, beta), recon
 
-    def _device(self) -> torch.device:
-        return self.encoder.mu.weight.device
+    def training_sums(
+        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None, beta: float
+    ) -> tuple[torch.Tensor, ...]:
+        """A batch's training sums over its rows, in nats, for the model's objective:
+
+        - ELBO (eps (N, K)): (Σ recon, Σ KL per latent dimension (K,)), the KL in closed form;
+        - IWAE (eps (k, N, K)): (Σ L_k, Σ mean recon, Σ KL), with
+          L_k = logsumexp_i log w_i − log k and log w = log p(x|z) + β·(log p(z) − log q(z|x)).
+        """
+        mu, logvar = self.encode(x, y)
+        if self.config.objective == "iwae":
+            log_w, recon = self.log_weights(x, mu, logvar, eps, y, beta)
+            bound = torch.logsumexp(log_w, dim=0) - math.log(eps.shape[0])
+            return bound.sum(), recon.mean(dim=0).sum(), self.prior.kl(mu, logvar).sum()
+        recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
+        return recon.sum(), self.prior.kl_per_dim(mu, logvar).sum(dim=0)
 
 
 class TrainingObjective(nn.Module):
-    """A batch's training sums as a module's forward, so that ``DistributedDataParallel`` can
-    wrap it (its parameters are the VAE's). Sums run over the batch's rows, in nats:
-
-    - ELBO: (Σ recon, Σ KL per latent dimension (K,));
-    - IWAE: (Σ L_k, Σ recon, Σ KL), eps of shape (k, N, K).
-    """
+    """:meth:`VAE.training_sums` as a module's forward, so that ``DistributedDataParallel`` can
+    wrap it (its parameters are the VAE's)."""
 
     def __init__(self, vae: VAE) -> None:
         super().__init__()
@@ -250,7 +208,4 @@ class TrainingObjective(nn.Module):
     def forward(
         self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None, beta: float
     ) -> tuple[torch.Tensor, ...]:
-        if self.vae.config.objective == "iwae":
-            bound, recon, kl = self.vae.iwae_bound(x, eps, y, beta)
-            return bound.sum(), recon.sum(), kl.sum()
-        return self.vae.loss_sums(x, eps, y)
+        return self.vae.training_sums(x, eps, y, beta)

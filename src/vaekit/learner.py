@@ -4,7 +4,7 @@
 >>> vae.fit(X)                        # X: (N, 784) or (N, 28, 28) images
 >>> mu, logvar = vae.encode(X)
 >>> images = vae.reconstruct(X)
->>> new = vae.generate()              # one image from z ~ N(0, I); or vae.generate(z)
+>>> new = vae.generate()              # one image from z ~ p(z), the prior; or vae.generate(z)
 
 It is :class:`vaekit.estimator.VAE` (``transform``, ``sample``, ``score_samples``, ``save``,
 ``load`` …) with ``engine="numpy"`` and a constructor in the original from-scratch style.
