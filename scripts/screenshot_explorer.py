@@ -3,14 +3,14 @@
     vaekit demo && python scripts/screenshot_explorer.py runs/demo docs/images/explorer.png
 
 Starts the explorer on a free port, clicks the map, sets an interpolation, draws a "3" and reads
-it, then saves a screenshot. Needs Playwright's Python package and Chromium (/usr/bin/chromium).
+it, then saves a screenshot (the map with its legend and axis titles). Needs Playwright's Python
+package and Chromium (/usr/bin/chromium).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -58,7 +58,7 @@ def main() -> None:
         page.mouse.up()
         page.click("#read")
         page.wait_for_function("document.querySelector('#score').textContent.includes('nats')")
-        time.sleep(0.3)
+        page.wait_for_function("!inFlight")  # the last decode of the map click is on the page
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out), full_page=True)
         print(f"wrote {args.out}: {page.text_content('#score')}")

@@ -37,6 +37,14 @@ def png(size=(28, 28), mode="L", value=0, fmt="PNG") -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def digit_png() -> bytes:
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255  # a "1"
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def image_of(response) -> np.ndarray:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
@@ -94,11 +102,7 @@ def test_bad_requests_say_why(client, path, params, words):
 
 
 def test_analyse_reads_an_image(client):
-    digit = np.zeros((28, 28), np.uint8)
-    digit[6:22, 12:16] = 255  # a "1"
-    buffer = io.BytesIO()
-    Image.fromarray(digit).save(buffer, format="PNG")
-    body = {"image": base64.b64encode(buffer.getvalue()).decode()}
+    body = {"image": base64.b64encode(digit_png()).decode()}
     result = client.post("/api/analyse", json=body).json()
     assert len(result["z"]) == 2 and len(result["position"]) == 2
     assert result["reconstruction"].startswith("data:image/png;base64,")
@@ -213,3 +217,255 @@ def test_serve_benchmark_runs(runs):
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| GET /api/decode |" in proc.stdout
+
+
+# --- the three kinds of upload, malformed requests, the body limit, decompression bombs -------
+
+MARKER = b"Zq7MARKERxv93"  # in every malformed request below; never in any response
+
+
+def multipart(fields: list[tuple[str, str | None, bytes]], boundary: str = "b0undary") -> bytes:
+    """A multipart/form-data body: (name, filename or None, content) per part."""
+    parts = []
+    for name, filename, content in fields:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"\r\nContent-Type: image/png'
+        parts.append(f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode())
+        parts.append(content + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+FORM = "multipart/form-data; boundary=b0undary"
+
+
+def test_analyse_takes_json_multipart_and_raw_bodies(client):
+    data = digit_png()
+    by_json = client.post("/api/analyse", json={"image": base64.b64encode(data).decode()})
+    by_form = client.post("/api/analyse", files={"file": ("digit.png", data, "image/png")})
+    by_png = client.post("/api/analyse", content=data, headers={"Content-Type": "image/png"})
+    by_bytes = client.post(
+        "/api/analyse", content=data, headers={"Content-Type": "application/octet-stream"}
+    )
+    results = [r.json() for r in (by_json, by_form, by_png, by_bytes)]
+    assert all(r.status_code == 200 for r in (by_json, by_form, by_png, by_bytes)), results
+    assert all(r == results[0] for r in results[1:])
+    jpeg = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(jpeg, format="JPEG", quality=95)
+    by_jpeg = client.post(
+        "/api/analyse", content=jpeg.getvalue(), headers={"Content-Type": "image/jpeg"}
+    )
+    assert by_jpeg.status_code == 200 and len(by_jpeg.json()["z"]) == 2
+
+
+def test_a_conditional_upload_takes_its_label_from_the_form_or_the_query(conditional):
+    data = digit_png()
+    by_json = conditional.post(
+        "/api/analyse", json={"image": base64.b64encode(data).decode(), "label": 1}
+    ).json()
+    by_form = conditional.post(
+        "/api/analyse", files={"file": ("d.png", data, "image/png")}, data={"label": "1"}
+    ).json()
+    by_query = conditional.post(
+        "/api/analyse?label=1", content=data, headers={"Content-Type": "image/png"}
+    ).json()
+    assert by_json == by_form == by_query and len(by_json["z"]) == 4
+    as_seven = conditional.post(
+        "/api/analyse?label=7", content=data, headers={"Content-Type": "image/png"}
+    ).json()
+    assert as_seven["z"] != by_query["z"]
+    unlabelled = conditional.post(
+        "/api/analyse", content=data, headers={"Content-Type": "image/png"}
+    )
+    assert unlabelled.status_code == 400 and "give a label" in unlabelled.json()["detail"]
+    twice = conditional.post(
+        "/api/analyse?label=1", files={"file": ("d.png", data, "image/png")}, data={"label": "1"}
+    )
+    assert twice.status_code == 400 and "give the label once" in twice.json()["detail"]
+
+
+def gif_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (28, 28)).save(buffer, format="GIF", comment=MARKER)
+    return buffer.getvalue()
+
+
+JSON = {"Content-Type": "application/json"}
+PNG_BODY = {"Content-Type": "image/png"}
+GOOD_FORM = multipart([("file", "d.png", digit_png() + MARKER)])
+MALFORMED = {
+    "JSON syntax": ("/api/analyse", b'{"image": "' + MARKER, JSON, 422, "not valid JSON"),
+    "non-UTF-8 JSON": (
+        "/api/analyse",
+        b'{"image": "\xff\xfe\xfa' + MARKER + b'"}',
+        JSON,
+        422,
+        "not valid JSON",
+    ),
+    "JSON not an object": ("/api/analyse", b'["' + MARKER + b'"]', JSON, 422, "the body"),
+    "JSON field missing": ("/api/analyse", b'{"imag": "' + MARKER + b'"}', JSON, 422, "missing"),
+    "JSON field type": ("/api/analyse", b'{"image": 1' + b"7" * 30 + b"}", JSON, 422, "string"),
+    "JSON label type": (
+        "/api/analyse",
+        b'{"image": "", "label": "' + MARKER + b'"}',
+        JSON,
+        422,
+        "body field label",
+    ),
+    "not base64": ("/api/analyse", b'{"image": "%%' + MARKER + b'%%"}', JSON, 400, "base64"),
+    "content type": ("/api/analyse", MARKER * 3, {"Content-Type": "text/plain"}, 415, "send"),
+    "no content type": ("/api/analyse", MARKER * 3, {"Content-Type": ""}, 415, "send"),
+    "form-encoded": (
+        "/api/analyse",
+        b"image=" + MARKER,
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "multipart/form-data",
+    ),
+    "query value": ("/api/analyse?label=" + MARKER.decode(), digit_png(), PNG_BODY, 422, "label"),
+    "undecodable image": ("/api/analyse", b"\x89PNG\r\n" + MARKER * 4, PNG_BODY, 400, "not a PNG"),
+    "GIF image": ("/api/analyse", gif_bytes(), PNG_BODY, 400, "send PNG or JPEG"),
+    "truncated multipart": (
+        "/api/analyse",
+        GOOD_FORM[: len(GOOD_FORM) // 2],
+        {"Content-Type": FORM},
+        422,
+        "cut short",
+    ),
+    "multipart without boundary": (
+        "/api/analyse",
+        GOOD_FORM,
+        {"Content-Type": "multipart/form-data"},
+        400,
+        "boundary",
+    ),
+    "multipart file missing": (
+        "/api/analyse",
+        multipart([("label", None, MARKER)]),
+        {"Content-Type": FORM},
+        422,
+        "no complete file part",
+    ),
+    "multipart file as text": (
+        "/api/analyse",
+        multipart([("file", None, MARKER)]),
+        {"Content-Type": FORM},
+        422,
+        "file",
+    ),
+    "multipart label type": (
+        "/api/analyse",
+        multipart([("file", "d.png", digit_png()), ("label", None, MARKER)]),
+        {"Content-Type": FORM},
+        422,
+        "label",
+    ),
+    "multipart two files": (
+        "/api/analyse",
+        multipart([("file", "a.png", MARKER), ("file", "b.png", MARKER)]),
+        {"Content-Type": FORM},
+        400,
+        "too many files",
+    ),
+    "query missing": ("/api/decode?zz=" + MARKER.decode(), None, {}, 422, "z is missing"),
+    "query type": ("/api/interpolate?a=0,0&b=1,1&steps=" + MARKER.decode(), None, {}, 422, "steps"),
+    "over the limit": ("/api/analyse", MARKER * 5000, PNG_BODY, 413, "larger than the limit"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED))
+def test_malformed_requests_get_one_sentence_and_never_their_bytes_back(client, kind):
+    path, body, headers, status, words = MALFORMED[kind]
+    if body is None:
+        response = client.get(path)
+    else:
+        response = client.post(path, content=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and words in detail, detail
+    assert "\n" not in detail and ". " not in detail and len(detail) < 200, detail
+    assert MARKER not in response.content
+    sent = (body or b"") + path.encode()
+    windows = {sent[i : i + 12] for i in range(len(sent) - 11)}
+    assert not any(w in response.content for w in windows), response.content
+
+
+def test_a_chunked_upload_is_cut_off_at_the_limit(runs):
+    """No Content-Length: the server counts what arrives and stops reading at the limit."""
+    import httpx
+
+    from vaekit.serve.server import BackgroundServer
+
+    limit, chunk, chunks = 100_000, b"\0" * 65_536, 5_000  # 328 MB offered
+    delivered = []  # body bytes the server handed to the app
+
+    app = create_app(Explorer.open(runs["plain"]), max_body_bytes=limit)
+
+    async def counting(scope, receive, send):
+        async def counted():
+            message = await receive()
+            delivered.append(len(message.get("body", b"")))
+            return message
+
+        await app(scope, counted, send)
+
+    pulled = 0
+
+    def body():
+        nonlocal pulled
+        for _ in range(chunks):
+            pulled += 1
+            yield chunk
+
+    with BackgroundServer(counting) as server:
+        response = httpx.post(
+            server.url + "api/analyse",
+            content=body(),
+            headers={"Content-Type": "image/png"},
+            timeout=600,
+        )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413, response.text
+    assert "larger than the limit of 100,000 bytes" in response.json()["detail"]
+    assert limit < sum(delivered) < limit + 1_000_000
+    # what the client got out: the server's reads plus the two sockets' kernel buffers
+    assert pulled < chunks // 10, pulled
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_huge_declared_image_is_refused_from_its_header(client, monkeypatch):
+    """A 13000×13000 PNG (169 million pixels, just under Pillow's bomb limit) is 21 KB of
+    1-bit PNG; decoding it would take 169 MB. It is refused before any pixel is decoded."""
+    from PIL import ImageFile
+
+    buffer = io.BytesIO()
+    Image.new("1", (13_000, 13_000)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    assert len(data) < 50_000  # under the test app's body limit
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    response = client.post("/api/analyse", content=data, headers={"Content-Type": "image/png"})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "the image is 13000×13000 pixels; this model takes 28×28"
+
+
+def test_openapi_documents_the_three_kinds_of_upload(client):
+    analyse = client.get("/openapi.json").json()["paths"]["/api/analyse"]["post"]
+    kinds = set(analyse["requestBody"]["content"])
+    assert kinds == {
+        "application/json",
+        "multipart/form-data",
+        "image/png",
+        "image/jpeg",
+        "application/octet-stream",
+    }
+    assert "curl -F file=@digit.png" in analyse["description"]
+    assert "--data-binary" in analyse["description"]
+    assert {"400", "413", "415", "422"} <= set(analyse["responses"])
+    problem = analyse["responses"]["422"]["content"]["application/json"]["schema"]
+    assert problem == {"$ref": "#/components/schemas/Problem"}

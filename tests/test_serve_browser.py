@@ -60,14 +60,46 @@ def browser():
         chromium.close()
 
 
-def open_page(browser, url: str):
+#: Every frame, from the first: an <img> on screen must have a src and be fully decoded.
+WATCH_IMAGES = """
+window.imageFaults = [];
+const watchImages = () => {
+  for (const img of document.images) {
+    if (!img.checkVisibility()) continue;
+    if (!img.getAttribute("src")) imageFaults.push(`#${img.id} shown without a src`);
+    else if (!img.complete || img.naturalWidth === 0) imageFaults.push(`#${img.id} broken`);
+  }
+  requestAnimationFrame(watchImages);
+};
+requestAnimationFrame(watchImages);
+"""
+
+
+def new_page(browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.add_init_script(WATCH_IMAGES)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
+
+
+def open_page(browser, url: str):
+    page, errors = new_page(browser)
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]", timeout=15_000)
     page.wait_for_selector("#decoded[data-z]", state="attached")  # the first decode is in
     return page, errors
+
+
+def image_faults(page) -> list[str]:
+    """What the frame watcher saw, and the <img>s now: none shown without a src, none broken."""
+    now = page.evaluate(
+        """() => Array.from(document.images).filter((img) =>
+            (img.checkVisibility() && !img.getAttribute("src")) ||
+            (img.getAttribute("src") && img.complete && img.naturalWidth === 0)
+        ).map((img) => img.id)"""
+    )
+    return page.evaluate("imageFaults") + [f"#{name} now" for name in now]
 
 
 def decoded_pixels(page, selector: str = "#decoded") -> list[int]:
@@ -169,7 +201,7 @@ def test_map_click_drag_sample_interpolate_and_draw(browser, runs):
         page.set_input_files("#upload", str(wrong))
         page.wait_for_selector("#error:not([hidden])")
         assert "takes 28×28" in page.text_content("#error")
-        assert errors == []
+        assert errors == [] and image_faults(page) == []
         page.close()
 
 
@@ -190,5 +222,107 @@ def test_sliders_and_label_picker_of_a_conditional_model(browser, runs):
         z = wait_for_new_z(page, first_z)
         assert z.split(",")[2] == "2.5000"
         page.screenshot(path=ARTIFACTS / "04-conditional-sliders.png", full_page=True)
-        assert errors == []
+        assert page.text_content("#axis-u") == "principal axis 1 of E[z|x] →"
+        assert page.text_content("#axis-v") == "principal axis 2 of E[z|x] →"
+        assert page.locator("#sliders .dim").all_text_contents() == ["z₁", "z₂", "z₃", "z₄"]
+        assert errors == [] and image_faults(page) == []
+        page.close()
+
+
+def test_the_legend_matches_the_dots_and_the_axes_are_named(browser, runs):
+    with Server(runs["plain"]) as server:
+        page, errors = open_page(browser, server.url)
+        labels = page.evaluate("state.map.labels")
+        legend = page.locator("#legend li")
+        assert legend.all_text_contents() == [str(v) for v in sorted(set(labels))]
+        assert legend.count() == 10  # mnist-small's test set has every digit
+        assert page.text_content("#axis-u") == "z₁ →"
+        assert page.text_content("#axis-v") == "z₂ →"
+        # per label, a dot standing alone (no other dot, marker or axis line within reach):
+        # its centre pixel is the legend swatch's colour at the swatch's opacity over white
+        seen = page.evaluate(
+            """() => {
+                const c = document.getElementById("map"), ctx = c.getContext("2d");
+                const at = state.map.points.map(([u, v]) => toCanvas(u, v));
+                const [ox, oy] = toCanvas(0, 0), [zx, zy] = toCanvas(...positionOf(state.z));
+                const alone = (p, i) => Math.abs(p[0] - ox) > 3 && Math.abs(p[1] - oy) > 3 &&
+                    Math.hypot(p[0] - zx, p[1] - zy) > 12 &&
+                    at.every((q, j) => j === i || Math.max(Math.abs(p[0] - q[0]),
+                                                           Math.abs(p[1] - q[1])) > 4);
+                const seen = {};
+                at.forEach((p, i) => {
+                    const l = state.map.labels[i];
+                    if (l in seen || !alone(p, i)) return;
+                    const px = ctx.getImageData(Math.floor(p[0]), Math.floor(p[1]), 1, 1).data;
+                    seen[l] = Array.from(px.slice(0, 3));
+                });
+                return seen;
+            }"""
+        )
+        swatches = page.evaluate(
+            """() => Array.from(document.querySelectorAll("#legend li")).map((li) => {
+                const style = getComputedStyle(li.querySelector(".swatch"));
+                return [li.dataset.label, style.backgroundColor, Number(style.opacity)];
+            })"""
+        )
+        assert len(seen) == 10, seen
+        for label, colour, opacity in swatches:
+            rgb = [int(v) for v in colour.removeprefix("rgb(").removesuffix(")").split(",")]
+            want = [round(opacity * v + (1 - opacity) * 255) for v in rgb]
+            got = seen[label]
+            assert all(abs(g - w) <= 2 for g, w in zip(got, want, strict=True)), (label, got, want)
+        page.locator("#map").screenshot(path=ARTIFACTS / "05-map-legend.png")
+        assert errors == [] and image_faults(page) == []
+        page.close()
+
+
+def test_no_broken_image_while_the_images_load(browser, runs):
+    """Each image route is held until the test lets it go, so the loading states are seen for
+    certain: a placeholder, never an <img> without a src or a broken one."""
+    with Server(runs["plain"]) as server:
+        page, errors = new_page(browser)
+        held = []
+
+        def hold(pattern: str) -> None:
+            page.route(pattern, lambda route: held.append(route))
+
+        def release() -> None:
+            deadline = time.monotonic() + 600  # a deadlock guard only
+            while not held:
+                assert time.monotonic() < deadline, "the request never came"
+                page.wait_for_timeout(20)  # lets Playwright deliver the route
+            held.pop().continue_()
+            page.unroute_all()
+            assert not held
+
+        hold("**/api/decode?*")
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+        assert page.is_visible("#decoded-wait") and not page.is_visible("#decoded")
+        assert page.get_attribute("#decoded", "src") is None
+        page.screenshot(path=ARTIFACTS / "06-loading.png", full_page=True)
+        assert image_faults(page) == []
+        release()
+        page.wait_for_selector("#decoded[data-z]", state="visible")
+        assert not page.is_visible("#decoded-wait")
+
+        hold("**/api/interpolate?*")
+        page.click("#set-a")
+        click_map(page, 0.8, 0.2)
+        page.click("#set-b")
+        page.click("#interpolate")
+        assert not page.is_visible("#strip")
+        assert image_faults(page) == []
+        release()
+        page.wait_for_selector("#strip", state="visible")
+
+        hold("**/api/analyse")
+        page.click("#read")
+        page.wait_for_function("document.querySelector('#score').textContent === 'reading…'")
+        assert not page.is_visible("#reconstruction")
+        assert image_faults(page) == []
+        release()
+        page.wait_for_selector("#reconstruction", state="visible")
+        assert len(decoded_pixels(page, "#reconstruction")) == 28 * 28
+        assert errors == [] and image_faults(page) == []
         page.close()

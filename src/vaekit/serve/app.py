@@ -1,28 +1,51 @@
 """The explorer's web app: a JSON and PNG API (FastAPI, described at ``/openapi.json`` and browsable
 at ``/docs``) and one static page that uses it. Decoding runs on the server with the run's engine.
 
-Errors are JSON ``{"detail": "one sentence"}``: 400 for a bad latent, label or image, 413 for a
-body over the size limit, 422 for a malformed request.
+Errors are JSON ``{"detail": "one sentence"}`` that never repeats the request's bytes: 400 for a
+bad latent, label or image, 413 for a body over the size limit (counted as it arrives, so a
+chunked upload is cut off there too), 415 for a body of another type, 422 for a malformed request.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaekit import __version__
 from vaekit.serve.explorer import Explorer, InputError, decode_data_url
 
 #: Largest request body accepted (an upload of a 28×28 PNG is about 1 KB).
 MAX_BODY_BYTES = 2_000_000
+#: Content types of a body that is the image itself.
+RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="one sentence saying what is wrong")
+
 
 PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
-BAD = {"description": "a bad latent, label or image; detail says why"}
+BAD = {
+    400: {"model": Problem, "description": "a bad latent, label or image"},
+    422: {"model": Problem, "description": "a malformed request"},
+}
+BAD_UPLOAD = {
+    **BAD,
+    413: {"model": Problem, "description": "a body over the size limit"},
+    415: {"model": Problem, "description": "a body of another content type"},
+}
 
 
 class ModelInfo(BaseModel):
@@ -38,6 +61,7 @@ class MapInfo(BaseModel):
     labels: list[int] | None
     centre: list[float] = Field(description="the latent at (0, 0)")
     axes: list[list[float]] = Field(description="the latent directions of u and v")
+    axis_titles: list[str] = Field(description="what u and v are, in words")
 
 
 class ImageIn(BaseModel):
@@ -54,11 +78,132 @@ class AnalysisOut(BaseModel):
     reading: str
 
 
-def parse_latent(text: str) -> list[float]:
+ANALYSE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": ImageIn.model_json_schema()},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "the image"},
+                    "label": {"type": "integer", "description": "class, for a conditional model"},
+                },
+            }
+        },
+        **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in RAW_IMAGE_TYPES},
+    },
+}
+OPTIONAL_INT = TypeAdapter(int | None)
+
+
+class BodyLimit:
+    """ASGI middleware refusing a request body over ``limit`` bytes with 413. A declared
+    Content-Length is checked first; the bytes actually received are counted too (a chunked
+    upload declares none), and reading stops at the first message past the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def refusal(self) -> HTTPException:
+        """413, closing the connection: the rest of the body is never read."""
+        detail = f"the request is larger than the limit of {self.limit:,} bytes"
+        return HTTPException(413, detail, headers={"Connection": "close"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            exc = self.refusal()
+            response = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise self.refusal()
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def clause(message: str) -> str:
+    """A library's one-sentence message as a clause of ours: lower-case start, no full stop."""
+    message = message.rstrip(".")
+    return message[:1].lower() + message[1:]
+
+
+def describe(errors: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence for the first of pydantic's validation errors: where and what, from the
+    error's location and message only (never its input)."""
+    error = errors[0]
+    source, *path = error["loc"] or ("body",)
+    name = ".".join(str(part) for part in path)
+    where = {"query": "query parameter", "body": "body field", "path": "path"}.get(source, source)
+    where = f"{where} {name}" if name else "the body"
+    if error["type"] == "missing":
+        return f"{where} is missing"
+    if error["type"] == "json_invalid":
+        return "the body is not valid JSON"
+    return f"{where}: {clause(str(error['msg']))}"
+
+
+def invalid(errors: Sequence[Mapping[str, Any]]) -> RequestValidationError:
+    """A :class:`RequestValidationError` of pydantic ``errors`` found in the body."""
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
+
+
+async def read_upload(request: Request) -> tuple[bytes, int | None]:
+    """The image bytes of an ``/api/analyse`` request and the label its body carries, if any."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "application/json":
+        try:
+            body = ImageIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise invalid(exc.errors(include_url=False, include_input=False)) from None
+        return decode_data_url(body.image), body.label
+    if media_type == "multipart/form-data":
+        return await read_form(request)
+    if media_type in RAW_IMAGE_TYPES:
+        return await request.body(), None
+    raise HTTPException(
+        415,
+        "send the image as JSON, as multipart/form-data or as a raw "
+        + ", ".join(RAW_IMAGE_TYPES[:-1])
+        + f" or {RAW_IMAGE_TYPES[-1]} body",
+    )
+
+
+async def read_form(request: Request) -> tuple[bytes, int | None]:
+    """The file in field ``file`` and the optional field ``label`` of a multipart form."""
     try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InputError("z must be numbers separated by commas") from None
+        form = await request.form(max_files=1, max_fields=1)
+    except StarletteHTTPException as exc:  # Starlette's reason, e.g. "Invalid multipart data."
+        reason = clause(str(exc.detail).split(". ")[0])
+        raise InputError(f"the multipart form cannot be read: {reason}") from None
+    try:
+        upload = form.get("file")
+        if upload is None:
+            missing = "No complete file part (missing, or the body was cut short)"
+            raise invalid([{"type": "form", "loc": ("file",), "msg": missing}])
+        if not isinstance(upload, UploadFile):
+            raise invalid([{"type": "file", "loc": ("file",), "msg": "Should be a file upload"}])
+        try:
+            label = OPTIONAL_INT.validate_python(form.get("label"))
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            raise invalid([{**e, "loc": ("label",)} for e in errors]) from None
+        return await upload.read(), label
+    finally:
+        await form.close()
 
 
 def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
@@ -70,19 +215,16 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
     )
     static = resources.files("vaekit.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     config = explorer.config
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
-            detail = f"the request is larger than the limit of {max_body_bytes:,} bytes"
-            return JSONResponse({"detail": detail}, status_code=413)
-        return await call_next(request)
 
     @app.exception_handler(InputError)
     async def refuse(request: Request, exc: InputError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": describe(exc.errors())}, status_code=422)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -108,9 +250,10 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
             labels=None if labels is None else [int(v) for v in labels],
             centre=explorer.centre.tolist(),
             axes=explorer.axes.tolist(),
+            axis_titles=explorer.axis_titles,
         )
 
-    @app.get("/api/decode", response_class=Response, responses={200: PNG, 400: BAD})
+    @app.get("/api/decode", response_class=Response, responses={200: PNG, **BAD})
     def decode(
         z: str = Query(description="the latent: K numbers separated by commas"),
         label: int | None = Query(default=None, description="class, for a conditional model"),
@@ -119,7 +262,7 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
         png = explorer.decode_png(parse_latent(z), label)
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/interpolate", response_class=Response, responses={200: PNG, 400: BAD})
+    @app.get("/api/interpolate", response_class=Response, responses={200: PNG, **BAD})
     def interpolate(
         a: str = Query(description="the first latent, K numbers separated by commas"),
         b: str = Query(description="the last latent"),
@@ -130,14 +273,37 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
         png = explorer.interpolate_png(parse_latent(a), parse_latent(b), steps, label)
         return Response(png, media_type="image/png")
 
-    @app.post("/api/analyse", response_model=AnalysisOut, responses={400: BAD, 413: BAD})
-    def analyse(body: ImageIn) -> AnalysisOut:
+    @app.post(
+        "/api/analyse",
+        response_model=AnalysisOut,
+        responses=BAD_UPLOAD,
+        openapi_extra={"requestBody": ANALYSE_BODY},
+    )
+    async def analyse(
+        request: Request,
+        label: int | None = Query(
+            default=None, description="class, for a conditional model, with a raw image body"
+        ),
+    ) -> AnalysisOut:
         """Encode a drawn or uploaded image: its latent, place on the map, reconstruction and
-        log-likelihood, read against the model's test images."""
-        data = decode_data_url(body.image)
-        if len(data) > max_body_bytes:
-            raise HTTPException(413, f"the image is larger than {max_body_bytes:,} bytes")
-        result = explorer.analyse(explorer.image_from_upload(data), body.label)
+        log-likelihood, read against the model's test images.
+
+        The image (PNG or JPEG of the model's size) comes in one of three ways:
+
+        - JSON `{"image": "<base64 or data: URL>", "label": 3}`;
+        - `multipart/form-data` with the image in the file field `file` and an optional form
+          field `label` (`curl -F file=@digit.png`);
+        - the image itself as the body, `Content-Type: image/png`, `image/jpeg` or
+          `application/octet-stream`, with the label as the query parameter `label`
+          (`curl --data-binary @digit.png -H 'Content-Type: image/png'`).
+        """
+        data, body_label = await read_upload(request)
+        if body_label is not None and label is not None:
+            raise InputError("give the label once: in the body or as a query parameter")
+        label = body_label if body_label is not None else label
+        result = await run_in_threadpool(
+            lambda: explorer.analyse(explorer.image_from_upload(data), label)
+        )
         encoded = base64.b64encode(result.reconstruction_png).decode("ascii")
         return AnalysisOut(
             z=result.z,
@@ -149,3 +315,10 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
         )
 
     return app
+
+
+def parse_latent(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError("z must be numbers separated by commas") from None

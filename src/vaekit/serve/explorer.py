@@ -3,7 +3,8 @@ decoding, interpolation, and the analysis of a drawn or uploaded image.
 
 The map: posterior means E[z|x] of (up to ``map_size``) images of the run's test set, projected to
 2-D — the identity for a 2-d latent, else the two principal axes of those means. A point (u, v)
-of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at the centre).
+of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at the centre), and
+``axis_titles`` says what u and v are.
 
 Scores are log p(x) estimates in nats (the importance-weighted bound, k samples), read against
 the same estimate on test images: an input below the 1st percentile is unusual for the model.
@@ -22,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vaekit import checkpoint, figures
 from vaekit.data import binarize, load_dataset
-from vaekit.data.datasets import has_test_split
+from vaekit.data.datasets import has_test_split, run_data_dir
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluation import iwae_log_likelihood
@@ -71,6 +72,7 @@ class Explorer:
         self.map_labels: np.ndarray | None = None
         self.centre = np.zeros(config.latent_dim)
         self.axes = np.eye(2, config.latent_dim)
+        self.axis_titles = ["z₁", "z₂"]
         self.reference_scores = np.zeros(0)
         if reference is not None and len(reference):
             labels = reference_labels if config.conditional else None
@@ -79,6 +81,7 @@ class Explorer:
                 self.centre = means.mean(axis=0)
                 _, _, rows = np.linalg.svd(means - self.centre, full_matrices=False)
                 self.axes = rows[:2]
+                self.axis_titles = [f"principal axis {i} of E[z|x]" for i in (1, 2)]
             self.map_points = self.position(means)
             self.map_labels = None if reference_labels is None else reference_labels[:map_size]
             part = slice(0, reference_size)
@@ -95,7 +98,7 @@ class Explorer:
         _, train, _ = checkpoint.read_config(Path(run_dir))
         split = "test" if has_test_split(train.data) else "train"
         try:
-            data = load_dataset(train.data, split, train.data_dir)
+            data = load_dataset(train.data, split, run_data_dir(train.data, train.data_dir))
         except (DataError, OSError):
             return cls(runner, None, None)  # no map points, no reference scores
         x = binarize(data.x, fixed_binarization(train.binarize))
@@ -189,7 +192,11 @@ class Explorer:
 
     def image_from_upload(self, data: bytes) -> np.ndarray:
         """Pixels in [0, 1] of the model's input shape from PNG or JPEG bytes; a clear
-        :class:`InputError` for anything else (non-image bytes, other dimensions)."""
+        :class:`InputError` for anything else (non-image bytes, other dimensions).
+
+        The size is read from the image's header and checked before any pixel is decoded: a
+        few hundred kilobytes of PNG can declare 13000×13000 pixels (169 MB as 8-bit grey).
+        """
         channels, height, width = self.config.input_shape
         try:
             with Image.open(io.BytesIO(data)) as image:
@@ -202,7 +209,10 @@ class Explorer:
                     )
                 image = image.convert("L" if channels == 1 else "RGB")
                 pixels = np.asarray(image, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        except Image.DecompressionBombError:
+            message = f"the image declares far too many pixels; this model takes {width}×{height}"
+            raise InputError(message) from None
+        except (UnidentifiedImageError, OSError, ValueError):
             raise InputError("the upload is not a PNG or JPEG image") from None
         return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 

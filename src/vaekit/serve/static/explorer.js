@@ -4,6 +4,7 @@
 
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const POINT_ALPHA = 0.6;  // the map's dots and the legend's swatches
 const $ = (id) => document.getElementById(id);
 const state = { model: null, map: null, z: null, a: null, b: null, drawn: null, bounds: null };
 
@@ -32,7 +33,40 @@ function query(params) {
   return parts.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
 }
 
+// Put a new image into <img id=…> only once it has decoded, so that no image on the page is ever
+// broken or half-loaded: the new element replaces the old one. Returns the new element.
+async function show(id, url) {
+  const img = $(id).cloneNode(false);
+  img.src = url;
+  await img.decode();
+  img.hidden = false;
+  const old = $(id);
+  old.replaceWith(img);
+  if (old.src.startsWith("blob:")) URL.revokeObjectURL(old.src);
+  return img;
+}
+
 // --- the map ------------------------------------------------------------------------------
+
+function colourOf(label) {
+  return COLOURS[(label ?? 0) % COLOURS.length];
+}
+
+function buildLegend() {  // one swatch per label present among the dots, or "unlabelled"
+  const { points, labels } = state.map;
+  const present = labels ? [...new Set(labels)].sort((p, q) => p - q) : [null];
+  for (const l of points.length ? present : []) {
+    const item = document.createElement("li");
+    const swatch = Object.assign(document.createElement("span"), { className: "swatch" });
+    swatch.style.backgroundColor = colourOf(l);
+    swatch.style.opacity = POINT_ALPHA;
+    item.dataset.label = l === null ? "" : String(l);
+    item.append(swatch, l === null ? "unlabelled" : String(l));
+    $("legend").append(item);
+  }
+  $("axis-u").textContent = `${state.map.axis_titles[0]} →`;
+  $("axis-v").textContent = `${state.map.axis_titles[1]} →`;
+}
 
 function positionOf(z) {  // (u, v) of a latent, as the server's projection defines it
   const d = z.map((v, k) => v - state.map.centre[k]);
@@ -79,12 +113,13 @@ function drawMap() {
   ctx.strokeStyle = "#ddd"; ctx.lineWidth = 1;
   ctx.beginPath(); ctx.moveTo(ox, 0); ctx.lineTo(ox, c.height);
   ctx.moveTo(0, oy); ctx.lineTo(c.width, oy); ctx.stroke();
+  ctx.globalAlpha = POINT_ALPHA;
   state.map.points.forEach(([u, v], i) => {
     const [x, y] = toCanvas(u, v);
-    const l = state.map.labels ? state.map.labels[i] : 0;
-    ctx.fillStyle = COLOURS[l % COLOURS.length] + "99";
+    ctx.fillStyle = colourOf(state.map.labels ? state.map.labels[i] : null);
     ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
   });
+  ctx.globalAlpha = 1;
   if (state.a && state.b) {
     const [ax, ay] = toCanvas(...positionOf(state.a)), [bx, by] = toCanvas(...positionOf(state.b));
     ctx.strokeStyle = "#555"; ctx.setLineDash([4, 4]);
@@ -106,11 +141,9 @@ async function decode() {
   try {
     const z = state.z.map((v) => v.toFixed(4)).join(",");
     const response = await api(`/api/decode?${query({ z, label: label() })}`);
-    const url = URL.createObjectURL(await response.blob());
-    const img = $("decoded"), old = img.src;
-    img.src = url;
+    const img = await show("decoded", URL.createObjectURL(await response.blob()));
     img.dataset.z = z;
-    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    $("decoded-wait").hidden = true;
     showError("");
   } catch (error) {
     showError(error.message);
@@ -132,15 +165,16 @@ function buildSliders() {
   const box = $("sliders");
   if (state.model.latent_dim <= 2) return;
   for (let k = 0; k < state.model.latent_dim; k++) {
+    const name = "z" + String(k + 1).replace(/\d/g, (d) => "₀₁₂₃₄₅₆₇₈₉"[d]);  // z₁, z₂, …
     const row = document.createElement("label");
     const slider = Object.assign(document.createElement("input"),
       { type: "range", min: -3, max: 3, step: 0.01, value: 0 });
-    slider.setAttribute("aria-label", `z${k}`);
+    slider.setAttribute("aria-label", name);
     slider.addEventListener("input", () => {
       const z = state.z.slice(); z[k] = Number(slider.value); setZ(z);
     });
-    const name = Object.assign(document.createElement("span"), { className: "dim", textContent: `z${k}` });
-    row.append(name, slider);
+    const title = Object.assign(document.createElement("span"), { className: "dim", textContent: name });
+    row.append(title, slider);
     box.append(row);
   }
 }
@@ -195,8 +229,7 @@ async function analyse(dataUrl) {
       body: JSON.stringify({ image: dataUrl, label: label() }),
     });
     const result = await response.json();
-    const img = $("reconstruction");
-    img.src = result.reconstruction; img.hidden = false;
+    await show("reconstruction", result.reconstruction);
     $("score").textContent =
       `log p(x) ≈ ${result.log_likelihood.toFixed(1)} nats — ${result.reading}`;
     state.drawn = result.z;
@@ -224,6 +257,7 @@ async function start() {
     $("label").addEventListener("change", decode);
   }
   computeBounds();
+  buildLegend();
   buildSliders();
   const c = $("map");
   let dragging = false;
@@ -255,9 +289,7 @@ async function interpolate() {
     const join = (z) => z.map((v) => v.toFixed(4)).join(",");
     const response = await api(`/api/interpolate?${query({
       a: join(state.a), b: join(state.b), steps: 10, label: label() })}`);
-    const strip = $("strip");
-    strip.src = URL.createObjectURL(await response.blob());
-    strip.hidden = false;
+    await show("strip", URL.createObjectURL(await response.blob()));
     showError("");
   } catch (error) {
     showError(error.message);
