@@ -1,9 +1,15 @@
+"""Run directories: the checkpoint round trip, damaged and hostile files, crash recovery by the
+writer, readers that change nothing, the one-writer lock, and metrics read as a stream."""
+
+import hashlib
 import json
+import os
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from safetensors.numpy import save, save_file
 
 from vaekit import checkpoint
 from vaekit.config import ModelConfig, TrainConfig
@@ -131,6 +137,7 @@ def test_save_interrupted_after_commit_record_rolls_forward(run, rng, renamed):
             (run_dir / (name + ".keep")).rename(run_dir / name)
     (run_dir / "state.json").write_text(json.dumps({"epoch": 1}))  # the old commit record
     other = build_engine(CFG, seed=5)
+    checkpoint.recover(run_dir, CFG)
     assert checkpoint.load_checkpoint(run_dir, other)["epoch"] == 2
     np.testing.assert_array_equal(
         other.get_weights()["decoder.out.bias"], engine.get_weights()["decoder.out.bias"]
@@ -144,6 +151,7 @@ def test_save_interrupted_before_commit_record_keeps_old_checkpoint(run):
     (run_dir / "model.safetensors.tmp").write_bytes(b"half a file")
     (run_dir / "state.json.tmp").write_text('{"epoch": 2, "files": {"model.safe')
     other = build_engine(CFG, seed=5)
+    checkpoint.recover(run_dir, CFG)
     assert checkpoint.load_checkpoint(run_dir, other)["epoch"] == 1
     assert not list(run_dir.glob("*.tmp"))
 
@@ -152,9 +160,29 @@ def test_clear_run_removes_only_run_files(run):
     run_dir, *_ = run
     (run_dir / "notes.txt").write_text("mine")
     (run_dir / "figures").mkdir()
-    (run_dir / "figures" / "a.png").write_bytes(b"x")
+    for name in ("samples-epoch-003.png", "reconstructions-epoch-003.png"):
+        (run_dir / "figures" / name).write_bytes(b"x")
+    (run_dir / "figures" / "samples-step-0000100.png.tmp").write_bytes(b"x")
     checkpoint.clear_run(run_dir)
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
+    (run_dir / "figures").mkdir()
+    (run_dir / "figures" / "samples-epoch-001.png").write_bytes(b"x")
+    (run_dir / "figures" / "my-poster.png").write_bytes(b"mine")
+    checkpoint.clear_run(run_dir)
+    assert [p.name for p in (run_dir / "figures").iterdir()] == ["my-poster.png"]
+
+
+def test_clear_run_never_follows_a_symbolic_link(run, tmp_path_factory):
+    run_dir, *_ = run
+    user = tmp_path_factory.mktemp("user")
+    (user / "samples-epoch-001.png").write_bytes(b"my picture")
+    (user / "config.json").write_text("{}")
+    (run_dir / "figures").symlink_to(user, target_is_directory=True)
+    (run_dir / "metrics.jsonl").symlink_to(user / "config.json")
+    checkpoint.clear_run(run_dir)
+    assert not (run_dir / "figures").exists() and not (run_dir / "metrics.jsonl").exists()
+    assert sorted(p.name for p in user.iterdir()) == ["config.json", "samples-epoch-001.png"]
+    assert (user / "samples-epoch-001.png").read_bytes() == b"my picture"
 
 
 def test_optimizer_mismatch_and_broken_state_are_refused(run):
@@ -166,3 +194,182 @@ def test_optimizer_mismatch_and_broken_state_are_refused(run):
     (run_dir / "state.json").write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="incomplete"):
         checkpoint.load_checkpoint(run_dir, build_engine(CFG))
+
+
+# --- readers change nothing -------------------------------------------------------------------
+
+
+def snapshot(run_dir):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run_dir.iterdir()}
+
+
+def _weights_equal(got, want):
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "renamed, new",
+    [
+        ((), False),  # temporaries and the commit record written, nothing renamed yet
+        (("model.safetensors",), True),  # new weights in place, state.json still the old one
+        (("model.safetensors", "optimizer.safetensors"), True),
+        (("model.safetensors", "optimizer.safetensors", "state.json"), True),
+    ],
+)
+def test_a_reader_during_a_save_gets_a_whole_checkpoint_and_changes_nothing(run, renamed, new):
+    run_dir, engine, x = run
+    old = engine.get_weights()
+    engine.train_step(x, 1.0)
+    keep = {n: (run_dir / n).read_bytes() for n in ("model.safetensors", "optimizer.safetensors")}
+    _interrupted_save(run_dir, engine, 2, renamed)
+    for name, data in keep.items():  # the files not renamed yet are still the old ones
+        if name not in renamed:
+            (run_dir / name).write_bytes(data)
+    if "state.json" not in renamed:
+        state = json.loads((run_dir / "state.json.tmp").read_text())
+        state["files"]["model.safetensors"] = hashlib.sha256(keep["model.safetensors"]).hexdigest()
+        (run_dir / "state.json").write_text(json.dumps(state))  # the old commit record
+    before = snapshot(run_dir)
+    _weights_equal(checkpoint.load_weights(run_dir, CFG), engine.get_weights() if new else old)
+    checkpoint.open_run(run_dir)
+    assert snapshot(run_dir) == before
+
+
+def test_a_reader_leaves_a_save_in_progress_alone(run):
+    """The reported bug: a reader deleted the temporaries of the save the trainer was writing."""
+    run_dir, engine, _ = run
+    (run_dir / "model.safetensors.tmp").write_bytes(b"half of the next epoch's weights")
+    (run_dir / "optimizer.safetensors.tmp").write_bytes(b"")
+    before = snapshot(run_dir)
+    _weights_equal(checkpoint.open_run(run_dir).get_weights(), engine.get_weights())
+    assert snapshot(run_dir) == before
+
+
+def test_a_reader_reads_again_when_saves_move_on_between_its_reads(run, monkeypatch):
+    run_dir, engine, x = run
+    real_read, reads = checkpoint._read_bounded, []
+
+    def read_then_two_saves_happen(path, limit):
+        data = real_read(path, limit)
+        if path.name == "model.safetensors":
+            reads.append(path)
+            if len(reads) == 1:  # the writer commits epoch 2 and is renaming epoch 3 into place
+                engine.train_step(x, 1.0)
+                checkpoint.save_checkpoint(run_dir, engine, {"epoch": 2, "step": 3})
+                engine.train_step(x, 1.0)
+                _interrupted_save(run_dir, engine, 3, ("model.safetensors",))
+        return data
+
+    monkeypatch.setattr(checkpoint, "_read_bounded", read_then_two_saves_happen)
+    _weights_equal(checkpoint.load_weights(run_dir, CFG), engine.get_weights())
+    assert len(reads) == 2
+
+
+def test_a_run_without_weights_yet_says_so(run):
+    run_dir, *_ = run
+    for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
+        (run_dir / name).unlink()
+    with pytest.raises(CheckpointError, match="no saved weights yet"):
+        checkpoint.open_run(run_dir)
+
+
+# --- hostile weights files: checked before they are read ----------------------------------------
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _dev_zero(path):
+    path.symlink_to("/dev/zero")
+
+
+def _sparse(path):
+    with open(path, "wb") as f:
+        f.truncate(6 * 2**30)
+
+
+@pytest.mark.parametrize("make", [_fifo, _dev_zero, _sparse], ids=["fifo", "dev-zero", "sparse"])
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors"])
+def test_weights_that_are_not_a_regular_file_of_a_fitting_size_are_refused_unread(run, make, name):
+    run_dir, *_ = run
+    state = json.loads((run_dir / "state.json").read_text())
+    (run_dir / name).unlink()
+    make(run_dir / name)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match="not a regular file|larger than"):
+            if name == "model.safetensors":
+                (run_dir / "state.json").unlink()  # nothing to check the weights against
+                checkpoint.open_run(run_dir)
+            else:  # only resuming reads the optimizer state
+                checkpoint.load_checkpoint(run_dir, build_engine(CFG))
+        assert tracemalloc.get_traced_memory()[1] < 16 * 2**20  # nothing big was read
+    finally:
+        tracemalloc.stop()
+    assert state  # the record the optimizer case reads
+
+
+def test_size_limit_follows_the_parameter_shapes():
+    engine = build_engine(CFG, seed=1)
+    weights = len(save(engine.get_weights(), metadata={"format": "vaekit"}))
+    limit = checkpoint.safetensors_size_limit(CFG, 1)
+    assert weights < limit < 8 * CFG.parameter_count + 2 * weights  # float64 fits, not much more
+    assert checkpoint.safetensors_size_limit(CFG, 2) > 2 * limit - 2 * 4096
+
+
+# --- the one-writer lock -------------------------------------------------------------------------
+
+
+def test_the_writer_lock_names_its_holder_and_is_released(tmp_path):
+    with checkpoint.writing(tmp_path):
+        holder = json.loads((tmp_path / checkpoint.LOCK_FILE).read_text())
+        assert holder["pid"] == os.getpid()
+        assert checkpoint.holds_nothing(tmp_path)  # the lock does not make a folder non-empty
+        for attempt in (checkpoint.check_not_busy, lambda d: checkpoint.writing(d).__enter__()):
+            with pytest.raises(CheckpointError, match=f"another process \\(pid {os.getpid()}: "):
+                attempt(tmp_path)
+        checkpoint.clear_run(tmp_path)  # --force keeps the lock it holds
+        assert (tmp_path / checkpoint.LOCK_FILE).exists()
+    assert (tmp_path / checkpoint.LOCK_FILE).read_text() == ""
+    checkpoint.check_not_busy(tmp_path)
+    with checkpoint.writing(tmp_path):
+        pass
+    assert checkpoint.LOCK_FILE in checkpoint.RUN_ENTRIES
+
+
+# --- metrics, read as a stream ----------------------------------------------------------------
+
+
+def test_metrics_are_read_line_by_line_and_a_huge_line_is_skipped(tmp_path):
+    lines = [json.dumps({"epoch": 1, "loss": 2.0}), "x" * (20 * 2**20), '{"epoch": 2, "loss": 1.0}']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"epoch": 3, "lo')
+    tracemalloc.start()
+    records = checkpoint.read_metrics(tmp_path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert records == [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}]
+    assert peak < 2**20  # the 20 MB line is never held whole
+    assert checkpoint.read_metrics(tmp_path, keys=("epoch",)) == [{"epoch": 1}, {"epoch": 2}]
+    assert checkpoint.last_metrics(tmp_path, 3) == {"epoch": 2, "loss": 1.0}  # epoch 3's is cut
+
+
+def test_resume_drops_the_epochs_after_the_checkpoint_as_a_stream(tmp_path):
+    record = {"epoch": 0, **{f"value_{i}": 1 / 3 for i in range(10)}}  # 300 bytes a line
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for epoch in range(1, 50_001):  # about 15 MB
+            f.write(json.dumps(dict(record, epoch=epoch)) + "\n")
+        f.write("x" * (2**20) + "\n")
+    tracemalloc.start()
+    checkpoint.keep_metrics_until(tmp_path, 40_000)
+    last = checkpoint.last_metrics(tmp_path, 40_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20
+    assert last == dict(record, epoch=40_000)
+    assert [r["epoch"] for r in checkpoint.read_metrics(tmp_path, ("epoch",))] == list(
+        range(1, 40_001)
+    )
+    assert not (tmp_path / "metrics.jsonl.tmp").exists()

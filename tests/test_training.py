@@ -1,10 +1,13 @@
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
 
 from conftest import quick_config
 from vaekit import checkpoint
+from vaekit.cli import main
 from vaekit.config import ModelConfig
 from vaekit.errors import ConfigError, DataError, TrainingDiverged
 from vaekit.training import TrainingData, kl_weight, resume_run, start_run
@@ -102,31 +105,91 @@ def test_resume_of_finished_run_redraws_its_figures_and_says_how_to_train_longer
     lines = []
     monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, config: small_data))
     records = resume_run(run, progress=False, log=lines.append)
-    assert [r["epoch"] for r in records] == [1, 2]
+    assert [r["epoch"] for r in records] == [2]  # the checkpoint's epoch, nothing more to train
     assert (run / "samples.png").is_file()
     assert "has trained all 2 epochs" in lines[0] and "--epochs" in lines[0]
     with pytest.raises(ConfigError, match="already trained 2 epochs"):
         _resume(monkeypatch, run, small_data, epochs=1)
-    assert [h["epoch"] for h in _resume(monkeypatch, run, small_data, epochs=3)] == [1, 2, 3]
+    assert [h["epoch"] for h in _resume(monkeypatch, run, small_data, epochs=3)] == [2, 3]
+    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == [1, 2, 3]
 
 
 def test_non_empty_run_dir_is_refused_unless_forced(tmp_path, small_model, small_data):
     run = tmp_path / "run"
-    run.mkdir()
+    _train(tmp_path, small_model, small_data, epochs=1)
     (run / "keep.txt").write_text("precious")
     with pytest.raises(ConfigError, match="not empty"):
         _train(tmp_path, small_model, small_data, epochs=1)
-    assert [p.name for p in run.iterdir()] == ["keep.txt"]
-    start_run(
-        small_model,
-        quick_config(epochs=1),
-        run,
-        data=small_data,
-        force=True,
-        progress=False,
-        log=_quiet,
-    )
+    config = quick_config(epochs=1)
+    start_run(small_model, config, run, data=small_data, force=True, progress=False, log=_quiet)
     assert (run / "keep.txt").read_text() == "precious"
+
+
+def test_a_folder_holding_only_the_lock_and_vaekit_temporaries_counts_as_empty(
+    tmp_path, small_model, small_data
+):
+    """What a run killed before its first whole file leaves: a new run may start there."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / checkpoint.LOCK_FILE).write_text("")
+    (run / "config.json.tmp").write_text('{"format": "vaek')
+    _train(tmp_path, small_model, small_data, epochs=1)
+    assert not (run / "config.json.tmp").exists() and checkpoint.is_run(run)
+
+
+TRAIN_ONE_EPOCH = [
+    "train",
+    "--data",
+    "mnist-small",
+    "--engine",
+    "numpy",
+    "--epochs",
+    "1",
+    "--quiet",
+]
+
+
+def _snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_force_refuses_a_folder_that_is_not_a_vaekit_run(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "figures").mkdir(parents=True)
+    (mine / "config.json").write_text('{"format": "my-notes"}')
+    (mine / "metrics.jsonl").write_text('{"epoch": 1, "loss": 1.0}\n')
+    (mine / "figures" / "samples-epoch-001.png").write_bytes(b"my picture")
+    before = _snapshot(tmp_path)
+    argv = [*TRAIN_ONE_EPOCH]
+    assert main([*argv, "--out", str(mine), "--force"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no vaekit run" in err[0], err
+    assert _snapshot(tmp_path) == before
+
+
+def test_force_never_deletes_through_a_symbolic_link(tmp_path, capsys):
+    run, user = tmp_path / "run", tmp_path / "user"
+    argv = [*TRAIN_ONE_EPOCH]
+    assert main([*argv, "--out", str(run)]) == 0
+    user.mkdir()
+    (user / "samples-epoch-001.png").write_bytes(b"my picture")
+    (user / "notes.txt").write_text("mine")
+    shutil.rmtree(run / "figures")
+    (run / "figures").symlink_to(user, target_is_directory=True)
+    before = _snapshot(user)
+    assert main([*argv, "--out", str(run), "--force"]) == 0
+    assert _snapshot(user) == before
+    assert not (run / "figures").is_symlink()
+
+
+def test_force_keeps_the_users_files_inside_figures(tmp_path):
+    run = tmp_path / "run"
+    argv = [*TRAIN_ONE_EPOCH]
+    assert main([*argv, "--sample-every", "1", "--out", str(run)]) == 0
+    assert (run / "figures" / "samples-epoch-001.png").is_file()
+    (run / "figures" / "poster.png").write_bytes(b"mine")
+    assert main([*argv, "--sample-every", "5", "--out", str(run), "--force"]) == 0
+    assert [p.name for p in (run / "figures").iterdir()] == ["poster.png"]
 
 
 def test_divergence_stops_with_epoch_and_step_and_keeps_last_checkpoint(
@@ -136,9 +199,23 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_last_checkpoint(
     data = TrainingData(train=small_data.train.copy(), test=small_data.test)
     _train(tmp_path, model, data, epochs=1)
     data.train[250:] = np.nan  # batch 3 of epoch 2 (ordered by the permutation) will see NaN
-    with pytest.raises(TrainingDiverged, match=r"epoch 2, step \d+.*epoch 1"):
+    with pytest.raises(TrainingDiverged) as diverged:
         _resume(monkeypatch, tmp_path / "run", data, epochs=2)
+    message = str(diverged.value)
+    assert re.search(r"epoch 2, step \d+; the checkpoint of epoch 1 is kept in ", message), message
+    assert "--force" in message and "--lr 0.0001" in message, message  # --resume takes no --lr
     assert json.loads((tmp_path / "run" / "state.json").read_text())["epoch"] == 1
+
+
+def test_divergence_at_the_first_step_says_nothing_was_kept(tmp_path, small_data):
+    data = TrainingData(train=small_data.train.copy(), test=small_data.test)
+    data.train[:] = np.nan
+    with pytest.raises(TrainingDiverged) as diverged:
+        _train(tmp_path, ModelConfig(hidden=(8,), latent_dim=2), data, epochs=1)
+    message = str(diverged.value)
+    assert "epoch 1, step 1; no epoch was saved; start again" in message, message
+    assert "--force" in message and "checkpoint" not in message, message
+    assert not (tmp_path / "run" / "state.json").exists()
 
 
 def test_data_must_fit_the_model_and_likelihood(tmp_path, small_model, small_data):

@@ -7,19 +7,34 @@ A run directory holds::
     optimizer.safetensors   optimizer arrays: exp_avg/<param>, exp_avg_sq/<param>, momentum/<param>
     state.json              epoch, optimizer step, RNG states, SHA-256 of the two weight files
     metrics.jsonl           one JSON line per finished epoch
+    writer.lock             the one-writer lock; names the process training the run
+
+One process at a time writes a run: it holds an exclusive ``flock`` on ``writer.lock`` (see
+:func:`writing`), which the kernel releases when the process ends, however it ends.
 
 Saving is crash-safe: both safetensors files are written to temporary names, then ``state.json.tmp``
-(the commit record, holding their SHA-256), then everything is renamed into place. A save that was
-interrupted is rolled forward on the next load when its commit record is complete, and discarded
-otherwise, so a checkpoint is always one whole epoch. No pickle is ever read: weights go through
-``safetensors`` only, and every other file is JSON.
+(the commit record, holding their SHA-256), then everything is renamed into place. The writer
+rolls a save that was interrupted forward when its commit record is complete, and discards it
+otherwise (:func:`recover`), so a checkpoint is always one whole epoch. Readers change nothing:
+they take the last committed checkpoint, even while the writer renames a new one into place.
+Every weights file is checked to be a regular file of a size its config allows before it is
+read. No pickle is ever read: weights go through ``safetensors`` only, and every other file is
+JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import math
 import os
+import re
+import shlex
+import stat
+import sys
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +54,44 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
 RUN_FORMAT = "vaekit-run"
+LOCK_FILE = "writer.lock"
+FIGURES_DIR = "figures"
 TMP_SUFFIX = ".tmp"
+#: The figures a run draws into ``figures/`` (see training.RunWriter), and their temporaries.
+FIGURE_NAME = re.compile(r"((samples|reconstructions)-epoch-\d+|samples-step-\d+)\.png(\.tmp)?")
+#: Longest line of ``metrics.jsonl`` read (an epoch's record is a few hundred bytes); a longer
+#: line is damaged and skipped.
+MAX_METRICS_LINE = 64 * 1024
+#: Largest ``state.json`` read (it holds the generator states: a few kilobytes).
+MAX_RECORD_BYTES = 1024 * 1024
+#: Reads of the weights while a writer renames a save into place, before they count as damaged.
+READ_ATTEMPTS = 10
+#: The metrics a training-curves figure draws (figures.save_training_curves); reading only these
+#: keeps ``curves`` small on a long run.
+CURVE_KEYS = ("epoch", "loss", "recon", "kl", "test_loss", "test_recon", "test_kl")
 _PICKLE_PREFIXES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch.save)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync and rename: all or nothing."""
+    _write_atomic_chunks(path, [data])
+
+
+def _write_atomic_chunks(path: Path, chunks: Iterable[bytes]) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # leave no temporary file behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError):  # name the file asked for, not the temporary one
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     _fsync_dir(path.parent)
 
 
@@ -67,12 +108,16 @@ def _json_bytes(obj: Any) -> bytes:
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON value of ``path``, a regular file of at most ``MAX_RECORD_BYTES``; whatever an
+    edit or damage put there (not JSON, too long, nested too deeply) is a CheckpointError."""
+    if not path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{path} is missing; is {path.parent} a vaekit run?")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; is {path.parent} a vaekit run?") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(_read_bounded(path, MAX_RECORD_BYTES))
+    except ValueError as exc:  # not JSON, not UTF-8, an integer of more than 4300 digits
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is not a vaekit record (it is nested too deeply)") from None
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -104,15 +149,50 @@ def read_config(run_dir: Path) -> tuple[ModelConfig, TrainConfig, dict[str, Any]
             TrainConfig.from_dict(record.get("train")),
             record,
         )
-    except ConfigError as exc:
+    except (ConfigError, OverflowError) as exc:  # OverflowError: an integer beyond any float
         raise CheckpointError(f"{path}: {exc}") from None
 
 
 # --- weights -----------------------------------------------------------------------------------
 
+#: A safetensors header's JSON: at most this many bytes for each array, and this many in all
+#: besides (braces, metadata, padding to 8 bytes).
+_HEADER_BYTES_PER_ARRAY = 256
+_HEADER_BYTES = 4096
+
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def safetensors_size_limit(config: ModelConfig, arrays_per_parameter: int) -> int:
+    """The most bytes a safetensors file holding ``arrays_per_parameter`` arrays for each
+    parameter of ``config`` can take: the 8-byte header length, the JSON header (at most
+    ``_HEADER_BYTES`` + ``_HEADER_BYTES_PER_ARRAY`` per array) and every value as float64
+    (8 bytes). Weights have 1 array per parameter; optimizer state at most 2 (Adam's moments)."""
+    shapes = config.parameter_shapes.values()
+    arrays = arrays_per_parameter * len(shapes)
+    values = arrays_per_parameter * sum(math.prod(shape) for shape in shapes)
+    return 8 + _HEADER_BYTES + _HEADER_BYTES_PER_ARRAY * arrays + 8 * values
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes; both are
+    checked before anything is read, so a FIFO, a device or a huge sparse file costs nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError(f"{path} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise CheckpointError(
+            f"{path} is larger than the {limit:,} bytes its config.json allows; it is not this "
+            "run's file"
+        )
+    return data
 
 
 def _decode_safetensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
@@ -147,14 +227,25 @@ def check_weights(path: Path, weights: dict[str, np.ndarray], config: ModelConfi
             raise CheckpointError(f"{path}: {name} is not a finite floating-point array")
 
 
-def _read_verified(path: Path, sha256: str | None) -> dict[str, np.ndarray]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
-    if sha256 is not None and _sha256(data) != sha256:
-        raise CheckpointError(f"{path} does not match the checksum in {STATE_FILE}; it is damaged")
+def _damaged(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} does not match the checksum in {STATE_FILE}; it is damaged")
+
+
+def _read_verified(path: Path, sha256: str, limit: int) -> dict[str, np.ndarray]:
+    data = _read_bounded(path, limit)
+    if _sha256(data) != sha256:
+        raise _damaged(path)
     return _decode_safetensors(path, data)
+
+
+def _recorded_sha256(record: Path, name: str) -> str | None:
+    """The SHA-256 that the commit record ``record`` gives file ``name``; None when the record
+    is missing, unreadable or incomplete (a save cut short, or renamed away meanwhile)."""
+    try:
+        files = json.loads(_read_bounded(record, MAX_RECORD_BYTES))["files"]
+        return files[name] if isinstance(files[name], str) else None
+    except (CheckpointError, ValueError, RecursionError, KeyError, TypeError):
+        return None
 
 
 def save_weights(run_dir: Path, engine: Engine) -> None:
@@ -164,13 +255,29 @@ def save_weights(run_dir: Path, engine: Engine) -> None:
 
 
 def load_weights(run_dir: Path, config: ModelConfig) -> dict[str, np.ndarray]:
-    """The run's weights, verified against ``state.json`` (when present) and ``config``."""
+    """The run's last committed weights, checked against their commit record and ``config``.
+
+    It only reads, so it is safe while another process trains the run. The weights must match
+    ``state.json`` or, while a save is being renamed into place (new weights, old record), the
+    complete pending record ``state.json.tmp``; a save that moves on between the reads is met
+    by reading again, at most READ_ATTEMPTS times. A run without any commit record (saved by
+    the estimator) is checked against ``config`` alone.
+    """
     run_dir = Path(run_dir)
-    recover(run_dir)
-    state_path = run_dir / STATE_FILE
-    sha = _read_json(state_path)["files"][WEIGHTS_FILE] if state_path.exists() else None
     path = run_dir / WEIGHTS_FILE
-    weights = _read_verified(path, sha)
+    records = (run_dir / (STATE_FILE + TMP_SUFFIX), run_dir / STATE_FILE)
+    limit = safetensors_size_limit(config, 1)
+    for _ in range(READ_ATTEMPTS):
+        if not path.exists() and not records[1].exists():
+            raise CheckpointError(f"{run_dir} has no saved weights yet: no epoch has finished")
+        data = _read_bounded(path, limit)
+        present = [record for record in records if record.exists()]
+        sha = _sha256(data)
+        if not present or any(_recorded_sha256(r, WEIGHTS_FILE) == sha for r in present):
+            break
+    else:
+        raise _damaged(path)
+    weights = _decode_safetensors(path, data)
     check_weights(path, weights, config)
     return weights
 
@@ -210,17 +317,29 @@ def _roll_forward(run_dir: Path) -> None:
     _fsync_dir(run_dir)
 
 
-def recover(run_dir: Path) -> None:
-    """Finish or discard a save that a crash interrupted (see the module docstring)."""
+def _size_limits(config: ModelConfig) -> dict[str, int]:
+    return {
+        WEIGHTS_FILE: safetensors_size_limit(config, 1),
+        OPTIMIZER_FILE: safetensors_size_limit(config, 2),
+    }
+
+
+def recover(run_dir: Path, config: ModelConfig) -> None:
+    """Finish or discard a save that a crash interrupted (see the module docstring).
+
+    Only the writer, holding the run's lock, may call it: it renames and deletes the files of
+    a save, which would break a save in progress."""
     run_dir = Path(run_dir)
     commit = run_dir / (STATE_FILE + TMP_SUFFIX)
     if commit.exists():
+        limits = _size_limits(config)
         try:
-            record = json.loads(commit.read_text(encoding="utf-8"))
+            record = json.loads(_read_bounded(commit, MAX_RECORD_BYTES))
             complete = all(
-                _file_matches(run_dir, name, sha) for name, sha in record["files"].items()
+                _file_matches(run_dir, name, sha, limits[name])
+                for name, sha in record["files"].items()
             )
-        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        except (CheckpointError, ValueError, RecursionError, KeyError, TypeError, AttributeError):
             complete = False
         if complete:
             _roll_forward(run_dir)
@@ -230,23 +349,27 @@ def recover(run_dir: Path) -> None:
         (run_dir / (name + TMP_SUFFIX)).unlink(missing_ok=True)
 
 
-def _file_matches(run_dir: Path, name: str, sha: str) -> bool:
+def _file_matches(run_dir: Path, name: str, sha: str, limit: int) -> bool:
     """The new version of ``name`` (still temporary, or already renamed) has checksum ``sha``."""
     for candidate in (run_dir / (name + TMP_SUFFIX), run_dir / name):
-        if candidate.exists() and _sha256(candidate.read_bytes()) == sha:
-            return True
+        with contextlib.suppress(CheckpointError):
+            if _sha256(_read_bounded(candidate, limit)) == sha:
+                return True
     return False
 
 
 def load_checkpoint(run_dir: Path, engine: Engine) -> dict[str, Any]:
-    """Restore ``engine`` (weights, optimizer, generator) from the run; return ``state.json``."""
+    """Restore ``engine`` (weights, optimizer, generator) from the run's committed checkpoint;
+    return ``state.json``. The writer calls :func:`recover` first."""
     run_dir = Path(run_dir)
-    recover(run_dir)
     state = _read_json(run_dir / STATE_FILE)
+    limits = _size_limits(engine.config)
     try:
         files = state["files"]
-        weights = _read_verified(run_dir / WEIGHTS_FILE, files[WEIGHTS_FILE])
-        arrays = _read_verified(run_dir / OPTIMIZER_FILE, files[OPTIMIZER_FILE])
+        weights = _read_verified(run_dir / WEIGHTS_FILE, files[WEIGHTS_FILE], limits[WEIGHTS_FILE])
+        arrays = _read_verified(
+            run_dir / OPTIMIZER_FILE, files[OPTIMIZER_FILE], limits[OPTIMIZER_FILE]
+        )
         engine_meta = state["engine"]
     except (KeyError, TypeError):
         raise CheckpointError(f"{run_dir / STATE_FILE} is incomplete") from None
@@ -263,33 +386,91 @@ def load_checkpoint(run_dir: Path, engine: Engine) -> dict[str, Any]:
         if shapes.get(key.partition("/")[2]) != array.shape:
             raise CheckpointError(f"{run_dir / OPTIMIZER_FILE}: {key} does not fit the model")
     engine.set_weights(weights)
-    engine.set_training_state(arrays, engine_meta)
+    try:
+        engine.set_training_state(arrays, engine_meta)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # an edited engine block
+        raise CheckpointError(
+            f"{run_dir / STATE_FILE}: its engine state is damaged ({exc!r})"
+        ) from None
     return state
 
 
 # --- metrics -------------------------------------------------------------------------------------
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` (one per epoch); a line cut short by a crash is skipped."""
+def _metric_lines(run_dir: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """(line, record) for each whole line of ``metrics.jsonl``, read as a stream. A line longer
+    than MAX_METRICS_LINE, not JSON, or without an integer epoch (a crash cut it short) is
+    skipped."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-            records.append(record)
-    return records
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckpointError(f"{path} is not a regular file")
+        while line := f.readline(MAX_METRICS_LINE + 1):
+            if len(line) > MAX_METRICS_LINE:  # damaged: skip to the end of the line
+                while line and not line.endswith(b"\n"):
+                    line = f.readline(MAX_METRICS_LINE)
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
+                continue
+            if _is_record(record):
+                yield line, record
 
 
-def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+def _is_record(record: Any) -> bool:
+    """A metrics record: an object of numbers (floats, or integers within float range) with
+    an integer epoch; anything else on a line (an edit, damage) is skipped."""
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("epoch"), int)
+        and all(
+            isinstance(v, float) or (isinstance(v, int) and abs(v) <= sys.float_info.max)
+            for v in record.values()
+        )
+    )
+
+
+def read_metrics(run_dir: Path, keys: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` (one per epoch), read line by line, with only ``keys``
+    when given (memory grows with the records kept, not with the file); a line cut short by a
+    crash, or damaged, is skipped."""
+    return [
+        record if keys is None else {k: record[k] for k in keys if k in record}
+        for _, record in _metric_lines(run_dir)
+    ]
+
+
+def keep_metrics_until(run_dir: Path, epoch: int) -> None:
+    """Rewrite ``metrics.jsonl`` (atomically, as a stream) without the records after ``epoch``
+    (a crash after the last checkpoint leaves them) and without damaged lines."""
+    kept = (
+        line if line.endswith(b"\n") else line + b"\n"
+        for line, record in _metric_lines(run_dir)
+        if record["epoch"] <= epoch
+    )
+    _write_atomic_chunks(Path(run_dir) / METRICS_FILE, kept)
+
+
+def last_metrics(run_dir: Path, epoch: int) -> dict[str, Any] | None:
+    """The last record of ``metrics.jsonl`` of an epoch up to ``epoch`` (that of ``epoch``
+    unless damage lost it), read as a stream; None if there is none."""
+    found = None
+    for _, record in _metric_lines(run_dir):
+        if record["epoch"] <= epoch:
+            found = record
+    return found
+
+
+def write_metrics(run_dir: Path, records: Iterable[dict[str, Any]]) -> None:
     """Replace ``metrics.jsonl`` with ``records``, atomically."""
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    write_atomic(Path(run_dir) / METRICS_FILE, text.encode())
+    lines = ((json.dumps(r) + "\n").encode() for r in records)
+    _write_atomic_chunks(Path(run_dir) / METRICS_FILE, lines)
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
@@ -302,37 +483,73 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 
 # --- whole runs --------------------------------------------------------------------------------
 
-#: Every file and folder a run writes; ``clear_run`` removes exactly these.
+#: Every file and folder a run writes; ``clear_run`` removes these (but the lock, see there).
 RUN_ENTRIES = (
     CONFIG_FILE,
     WEIGHTS_FILE,
     OPTIMIZER_FILE,
     STATE_FILE,
     METRICS_FILE,
+    LOCK_FILE,
     "samples.png",
     "reconstructions.png",
     "manifold.png",
     "interpolations.png",
     "scatter.png",
     "curves.png",
-    "figures",
+    FIGURES_DIR,
 )
 
 
+def is_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a vaekit run: a config.json (a file) whose format is vaekit's."""
+    path = Path(run_dir) / CONFIG_FILE
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        record = _read_json(path)
+    except (CheckpointError, OSError):
+        return False
+    return isinstance(record, dict) and record.get("format") == RUN_FORMAT
+
+
+def holds_nothing(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds nothing but its writer lock and the temporaries of files that
+    vaekit was writing when it was stopped (before any file of the run was whole)."""
+    return all(
+        entry.name == LOCK_FILE
+        or (entry.name.endswith(TMP_SUFFIX) and entry.name[: -len(TMP_SUFFIX)] in RUN_ENTRIES)
+        for entry in Path(run_dir).iterdir()
+    )
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def clear_run(run_dir: Path) -> None:
-    """Remove a previous run's files from ``run_dir`` (for ``--force``), and nothing else."""
-    for name in RUN_ENTRIES:
-        for path in (Path(run_dir) / name, Path(run_dir) / (name + TMP_SUFFIX)):
-            if path.is_dir():
-                for child in path.iterdir():
-                    child.unlink()
-                path.rmdir()
-            else:
+    """Remove a previous run's files from ``run_dir`` (for ``--force``), and nothing else: the
+    files of RUN_ENTRIES and their temporaries, in ``figures/`` only the figures vaekit draws
+    (the folder too once empty), config.json last (so a process stopped meanwhile leaves a run
+    that ``--force`` still replaces), and never the writer lock, which the caller holds. A
+    symbolic link is removed itself, never followed."""
+    run_dir = Path(run_dir)
+    names = [name for name in RUN_ENTRIES if name not in (CONFIG_FILE, LOCK_FILE)]
+    for name in [*names, CONFIG_FILE]:
+        for path in (run_dir / name, run_dir / (name + TMP_SUFFIX)):
+            if not _is_folder(path):
                 path.unlink(missing_ok=True)
+            elif path.name == FIGURES_DIR:
+                for child in path.iterdir():
+                    if FIGURE_NAME.fullmatch(child.name) and not _is_folder(child):
+                        child.unlink()
+                if not any(path.iterdir()):
+                    path.rmdir()
 
 
 def open_run(run_dir: Path, engine: str | None = None, device: str = "auto") -> Engine:
-    """An engine holding a run's trained weights, ready to encode, decode and evaluate.
+    """An engine holding a run's trained weights, ready to encode, decode and evaluate; it only
+    reads the run, so it is safe while another process trains it.
 
     ``engine`` defaults to the one the run was trained with; either engine loads either's runs.
     """
@@ -341,3 +558,58 @@ def open_run(run_dir: Path, engine: str | None = None, device: str = "auto") -> 
     runner = build_engine(model, engine or train.engine, seed=train.seed, device=device)
     runner.set_weights(weights)
     return runner
+
+
+# --- the one writer ----------------------------------------------------------------------------
+
+
+def _lock_or_name_the_holder(fd: int, run_dir: Path, mode: int) -> None:
+    """Take ``flock`` ``mode`` (LOCK_EX, or LOCK_SH to probe) on ``fd`` without waiting; if a
+    writer holds the lock, raise CheckpointError naming it (pid and command, from the file)."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 64 * 1024, 0))
+            who = f"pid {int(holder['pid'])}: {holder['command']}"
+        except (ValueError, RecursionError, KeyError, TypeError):  # it has just taken the lock
+            who = "one that has just started"
+        raise CheckpointError(
+            f"{run_dir} is being written by another process ({who}); wait for it to finish, "
+            "or choose another directory"
+        ) from None
+
+
+def check_not_busy(run_dir: Path) -> None:
+    """Raise CheckpointError, naming the holder, when another process holds the writer lock of
+    ``run_dir``; creates and changes nothing."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:  # shared: probes (the ranks of a torchrun) do not stop one another
+        _lock_or_name_the_holder(fd, Path(run_dir), fcntl.LOCK_SH)
+    finally:
+        os.close(fd)  # releases the lock, if this probe took it
+
+
+@contextlib.contextmanager
+def writing(run_dir: Path) -> Iterator[None]:
+    """Hold the writer lock of ``run_dir`` (a directory) for the block: an exclusive ``flock`` on
+    its LOCK_FILE, which names this process (pid and command line) while it is held. The kernel
+    releases it when the process ends, however it ends, so a killed writer leaves no stale lock;
+    the file itself is never deleted. Raises CheckpointError, naming the holder, when another
+    process holds it."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(Path(run_dir) / LOCK_FILE, flags, 0o644)
+    try:
+        _lock_or_name_the_holder(fd, Path(run_dir), fcntl.LOCK_EX)
+        holder = {"pid": os.getpid(), "command": shlex.join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)

@@ -24,13 +24,18 @@ from tqdm import tqdm
 from vaekit import checkpoint, figures, run_figures
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, load_dataset
-from vaekit.engines import Engine, build_engine
+from vaekit.data.datasets import run_data_dir
+from vaekit.engines import Engine, EngineOptions, build_engine
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from vaekit.evaluation import evaluate_elbo
 
 Log = Callable[[str], None]
+
+#: Without a terminal, an epoch of at least this many steps also reports on stderr every tenth
+#: of its steps (with a terminal, a progress bar shows every step).
+PROGRESS_LINE_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -124,42 +129,47 @@ def check_compatible(model: ModelConfig, data: TrainingData) -> None:
 
 def engine_for(model: ModelConfig, config: TrainConfig, group: Group | None = None) -> Engine:
     """A fresh engine for ``model`` with the engine, seed, device and optimizer of ``config``;
-    with a ``group``, this process first joins it (on its local GPU, if CUDA is used)."""
-    device = config.device
-    if group is not None and config.engine == "torch":  # build_engine refuses other engines
-        device = distributed.device_for(group, config.device)
-        distributed.start(group, device)
-    return build_engine(
-        model,
-        config.engine,
-        seed=config.seed,
-        device=device,
-        optimizer=config.optimizer,
-        lr=config.lr,
-        momentum=config.momentum,
-        adam_eps=config.adam_eps,
-        group=group,
-    )
+    with a ``group``, the engine joins it (see :func:`vaekit.engines.build_engine`)."""
+    return build_engine(model, config.engine, EngineOptions.of(config), group=group)
 
 
 def check_run_dir(run_dir: Path, *, force: bool) -> None:
-    """Refuse a ``run_dir`` that is a file, or a non-empty directory without ``force``."""
+    """Refuse a ``run_dir`` that is a file, that another process is writing, or whose contents
+    a new run may not replace (see :func:`_check_contents`); creates and changes nothing."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not force:
+    if run_dir.is_dir():
+        checkpoint.check_not_busy(run_dir)
+        _check_contents(run_dir, force=force)
+
+
+def _check_contents(run_dir: Path, *, force: bool) -> None:
+    """Refuse a directory holding anything (but a lock and vaekit's temporaries) without
+    ``force``, and one holding anything but a vaekit run even with it."""
+    if checkpoint.holds_nothing(run_dir):
+        return
+    if not force:
         raise ConfigError(
             f"run directory {run_dir} is not empty; pass --resume to continue it, "
             "--force to replace it, or choose another --out"
         )
+    if not checkpoint.is_run(run_dir):
+        raise ConfigError(
+            f"{run_dir} is not empty and holds no vaekit run (no config.json of one); --force "
+            "replaces only a vaekit run, so choose another --out"
+        )
 
 
 def prepare_run_dir(run_dir: Path, *, force: bool) -> None:
-    """Check ``run_dir`` (see :func:`check_run_dir`), then empty it of a run's own files (with
-    ``force``) or create it."""
-    check_run_dir(run_dir, force=force)
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        checkpoint.clear_run(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """With the run's lock held: check again what ``run_dir`` holds (another process may have
+    written it since :func:`check_run_dir`), then empty it of a previous run's own files."""
+    _check_contents(run_dir, force=force)
+    checkpoint.clear_run(run_dir)
+
+
+def _writer_lock(run_dir: Path, main: bool) -> contextlib.AbstractContextManager:
+    """The run's writer lock for the process that writes (rank 0 under torchrun)."""
+    return checkpoint.writing(run_dir) if main else contextlib.nullcontext()
 
 
 @dataclass
@@ -179,10 +189,25 @@ class LoopState:
         return {"epoch": self.epoch, "step": self.step, "loop_rng": self.rng.bit_generator.state}
 
     @classmethod
-    def from_json(cls, state: dict[str, Any]) -> LoopState:
+    def from_json(cls, state: Any) -> LoopState:
+        """The loop state recorded in a checkpoint's ``state.json``; an edited or damaged record
+        (counts that are not whole numbers ≥ 0, a generator state numpy refuses) raises
+        CheckpointError."""
+        where = checkpoint.STATE_FILE
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{where} must hold a JSON object, not {type(state).__name__}")
+        for name in ("epoch", "step"):
+            value = state.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CheckpointError(
+                    f"{where}: {name} must be a whole number 0 or more, not {value!r}"
+                )
         rng = np.random.default_rng()
-        rng.bit_generator.state = state["loop_rng"]
-        return cls(int(state["epoch"]), int(state["step"]), rng)
+        try:
+            rng.bit_generator.state = state.get("loop_rng")
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise CheckpointError(f"{where}: loop_rng is not a generator state ({exc!r})") from None
+        return cls(state["epoch"], state["step"], rng)
 
 
 EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
@@ -203,7 +228,8 @@ def fit(
 
     Returns one metrics record per epoch trained; ``on_epoch(engine, record, state)`` runs after
     each epoch and ``on_step(engine, state)`` after each step. A non-finite loss raises
-    :class:`TrainingDiverged` before the weights are changed.
+    :class:`TrainingDiverged` before the weights are changed. With ``progress``: a bar on stderr
+    when it is a terminal, else a line there every tenth of a long epoch's steps.
     """
     state = state or LoopState.fresh(config.seed)
     n = len(data.train)
@@ -212,6 +238,8 @@ def fit(
     conditional = engine.config.conditional
     history = []
     show_bar = progress and sys.stderr.isatty()
+    long_epoch = progress and not show_bar and steps_per_epoch >= PROGRESS_LINE_STEPS
+    line_every = steps_per_epoch // 10 if long_epoch else 0
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
         started = time.perf_counter()
@@ -244,6 +272,14 @@ def fit(
                 totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
                 bar.update()
                 bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
+                done = start // config.batch_size + 1  # steps of this epoch
+                if line_every and done % line_every == 0 and done < steps_per_epoch:
+                    print(
+                        f"epoch {epoch}/{config.epochs}: step {done}/{steps_per_epoch}  "
+                        f"loss {metrics.loss:.2f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         loss, recon, kl = totals / n
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -295,7 +331,14 @@ class RunWriter:
         every = self.config.sample_every_steps
         if self.drawable and every and state.step % every == 0:
             path = self._figure(f"samples-step-{state.step:07d}.png")
-            run_figures.draw_samples(engine, path, self.config.sample_count, self.config.seed)
+            run_figures.draw_samples(
+                engine,
+                path,
+                self.config.sample_count,
+                self.config.seed,
+                epoch=state.epoch + 1,
+                step=state.step,
+            )
 
     def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         if not self.writes:
@@ -304,7 +347,7 @@ class RunWriter:
             self._save_epoch(engine, record, state)
         except OSError as exc:  # disk full, directory made read-only, …: keep the last checkpoint
             with contextlib.suppress(OSError):
-                checkpoint.recover(self.run_dir)
+                checkpoint.recover(self.run_dir, self.model)
             kept = state.epoch - 1
             then = (
                 f"the checkpoint of epoch {kept} is intact: fix the cause, then continue with "
@@ -324,11 +367,27 @@ class RunWriter:
         if self.drawable and epoch % self.config.sample_every == 0:
             seed = self.config.seed
             path = self._figure(f"samples-epoch-{epoch:03d}.png")
-            run_figures.draw_samples(engine, path, self.config.sample_count, seed)
+            run_figures.draw_samples(engine, path, self.config.sample_count, seed, epoch=epoch)
             x, y = self.figure_inputs
             path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
-            run_figures.draw_reconstructions(engine, x[:8], path, seed, y)
+            run_figures.draw_reconstructions(engine, x[:8], path, seed, y, epoch=epoch)
         checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
+
+    def _after_divergence(self, saved: int) -> str:
+        """What is kept after the loss diverged with ``saved`` epochs saved, and what to do:
+        --resume keeps the run's settings and would take the same steps again, so the way to a
+        lower learning rate is a new run."""
+        lr = self.config.lr
+        again = (
+            f"start again with a lower learning rate than {lr:g} (the same command with --force "
+            f"and e.g. --lr {lr / 10:g})"
+        )
+        if saved == 0:
+            return f"no epoch was saved; {again}"
+        return (
+            f"the checkpoint of epoch {saved} is kept in {self.run_dir}, but --resume would take "
+            f"the same steps again; {again}"
+        )
 
     def train(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
         """Run :func:`fit` with this writer, then write the final figures."""
@@ -344,10 +403,7 @@ class RunWriter:
                 progress=progress and self.writes,
             )
         except TrainingDiverged as exc:
-            raise TrainingDiverged(
-                f"{exc}; the last good checkpoint (epoch {state.epoch}) is kept in "
-                f"{self.run_dir}; try a lower --lr"
-            ) from None
+            raise TrainingDiverged(f"{exc}; {self._after_divergence(state.epoch)}") from None
         if self.writes:
             run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
         return history
@@ -363,11 +419,13 @@ def start_run(
     created_by: str = "train",
     progress: bool = True,
     log: Log = print,
+    on_start: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train a new model into ``run_dir``; returns the per-epoch metrics.
 
-    Everything is validated (data, configs, engine) before anything is written. Launched by
-    torchrun, every process trains its share and only rank 0 writes.
+    Everything is validated (data, configs, engine) before anything is written; ``on_start``
+    then runs, as training starts. Launched by torchrun, every process trains its share and only
+    rank 0 writes.
     """
     run_dir = Path(run_dir)
     group = distributed.from_environment()
@@ -377,53 +435,73 @@ def start_run(
     check_run_dir(run_dir, force=force)  # on every rank, before rank 0 may write
     engine = engine_for(model, config, group)
     if main:
-        prepare_run_dir(run_dir, force=force)
-        checkpoint.write_config(run_dir, model, config, created_by)
-    writer = RunWriter(run_dir, model, config, log, writes=main)
-    return writer.train(engine, data, LoopState.fresh(config.seed), progress)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(run_dir, main):
+        if main:
+            prepare_run_dir(run_dir, force=force)
+            checkpoint.write_config(run_dir, model, config, created_by)
+        if on_start is not None:
+            on_start()
+        writer = RunWriter(run_dir, model, config, log, writes=main)
+        return writer.train(engine, data, LoopState.fresh(config.seed), progress)
 
 
 def resume_run(
     run_dir: str | Path,
     *,
     epochs: int | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
     progress: bool = True,
     log: Log = print,
 ) -> list[dict[str, Any]]:
     """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given)
-    and return the metrics of all its epochs; a finished run only gets its final figures again.
+    and return the metrics record of that epoch (see :func:`checkpoint.last_metrics`) followed
+    by those of the epochs trained now (metrics.jsonl has them all); a finished run only gets
+    its final figures again.
+    ``data_dir``, where the data set lives now, replaces the run's stored one (in config.json
+    too); else the data is looked for as :func:`vaekit.data.datasets.run_data_dir` says.
+    ``device`` continues on another device (stored too); weights and optimizer state are
+    device-neutral NumPy arrays in the checkpoint.
     Under torchrun, every process resumes from the same checkpoint."""
     run_dir = Path(run_dir)
     group = distributed.from_environment()
     main = group is None or group.is_main
     model, config, record = checkpoint.read_config(run_dir)
+    checkpoint.check_not_busy(run_dir)  # on every rank, before anything is loaded
     if epochs is not None and epochs != config.epochs:
         config = replace(config, epochs=epochs)
-    data = TrainingData.load(config)
+    if device is not None:
+        config = replace(config, device=device)
+    where = run_data_dir(config.data, config.data_dir, data_dir)
+    if data_dir is not None:
+        config = replace(config, data_dir=where)
+    data = TrainingData.load(replace(config, data_dir=where))
     check_compatible(model, data)
     engine = engine_for(model, config, group)
-    if main:
-        checkpoint.recover(run_dir)  # finish or undo an interrupted save, before anyone reads
-    distributed.barrier()
-    state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
-    if state.epoch > config.epochs:
-        raise ConfigError(
-            f"{run_dir} has already trained {state.epoch} epochs; pass --epochs with a number "
-            f"larger than {state.epoch} to train longer"
-        )
-    kept = [r for r in checkpoint.read_metrics(run_dir) if r["epoch"] <= state.epoch]
-    if main:
-        checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
-        checkpoint.write_metrics(run_dir, kept)  # drop epochs after the checkpoint (a crash)
-        if state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
-            log(
-                f"{run_dir} has trained all {config.epochs} epochs; drawing its figures "
-                "(pass --epochs with a larger number to train longer)"
+    with _writer_lock(run_dir, main):
+        if main:
+            checkpoint.recover(run_dir, model)  # finish or undo an interrupted save, first
+        distributed.barrier()
+        state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
+        if state.epoch > config.epochs:
+            raise ConfigError(
+                f"{run_dir} has already trained {state.epoch} epochs; pass --epochs with a "
+                f"number larger than {state.epoch} to train longer"
             )
-        else:
-            log(f"resuming {run_dir} after epoch {state.epoch}")
-    writer = RunWriter(run_dir, model, config, log, writes=main)
-    return kept + writer.train(engine, data, state, progress)
+        if main:
+            checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
+            checkpoint.keep_metrics_until(run_dir, state.epoch)  # drop those after a crash
+            if state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
+                log(
+                    f"{run_dir} has trained all {figures.plural(config.epochs, 'epoch')}; "
+                    "drawing its figures (pass --epochs with a larger number to train longer)"
+                )
+            else:
+                log(f"resuming {run_dir} after epoch {state.epoch}")
+        saved = checkpoint.last_metrics(run_dir, state.epoch)
+        writer = RunWriter(run_dir, model, config, log, writes=main)
+        return ([saved] if saved else []) + writer.train(engine, data, state, progress)
 
 
 def format_epoch(record: dict[str, Any], epochs: int) -> str:
