@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vaekit.cli import main
+from vaekit.run_figures import RUN_FIGURES
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250"]
 
@@ -57,17 +58,8 @@ def test_demo_writes_pictures_and_checkpoint_and_prints_test_elbo(tmp_path, caps
     assert code == 0
     assert "test -ELBO after 2 epochs" in out and "nats per example" in out
     run = tmp_path / "runs" / "demo"
-    for name in (
-        "samples.png",
-        "reconstructions.png",
-        "manifold.png",
-        "interpolations.png",
-        "scatter.png",
-        "curves.png",
-        "model.safetensors",
-        "config.json",
-    ):
-        assert (run / name).is_file(), name
+    assert sorted(p.name for p in run.glob("*.png")) == sorted(RUN_FIGURES)  # as --help says
+    assert (run / "model.safetensors").is_file() and (run / "config.json").is_file()
     # a second demo replaces the first demo run; a foreign run in --out is protected
     assert run_cli(capsys, "demo", "--epochs", "1")[0] == 0
     other = tmp_path / "mine"
@@ -88,7 +80,7 @@ def test_demo_writes_pictures_and_checkpoint_and_prints_test_elbo(tmp_path, caps
         == 0
     )
     capsys.readouterr()
-    assert_user_error(capsys, "demo", "--out", str(other), words="not empty")
+    assert_user_error(capsys, "demo", "--out", str(other), words="demo did not make")
 
 
 def test_train_sample_reconstruct(trained_run, tmp_path, capsys):
@@ -183,7 +175,7 @@ def test_datasets_lists_the_named_sets(capsys, tmp_path):
         (["frobnicate"], "invalid choice"),
         (["sample", "nowhere"], "does not exist"),
         (["sample", "."], "config.json"),
-        (["reconstruct", "."], "--data"),
+        (["reconstruct", "."], "config.json"),  # --data defaults to the run's own
     ],
 )
 def test_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, words):
@@ -218,7 +210,7 @@ def test_errors_against_a_run(trained_run, capsys, tmp_path):
         str(trained_run),
         "--out",
         str(tmp_path / "no" / "dir" / "s.png"),
-        words="No such file",
+        words="does not exist",
     )
     after = {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()}
     assert after == before  # nothing overwritten or lost
@@ -229,7 +221,7 @@ def test_console_entry_point_runs_without_traceback(tmp_path):
         [sys.executable, "-m", "vaekit", "sample", str(tmp_path / "missing")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a deadlock guard
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("vaekit: error:") and "Traceback" not in proc.stderr
@@ -237,7 +229,7 @@ def test_console_entry_point_runs_without_traceback(tmp_path):
         [sys.executable, "-m", "vaekit", "train", "--help"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a deadlock guard
     )
     assert help_text.returncode == 0 and "--latent-dim" in help_text.stdout
 
@@ -347,7 +339,6 @@ def test_figure_commands(trained_run, capsys, tmp_path):
 
 
 def test_figure_and_evaluation_errors(trained_run, capsys, tmp_path):
-    assert_user_error(capsys, "manifold", str(trained_run), words="--dims I J")
     assert_user_error(
         capsys,
         "interpolate",
@@ -384,3 +375,235 @@ def test_figure_and_evaluation_errors(trained_run, capsys, tmp_path):
     empty = tmp_path / "empty-run"
     empty.mkdir()
     assert_user_error(capsys, "curves", str(empty), words="config.json")
+
+
+# --- messages that are true ---------------------------------------------------------------------
+
+
+def test_a_missing_output_folder_is_refused_before_any_work(trained_run, capsys, tmp_path):
+    folder = tmp_path / "missing"
+    for argv in (
+        ["sample", str(trained_run), "--out", str(folder / "x.png")],
+        ["sample", str(trained_run), "--npy", str(folder / "x.npy")],
+        ["curves", str(trained_run), "--out", str(folder / "x.jpg")],
+        ["score", str(trained_run), "mnist-small", "--out", str(folder / "s.csv")],
+    ):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and out == "", argv
+        assert err.count("\n") == 1 and f"the folder {folder} does not exist" in err, err
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize(
+    "name, magic",
+    [("x.png", b"\x89PNG\r\n\x1a\n"), ("x.jpg", b"\xff\xd8\xff"), ("x.JPEG", b"\xff\xd8\xff")],
+)
+def test_pictures_are_written_in_the_format_their_suffix_names(
+    trained_run, capsys, tmp_path, name, magic
+):
+    for argv in (["sample", str(trained_run), "-n", "4"], ["curves", str(trained_run)]):
+        out = tmp_path / argv[0] / name
+        out.parent.mkdir()
+        assert run_cli(capsys, *argv, "--out", str(out))[0] == 0
+        assert out.read_bytes()[: len(magic)] == magic, argv
+
+
+def test_an_unsupported_picture_suffix_is_refused_before_any_work(capsys, tmp_path):
+    # the run does not even exist: the suffix is checked first, and nothing is created
+    for command in ("sample", "reconstruct", "manifold", "scatter", "interpolate", "curves"):
+        out = tmp_path / f"{command}.gif"
+        line = assert_user_error(
+            capsys, command, str(tmp_path / "no-run"), "--out", str(out), words=".png, .jpg"
+        )
+        assert "no-run" not in line
+        assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_train_does_not_announce_training(trained_run, capsys, tmp_path):
+    assert_user_error(
+        capsys, "train", "--data", "mnist-small", "--out", str(trained_run), words="not empty"
+    )
+    np.save(tmp_path / "big.npy", np.full((20, 4), -1.0, np.float32))  # outside [0, 1]
+    code, out, err = run_cli(
+        capsys, "train", "--data", str(tmp_path / "big.npy"), "--out", str(tmp_path / "r")
+    )
+    assert code == 2 and "outside [0, 1]" in err
+    assert out == "" and not (tmp_path / "r").exists()
+
+
+def test_demo_into_a_foreign_run_says_what_demo_can_do(trained_run, capsys, tmp_path):
+    before = {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()}
+    line = assert_user_error(capsys, "demo", "--out", str(trained_run), words="--force")
+    assert "--resume" not in line and "another --out" in line
+    assert {p.name: p.read_bytes() for p in trained_run.iterdir() if p.is_file()} == before
+    (tmp_path / "notes.txt").write_text("mine")
+    line = assert_user_error(capsys, "demo", "--out", str(tmp_path), words="holds no run")
+    assert "--resume" not in line and "--force" not in line
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_one_epoch_is_singular(tmp_path, capsys):
+    from PIL import Image
+
+    code, out, _ = run_cli(
+        capsys,
+        "train",
+        "--data",
+        "mnist-small",
+        "--out",
+        str(tmp_path / "r"),
+        "--epochs",
+        "1",
+        *SMALL,
+    )
+    assert code == 0 and "after 1 epoch:" in out and "1 epochs" not in out
+    with Image.open(tmp_path / "r" / "curves.png") as image:
+        assert "1 epoch," in image.info["Title"]
+
+
+def test_tsne_without_scikit_learn_names_the_flags(trained_run, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name == "sklearn" or name.startswith("sklearn."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    line = assert_user_error(
+        capsys,
+        "scatter",
+        str(trained_run),
+        "--data",
+        "mnist-small",
+        "--method",
+        "tsne",
+        words="--method tsne needs scikit-learn",
+    )
+    assert "--method pca" in line and "method=" not in line
+
+
+def test_demo_help_lists_every_picture_the_demo_writes(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in RUN_FIGURES:
+        assert name in text
+
+
+def test_training_figures_name_their_epoch_and_step(tmp_path, capsys):
+    from PIL import Image
+
+    run = tmp_path / "r"
+    argv = ["train", "--data", "mnist-small", "--out", str(run), "--epochs", "2", "--quiet"]
+    assert run_cli(capsys, *argv, *SMALL, "--sample-every-steps", "15")[0] == 0
+    figures_dir = run / "figures"
+
+    def title(name: str) -> str:
+        with Image.open(figures_dir / name) as image:
+            return image.info["Title"]
+
+    assert "at epoch 2 (seed 0)" in title("samples-epoch-002.png")
+    assert title("reconstructions-epoch-001.png").endswith("at epoch 1")
+    # 20 steps per epoch: step 15 falls in epoch 1, step 30 in epoch 2
+    assert "at epoch 1, step 15 " in title("samples-step-0000015.png")
+    assert "at epoch 2, step 30 " in title("samples-step-0000030.png")
+
+
+# --- progress: on stderr, a bar on a terminal, plain lines otherwise, nothing with --quiet --------
+
+
+def run_with_terminal_stderr(argv, cwd) -> tuple[int, str, str]:
+    """Run ``python -m vaekit ARGV`` with stderr on a pseudo-terminal and stdout on a file;
+    returns (exit code, stdout, what the terminal received)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24×100 chars
+    stdout_path = cwd / "stdout.txt"
+    with open(stdout_path, "wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vaekit", *argv], cwd=cwd, stdout=stdout, stderr=slave
+        )
+    os.close(slave)
+    received = b""
+    try:
+        while True:  # until the process exits and the terminal closes (EIO)
+            ready, _, _ = select.select([master], [], [], 600)  # a deadlock guard only
+            assert ready, "no output from the terminal in 600 s"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    finally:
+        os.close(master)
+    code = proc.wait(timeout=600)
+    return code, stdout_path.read_text(), received.decode(errors="replace")
+
+
+def test_evaluate_and_score_show_bars_on_a_terminal_and_keep_stdout_clean(trained_run, tmp_path):
+    argv = ["evaluate", str(trained_run), "--data", "mnist-small", "--iw-samples", "3", "--json"]
+    code, out, terminal = run_with_terminal_stderr(argv, tmp_path)
+    assert code == 0, terminal
+    assert json.loads(out)["n"] == 1000  # stdout holds the result alone
+    for part in ("ELBO", "active units", "IWAE bound, k=3"):
+        assert f"{part}:   0%|" in terminal, terminal  # the bar, drawn as each part starts
+        assert "/1000" in terminal
+    assert "1,000 examples" not in terminal  # no plain lines on a terminal
+    code, out, terminal = run_with_terminal_stderr(
+        ["score", str(trained_run), "mnist-small", "--iw-samples", "2"], tmp_path
+    )
+    assert code == 0 and out.startswith("input,index,label,log_px\n")
+    assert len(out.splitlines()) == 1001 and "scoring mnist-small, k=2:   0%|" in terminal
+    code, out, terminal = run_with_terminal_stderr([*argv, "--quiet"], tmp_path)
+    assert code == 0 and json.loads(out)["n"] == 1000 and terminal.strip() == ""
+
+
+def test_evaluate_and_score_print_a_plain_line_per_part_without_a_terminal(trained_run, capsys):
+    code, out, err = run_cli(
+        capsys,
+        "evaluate",
+        str(trained_run),
+        "--data",
+        "mnist-small",
+        "--iw-samples",
+        "2",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["n"] == 1000
+    assert err.splitlines() == [
+        "ELBO: 1,000 examples",
+        "active units: 1,000 examples",
+        "IWAE bound, k=2: 1,000 examples",
+    ]
+    code, out, err = run_cli(
+        capsys, "score", str(trained_run), "mnist-small", "mnist-small", "--iw-samples", "1"
+    )
+    assert code == 0 and len(out.splitlines()) == 2001
+    assert err.splitlines() == ["scoring mnist-small, k=1: 1,000 examples"] * 2
+    code, out, err = run_cli(
+        capsys, "score", str(trained_run), "mnist-small", "--iw-samples", "1", "--quiet"
+    )
+    assert code == 0 and err == ""
+
+
+def test_training_without_a_terminal_reports_inside_long_epochs(tmp_path, capsys):
+    argv = ["train", "--data", "mnist-small", "--out", str(tmp_path / "r"), "--epochs", "1"]
+    small = ["--hidden", "8", "--latent-dim", "2", "--batch-size", "25"]  # 200 steps an epoch
+    code, out, err = run_cli(capsys, *argv, *small)
+    assert code == 0 and "epoch 1/1  loss" in out
+    lines = [line for line in err.splitlines() if line.startswith("epoch 1/1: step")]
+    assert [line.split()[3] for line in lines] == [f"{20 * i}/200" for i in range(1, 10)]
+    code, out, err = run_cli(capsys, *argv, *small, "--force", "--quiet")
+    assert code == 0 and err == ""

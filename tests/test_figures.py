@@ -14,6 +14,7 @@ from vaekit import figures
 from vaekit.config import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError, DataError
+from vaekit.priors import StandardNormal
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +54,7 @@ def images(mnist_small) -> np.ndarray:
 
 
 def test_manifold_quantiles_are_gaussian_quantiles_of_5_to_95_percent():
-    q = figures.manifold_quantiles(5)
+    q = figures.manifold_quantiles(5, StandardNormal(2))
     assert q[0] == pytest.approx(-1.6448536, abs=1e-6)
     assert q[-1] == pytest.approx(1.6448536, abs=1e-6)
     assert q[2] == pytest.approx(0.0, abs=1e-12)
@@ -69,6 +70,7 @@ def test_manifold_for_two_latents(engine2, tmp_path):
 def test_manifold_decodes_the_quantile_grid(tmp_path):
     class Recorder:
         config = ModelConfig(hidden=(8,), latent_dim=2)
+        prior = StandardNormal(2)
 
         def decode(self, z):
             self.z = z
@@ -76,7 +78,7 @@ def test_manifold_decodes_the_quantile_grid(tmp_path):
 
     engine = Recorder()
     figures.save_manifold(engine, tmp_path / "m.png", n=4)
-    q = figures.manifold_quantiles(4)
+    q = figures.manifold_quantiles(4, StandardNormal(2))
     grid = engine.z.reshape(4, 4, 2)
     np.testing.assert_allclose(grid[0, :, 0], q, rtol=1e-6)  # first coordinate along a row
     np.testing.assert_allclose(grid[:, 0, 1], q[::-1], rtol=1e-6)  # second grows upwards
@@ -293,3 +295,44 @@ def test_tile_lays_out_rows():
     assert canvas.shape == (2 * 6 + 2, 3 * 6 + 2)
     assert canvas[2:6, 2:6].max() == 0 and canvas[0].min() == 1
     assert math.isclose(canvas[8:12, 14:18].mean(), 1.0)  # the sixth slot is empty
+
+
+# --- formats and titles --------------------------------------------------------------------------
+
+
+def test_the_suffix_names_the_format(images, tmp_path):
+    figures.save_sample_grid(images[:4], tmp_path / "a.jpg", "Samples")
+    figures.save_sample_grid(images[:4], tmp_path / "b.JPEG", "Samples")
+    for name in ("a.jpg", "b.JPEG"):
+        assert (tmp_path / name).read_bytes()[:3] == b"\xff\xd8\xff"
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "JPEG"
+    with pytest.raises(ConfigError, match=r"\.png, \.jpg or \.jpeg"):
+        figures.save_training_curves(records(2, True), tmp_path / "c.svg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.JPEG"]
+
+
+def test_a_png_carries_its_title(images, engine5, tmp_path):
+    figures.save_sample_grid(images[:4], tmp_path / "grid.png", "4 samples at epoch 3")
+    figures.save_training_curves(records(1, False), tmp_path / "curves.png")
+    figures.save_manifold(engine5, tmp_path / "m.png", n=4, dims=(0, 1))
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.info["Title"] == "4 samples at epoch 3"
+    with Image.open(tmp_path / "curves.png") as image:
+        assert image.info["Title"].startswith("Training curves: 1 epoch, final train loss")
+    with Image.open(tmp_path / "m.png") as image:
+        assert image.info["Title"].startswith("Decoded latent manifold: z[0] × z[1]")
+
+
+def test_plural():
+    assert figures.plural(1, "epoch") == "1 epoch"
+    assert figures.plural(0, "epoch") == "0 epochs"
+    assert figures.plural(12000, "example") == "12,000 examples"
+
+
+def test_a_failed_write_names_the_file_asked_for_not_its_temporary_file(images, tmp_path):
+    target = tmp_path / "missing" / "x.png"
+    with pytest.raises(FileNotFoundError) as caught:
+        figures.save_sample_grid(images[:4], target, "Samples")
+    assert caught.value.filename == str(target)
+    assert not (tmp_path / "missing").exists()

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import pickle
 import shutil
 import struct
@@ -27,6 +28,7 @@ from safetensors.numpy import save_file
 from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data.idx import write_idx
+from vaekit.serve import server
 
 CANARY = "code-ran.txt"
 
@@ -111,6 +113,24 @@ def _set_hidden(record: dict) -> None:
     record["model"]["hidden"] = [17]
 
 
+def _set_raw(path: Path, key: str, text: str | None = None) -> None:
+    """Set ``key`` of the JSON object in ``path`` to the JSON text ``text`` (None: remove it)."""
+    record = json.loads(path.read_text())
+    record[key] = "@@raw@@"
+    if text is None:
+        del record[key]
+    path.write_text(json.dumps(record).replace('"@@raw@@"', text or ""))
+
+
+def _directory(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _nest(path: Path, depth: int) -> None:
+    path.write_text("[" * depth + "]" * depth)
+
+
 def _shapes_mismatch(run: Path) -> None:
     weights = {k: np.zeros((3, 3), np.float32) for k in _weights_of(run)}
     save_file(weights, str(run / checkpoint.WEIGHTS_FILE))
@@ -128,20 +148,39 @@ def _zip_with_pickle(root: Path) -> bytes:
     return _zip_of({"x.npy": npy_bytes(np.array([_Canary(root / CANARY)], dtype=object))})
 
 
-def _png_bomb() -> bytes:
-    """A valid PNG claiming 100000 × 100000 pixels (a decompression bomb) with almost no data."""
+def _png(width: int, height: int, idat: bytes) -> bytes:
+    """A grey PNG declaring ``width`` × ``height`` pixels, with compressed pixel rows ``idat``."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         return struct.pack(">I", len(data)) + kind + data + crc
 
-    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 10))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
+
+
+def _png_bomb() -> bytes:
+    """A valid PNG claiming 100000 × 100000 pixels (a decompression bomb) with almost no data."""
+    return _png(100_000, 100_000, zlib.compress(b"\0" * 10))
+
+
+def _png_of_zeros(side: int) -> bytes:
+    """A complete, valid PNG of side × side black pixels, compressed row by row: 7072² = 50
+    million pixels (50 MB decoded, just over one input's limit) in about 50 KB."""
+    deflate = zlib.compressobj(9)
+    rows = b"".join(deflate.compress(b"\0" * (side + 1)) for _ in range(side))
+    return _png(side, side, rows + deflate.flush())
+
+
+def _npz(root: Path, name: str, **arrays: np.ndarray) -> Path:
+    np.savez(root / name, **arrays)
+    return root / name
+
+
+def _with_labels(root: Path, y: list) -> str:
+    return str(_npz(root, "x.npz", x=np.zeros((len(y), 28, 28), np.float32), y=np.array(y)))
 
 
 def _npy_with_header(shape: tuple[int, ...]) -> bytes:
@@ -188,6 +227,25 @@ FILES: dict[str, Callable[[Path, Path], str]] = {
     "npz with a pickled member": lambda r, _: str(_write(r, "x.npz", _zip_with_pickle(r))),
     "npz that is not a zip": lambda r, _: str(_write(r, "x.npz", b"PK\x03\x04" + b"\0" * 40)),
     "npz that is a pickle": lambda r, _: str(_write(r, "x.npz", pickle_bytes(r))),
+    "npz member of raw pickle bytes": lambda r, _: str(
+        _write(r, "x.npz", _zip_of({"x.npy": pickle_bytes(r)}))
+    ),
+    "npz member of text": lambda r, _: str(_write(r, "x.npz", _zip_of({"x.npy": b"0.1,0.2\n"}))),
+    "npz member of random bytes": lambda r, _: str(
+        _write(r, "x.npz", _zip_of({"x.npy": bytes(range(256)) * 4}))
+    ),
+    "npz empty member": lambda r, _: str(_write(r, "x.npz", _zip_of({"x.npy": b""}))),
+    "npz zero-size array": lambda r, _: str(
+        _write(r, "x.npz", _zip_of({"x.npy": npy_bytes(np.zeros((0, 784), np.float32))}))
+    ),
+    "npz nested in an npz member": lambda r, _: str(
+        _write(r, "x.npz", _zip_of({"x.npy": _zip_of({"x.npy": npy_bytes(np.zeros((4, 784)))})}))
+    ),
+    "npz member named with path separators": lambda r, _: str(
+        _write(r, "x.npz", _zip_of({"../x.npy": npy_bytes(np.zeros((4, 784), np.float32))}))
+    ),
+    "npz labels beyond int64 (1e300)": lambda r, _: _with_labels(r, [0, 1, 2, 1e300]),
+    "npz label 65535 (more classes than allowed)": lambda r, _: _with_labels(r, [0, 1, 65535]),
     # .csv
     "csv with NaN": lambda r, _: str(_write(r, "x.csv", b"0.1,0.2\nnan,0.3\n")),
     "csv with text": lambda r, _: str(_write(r, "x.csv", b"0.1,0.2\n0.3,hello\n")),
@@ -196,6 +254,9 @@ FILES: dict[str, Callable[[Path, Path], str]] = {
     "csv empty": lambda r, _: str(_write(r, "x.csv", b"")),
     "csv infinity": lambda r, _: str(_write(r, "x.csv", b"0.1,inf\n0.2,0.3\n")),
     "csv value beyond float32": lambda r, _: str(_write(r, "x.csv", b"0.1,1E100\n0.2,0.3\n")),
+    "csv labels beyond int64 (1e300)": lambda r, _: str(
+        _write(r, "x.csv", b"label,a,b\n1e300,0.1,0.2\n0,0.3,0.4\n")
+    ),
     # images
     "images of mixed sizes": lambda r, _: str(
         _images(r, [Image.new("L", (28, 28)), Image.new("L", (20, 28))])
@@ -207,6 +268,9 @@ FILES: dict[str, Callable[[Path, Path], str]] = {
         _images(r, [Image.new("L", (28, 28)), b"\x89PNG\r\n\x1a\n" + b"\xff" * 64])
     ),
     "image decompression bomb": lambda r, _: str(_images(r, [_png_bomb()])),
+    "image of 7072x7072 pixels (50 million values)": lambda r, _: str(
+        _images(r, [_png_of_zeros(7072)])
+    ),
     "empty image directory": lambda r, _: str(_images(r, [])),
 }
 
@@ -227,6 +291,54 @@ RUN_DAMAGE: dict[str, Callable[[Path], None]] = {
     ),
     "state.json garbage": lambda run: (run / checkpoint.STATE_FILE).write_text('{"files": 3}'),
     "weights missing": lambda run: (run / checkpoint.WEIGHTS_FILE).unlink(),
+    "state.json epoch 'two'": lambda run: _set_raw(run / checkpoint.STATE_FILE, "epoch", '"two"'),
+    "state.json epoch 1e400": lambda run: _set_raw(run / checkpoint.STATE_FILE, "epoch", "1e400"),
+    "state.json epoch -5": lambda run: _set_raw(run / checkpoint.STATE_FILE, "epoch", "-5"),
+    "state.json without loop_rng": lambda run: _set_raw(run / checkpoint.STATE_FILE, "loop_rng"),
+    "state.json with a malformed loop_rng": lambda run: _set_raw(
+        run / checkpoint.STATE_FILE, "loop_rng", '{"bit_generator": "PCG64", "state": {"inc": -1}}'
+    ),
+    "state.json without its engine block": lambda run: _set_raw(
+        run / checkpoint.STATE_FILE, "engine"
+    ),
+    "state.json with a malformed engine block": lambda run: _set_raw(
+        run / checkpoint.STATE_FILE, "engine", '{"optimizer": "adam", "step": "x"}'
+    ),
+    "state.json nested 100,000 deep": lambda run: _nest(run / checkpoint.STATE_FILE, 100_000),
+    "config.json nested 100,000 deep": lambda run: _nest(run / checkpoint.CONFIG_FILE, 100_000),
+    "config.json with a 5000-digit number": lambda run: _set_raw(
+        run / checkpoint.CONFIG_FILE, "created_by", "9" * 5000
+    ),
+    "config.json with sigma 10^400": lambda run: _edit_json(
+        run / checkpoint.CONFIG_FILE, lambda record: record["model"].update(sigma=10**400)
+    ),
+    "config.json with hidden [10^30]": lambda run: _edit_json(
+        run / checkpoint.CONFIG_FILE, lambda record: record["model"].update(hidden=[10**30])
+    ),
+    "config.json with batch_size 1e400": lambda run: _edit_json(
+        run / checkpoint.CONFIG_FILE, lambda record: record["train"].update(batch_size=math.inf)
+    ),
+    "a directory in place of metrics.jsonl": lambda run: _directory(run / checkpoint.METRICS_FILE),
+    "metrics.jsonl nested 100,000 deep": lambda run: _nest(run / checkpoint.METRICS_FILE, 100_000),
+    "metrics.jsonl nested 10,000 deep": lambda run: _nest(run / checkpoint.METRICS_FILE, 10_000),
+    "metrics.jsonl with a loss of text": lambda run: (run / checkpoint.METRICS_FILE).write_text(
+        '{"epoch": 1, "loss": "", "recon": 1, "kl": 1}\n'
+    ),
+}
+
+#: Every command that reads a run, given {run} (and {out}: where it may write).
+RUN_COMMANDS = {
+    "sample": ["sample", "{run}", "--out", "{out}.png"],
+    "evaluate": ["evaluate", "{run}", "--data", "mnist-small"],
+    "score": ["score", "{run}", "mnist-small", "--out", "{out}"],
+    "encode": ["encode", "{run}", "--data", "mnist-small", "--out", "{out}.npy"],
+    "reconstruct": ["reconstruct", "{run}", "--data", "mnist-small", "--out", "{out}.png"],
+    "manifold": ["manifold", "{run}", "--out", "{out}.png"],
+    "scatter": ["scatter", "{run}", "--data", "mnist-small", "--out", "{out}.png"],
+    "interpolate": ["interpolate", "{run}", "--data", "mnist-small", "--out", "{out}.png"],
+    "curves": ["curves", "{run}", "--out", "{out}.png"],
+    "serve": ["serve", "{run}", "--port", "0"],
+    "resume": ["train", "--resume", "--out", "{run}"],
 }
 
 TRAIN = ["train", "--epochs", "1", "--hidden", "16", "--latent-dim", "2", "--quiet"]
@@ -243,9 +355,52 @@ for name in FILES:
         if name.startswith(("npy", "npz")):
             CASES.append((f"score {name}", ["score", "{run}", "{bad}", "--out", "{out}"], ""))
 for name in RUN_DAMAGE:
-    if "optimizer" not in name and "state.json" not in name:  # sampling needs neither
-        CASES.append((f"sample from a run with {name}", ["sample", "{run}", "--out", "{out}"], ""))
-    CASES.append((f"resume a run with {name}", ["train", "--resume", "--out", "{run}"], ""))
+    if name.startswith("config.json"):  # every command reads it
+        for command, argv in RUN_COMMANDS.items():
+            CASES.append((f"{command} a run with {name}", argv, ""))
+    elif name.startswith("metrics.jsonl"):  # read by curves; a damaged line is skipped
+        CASES.append((f"curves of a run with {name}", RUN_COMMANDS["curves"], "no finished"))
+    else:
+        if not any(f in name for f in ("optimizer", "state.json", "metrics")):  # sample: unread
+            CASES.append((f"sample from a run with {name}", RUN_COMMANDS["sample"], ""))
+        CASES.append((f"resume a run with {name}", RUN_COMMANDS["resume"], ""))
+
+#: Labels a conditional run ({crun}, 10 classes) cannot take: one of them is 10.
+for command, argv in RUN_COMMANDS.items():
+    if command in ("score", "evaluate", "encode", "scatter", "reconstruct"):
+        argv = [a.replace("{run}", "{crun}").replace("mnist-small", "{bad}") for a in argv]
+        CASES.append((f"{command} a conditional run with label 10", argv, "between 0 and 9"))
+CASES.append(
+    ("sample a conditional run with --label 10", ["sample", "{crun}", "--label", "10"], "0 and 9")
+)
+CASES.append(
+    (
+        "train a conditional numpy model on npz label 65535 (more classes than allowed)",
+        [*TRAIN, "--conditional", "--engine", "numpy", "--data", "{bad}", "--out", "{out}"],
+        "at most 10,000 classes",
+    )
+)
+
+#: Flags beyond their bounds, and outputs that are directories: refused before anything runs.
+for argv, words in (
+    (["sample", "{run}", "--seed", "-1"], "argument --seed: -1 is outside the range 0 to"),
+    (["sample", "{run}", "-n", "1000000000"], "argument -n: 1000000000 is outside the range"),
+    (["interpolate", "{run}", "--data", "mnist-small", "--steps", "1000000000"], "--steps"),
+    (["scatter", "{run}", "--data", "mnist-small", "--max-points", "0"], "--max-points: 0"),
+    (["evaluate", "{run}", "--data", "mnist-small", "--iw-samples", "1000000000"], "10,000"),
+    (["score", "{run}", "mnist-small", "--iw-samples", "1000000000"], "--iw-samples"),
+    (["reconstruct", "{run}", "--data", "mnist-small", "-n", "1000000000"], "1 to 100"),
+    (["manifold", "{run}", "-n", "1000000"], "argument -n: 1000000 is outside the range 2 to"),
+    (["sample", "{crun}", "--grid-by-label", "-n", "1000000000"], "range 1 to 10,000"),
+    (["sample", "{crun}", "--grid-by-label", "-n", "2000"], "-n must be from 1 to 1,000"),
+    (["serve", "{run}", "--port", "70000"], "--port: 70000"),
+    ([*TRAIN, "--data", "mnist-small", "--seed", str(10**30)], "--seed"),
+    (["sample", "{run}", "--out", "{out}/"], "is a directory"),
+    (["sample", "{run}", "--out", "{run}"], "is a directory"),
+    (["sample", "{run}", "--npy", "{run}/figures"], "is a directory"),
+    (["encode", "{run}", "--data", "mnist-small", "--out", "{run}"], "is a directory"),
+):
+    CASES.append((f"flags {' '.join(argv)}", argv, words))
 for flags, words in (
     (["--hidden", "1000000000"], "limit"),
     (["--hidden", "-5"], "positive"),
@@ -276,6 +431,23 @@ def trained_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("hostile") / "crun"
+    argv = [
+        *TRAIN,
+        "--engine",
+        "numpy",
+        "--data",
+        "mnist-small",
+        "--conditional",
+        "--out",
+        str(run),
+    ]
+    assert main(argv) == 0
+    return run
+
+
 def snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
@@ -285,19 +457,22 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("case, argv, words", CASES, ids=[case for case, _, _ in CASES])
 def test_hostile_input_is_a_one_line_error_and_harms_nothing(
-    tmp_path, trained_run, capsys, case, argv, words
+    tmp_path, trained_run, request, monkeypatch, capsys, case, argv, words
 ):
-    run = tmp_path / "run"
+    monkeypatch.setattr(server, "serve", lambda app, sock: pytest.fail("served a hostile run"))
+    run, crun = tmp_path / "run", tmp_path / "crun"
     shutil.copytree(trained_run, run)
+    if any("{crun}" in a for a in argv):
+        shutil.copytree(request.getfixturevalue("conditional_run"), crun)
     for name, damage in RUN_DAMAGE.items():
         if case.endswith(f"with {name}"):
             damage(run)
-    bad = ""
+    bad = _with_labels(tmp_path, list(range(11))) if case.endswith("label 10") else ""
     for name, build in FILES.items():
         if case.endswith(name):
             bad = build(tmp_path, run)
     out = tmp_path / "out"
-    argv = [a.format(bad=bad, run=run, out=out) for a in argv]
+    argv = [a.format(bad=bad, run=run, crun=crun, out=out) for a in argv]
     before = snapshot(tmp_path)
     capsys.readouterr()
 
@@ -332,6 +507,19 @@ def test_the_suite_covers_what_the_issue_lists():
         "absurd config --hidden 1000000000",
         "absurd config --hidden -5",
         "absurd config --hidden 0",
+        "npz member of raw pickle bytes",
+        "npz member named with path separators",
+        "7072x7072 pixels",
+        "label 65535",
+        "labels beyond int64 (1e300)",
+        "a conditional run with label 10",
+        "--grid-by-label -n 1000000000",
+        "--out {out}/",
+        "state.json epoch 1e400",
+        "state.json with a malformed loop_rng",
+        "config.json nested 100,000 deep",
+        "metrics.jsonl nested 100,000 deep",
+        "serve a run with",
     ):
         assert needed in names, needed
-    assert len(CASES) >= 60
+    assert len(CASES) >= 200

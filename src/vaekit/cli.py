@@ -9,15 +9,17 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
+from tqdm import tqdm
 
 from vaekit import __version__, checkpoint, figures, run_figures
 from vaekit.config import (
@@ -28,19 +30,25 @@ from vaekit.config import (
     ENGINES,
     LIKELIHOODS,
     LR_SCHEDULES,
+    MAX_CLASSES,
+    MAX_IW_SAMPLES,
+    MAX_UNITS,
     OBJECTIVES,
     OPTIMIZERS,
     SIGMA_MODES,
     ModelConfig,
     TrainConfig,
 )
-from vaekit.data import Dataset, binarize, dataset_status, has_test_split, load_dataset
+from vaekit.data import Dataset, dataset_status, has_test_split, load_dataset
+from vaekit.data.datasets import absolute_source
+from vaekit.data.labels import class_labels
 from vaekit.engines.torch import distributed
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood, latent_statistics
-from vaekit.presets import PRESETS, get_preset
+from vaekit.presets import PRESETS, Preset, get_preset
+from vaekit.runs import run_data
 from vaekit.sampling import sample_prior
-from vaekit.training import TrainingData, fixed_binarization, resume_run, start_run
+from vaekit.training import TrainingData, resume_run, start_run
 
 DEMO_DIR = Path("runs") / "demo"
 DEMO_EPOCHS = 20
@@ -88,6 +96,46 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+#: Bounds of integer flags: roomy for any real use, tight enough that a typo (10**9 for 10) is
+#: refused at once instead of running for hours or exhausting memory.
+MAX_SEED = 2**32 - 1
+MAX_IMAGES = 10_000  # images in one sample grid (with --grid-by-label, -n × classes)
+MAX_GRID = 100  # reconstruct -n, manifold -n (n × n decoded images), interpolate --pairs, --steps
+MAX_POINTS = 1_000_000  # scatter --max-points
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` to ``high``; argparse's refusal names
+    the flag and the range."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside the range {low:,} to {high:,}")
+        return value
+
+    return whole_number
+
+
+def _output_file(text: str) -> Path:
+    """An argparse ``type`` for a file to write; a directory (or a name ending in a separator)
+    is refused before anything is written."""
+    if text.endswith(("/", os.sep)) or Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name")
+    if not Path(text).parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {Path(text).parent} does not exist")
+    return Path(text)
+
+
+def _picture_file(text: str) -> Path:
+    """An argparse ``type`` for a picture to write: a file (not a directory) named .png, .jpg
+    or .jpeg (see :func:`figures.image_path`)."""
+    return figures.image_path(_output_file(text))
+
+
 # --- train and demo ----------------------------------------------------------------------------
 
 #: Settings a command line can give, by config (input_shape and n_classes come from the data).
@@ -95,12 +143,9 @@ MODEL_FIELDS = tuple(
     f.name for f in fields(ModelConfig) if f.name not in ("input_shape", "n_classes")
 )
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
-#: Flags that describe a new run; with --resume the run's own config.json decides them.
-NEW_RUN_FLAGS = tuple(
-    name
-    for name in (*MODEL_FIELDS, *TRAIN_FIELDS, "preset", "conditional", "force")
-    if name != "epochs"
-)
+#: Settings --resume lets differ from the run's: train longer, read the data from where it is now,
+#: continue on another device (a run trained on a GPU resumes on a CPU, and back).
+RESUME_MAY_CHANGE = ("epochs", "data_dir", "device")
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
@@ -108,6 +153,65 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
     return {
         name: value for name, value in values.items() if value is not None and value is not False
     }
+
+
+def _settings(args: argparse.Namespace) -> tuple[Preset | None, dict, dict]:
+    """The --preset and the model and training settings a command line asks for (the preset's,
+    overridden by flags), with a data file or folder and --data-dir made absolute."""
+    preset = get_preset(args.preset) if getattr(args, "preset", None) else None
+    model = {**(preset.model if preset else {}), **_given(args, MODEL_FIELDS)}
+    train = {**(preset.train if preset else {}), **_given(args, TRAIN_FIELDS)}
+    if "data" in train:
+        train["data"] = absolute_source(train["data"])
+    if "data_dir" in train:
+        train["data_dir"] = os.path.abspath(train["data_dir"])
+    return preset, model, train
+
+
+def _flag(name: str) -> str:
+    return "--k" if name == "iw_samples" else "--" + name.replace("_", "-")
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or "(none)"
+    return "none" if value is None else str(value)
+
+
+def _resume_conflicts(args: argparse.Namespace, run: Path) -> list[str]:
+    """The settings of a --resume command line that differ from the run's own, each as
+    '--flag VALUE (the run has VALUE)'. Values are compared as the configs hold them, so
+    '--hidden 32' agrees with (32,), a relative path with the stored absolute one, and a
+    preset's settings with the run's."""
+    model, train, _ = checkpoint.read_config(run)
+    train = replace(train, data=absolute_source(train.data))
+    preset, model_wanted, train_wanted = _settings(args)
+    given = {**_given(args, MODEL_FIELDS), **_given(args, TRAIN_FIELDS)}
+    conflicts = []
+    for stored, wanted in ((model, model_wanted), (train, train_wanted)):
+        for name, value in wanted.items():
+            if name in RESUME_MAY_CHANGE:
+                continue
+            try:
+                candidate = replace(stored, **{name: value})
+            except ConfigError:
+                candidate = None  # a value this run cannot have
+            same = candidate is not None and (
+                candidate == stored
+                or (name == "decoder_hidden" and candidate.decoder_sizes == stored.decoder_sizes)
+            )
+            if not same:
+                source = "" if name in given else f"from --preset {preset.name}; "
+                conflicts.append(
+                    f"{_flag(name)} {_shown(value)} ({source}the run has "
+                    f"{_shown(getattr(stored, name))})"
+                )
+    wants_labels = getattr(args, "conditional", False) or (preset and preset.conditional)
+    if wants_labels and not model.conditional:
+        conflicts.append("--conditional (the run is unconditional)")
+    if args.force:
+        conflicts.append("--force (resuming never replaces the run)")
+    return conflicts
 
 
 def _new_run_dir() -> Path:
@@ -120,8 +224,8 @@ def _new_run_dir() -> Path:
 
 
 def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path) -> int:
-    preset = get_preset(args.preset) if getattr(args, "preset", None) else None
-    train = TrainConfig(**{**(preset.train if preset else {}), **_given(args, TRAIN_FIELDS)})
+    preset, model_settings, train_settings = _settings(args)
+    train = TrainConfig(**train_settings)
     train_set = load_dataset(train.data, "train", train.data_dir)
     test_set = load_dataset(train.data, "test", train.data_dir)
     data = TrainingData.prepare(train, train_set, test_set)
@@ -133,12 +237,12 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
     model = ModelConfig(
         input_shape=tuple(data.train.shape[1:]),
         n_classes=n_classes,
-        **{**(preset.model if preset else {}), **_given(args, MODEL_FIELDS)},
+        **model_settings,
     )
     kind = f"conditional ({n_classes} classes) " if n_classes else ""
     group = distributed.from_environment()
     processes = f" on {group.world_size} processes" if group else ""
-    print(
+    announcement = (
         f"training {model.parameter_count:,}-parameter {kind}{model.arch} VAE on {train.data} "
         f"({len(data.train):,} examples) with the {train.engine} engine{processes} into {out}"
     )
@@ -152,6 +256,7 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
             created_by=created_by,
             progress=not args.quiet,
             log=_logger(args),
+            on_start=lambda: print(announcement, flush=True),
         )
     _print_summary(history[-1], out)
     return 0
@@ -164,11 +269,13 @@ def _logger(args: argparse.Namespace):
 def _print_summary(last: dict, out: Path) -> None:
     if "test_loss" in last:
         print(
-            f"test -ELBO after {last['epoch']} epochs: {last['test_loss']:.2f} nats per example "
+            f"test -ELBO after {figures.plural(last['epoch'], 'epoch')}: {last['test_loss']:.2f} "
+            "nats per example "
             f"(recon {last['test_recon']:.2f}, KL {last['test_kl']:.2f})"
         )
     else:
-        print(f"training -ELBO after {last['epoch']} epochs: {last['loss']:.2f} nats per example")
+        epochs = figures.plural(last["epoch"], "epoch")
+        print(f"training -ELBO after {epochs}: {last['loss']:.2f} nats per example")
     print(f"run saved in {out}")
 
 
@@ -188,13 +295,20 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out RUN, the run directory to continue")
-        extra = sorted(_given(args, NEW_RUN_FLAGS))
-        if extra:
-            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
-            raise ConfigError(f"--resume continues the run with its own settings; drop {flags}")
+        conflicts = _resume_conflicts(args, args.out)
+        if conflicts:
+            raise ConfigError(
+                f"--resume continues {args.out} with its own settings; these differ: "
+                + ", ".join(conflicts)
+            )
         with _stopping_cleanly(args.out):
             history = resume_run(
-                args.out, epochs=args.epochs, progress=not args.quiet, log=_logger(args)
+                args.out,
+                epochs=args.epochs,
+                data_dir=_settings(args)[2].get("data_dir"),
+                device=args.device,
+                progress=not args.quiet,
+                log=_logger(args),
             )
         _print_summary(history[-1], args.out)
         return 0
@@ -206,8 +320,15 @@ def _train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     out = args.out
     force = args.force
-    if (out / checkpoint.CONFIG_FILE).exists() and not force:
-        force = checkpoint.read_config(out)[2].get("created_by") == "demo"  # replace an old demo
+    if not force and out.is_dir() and any(out.iterdir()):
+        if not (out / checkpoint.CONFIG_FILE).exists():
+            raise ConfigError(f"{out} is not empty and holds no run; choose another --out")
+        if checkpoint.read_config(out)[2].get("created_by") != "demo":
+            raise ConfigError(
+                f"{out} holds a run that demo did not make; pass --force to replace it, or "
+                "choose another --out"
+            )
+        force = True  # a new demo replaces the old one
     args.data = "mnist-small"
     _train_new(args, "demo", force, out)
     pictures = sorted(p.name for p in out.glob("*.png"))
@@ -220,12 +341,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (10 if args.grid_by_label else 64)
-    if n < 1:
-        raise ConfigError("-n must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     classes = engine.config.n_classes
     if (args.label is not None or args.grid_by_label) and not classes:
         raise ConfigError(f"{args.run} is not a conditional model; --label needs one")
+    if args.grid_by_label and n * classes > MAX_IMAGES:
+        raise ConfigError(
+            f"-n {n} with --grid-by-label draws {n * classes:,} images ({classes} classes); "
+            f"the most is {MAX_IMAGES:,}, so -n must be from 1 to {MAX_IMAGES // classes:,}"
+        )
     if args.grid_by_label:
         out = args.out or args.run / f"samples-by-label-n{n}-seed{args.seed}.png"
         run_figures.draw_label_grid(engine, out, per_class=n, seed=args.seed)
@@ -274,8 +398,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    if args.n < 1:
-        raise ConfigError("-n must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
@@ -291,12 +413,13 @@ def _drawable(engine) -> None:
 
 
 def _labels(engine, data: Dataset) -> np.ndarray | None:
-    """The labels a conditional model needs (None for an unconditional one)."""
+    """The labels a conditional model needs, each one of its classes (None for an unconditional
+    model)."""
     if not engine.config.conditional:
         return None
     if data.y is None:
         raise ConfigError(f"{data.name} has no labels, which this conditional model needs")
-    return data.y
+    return class_labels(data.y, data.name, len(data.x), engine.config.n_classes)
 
 
 def _unconditional(engine, what: str) -> None:
@@ -308,12 +431,8 @@ def cmd_manifold(args: argparse.Namespace) -> int:
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     _drawable(engine)
     _unconditional(engine, "the latent manifold")
-    x = _run_data(args, args.data, args.split)[0].x if args.data else None
-    if engine.config.latent_dim > 2 and args.dims is None and x is None:
-        raise ConfigError(
-            f"the model has {engine.config.latent_dim} latent dimensions: pass --dims I J, or "
-            "--data to use the PCA plane of its posterior means"
-        )
+    pca_plane = engine.config.latent_dim > 2 and args.dims is None
+    x = _run_data(args, args.data, args.split)[0].x if pca_plane else None
     out = args.out or args.run / "manifold.png"
     run_figures.draw_manifold(engine, out, x, n=args.n, dims=args.dims)
     print(f"wrote {out}")
@@ -321,9 +440,14 @@ def cmd_manifold(args: argparse.Namespace) -> int:
 
 
 def cmd_scatter(args: argparse.Namespace) -> int:
+    figures.check_projection(args.method)  # t-SNE without scikit-learn: before any work
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     data = _run_data(args, args.data, args.split)[0]
-    latents = run_figures.posterior_means(engine, data.x, data.y, limit=args.max_points)
+    y = _labels(engine, data)
+    with _progress(args, "encoding", min(len(data.x), args.max_points)) as progress:
+        latents = run_figures.posterior_means(
+            engine, data.x, y, limit=args.max_points, progress=progress
+        )
     labels = None if data.y is None else data.y[: len(latents)]
     out = args.out or args.run / "scatter.png"
     figures.save_latent_scatter(latents, labels, out, method=args.method)
@@ -332,8 +456,6 @@ def cmd_scatter(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    if args.pairs < 1 or args.steps < 2:
-        raise ConfigError("--pairs must be at least 1 and --steps at least 2")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     _drawable(engine)
     _unconditional(engine, "an interpolation")
@@ -348,7 +470,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def cmd_curves(args: argparse.Namespace) -> int:
     checkpoint.read_config(args.run)  # a run, or a clear error
-    records = checkpoint.read_metrics(args.run)
+    records = checkpoint.read_metrics(args.run, checkpoint.CURVE_KEYS)
     if not records:
         raise ConfigError(f"{args.run} has no finished epochs in metrics.jsonl yet")
     out = args.out or args.run / "curves.png"
@@ -357,30 +479,37 @@ def cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_data(args: argparse.Namespace, source: str, split: str) -> tuple[Dataset, str]:
-    """A data set for a run, binarized as the run's protocol (or ``--binarize``) says."""
-    model, train, _ = checkpoint.read_config(args.run)
-    mode = args.binarize or fixed_binarization(train.binarize)
-    if not has_test_split(source):
-        split = "train"  # a file is one set
-    data = load_dataset(source, split, args.data_dir)
-    if tuple(data.x.shape[1:]) != model.input_shape:
-        raise ConfigError(
-            f"{source} has examples of shape {data.x.shape[1:]}, the model expects "
-            f"{model.input_shape}"
-        )
-    return replace(data, x=binarize(data.x, mode)), mode
+def _run_data(args: argparse.Namespace, source: str | None, split: str) -> tuple[Dataset, str]:
+    """:func:`vaekit.runs.run_data` for the command's RUN, --data-dir and --binarize."""
+    return run_data(args.run, source, split, data_dir=args.data_dir, binarize_mode=args.binarize)
+
+
+@contextlib.contextmanager
+def _progress(
+    args: argparse.Namespace, what: str, total: int
+) -> Iterator[Callable[[int], None] | None]:
+    """Show work on ``total`` examples on stderr (results go to stdout): a bar when stderr is a
+    terminal, else one plain line as the part starts; nothing with --quiet. Yields the callback
+    that the work calls with the number of examples finished so far (None: no bar)."""
+    if args.quiet:
+        yield None
+    elif not sys.stderr.isatty():
+        print(f"{what}: {total:,} examples", file=sys.stderr, flush=True)
+        yield None
+    else:
+        with tqdm(total=total, desc=what, unit="example", leave=False, file=sys.stderr) as bar:
+            yield lambda done: bar.update(done - bar.n)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.iw_samples is not None and args.iw_samples < 1:
-        raise ConfigError("--iw-samples must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     data, mode = _run_data(args, args.data, args.split)
     started = time.perf_counter()
     y = _labels(engine, data)
-    elbo = evaluate_elbo(engine, data.x, y=y, seed=args.seed)
-    latents = latent_statistics(engine, data.x, y=y)
+    with _progress(args, "ELBO", len(data.x)) as progress:
+        elbo = evaluate_elbo(engine, data.x, y=y, seed=args.seed, progress=progress)
+    with _progress(args, "active units", len(data.x)) as progress:
+        latents = latent_statistics(engine, data.x, y=y, progress=progress)
     result = {
         "elbo": -elbo.loss,
         "recon": elbo.recon,
@@ -389,8 +518,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "kl_per_dim": [round(float(v), 4) for v in latents.kl_per_dim],
         "n": elbo.n,
         "protocol": {
-            "data": args.data,
-            "split": args.split if has_test_split(args.data) else "all",
+            "data": data.name,
+            "split": args.split if has_test_split(data.name) else "all",
             "binarize": mode,
             "iw_samples": args.iw_samples,
             "seed": args.seed,
@@ -398,7 +527,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         },
     }
     if args.iw_samples:
-        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, y=y, seed=args.seed)
+        with _progress(args, f"IWAE bound, k={args.iw_samples}", len(data.x)) as progress:
+            log_px = iwae_log_likelihood(
+                engine, data.x, args.iw_samples, y=y, seed=args.seed, progress=progress
+            )
         result["nll"] = -float(log_px.mean())
     result["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
@@ -420,15 +552,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    if args.iw_samples < 1:
-        raise ConfigError("--iw-samples must be at least 1")
     engine = checkpoint.open_run(args.run, args.engine, args.device)
     inputs = [(source, _run_data(args, source, "test")[0]) for source in args.inputs]
     rows = ["input,index,label,log_px"]
     summary = []
     for source, data in inputs:
         y = _labels(engine, data)
-        log_px = iwae_log_likelihood(engine, data.x, args.iw_samples, y=y, seed=args.seed)
+        with _progress(args, f"scoring {source}, k={args.iw_samples}", len(data.x)) as progress:
+            log_px = iwae_log_likelihood(
+                engine, data.x, args.iw_samples, y=y, seed=args.seed, progress=progress
+            )
         labels = data.y if data.y is not None else [""] * len(data.x)
         rows += [
             f"{source},{i},{label},{v:.4f}"
@@ -565,7 +698,7 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
         metavar="EPOCHS",
         help="raise the KL weight linearly from 0 to β over EPOCHS (default 0)",
     )
-    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--seed", type=_whole(0, MAX_SEED), help="random seed (default 0)")
     t.add_argument("--device", choices=DEVICES, help="auto (default), cpu or cuda")
     t.add_argument(
         "--sample-every",
@@ -581,7 +714,10 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     t.add_argument("--adam-eps", type=float, metavar="EPS", help="Adam's ε (default 1e-8)")
     t.add_argument(
         "--data-dir",
-        help="where named data sets live (default $VAEKIT_DATA_DIR, else the user cache)",
+        metavar="DIR",
+        help="the directory DIR whose mnist/ or fashion-mnist/ holds the data set, only read "
+        "(default $VAEKIT_DATA_DIR, else the user cache, the one place vaekit downloads to); "
+        "the run stores it; with --resume, where the run's data set is now",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     t.add_argument(
@@ -591,17 +727,35 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_whole(0, MAX_SEED), default=0, help="random seed (default 0)")
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     if out:
-        p.add_argument("--out", type=Path, help="PNG file to write (default: inside RUN)")
+        p.add_argument(
+            "--out",
+            type=_picture_file,
+            help="picture to write, .png, .jpg or .jpeg (default: a PNG inside RUN)",
+        )
 
 
-def _add_data_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--data", required=required, metavar="NAME|PATH", help="data set name or file")
-    p.add_argument("--data-dir", help="where named data sets live")
-    p.add_argument("--split", choices=("train", "test"), default="test")
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        metavar="NAME|PATH",
+        help="data set name or file (default: the run's own data set)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where named data sets live (default: the run's data directory when it holds "
+        "them, else $VAEKIT_DATA_DIR, else the user cache)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="test",
+        help="split of a named data set (default test; a file is used whole)",
+    )
     p.add_argument("--binarize", choices=BINARIZATIONS, help="default: the run's protocol")
 
 
@@ -615,8 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="train a small VAE on the bundled MNIST subset (< 1 minute)",
-        description="Train the reference 784-400-20 VAE on mnist-small and write "
-        "samples.png, reconstructions.png and the checkpoint.",
+        description="Train the reference 784-400-20 VAE on mnist-small and write the checkpoint "
+        f"and {', '.join(run_figures.RUN_FIGURES)} into --out.",
     )
     p.add_argument("--out", type=Path, default=DEMO_DIR, help=f"run directory (default {DEMO_DIR})")
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"default {DEMO_EPOCHS}")
@@ -631,7 +785,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="mnist, fashion-mnist, mnist-small, or a .npy/.npz/.csv/image folder",
     )
     p.add_argument("--out", type=Path, help="run directory (default runs/<timestamp>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with its own settings (flags that agree with them may "
+        "be repeated); --epochs N trains longer, --data-dir DIR reads its data set from where it "
+        "is now (and the run remembers DIR), --device D continues on another device",
+    )
     p.add_argument("--preset", metavar="NAME", help="start from a named recipe (vaekit presets)")
     _add_training_flags(p)
     p.set_defaults(handler=cmd_train)
@@ -644,14 +804,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p)
     p.add_argument(
         "-n",
-        type=int,
+        type=_whole(1, MAX_IMAGES),
         help="number of samples (default 64; per class with --grid-by-label, default 10)",
     )
-    p.add_argument("--label", type=int, help="the class to draw (conditional models)")
+    p.add_argument(
+        "--label",
+        type=_whole(0, MAX_CLASSES - 1),
+        help="the class to draw (conditional models)",
+    )
     p.add_argument(
         "--grid-by-label", action="store_true", help="one row per class (conditional models)"
     )
-    p.add_argument("--npy", type=Path, help="also save the samples as a .npy array")
+    p.add_argument("--npy", type=_output_file, help="also save the samples as a .npy array")
     p.set_defaults(handler=cmd_sample)
 
     p = sub.add_parser(
@@ -666,11 +830,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct inputs with a trained run",
-        description="Encode inputs, sample z ~ q(z|x), decode; draw both.",
+        description="Encode inputs (the run's test set, or --data), sample z ~ q(z|x), decode; "
+        "draw both.",
     )
     _add_run_flags(p)
     _add_data_flags(p)
-    p.add_argument("-n", type=int, default=8, help="number of inputs (default 8)")
+    p.add_argument("-n", type=_whole(1, MAX_GRID), default=8, help="number of inputs (default 8)")
     p.set_defaults(handler=cmd_reconstruct)
 
     p = sub.add_parser(
@@ -678,36 +843,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the decoded latent manifold",
         description="Decode an n×n grid of latents at Gaussian quantiles: both axes of a 2-d "
         "latent, two chosen dimensions (--dims), or the top-2 PCA plane of the posterior means "
-        "of --data.",
+        "of the run's test set (or --data).",
     )
     _add_run_flags(p)
-    _add_data_flags(p, required=False)
-    p.add_argument("-n", type=int, default=20, help="grid size (default 20)")
-    p.add_argument("--dims", type=int, nargs=2, metavar=("I", "J"), help="latent dimensions")
+    _add_data_flags(p)
+    p.add_argument("-n", type=_whole(2, MAX_GRID), default=20, help="grid size (default 20)")
+    p.add_argument(
+        "--dims",
+        type=_whole(0, MAX_UNITS - 1),
+        nargs=2,
+        metavar=("I", "J"),
+        help="latent dimensions",
+    )
     p.set_defaults(handler=cmd_manifold)
 
     p = sub.add_parser(
         "scatter",
         help="scatter the posterior means, coloured by label",
-        description="Encode --data and plot E[z|x]: directly for a 2-d latent, else PCA "
+        description="Encode the run's test set (or --data) and plot E[z|x]: directly for a "
+        "2-d latent, else PCA "
         "(or t-SNE with --method tsne and scikit-learn installed).",
     )
     _add_run_flags(p)
-    _add_data_flags(p, required=True)
+    _add_data_flags(p)
     p.add_argument("--method", choices=("auto", "pca", "tsne"), default="auto")
-    p.add_argument("--max-points", type=int, default=10_000, help="default 10,000")
+    p.add_argument(
+        "--max-points", type=_whole(1, MAX_POINTS), default=10_000, help="default 10,000"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_scatter)
 
     p = sub.add_parser(
         "interpolate",
         help="draw interpolations between inputs in latent space",
-        description="Pick --pairs pairs of inputs (with --seed), encode them and decode the "
-        "path between their posterior means, linear or spherical (slerp).",
+        description="Pick --pairs pairs of inputs of the run's test set or --data (with "
+        "--seed), encode them and decode the path between their posterior means, linear or "
+        "spherical (slerp).",
     )
     _add_run_flags(p)
-    _add_data_flags(p, required=True)
-    p.add_argument("--pairs", type=int, default=4, help="default 4")
-    p.add_argument("--steps", type=int, default=10, help="images per path (default 10)")
+    _add_data_flags(p)
+    p.add_argument("--pairs", type=_whole(1, MAX_GRID), default=4, help="default 4")
+    p.add_argument(
+        "--steps", type=_whole(2, MAX_GRID), default=10, help="images per path (default 10)"
+    )
     p.add_argument("--method", choices=("linear", "slerp"), default="linear")
     p.set_defaults(handler=cmd_interpolate)
 
@@ -717,13 +895,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Loss, test −ELBO, reconstruction and KL per epoch, from metrics.jsonl.",
     )
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
-    p.add_argument("--out", type=Path, help="PNG file to write (default RUN/curves.png)")
+    p.add_argument(
+        "--out",
+        type=_picture_file,
+        help="picture to write, .png, .jpg or .jpeg (default RUN/curves.png)",
+    )
     p.set_defaults(handler=cmd_curves)
 
     p = sub.add_parser(
         "evaluate",
         help="ELBO, importance-weighted NLL and active units",
-        description="Evaluate a run on a data set: the ELBO split into reconstruction and KL, "
+        description="Evaluate a run on its test set (or --data): the ELBO split into "
+        "reconstruction and KL, "
         "the k-sample importance-weighted log-likelihood bound (--iw-samples) and the active "
         "latent units, in nats per example.",
     )
@@ -731,11 +914,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
     p.add_argument(
         "--iw-samples",
-        type=int,
+        type=_whole(1, MAX_IW_SAMPLES),
         metavar="K",
         help="also estimate log p(x) with K importance samples (papers use 5000)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser(
@@ -749,19 +933,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="data set names or paths")
     p.add_argument("--data-dir", help="where named data sets live")
     p.add_argument("--binarize", choices=BINARIZATIONS, help="default: the run's protocol")
-    p.add_argument("--iw-samples", type=int, default=100, metavar="K", help="default 100")
-    p.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    p.add_argument(
+        "--iw-samples", type=_whole(1, MAX_IW_SAMPLES), default=100, metavar="K", help="default 100"
+    )
+    p.add_argument("--out", type=_output_file, help="CSV file to write (default: standard output)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_score)
 
     p = sub.add_parser(
         "encode",
         help="export posterior means (and log-variances)",
-        description="Encode a data set; write mu (.npy), mu, logvar and y (.npz), or a CSV "
+        description="Encode the run's test set (or --data); write mu (.npy), mu, logvar and y "
+        "(.npz), or a CSV "
         "with mu_*, logvar_* and label columns.",
     )
     _add_run_flags(p, out=False)
     _add_data_flags(p)
-    p.add_argument("--out", type=Path, required=True, help="latents.npy, .npz or .csv")
+    p.add_argument("--out", type=_output_file, required=True, help="latents.npy, .npz or .csv")
     p.set_defaults(handler=cmd_encode)
 
     p = sub.add_parser(
@@ -781,7 +969,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument(
+        "--port", type=_whole(0, 65_535), default=8000, help="port (default 8000; 0: any free one)"
+    )
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(handler=cmd_serve)

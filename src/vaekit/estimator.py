@@ -8,7 +8,11 @@ state in attributes ending in ``_``, and the density-model methods ``score_sampl
 
 from __future__ import annotations
 
-from dataclasses import replace
+import inspect
+from collections.abc import Iterable
+from dataclasses import fields, replace
+from difflib import get_close_matches
+from inspect import Parameter, Signature
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from vaekit import checkpoint
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import Dataset
 from vaekit.data.files import as_examples
+from vaekit.data.labels import class_labels
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError
 from vaekit.evaluation import iwae_log_likelihood
@@ -32,96 +37,80 @@ from vaekit.training import (
 )
 
 ARRAY_SOURCE = "<array>"  # TrainConfig.data of a model fitted on an in-memory array
-#: The estimator's hyperparameters that are ModelConfig / TrainConfig settings of the same name.
-MODEL_PARAMS = (
-    "hidden",
-    "latent_dim",
-    "decoder_hidden",
-    "activation",
-    "likelihood",
-    "sigma",
-    "learn_sigma",
-    "beta",
-    "arch",
-    "free_bits",
-    "objective",
-    "iw_samples",
+#: The config fields that are not hyperparameters: the data decide ``input_shape`` and
+#: ``n_classes`` (set ``conditional`` instead); ``data`` is always ``ARRAY_SOURCE`` and
+#: ``data_dir`` unused; ``sample_every``, ``sample_every_steps`` and ``sample_count`` set the
+#: sample grids of a run directory, which ``fit`` does not write.
+EXCLUDED_FIELDS = (
+    "input_shape",
+    "n_classes",
+    "data",
+    "data_dir",
+    "sample_every",
+    "sample_every_steps",
+    "sample_count",
 )
-TRAIN_PARAMS = (
-    "engine",
-    "device",
-    "epochs",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "momentum",
-    "kl_warmup",
-    "binarize",
-    "seed",
+#: The hyperparameters that are no config field: a model conditional on ``y`` (its classes
+#: counted from ``y``), and printing one line per epoch.
+ESTIMATOR_PARAMS = (
+    Parameter("conditional", Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
+    Parameter("verbose", Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
 )
+
+
+def config_parameters(*configs: type) -> tuple[Parameter, ...]:
+    """Keyword parameters named after the fields of the dataclasses ``configs`` (but
+    ``EXCLUDED_FIELDS``), with each field's default and annotation, in field order."""
+    return tuple(
+        Parameter(f.name, Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+        for config in configs
+        for f in fields(config)
+        if f.name not in EXCLUDED_FIELDS
+    )
+
+
+MODEL_PARAMS = tuple(p.name for p in config_parameters(ModelConfig))
+TRAIN_PARAMS = tuple(p.name for p in config_parameters(TrainConfig))
+#: Every hyperparameter, keyword-only, with its default, and ``VAE.__init__``'s signature.
+PARAMETERS = (*config_parameters(ModelConfig, TrainConfig), *ESTIMATOR_PARAMS)
+SIGNATURE = Signature([Parameter("self", Parameter.POSITIONAL_OR_KEYWORD), *PARAMETERS])
+
+
+class UnknownParameter(ConfigError, TypeError):
+    """A keyword that is no hyperparameter of the estimator (a TypeError, as Python's own)."""
+
+
+def check_names(names: Iterable[str]) -> None:
+    """Refuse the first of ``names`` that is no hyperparameter, naming the nearest one."""
+    known = [parameter.name for parameter in PARAMETERS]
+    for name in names:
+        if name not in known:
+            nearest = get_close_matches(name, known, n=1, cutoff=0.0)
+            raise UnknownParameter(f"VAE has no parameter {name!r}; did you mean {nearest[0]!r}?")
 
 
 class VAE:
     """A variational autoencoder over arrays of shape (N, D), (N, H, W) or (N, C, H, W).
 
-    Hyperparameters are those of :class:`~vaekit.config.ModelConfig` and
-    :class:`~vaekit.config.TrainConfig`. After :meth:`fit`: ``engine_`` (the trained engine),
-    ``model_config_``, ``train_config_`` and ``history_`` (one metrics dict per epoch).
-    uint8 data and data in 0..255 are scaled to [0, 1], as the command line does.
+    Hyperparameters, all keywords: every field of :class:`~vaekit.config.ModelConfig` and
+    :class:`~vaekit.config.TrainConfig` but ``EXCLUDED_FIELDS``, with the config's default
+    (``SIGNATURE``), and ``conditional`` and ``verbose``. After :meth:`fit`: ``engine_`` (the
+    trained engine), ``model_config_``, ``train_config_`` and ``history_`` (one metrics dict per
+    epoch). uint8 data and data in 0..255 are scaled to [0, 1], as the command line does.
     """
 
-    def __init__(
-        self,
-        hidden: tuple[int, ...] = (400,),
-        latent_dim: int = 20,
-        *,
-        decoder_hidden: tuple[int, ...] | None = None,
-        activation: str = "relu",
-        likelihood: str = "bernoulli",
-        sigma: float = 1.0,
-        learn_sigma: str = "fixed",
-        beta: float = 1.0,
-        arch: str = "mlp",
-        conditional: bool = False,
-        free_bits: float = 0.0,
-        objective: str = "elbo",
-        iw_samples: int = 1,
-        engine: str = "torch",
-        epochs: int = 10,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        optimizer: str = "adam",
-        momentum: float = 0.0,
-        kl_warmup: float = 0.0,
-        binarize: str = "none",
-        seed: int = 0,
-        device: str = "auto",
-        verbose: bool = False,
-    ) -> None:
-        self.hidden = hidden
-        self.latent_dim = latent_dim
-        self.decoder_hidden = decoder_hidden
-        self.activation = activation
-        self.likelihood = likelihood
-        self.sigma = sigma
-        self.learn_sigma = learn_sigma
-        self.beta = beta
-        self.arch = arch
-        self.conditional = conditional
-        self.free_bits = free_bits
-        self.objective = objective
-        self.iw_samples = iw_samples
-        self.engine = engine
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.momentum = momentum
-        self.kl_warmup = kl_warmup
-        self.binarize = binarize
-        self.seed = seed
-        self.device = device
-        self.verbose = verbose
+    def __init__(self, **params: Any) -> None:
+        check_names(params)
+        for parameter in PARAMETERS:
+            setattr(self, parameter.name, params.get(parameter.name, parameter.default))
+
+    __init__.__signature__ = SIGNATURE  # type: ignore[attr-defined]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The hyperparameters by name, as ``__init__``'s signature lists them (``deep`` is
+        scikit-learn's flag; a VAE holds no nested estimators)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
 
     # --- fitting ---------------------------------------------------------------------------
 
@@ -146,9 +135,7 @@ class VAE:
         if self.conditional:
             if y is None:
                 raise ConfigError("a conditional VAE needs the labels: fit(X, y)")
-            labels = np.asarray(y, dtype=np.int64)
-            if labels.shape != (len(x),) or labels.min() < 0:
-                raise ConfigError("y must hold one class index (0, 1, …) per example")
+            labels = class_labels(y, "y", len(x))
         n_classes = int(labels.max()) + 1 if labels is not None else 0
         model, train = self._configs(tuple(x.shape[1:]), n_classes)
         data = TrainingData.prepare(train, Dataset(x=x, y=labels, name=ARRAY_SOURCE), None)
@@ -206,8 +193,8 @@ class VAE:
     def sample(
         self, n_samples: int = 1, seed: int | None = None, labels: np.ndarray | int | None = None
     ) -> np.ndarray:
-        """``n_samples`` draws of the decoder mean at z ~ N(0, I) (of class ``labels`` for a
-        conditional model; default: the classes in turn)."""
+        """``n_samples`` draws of the decoder mean at z ~ p(z), the model's prior (of class
+        ``labels`` for a conditional model; default: the classes in turn)."""
         seed = self.seed if seed is None else seed
         return sample_prior(self._engine(), n_samples, seed=seed, labels=labels)
 

@@ -13,7 +13,6 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -25,12 +24,19 @@ from matplotlib.ticker import MaxNLocator
 from vaekit.checkpoint import write_atomic
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError
+from vaekit.priors import Prior
 
 PAD = 2  # pixels between tiles
 DPI = 100
 QUANTILE_RANGE = (0.05, 0.95)  # the manifold's grid of Gaussian quantiles, p in this range
 MAX_IMAGE_PIXELS = 760  # the longest side of an image grid on screen, in pixels
 GAP = 6  # extra white pixels between an interpolation strip and its two inputs
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}  # file suffix → format written
+
+
+def plural(n: int, noun: str) -> str:
+    """A count and its noun as titles and messages print them: "1 epoch", "1,000 epochs"."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def can_draw(shape: tuple[int, ...]) -> bool:
@@ -66,11 +72,24 @@ def tile(images: np.ndarray, ncol: int) -> np.ndarray:
     return canvas
 
 
-def _write_png(fig: Figure, path: str | Path) -> None:
-    """Render ``fig`` as PNG in memory, then write it to ``path`` atomically."""
+def image_path(path: str | Path) -> Path:
+    """``path`` as a Path, if its suffix names a format figures are written in (PNG or JPEG,
+    see IMAGE_FORMATS); raises :class:`ConfigError` otherwise, before any drawing."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_FORMATS:
+        raise ConfigError(f"cannot write a picture to {path}: name a .png, .jpg or .jpeg file")
+    return path
+
+
+def _write_image(fig: Figure, path: str | Path, title: str) -> None:
+    """Render ``fig`` in memory in the format its suffix names, then write it to ``path``
+    atomically. A PNG carries ``title`` in its Title text field."""
+    path = image_path(path)
+    kind = IMAGE_FORMATS[path.suffix.lower()]
+    options: dict[str, Any] = {"metadata": {"Title": title}} if kind == "png" else {}
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    write_atomic(Path(path), buffer.getvalue())
+    fig.savefig(buffer, format=kind, dpi=DPI, **options)
+    write_atomic(path, buffer.getvalue())
 
 
 def _save(canvas: np.ndarray, path: Path, title: str) -> None:
@@ -81,7 +100,7 @@ def _save(canvas: np.ndarray, path: Path, title: str) -> None:
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     fig.suptitle(title, y=0.99, va="top", fontsize=10)
-    _write_png(fig, path)
+    _write_image(fig, path, title)
 
 
 def save_sample_grid(x: np.ndarray, path: str | Path, title: str, ncol: int | None = None) -> None:
@@ -132,20 +151,21 @@ def _tile_centres(count: int, size: int) -> np.ndarray:
     return PAD + np.arange(count) * (size + PAD) + (size - 1) / 2
 
 
-def _title(fig: Figure, title: str, detail: str) -> None:
-    """A bold title line and a smaller line saying exactly what is drawn."""
+def _title(fig: Figure, title: str, detail: str) -> str:
+    """A bold title line and a smaller line saying exactly what is drawn; returns both as one
+    line (for the file's Title field)."""
     fig.suptitle(f"{title}\n", y=0.995, va="top", fontsize=11, fontweight="bold")
     fig.text(0.5, 0.995, f"\n{detail}", ha="center", va="top", fontsize=9, linespacing=1.55)
+    return f"{title}: {detail}"
 
 
 # --- the 2-D latent manifold --------------------------------------------------------------------
 
 
-def manifold_quantiles(n: int) -> np.ndarray:
-    """Φ⁻¹(p) for n values of p evenly spaced over [0.05, 0.95]: a grid of latent values
-    equally likely under the prior N(0, 1)."""
-    inv_cdf = NormalDist().inv_cdf
-    return np.array([inv_cdf(p) for p in np.linspace(*QUANTILE_RANGE, n)])
+def manifold_quantiles(n: int, prior: Prior) -> np.ndarray:
+    """The prior's quantiles at n values of p evenly spaced over [0.05, 0.95]: a grid of latent
+    values equally likely under ``prior`` (Φ⁻¹(p) for N(0, I))."""
+    return prior.quantile(np.linspace(*QUANTILE_RANGE, n))
 
 
 def _check_drawable(engine: Engine) -> None:
@@ -189,7 +209,7 @@ def _manifold_plane(
         raise DataError(f"latents have {latents.shape[1]} dimensions, the model has {k}")
     if len(latents) < 3:
         raise DataError("latents must hold at least 3 points to find their principal plane")
-    centre, directions, sd, share = _pca(latents)
+    centre, directions, sd, share = principal_components(latents)
     names = tuple(f"PC{m + 1} ({100 * share[m]:.0f}% of variance)" for m in (0, 1))
     detail = (
         f"top-2 principal plane of {len(latents):,} posterior means, "
@@ -241,7 +261,7 @@ def save_manifold(
     if k < 2:
         raise ConfigError("a 2-D manifold needs a model with at least 2 latent dimensions")
     origin, axes, names, detail = _manifold_plane(k, dims, latents)
-    q = manifold_quantiles(n)
+    q = manifold_quantiles(n, engine.prior)
     grid_x, grid_y = q, q[::-1]  # the top row has the largest second coordinate
     z = origin + grid_x[None, :, None] * axes[0] + grid_y[:, None, None] * axes[1]
     images = _as_images(np.asarray(engine.decode(z.reshape(n * n, k).astype(np.float32))))
@@ -254,8 +274,7 @@ def save_manifold(
     ax.tick_params(labelsize=8, length=3)
     ax.set_xlabel(names[0], fontsize=9)
     ax.set_ylabel(names[1], fontsize=9)
-    _title(fig, title or "Decoded latent manifold", detail)
-    _write_png(fig, path)
+    _write_image(fig, path, _title(fig, title or "Decoded latent manifold", detail))
 
 
 # --- latent scatter -----------------------------------------------------------------------------
@@ -270,30 +289,52 @@ def _check_latents(latents: np.ndarray, name: str) -> np.ndarray:
     return latents
 
 
-def _pca(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, principal directions (rows, unit, by decreasing variance), the standard deviation
-    along each, and each one's share of the total variance (numpy SVD of the centred data)."""
+def principal_components(
+    x: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of points x (N, K): their mean (K,), the principal directions (rows, unit length, by
+    decreasing variance), the standard deviation along each (x's units) and each one's share of
+    the total variance (numpy SVD of the centred points; variance = s²/(N − 1)).
+
+    Each direction is oriented so that its largest-magnitude component is positive (the first
+    such component on a tie): an SVD's signs are arbitrary, and with this rule the manifold, the
+    scatter plot and the explorer's map show the same plane the same way round, for x and −x.
+    """
     centre = x.mean(axis=0)
     _, singular, vt = np.linalg.svd(x - centre, full_matrices=False)
     variance = singular**2 / max(len(x) - 1, 1)
     total = variance.sum()
     share = variance / total if total > 0 else np.zeros_like(variance)
-    # a fixed sign per direction (largest component positive), so pictures are reproducible
     signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
     return centre, vt * signs[:, None], np.sqrt(variance), share
+
+
+def _tsne_class() -> type:
+    """scikit-learn's TSNE, or a :class:`ConfigError` saying how to get it."""
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise ConfigError(
+            "--method tsne needs scikit-learn, which is not installed; "
+            "pip install scikit-learn, or use --method pca"
+        ) from None
+    return TSNE
+
+
+def check_projection(method: str) -> None:
+    """Refuse a scatter ``method`` that cannot run (unknown, or t-SNE without scikit-learn), so
+    that callers can check it before any work."""
+    if method not in ("auto", "pca", "tsne"):
+        raise ConfigError(f"method must be auto, pca or tsne; got {method!r}")
+    if method == "tsne":
+        _tsne_class()
 
 
 def _project(latents: np.ndarray, method: str) -> tuple[np.ndarray, tuple[str, str], str]:
     """2-D coordinates, axis labels and the name of the projection."""
     k = latents.shape[1]
     if method == "tsne":
-        try:
-            from sklearn.manifold import TSNE
-        except ImportError:
-            raise ConfigError(
-                "method='tsne' needs scikit-learn, which is not installed; "
-                "pip install scikit-learn, or use method='pca'"
-            ) from None
+        TSNE = _tsne_class()  # noqa: N806 (a class)
         perplexity = float(min(30.0, max(1.0, (len(latents) - 1) / 3)))
         tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=0)
         xy = tsne.fit_transform(latents)
@@ -302,7 +343,7 @@ def _project(latents: np.ndarray, method: str) -> tuple[np.ndarray, tuple[str, s
         return latents, ("z[0]", "z[1]"), "the 2 latent dimensions"
     if k < 2:
         raise DataError("a latent scatter plot needs at least 2 latent dimensions")
-    centre, directions, _, share = _pca(latents)
+    centre, directions, _, share = principal_components(latents)
     xy = (latents - centre) @ directions[:2].T
     labels = tuple(f"PC{m + 1} ({100 * share[m]:.0f}% of variance)" for m in (0, 1))
     return xy, labels, f"PCA of {k} latent dimensions to 2"
@@ -325,8 +366,7 @@ def save_latent_scatter(
     ``labels=None`` draws every dot in one colour. Dots are drawn in a random order so no class
     hides another; size and transparency suit 10,000 points.
     """
-    if method not in ("auto", "pca", "tsne"):
-        raise ConfigError(f"method must be auto, pca or tsne; got {method!r}")
+    check_projection(method)
     latents = _check_latents(latents, "latents")
     n = len(latents)
     if labels is not None:
@@ -379,8 +419,7 @@ def save_latent_scatter(
     ax.set_ylabel(axis_names[1], fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.25)
-    _title(fig, title or "Posterior means", f"{n:,} points, {projection}")
-    _write_png(fig, path)
+    _write_image(fig, path, _title(fig, title or "Posterior means", f"{n:,} points, {projection}"))
 
 
 # --- interpolation ------------------------------------------------------------------------------
@@ -478,8 +517,7 @@ def save_interpolations(
         side.set_visible(False)
     name = "spherical (slerp)" if method == "slerp" else "linear"
     detail = f"{name} interpolation of posterior means, {k} decoded steps between inputs A and B"
-    _title(fig, title or f"Latent interpolation ({method})", detail)
-    _write_png(fig, path)
+    _write_image(fig, path, _title(fig, title or f"Latent interpolation ({method})", detail))
 
 
 # --- training curves ----------------------------------------------------------------------------
@@ -533,9 +571,9 @@ def save_training_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     last = records[-1]
-    detail = f"{len(records)} epochs, final train loss {float(last['loss']):.2f}"
+    detail = f"{plural(len(records), 'epoch')}, final train loss {float(last['loss']):.2f}"
     if "test_loss" in last:
         detail += f", test −ELBO {float(last['test_loss']):.2f} nats per example"
-    _title(fig, title or "Training curves", detail)
+    heading = _title(fig, title or "Training curves", detail)
     fig.subplots_adjust(left=0.075, right=0.985, bottom=0.14, top=0.78, wspace=0.38)
-    _write_png(fig, path)
+    _write_image(fig, path, heading)

@@ -4,6 +4,7 @@ drawn alone by its command (``sample``, ``reconstruct``, ``manifold``, ``scatter
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,47 +15,95 @@ from vaekit.sampling import reconstruct, sample_prior
 
 SCATTER_POINTS = 10_000  # posterior means drawn in scatter.png (and used for the PCA plane)
 
+#: The files :func:`draw_all` writes into a run directory, in order (see there for which ones a
+#: given model gets).
+SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
+MANIFOLD, INTERPOLATIONS = "manifold.png", "interpolations.png"
+SCATTER, CURVES = "scatter.png", "curves.png"
+RUN_FIGURES = (SAMPLES, RECONSTRUCTIONS, MANIFOLD, INTERPOLATIONS, SCATTER, CURVES)
 
-def draw_samples(engine: Engine, path: Path, n: int = 64, seed: int = 0) -> None:
+
+def _when(epoch: int | None, step: int | None = None) -> str:
+    """When a training figure was drawn, for its title: ' at epoch 3', ' at epoch 3, step
+    1,500', or '' for a final figure."""
+    if epoch is None:
+        return ""
+    return f" at epoch {epoch}" + ("" if step is None else f", step {step:,}")
+
+
+def draw_samples(
+    engine: Engine,
+    path: Path,
+    n: int = 64,
+    seed: int = 0,
+    *,
+    epoch: int | None = None,
+    step: int | None = None,
+) -> None:
     """n prior samples in a square grid; a conditional model gets one row per class instead,
-    with about n/C samples each (see :func:`draw_label_grid`)."""
+    with about n/C samples each (see :func:`draw_label_grid`). During training, the title says
+    at which ``epoch`` (and ``step``) they were drawn."""
     classes = engine.config.n_classes
     if classes:
-        draw_label_grid(engine, path, per_class=max(1, round(n / classes)), seed=seed)
+        per_class = max(1, round(n / classes))
+        draw_label_grid(engine, path, per_class=per_class, seed=seed, epoch=epoch, step=step)
         return
     images = sample_prior(engine, n, seed=seed)
-    figures.save_sample_grid(images, path, f"{n} samples from the prior (seed {seed})")
+    title = f"{n} samples from the prior{_when(epoch, step)} (seed {seed})"
+    figures.save_sample_grid(images, path, title)
 
 
-def draw_label_grid(engine: Engine, path: Path, per_class: int = 10, seed: int = 0) -> None:
+def draw_label_grid(
+    engine: Engine,
+    path: Path,
+    per_class: int = 10,
+    seed: int = 0,
+    *,
+    epoch: int | None = None,
+    step: int | None = None,
+) -> None:
     """A conditional model's samples, one row per class, the same z down each column."""
     classes = engine.config.n_classes
-    z = np.random.default_rng(seed).standard_normal((per_class, engine.config.latent_dim))
+    z = engine.prior.sample(per_class, np.random.default_rng(seed))
     z = np.tile(z.astype(np.float32), (classes, 1))
     images = engine.decode(z, np.repeat(np.arange(classes), per_class))
-    title = f"Samples by class: row c is label c (seed {seed})"
+    title = f"Samples by class{_when(epoch, step)}: row c is label c (seed {seed})"
     figures.save_sample_grid(images, path, title, ncol=per_class)
 
 
 def draw_reconstructions(
-    engine: Engine, x: np.ndarray, path: Path, seed: int = 0, labels: np.ndarray | None = None
+    engine: Engine,
+    x: np.ndarray,
+    path: Path,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+    *,
+    epoch: int | None = None,
 ) -> None:
-    """Inputs above their reconstructions (labels are used by a conditional model)."""
+    """Inputs above their reconstructions (labels are used by a conditional model); during
+    training, the title names the ``epoch``."""
     y = labels[: len(x)] if engine.config.conditional else None
     recon = reconstruct(engine, x, seed=seed, labels=y)
-    figures.save_reconstructions(x, recon, path, "Inputs (top) and their reconstructions (bottom)")
+    title = f"Inputs (top) and their reconstructions (bottom){_when(epoch)}"
+    figures.save_reconstructions(x, recon, path, title)
 
 
 def posterior_means(
-    engine: Engine, x: np.ndarray, labels: np.ndarray | None = None, limit: int = SCATTER_POINTS
+    engine: Engine,
+    x: np.ndarray,
+    labels: np.ndarray | None = None,
+    limit: int = SCATTER_POINTS,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """E[z|x] (E[z|x, y] for a conditional model) of the first ``limit`` inputs, in batches."""
+    """E[z|x] (E[z|x, y] for a conditional model) of the first ``limit`` inputs, in batches of
+    1,000; ``progress``, if given, is called after each with the number of inputs encoded."""
     x = x[:limit]
     y = labels[:limit] if engine.config.conditional else None
-    parts = [
-        engine.encode(x[i : i + 1000], None if y is None else y[i : i + 1000])[0]
-        for i in range(0, len(x), 1000)
-    ]
+    parts = []
+    for i in range(0, len(x), 1000):
+        parts.append(engine.encode(x[i : i + 1000], None if y is None else y[i : i + 1000])[0])
+        if progress is not None:
+            progress(i + len(parts[-1]))
     return np.concatenate(parts)
 
 
@@ -65,11 +114,13 @@ def draw_manifold(
     *,
     n: int = 20,
     dims: tuple[int, int] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
-    """2-D latents directly; otherwise ``dims``, or the PCA plane of the posterior means of x."""
+    """2-D latents directly; otherwise ``dims``, or the PCA plane of the posterior means of x
+    (encoded with ``progress`` as :func:`posterior_means` says)."""
     latents = None
     if engine.config.latent_dim > 2 and dims is None and x is not None:
-        latents = posterior_means(engine, x)
+        latents = posterior_means(engine, x, progress=progress)
     figures.save_manifold(engine, path, n=n, dims=dims, latents=latents)
 
 
@@ -95,18 +146,20 @@ def draw_all(
 ) -> list[Path]:
     """Every figure of a run into ``run_dir``; x (and labels) are test inputs, else training
     inputs. Image figures only for inputs that can be drawn; the latent manifold and the
-    interpolations only for unconditional models. Returns the files written."""
+    interpolations only for unconditional models. Returns the files written (named in
+    RUN_FIGURES)."""
     written = []
     if figures.can_draw(engine.config.input_shape):
-        draw_samples(engine, run_dir / "samples.png", seed=seed)
-        draw_reconstructions(engine, x[:8], run_dir / "reconstructions.png", seed, labels)
-        written += ["samples.png", "reconstructions.png"]
+        draw_samples(engine, run_dir / SAMPLES, seed=seed)
+        draw_reconstructions(engine, x[:8], run_dir / RECONSTRUCTIONS, seed, labels)
+        written += [SAMPLES, RECONSTRUCTIONS]
         if not engine.config.conditional:
-            draw_manifold(engine, run_dir / "manifold.png", x)
-            draw_interpolations(engine, x, run_dir / "interpolations.png", seed=seed)
-            written += ["manifold.png", "interpolations.png"]
+            draw_manifold(engine, run_dir / MANIFOLD, x)
+            draw_interpolations(engine, x, run_dir / INTERPOLATIONS, seed=seed)
+            written += [MANIFOLD, INTERPOLATIONS]
     latents = posterior_means(engine, x, labels)
     scatter_labels = None if labels is None else labels[: len(latents)]
-    figures.save_latent_scatter(latents, scatter_labels, run_dir / "scatter.png")
-    figures.save_training_curves(checkpoint.read_metrics(run_dir), run_dir / "curves.png")
-    return [run_dir / name for name in [*written, "scatter.png", "curves.png"]]
+    figures.save_latent_scatter(latents, scatter_labels, run_dir / SCATTER)
+    curves = checkpoint.read_metrics(run_dir, checkpoint.CURVE_KEYS)
+    figures.save_training_curves(curves, run_dir / CURVES)
+    return [run_dir / name for name in [*written, SCATTER, CURVES]]
