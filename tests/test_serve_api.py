@@ -11,9 +11,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import explorer_runs
+from vaekit import checkpoint, figures
 from vaekit.cli import main
+from vaekit.data import load_dataset
+from vaekit.priors import StandardNormal
+from vaekit.run_figures import posterior_means
 from vaekit.serve.app import create_app
-from vaekit.serve.explorer import Explorer
+from vaekit.serve.explorer import LIMIT_FACTOR, Explorer
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +31,13 @@ def client(runs):
 
 
 @pytest.fixture(scope="module")
-def conditional(runs):
-    return TestClient(create_app(Explorer.open(runs["conditional"])))
+def conditional_explorer(runs):
+    return Explorer.open(runs["conditional"])
+
+
+@pytest.fixture(scope="module")
+def conditional(conditional_explorer):
+    return TestClient(create_app(conditional_explorer))
 
 
 def png(size=(28, 28), mode="L", value=0, fmt="PNG") -> str:
@@ -59,10 +68,13 @@ def test_model_and_map(client):
         "image_shape": [1, 28, 28],
         "likelihood": "bernoulli",
         "score_samples": 100,
+        "latent_range": pytest.approx([-3.0902, 3.0902], abs=1e-4),  # N(0, 1): Φ⁻¹(0.001)
+        "latent_limit": pytest.approx([-9.2706, 9.2706], abs=1e-4),
     }
     latent_map = client.get("/api/map").json()
     assert len(latent_map["points"]) == 1000 == len(latent_map["labels"])  # mnist-small's test set
     assert latent_map["axes"] == [[1.0, 0.0], [0.0, 1.0]] and latent_map["centre"] == [0.0, 0.0]
+    assert latent_map["prior_range"] == [model["latent_range"]] * 2
 
 
 def test_decode_gives_the_decoder_mean_as_a_png(client, runs):
@@ -86,7 +98,7 @@ def test_interpolation_is_a_strip(client):
     [
         ("/api/decode", {"z": "1"}, "needs 2 numbers"),
         ("/api/decode", {"z": "1,nan"}, "finite"),
-        ("/api/decode", {"z": "1,99"}, "within ±10"),
+        ("/api/decode", {"z": "1,99"}, "from -9.27 to 9.27"),
         ("/api/decode", {"z": "a,b"}, "numbers separated by commas"),
         ("/api/decode", {"z": "0,0", "label": 3}, None),  # unconditional: the label is ignored
         ("/api/interpolate", {"a": "0,0", "b": "1,1", "steps": 1}, "steps must be from 2"),
@@ -149,9 +161,8 @@ def test_conditional_models_need_a_label(conditional):
 
 def test_openapi_describes_the_api(client):
     spec = client.get("/openapi.json").json()
-    assert {"/api/model", "/api/map", "/api/decode", "/api/interpolate", "/api/analyse"} <= set(
-        spec["paths"]
-    )
+    paths = {"/api/model", "/api/map", "/api/sample", "/api/decode", "/api/interpolate"}
+    assert paths | {"/api/analyse"} <= set(spec["paths"])
     assert "image/png" in spec["paths"]["/api/decode"]["get"]["responses"]["200"]["content"]
     assert client.get("/docs").status_code == 200
 
@@ -214,7 +225,7 @@ def test_serve_benchmark_runs(runs):
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve.py"
     command = [sys.executable, str(script), str(runs["conditional"]), "--requests", "3"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)  # a deadlock guard
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| GET /api/decode |" in proc.stdout
 
@@ -469,3 +480,59 @@ def test_openapi_documents_the_three_kinds_of_upload(client):
     assert {"400", "413", "415", "422"} <= set(analyse["responses"])
     problem = analyse["responses"]["422"]["content"]["application/json"]["schema"]
     assert problem == {"$ref": "#/components/schemas/Problem"}
+
+
+class ScaledNormal(StandardNormal):
+    """p(z) = N(0, 9I): the standard normal scaled by 3, a prior the explorer must follow."""
+
+    def sample(self, n, rng):
+        return 3 * super().sample(n, rng)
+
+    def quantile(self, p):
+        return 3 * super().quantile(p)
+
+
+def test_the_explorer_samples_and_ranges_follow_the_runs_prior(runs):
+    engine = checkpoint.open_run(runs["plain"])
+    engine.prior = ScaledNormal(2)
+    client = TestClient(create_app(Explorer(engine, None, None)))
+    drawn = client.get("/api/sample", params={"seed": 5}).json()["z"]
+    np.testing.assert_allclose(drawn, 3 * np.random.default_rng(5).standard_normal((1, 2))[0])
+    many = np.array([client.get("/api/sample").json()["z"] for _ in range(200)])
+    assert len(np.unique(many[:, 0])) == 200 and many.std() > 2  # fresh draws of sd 3, not 1
+    model = client.get("/api/model").json()
+    low, high = 3 * StandardNormal(1).quantile(np.array([0.001, 0.999]))
+    assert model["latent_range"] == pytest.approx([low, high])
+    assert model["latent_limit"] == pytest.approx([LIMIT_FACTOR * low, LIMIT_FACTOR * high])
+    assert client.get("/api/map").json()["prior_range"] == [pytest.approx([low, high])] * 2
+    assert client.get("/api/decode", params={"z": "0,20"}).status_code == 200  # N(0, 1): refused
+    refused = client.get("/api/decode", params={"z": "0,30"})
+    assert refused.status_code == 400 and "from -27.8 to 27.8" in refused.json()["detail"]
+    assert client.get("/api/sample", params={"seed": -1}).status_code == 422
+
+
+def test_the_maps_axes_are_the_manifolds_principal_axes(runs, conditional_explorer):
+    engine = conditional_explorer.engine
+    test = load_dataset("mnist-small", "test")
+    means = posterior_means(engine, test.x, test.y)
+    _, axes, _, _ = figures._manifold_plane(engine.config.latent_dim, None, means)
+    unit = axes / np.linalg.norm(axes, axis=1, keepdims=True)
+    np.testing.assert_allclose(conditional_explorer.axes, unit, atol=1e-12)
+    np.testing.assert_allclose(conditional_explorer.centre, means.mean(axis=0))
+    latent_map = TestClient(create_app(conditional_explorer)).get("/api/map").json()
+    np.testing.assert_allclose(latent_map["axes"], unit, atol=1e-12)
+
+
+def test_principal_axes_have_one_orientation_for_a_reflected_input(rng):
+    rotation = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    points = (rng.standard_normal((500, 4)) * [5.0, 3.0, 1.0, 0.5]) @ rotation
+    centre, axes, sd, share = figures.principal_components(points)
+    reflected = figures.principal_components(-points)
+    np.testing.assert_allclose(reflected[1], axes, atol=1e-12)
+    np.testing.assert_allclose(reflected[0], -centre)
+    largest = axes[np.arange(4), np.abs(axes).argmax(axis=1)]
+    assert np.all(largest > 0)  # the documented orientation
+    _, _, rows = np.linalg.svd(points - centre)
+    np.testing.assert_allclose(np.abs(axes), np.abs(rows), atol=1e-9)  # the SVD's directions
+    np.testing.assert_allclose(sd, np.sqrt(np.linalg.eigvalsh(np.cov(points.T))[::-1]))
+    assert share.sum() == pytest.approx(1.0)

@@ -23,6 +23,8 @@ from vaekit.serve.server import BackgroundServer
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "serve"
 REQUIRED = os.environ.get("VAEKIT_REQUIRE_BROWSER") == "1"
+#: Limit of every wait in these tests: a guard against a deadlock, never a pass/fail criterion.
+GUARD_MS = 600_000
 
 if not Path(CHROMIUM).exists():
     if REQUIRED:
@@ -77,6 +79,7 @@ requestAnimationFrame(watchImages);
 
 def new_page(browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(GUARD_MS)  # every wait is a deadlock guard, never a criterion
     page.add_init_script(WATCH_IMAGES)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -86,7 +89,7 @@ def new_page(browser):
 def open_page(browser, url: str):
     page, errors = new_page(browser)
     page.goto(url)
-    page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+    page.wait_for_selector("body[data-ready=true]")
     page.wait_for_selector("#decoded[data-z]", state="attached")  # the first decode is in
     return page, errors
 
@@ -104,7 +107,7 @@ def image_faults(page) -> list[str]:
 
 def decoded_pixels(page, selector: str = "#decoded") -> list[int]:
     """The pixels of a loaded <img>, read back through a canvas (waiting while it loads)."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + GUARD_MS / 1000
     while True:
         pixels = page.evaluate(
             """s => {
@@ -126,9 +129,7 @@ def decoded_pixels(page, selector: str = "#decoded") -> list[int]:
 
 
 def wait_for_new_z(page, old: str) -> str:
-    page.wait_for_function(
-        "old => document.querySelector('#decoded').dataset.z !== old", arg=old, timeout=10_000
-    )
+    page.wait_for_function("old => document.querySelector('#decoded').dataset.z !== old", arg=old)
     return page.get_attribute("#decoded", "data-z")
 
 
@@ -185,9 +186,7 @@ def test_map_click_drag_sample_interpolate_and_draw(browser, runs):
         page.mouse.move(x0 + 120, y0 + 240, steps=12)
         page.mouse.up()
         page.click("#read")
-        page.wait_for_function(
-            "document.querySelector('#score').textContent.includes('nats')", timeout=10_000
-        )
+        page.wait_for_function("document.querySelector('#score').textContent.includes('nats')")
         score = page.text_content("#score")
         assert "log p(x) ≈ -" in score and any(w in score for w in ("typical", "unusual")), score
         assert len(decoded_pixels(page, "#reconstruction")) == 28 * 28
@@ -209,11 +208,15 @@ def test_sliders_and_label_picker_of_a_conditional_model(browser, runs):
     with Server(runs["conditional"]) as server:
         page, errors = open_page(browser, server.url)
         assert page.locator("#sliders input").count() == 4
+        ranges = page.eval_on_selector_all(
+            "#sliders input", "sliders => sliders.map((s) => [Number(s.min), Number(s.max)])"
+        )
+        assert ranges == [pytest.approx([-3.0902, 3.0902], abs=1e-4)] * 4  # N(0, 1)'s 0.1–99.9%
         assert page.is_visible("#label")
         first_z = page.get_attribute("#decoded", "data-z")
         before = decoded_pixels(page)
         page.select_option("#label", "7")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + GUARD_MS / 1000
         while decoded_pixels(page) == before:
             assert time.monotonic() < deadline, "the label picker did not change the image"
             time.sleep(0.1)
@@ -287,7 +290,7 @@ def test_no_broken_image_while_the_images_load(browser, runs):
             page.route(pattern, lambda route: held.append(route))
 
         def release() -> None:
-            deadline = time.monotonic() + 600  # a deadlock guard only
+            deadline = time.monotonic() + GUARD_MS / 1000  # a deadlock guard only
             while not held:
                 assert time.monotonic() < deadline, "the request never came"
                 page.wait_for_timeout(20)  # lets Playwright deliver the route
@@ -297,7 +300,7 @@ def test_no_broken_image_while_the_images_load(browser, runs):
 
         hold("**/api/decode?*")
         page.goto(server.url)
-        page.wait_for_selector("body[data-ready=true]", timeout=15_000)
+        page.wait_for_selector("body[data-ready=true]")
         assert page.is_visible("#decoded-wait") and not page.is_visible("#decoded")
         assert page.get_attribute("#decoded", "src") is None
         page.screenshot(path=ARTIFACTS / "06-loading.png", full_page=True)

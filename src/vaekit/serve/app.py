@@ -54,6 +54,10 @@ class ModelInfo(BaseModel):
     image_shape: list[int] = Field(description="(channels, height, width)")
     likelihood: str
     score_samples: int = Field(description="k of the importance-weighted log p(x) estimate")
+    latent_range: list[float] = Field(
+        description="the prior's 0.1% and 99.9% quantiles of each z_k: the sliders' range"
+    )
+    latent_limit: list[float] = Field(description="the least and greatest z_k decoded")
 
 
 class MapInfo(BaseModel):
@@ -62,6 +66,13 @@ class MapInfo(BaseModel):
     centre: list[float] = Field(description="the latent at (0, 0)")
     axes: list[list[float]] = Field(description="the latent directions of u and v")
     axis_titles: list[str] = Field(description="what u and v are, in words")
+    prior_range: list[list[float]] = Field(
+        description="[[u_lo, u_hi], [v_lo, v_hi]]: the prior's quantile range along u and v"
+    )
+
+
+class LatentOut(BaseModel):
+    z: list[float] = Field(description="a latent drawn from the run's prior p(z)")
 
 
 class ImageIn(BaseModel):
@@ -239,6 +250,8 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
             image_shape=list(config.input_shape),
             likelihood=config.likelihood,
             score_samples=explorer.score_samples,
+            latent_range=list(explorer.latent_range),
+            latent_limit=list(explorer.latent_limit),
         )
 
     @app.get("/api/map", response_model=MapInfo)
@@ -251,7 +264,17 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
             centre=explorer.centre.tolist(),
             axes=explorer.axes.tolist(),
             axis_titles=explorer.axis_titles,
+            prior_range=explorer.map_range().tolist(),
         )
+
+    @app.get("/api/sample", response_model=LatentOut, responses=BAD)
+    def sample(
+        seed: int | None = Query(
+            default=None, ge=0, description="seed of the draw; none: a fresh random one"
+        ),
+    ) -> LatentOut:
+        """A latent drawn from the run's prior p(z)."""
+        return LatentOut(z=explorer.random_latent(seed).tolist())
 
     @app.get("/api/decode", response_class=Response, responses={200: PNG, **BAD})
     def decode(

@@ -2,9 +2,16 @@
 decoding, interpolation, and the analysis of a drawn or uploaded image.
 
 The map: posterior means E[z|x] of (up to ``map_size``) images of the run's test set, projected to
-2-D — the identity for a 2-d latent, else the two principal axes of those means. A point (u, v)
-of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at the centre), and
-``axis_titles`` says what u and v are.
+2-D — the identity for a 2-d latent, else the two principal axes of the means that
+``manifold.png`` and ``scatter.png`` use (the first ``run_figures.SCATTER_POINTS``), by the same
+function (:func:`vaekit.figures.principal_components`), so that the map is oriented as they are.
+A point (u, v) of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at the
+centre), and ``axis_titles`` says what u and v are.
+
+The latent space's extent comes from the run's prior p(z) (``engine.prior``), never from an assumed
+N(0, I): the sliders span each z_k's ``RANGE_PROBABILITIES`` quantiles [lo, hi], latents up to
+``LIMIT_FACTOR`` times that range's half-width from its middle are decoded, and random latents are
+draws from the prior.
 
 Scores are log p(x) estimates in nats (the importance-weighted bound, k samples), read against
 the same estimate on test images: an input below the 1st percentile is unusual for the model.
@@ -22,16 +29,17 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vaekit import checkpoint, figures
-from vaekit.data import binarize, load_dataset
-from vaekit.data.datasets import has_test_split, run_data_dir
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluation import iwae_log_likelihood
 from vaekit.run_figures import posterior_means
-from vaekit.training import fixed_binarization
+from vaekit.runs import run_data
 
-#: |z_k| beyond this is refused: the prior puts no mass there worth decoding.
-LATENT_LIMIT = 10.0
+#: The probabilities whose prior quantiles bound the sliders (and the map's least extent).
+RANGE_PROBABILITIES = (0.001, 0.999)
+#: z_k farther than this many half-widths of that range from its middle is refused: the prior
+#: puts no mass there worth decoding (±9.27 for N(0, 1)).
+LIMIT_FACTOR = 3.0
 MAX_INTERPOLATION_STEPS = 32
 
 
@@ -68,6 +76,10 @@ class Explorer:
         if not figures.can_draw(config.input_shape) or len(config.input_shape) != 3:
             raise ConfigError("the explorer shows images; this run's inputs are not images")
         self.engine, self.config, self.score_samples = engine, config, score_samples
+        low, high = engine.prior.quantile(np.array(RANGE_PROBABILITIES))
+        self.latent_range = (float(low), float(high))
+        middle, half = (low + high) / 2, LIMIT_FACTOR * (high - low) / 2
+        self.latent_limit = (float(middle - half), float(middle + half))
         self.map_points = np.zeros((0, 2))
         self.map_labels: np.ndarray | None = None
         self.centre = np.zeros(config.latent_dim)
@@ -76,13 +88,12 @@ class Explorer:
         self.reference_scores = np.zeros(0)
         if reference is not None and len(reference):
             labels = reference_labels if config.conditional else None
-            means = posterior_means(engine, reference, labels, limit=map_size)
+            means = posterior_means(engine, reference, labels)
             if config.latent_dim > 2:
-                self.centre = means.mean(axis=0)
-                _, _, rows = np.linalg.svd(means - self.centre, full_matrices=False)
-                self.axes = rows[:2]
+                self.centre, directions, _, _ = figures.principal_components(means)
+                self.axes = directions[:2]
                 self.axis_titles = [f"principal axis {i} of E[z|x]" for i in (1, 2)]
-            self.map_points = self.position(means)
+            self.map_points = self.position(means[:map_size])
             self.map_labels = None if reference_labels is None else reference_labels[:map_size]
             part = slice(0, reference_size)
             part_labels = None if labels is None else labels[part]
@@ -95,16 +106,11 @@ class Explorer:
     def open(cls, run_dir: str | Path, engine: str | None = None, device: str = "auto"):
         """The explorer of a run, with its test set as the map (if the data can be found)."""
         runner = checkpoint.open_run(Path(run_dir), engine, device)
-        _, train, _ = checkpoint.read_config(Path(run_dir))
-        split = "test" if has_test_split(train.data) else "train"
         try:
-            data = load_dataset(train.data, split, run_data_dir(train.data, train.data_dir))
-        except (DataError, OSError):
+            data, _ = run_data(run_dir)
+        except (DataError, ConfigError, OSError):
             return cls(runner, None, None)  # no map points, no reference scores
-        x = binarize(data.x, fixed_binarization(train.binarize))
-        if tuple(x.shape[1:]) != runner.config.input_shape:
-            return cls(runner, None, None)
-        return cls(runner, x, data.y)
+        return cls(runner, data.x, data.y)
 
     # --- the latent space ---------------------------------------------------------------------
 
@@ -116,13 +122,26 @@ class Explorer:
         """The latent a map point stands for: centre + u·axis₁ + v·axis₂."""
         return self.centre + u * self.axes[0] + v * self.axes[1]
 
+    def map_range(self) -> np.ndarray:
+        """[[u_lo, u_hi], [v_lo, v_hi]]: the prior's quantile range ``latent_range`` along each
+        map axis, about the map position of the prior's middle. Exact for a prior with the
+        same marginal along every unit direction (N(0, s²I)); the page shows at least this."""
+        low, high = self.latent_range
+        middle = self.position(np.full(self.config.latent_dim, (low + high) / 2))
+        return middle[:, None] + np.array([low - high, high - low]) / 2
+
+    def random_latent(self, seed: int | None = None) -> np.ndarray:
+        """One draw z ~ p(z) from the run's prior, (K,); ``seed`` None: fresh OS entropy."""
+        return self.engine.prior.sample(1, np.random.default_rng(seed))[0]
+
     def check_latent(self, z: list[float]) -> np.ndarray:
         z_array = np.asarray(z, dtype=np.float64)
         k = self.config.latent_dim
         if z_array.shape != (k,):
             raise InputError(f"z needs {k} numbers (the latent dimension), got {z_array.size}")
-        if not np.isfinite(z_array).all() or np.abs(z_array).max() > LATENT_LIMIT:
-            raise InputError(f"each z_k must be a finite number within ±{LATENT_LIMIT:g}")
+        low, high = self.latent_limit
+        if not np.isfinite(z_array).all() or z_array.min() < low or z_array.max() > high:
+            raise InputError(f"each z_k must be a finite number from {low:.3g} to {high:.3g}")
         return z_array
 
     def check_label(self, label: int | None) -> np.ndarray | None:

@@ -77,8 +77,9 @@ function latentAt(u, v) {  // centre + u·axis₁ + v·axis₂
   return state.map.centre.map((c, k) => c + u * state.map.axes[0][k] + v * state.map.axes[1][k]);
 }
 
-function computeBounds() {
-  let lo = [-3, -3], hi = [3, 3];
+function computeBounds() {  // the dots and at least the prior's range (the server's)
+  const [[ulo, uhi], [vlo, vhi]] = state.map.prior_range;
+  let lo = [ulo, vlo], hi = [uhi, vhi];
   for (const [u, v] of state.map.points) {
     lo = [Math.min(lo[0], u), Math.min(lo[1], v)];
     hi = [Math.max(hi[0], u), Math.max(hi[1], v)];
@@ -154,7 +155,8 @@ async function decode() {
 }
 
 function setZ(z) {
-  state.z = z.map((v) => Math.max(-10, Math.min(10, v)));
+  const [low, high] = state.model.latent_limit;
+  state.z = z.map((v) => Math.max(low, Math.min(high, v)));
   $("z-text").textContent = "z = (" + state.z.map((v) => v.toFixed(2)).join(", ") + ")";
   document.querySelectorAll("#sliders input").forEach((s, k) => { s.value = state.z[k]; });
   drawMap();
@@ -164,11 +166,12 @@ function setZ(z) {
 function buildSliders() {
   const box = $("sliders");
   if (state.model.latent_dim <= 2) return;
+  const [min, max] = state.model.latent_range;  // the prior's 0.1% and 99.9% quantiles
   for (let k = 0; k < state.model.latent_dim; k++) {
     const name = "z" + String(k + 1).replace(/\d/g, (d) => "₀₁₂₃₄₅₆₇₈₉"[d]);  // z₁, z₂, …
     const row = document.createElement("label");
     const slider = Object.assign(document.createElement("input"),
-      { type: "range", min: -3, max: 3, step: 0.01, value: 0 });
+      { type: "range", min, max, step: "any", value: 0 });
     slider.setAttribute("aria-label", name);
     slider.addEventListener("input", () => {
       const z = state.z.slice(); z[k] = Number(slider.value); setZ(z);
@@ -179,8 +182,12 @@ function buildSliders() {
   }
 }
 
-function gaussian() {  // Box–Muller
-  return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+async function sampleLatent() {  // a draw from the run's prior, made by the server
+  try {
+    setZ((await (await api("/api/sample")).json()).z);
+  } catch (error) {
+    showError(error.message);
+  }
 }
 
 // --- drawing and reading an image -----------------------------------------------------------
@@ -270,7 +277,7 @@ async function start() {
   c.addEventListener("pointerdown", (e) => { dragging = true; c.setPointerCapture(e.pointerId); pick(e); });
   c.addEventListener("pointermove", (e) => { if (dragging) pick(e); });
   c.addEventListener("pointerup", () => { dragging = false; });
-  $("sample").addEventListener("click", () => setZ(state.z.map(() => gaussian())));
+  $("sample").addEventListener("click", sampleLatent);
   $("set-a").addEventListener("click", () => { state.a = state.z.slice(); interpolateReady(); });
   $("set-b").addEventListener("click", () => { state.b = state.z.slice(); interpolateReady(); });
   $("interpolate").addEventListener("click", interpolate);
