@@ -55,3 +55,18 @@ def explorer_runs(root, epochs: int, hidden: int) -> dict:
         argv += ["--hidden", str(hidden), *flags, "--out", str(runs[name])]
         assert main(argv) == 0
     return runs
+
+
+@pytest.fixture
+def without_sklearn(monkeypatch):
+    """Imports of scikit-learn fail, as where it is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name == "sklearn" or name.startswith("sklearn."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)

@@ -462,17 +462,7 @@ def test_one_epoch_is_singular(tmp_path, capsys):
         assert "1 epoch," in image.info["Title"]
 
 
-def test_tsne_without_scikit_learn_names_the_flags(trained_run, capsys, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_sklearn(name, *args, **kwargs):
-        if name == "sklearn" or name.startswith("sklearn."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+def test_tsne_without_scikit_learn_names_the_flags(trained_run, capsys, without_sklearn):
     line = assert_user_error(
         capsys,
         "scatter",

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from test_faults import train_args
 from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
@@ -23,24 +24,7 @@ from vaekit.errors import CheckpointError
 DRIVER = Path(__file__).with_name("kill_driver.py")
 STEPS_PER_EPOCH = 20  # mnist-small's 5,000 training images in batches of 250
 EPOCHS = 3
-TRAIN = [
-    "train",
-    "--engine",
-    "numpy",
-    "--data",
-    "mnist-small",
-    "--hidden",
-    "32",
-    "--latent-dim",
-    "4",
-    "--batch-size",
-    "250",
-    "--epochs",
-    str(EPOCHS),
-    "--seed",
-    "2",
-    "--quiet",
-]
+TRAIN = train_args("numpy", EPOCHS)
 #: A guard against a hung process, never a pass/fail criterion.
 DEADLOCK_GUARD_SECONDS = 600
 

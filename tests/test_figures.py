@@ -3,7 +3,6 @@ before anything is written, and the interpolation paths have the right ends and 
 
 from __future__ import annotations
 
-import builtins
 import math
 
 import numpy as np
@@ -164,15 +163,7 @@ def test_scatter_checks_its_inputs(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_tsne_without_scikit_learn_says_how_to_install_it(tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_sklearn(name, *args, **kwargs):
-        if name == "sklearn" or name.startswith("sklearn."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+def test_tsne_without_scikit_learn_says_how_to_install_it(tmp_path, without_sklearn):
     with pytest.raises(ConfigError, match="pip install scikit-learn"):
         figures.save_latent_scatter(np.zeros((20, 4)), None, tmp_path / "t.png", method="tsne")
     assert not (tmp_path / "t.png").exists()
