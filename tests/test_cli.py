@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.run_figures import RUN_FIGURES
 
@@ -441,6 +442,18 @@ def test_demo_into_a_foreign_run_says_what_demo_can_do(trained_run, capsys, tmp_
     line = assert_user_error(capsys, "demo", "--out", str(tmp_path), words="holds no run")
     assert "--resume" not in line and "--force" not in line
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_demo_into_a_folder_left_by_a_killed_demo_starts_again(tmp_path, capsys):
+    """A demo killed after taking its lock, before any file of the run was whole, leaves the
+    lock and temporaries: the folder counts as empty for demo, as it does for train."""
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / checkpoint.LOCK_FILE).write_text("")
+    (out / (checkpoint.CONFIG_FILE + checkpoint.TMP_SUFFIX)).write_text("{")
+    code, _, err = run_cli(capsys, "demo", "--out", str(out), "--epochs", "1", "--quiet")
+    assert code == 0, err
+    assert checkpoint.read_config(out)[2]["created_by"] == "demo"
 
 
 def test_one_epoch_is_singular(tmp_path, capsys):

@@ -320,7 +320,7 @@ def _train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     out = args.out
     force = args.force
-    if not force and out.is_dir() and any(out.iterdir()):
+    if not force and out.is_dir() and not checkpoint.holds_nothing(out):
         if not (out / checkpoint.CONFIG_FILE).exists():
             raise ConfigError(f"{out} is not empty and holds no run; choose another --out")
         if checkpoint.read_config(out)[2].get("created_by") != "demo":
