@@ -24,6 +24,13 @@ OPTIMIZERS = ("adam", "sgd")
 BINARIZATIONS = ("none", "threshold", "static", "dynamic")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("decay", "burda")
+#: How raw values become model inputs (see :mod:`vaekit.data.scaling`).
+SCALINGS = ("auto", "none", "unit", "standardize", "minmax")
+IMAGE_MODES = ("auto", "grey", "rgb")
+KEEP = ("last", "best")
+#: Largest side ``image_size`` may ask for, and the largest validation fraction.
+MAX_IMAGE_SIDE = 4096
+MAX_VAL_FRACTION = 0.5
 
 #: Widest layer and largest network vaekit agrees to build (guards against typos such as 4e9).
 MAX_UNITS = 65_536
@@ -261,6 +268,15 @@ class TrainConfig:
     ``binarize`` is ``none`` (grey levels in [0,1]), ``threshold``
     (x > 0.5), ``static`` (one fixed Bernoulli sample of each image) or ``dynamic`` (a fresh
     Bernoulli sample of every image each time it is seen).
+
+    ``scale`` turns raw values into model inputs (see :mod:`vaekit.data.scaling`; the fitted
+    statistics are stored in the run). ``image_size`` (H, W) resizes, then centre-crops, every
+    image read from files; ``image_mode`` reads them as ``grey`` (1 channel) or ``rgb`` (3),
+    ``auto``: RGB when any image of the folder has colour. ``val_fraction`` of the training
+    examples (a seeded draw) is held out to score every epoch; None: 0.1 for data without a test
+    split, 0 for the named sets, whose test split is the held-out data. ``keep="best"`` also
+    keeps the weights of the epoch with the best held-out −ELBO; ``patience`` > 0 stops training
+    once that many epochs in a row did not improve it.
     """
 
     data: str = "mnist-small"
@@ -281,6 +297,12 @@ class TrainConfig:
     sample_every: int = 1
     sample_every_steps: int = 0
     sample_count: int = 64
+    scale: str = "auto"
+    image_size: tuple[int, int] | None = None
+    image_mode: str = "auto"
+    val_fraction: float | None = None
+    keep: str = "last"
+    patience: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str) or not self.data:
@@ -311,6 +333,27 @@ class TrainConfig:
         object.__setattr__(self, "kl_warmup", warmup)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a whole number 0 or more, got {self.seed!r}")
+        _choice("scale", self.scale, SCALINGS)
+        _choice("image_mode", self.image_mode, IMAGE_MODES)
+        _choice("keep", self.keep, KEEP)
+        if self.image_size is not None:
+            if not isinstance(self.image_size, (list, tuple)) or len(self.image_size) != 2:
+                raise ConfigError(f"image_size must be two sides (H, W), got {self.image_size!r}")
+            size = tuple(
+                _positive_int(f"image_size[{i}]", v, MAX_IMAGE_SIDE)
+                for i, v in enumerate(self.image_size)
+            )
+            object.__setattr__(self, "image_size", size)
+        if self.val_fraction is not None:
+            fraction = _finite("val_fraction", self.val_fraction, nonnegative=True)
+            if fraction > MAX_VAL_FRACTION:
+                raise ConfigError(
+                    f"val_fraction must be at most {MAX_VAL_FRACTION}, got {self.val_fraction}"
+                )
+            object.__setattr__(self, "val_fraction", fraction)
+        patience = self.patience
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ConfigError(f"patience must be a whole number 0 or more, got {patience!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

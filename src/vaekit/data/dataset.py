@@ -1,8 +1,10 @@
-"""The record every data loader returns: examples, optional labels and a name."""
+"""The records data loaders return: raw examples as stored (:class:`RawData`) and scaled,
+in-memory float32 examples (:class:`Dataset`), each with optional labels and a name."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +26,23 @@ class Dataset:
             raise ValueError("Dataset.x must be a C-contiguous float32 array.")
         if self.y is not None and (self.y.dtype != np.int64 or self.y.shape != self.x.shape[:1]):
             raise ValueError("Dataset.y must be None or int64 of shape (N,), one per example.")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True, eq=False)
+class RawData:
+    """Examples as stored, before scaling: ``x`` holds raw numbers of shape (N, *example shape),
+    ``(N, D)`` rows or ``(N, C, H, W)`` images, as a NumPy array or a lazily read array-like
+    (``len``, ``shape``, ``dtype`` and indexing by a slice or an index array; see
+    :mod:`vaekit.data.sources`); ``y`` int64 labels (N,) or None; ``pixels`` says the values
+    are 8-bit image levels 0…255 (what ``--scale auto`` divides by 255)."""
+
+    x: Any
+    y: np.ndarray | None
+    name: str
+    pixels: bool = False
 
     def __len__(self) -> int:
         return len(self.x)

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import pooch
 
-from vaekit.data.dataset import Dataset
-from vaekit.data.files import load_file
+from vaekit.data import scaling as scaling_module
+from vaekit.data.dataset import Dataset, RawData
+from vaekit.data.files import read_file
 from vaekit.data.idx import parse_idx, read_idx_bytes
-from vaekit.data.transforms import to_unit_range
 from vaekit.errors import DataError
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-small")
@@ -126,13 +126,36 @@ def load_dataset(
     data_dir: str | Path | None = None,
     download: bool = True,
 ) -> Dataset | None:
-    """Load a named data set's ``split``, or the user data file or directory at ``source``.
+    """:func:`load_raw`, scaled by ``auto`` (8-bit levels to [0, 1], other values as they are)
+    and held in memory as float32: the named sets as images ``(N, 1, 28, 28)`` in [0, 1] with
+    int64 labels. A run scales its data by its own stored scaling instead (see
+    :mod:`vaekit.data.scaling`)."""
+    raw = load_raw(source, split, data_dir, download=download)
+    if raw is None:
+        return None
+    x = raw.x[:]
+    scaling = scaling_module.fit_array("auto", x[:1], pixels=raw.pixels, source=raw.name)
+    return Dataset(x=scaling.apply(x, raw.name), y=raw.y, name=raw.name)
 
-    A named set (see ``DATASET_NAMES``) gives images ``(N, 1, 28, 28)`` float32 in [0, 1] and
+
+def load_raw(
+    source: str,
+    split: str = "train",
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = True,
+    image_size: tuple[int, int] | None = None,
+    image_mode: str = "auto",
+) -> RawData | None:
+    """The raw examples of a named data set's ``split``, or of the user data file or directory
+    at ``source``.
+
+    A named set (see ``DATASET_NAMES``) gives uint8 images ``(N, 1, 28, 28)`` (``pixels``) and
     int64 labels, for split ``train`` or ``test``, from ``data_dir`` or else as the module's
     docstring says; a set missing from the cache is downloaded into it when ``download`` is
-    true. User data (see :func:`vaekit.data.files.load_file`) has no splits: ``train`` returns
-    all of it and ``test`` returns ``None``.
+    true. User data (see :func:`vaekit.data.files.read_file`, which ``image_size`` and
+    ``image_mode`` are passed to) has no splits: ``train`` returns all of it and ``test``
+    returns ``None``.
     """
     if split not in SPLITS:
         raise DataError(f"Split {split!r} does not exist; use 'train' or 'test'.")
@@ -144,7 +167,7 @@ def load_dataset(
             )
         if split == "test":
             return None
-        return load_file(source)
+        return read_file(source, image_size=image_size, image_mode=image_mode)
     folder = _find(source, _FILES[split], data_dir)
     if folder is None:
         folder = _fetch(source, _FILES[split], data_dir, download)
@@ -156,8 +179,7 @@ def load_dataset(
             f"{folder}: {images_name} holds images of shape {images.shape} but "
             f"{labels_name} holds labels of shape {labels.shape}; expected (N, H, W) and (N,)."
         )
-    x = to_unit_range(images[:, None], str(folder / images_name))
-    return Dataset(x=x, y=labels.astype(np.int64), name=source)
+    return RawData(x=images[:, None], y=labels.astype(np.int64), name=source, pixels=True)
 
 
 def has_test_split(source: str) -> bool:

@@ -1,7 +1,7 @@
-"""Load a user's own data: ``.npy``, ``.npz``, ``.csv`` or a directory of images.
+"""Read a user's own data: ``.npy``, ``.npz``, ``.csv`` or a directory of images.
 
-Every loader returns a :class:`~vaekit.data.datasets.Dataset` whose ``x`` is finite float32,
-pixel levels scaled to [0, 1] (see :func:`~vaekit.data.transforms.to_unit_range`), with shape
+Every reader returns a :class:`~vaekit.data.dataset.RawData` whose ``x`` holds the numbers as
+stored (scaling is a separate, explicit step: :mod:`vaekit.data.scaling`), with shape
 ``(N, D)`` for tables and ``(N, C, H, W)`` for images (``(N, H, W)`` arrays gain a channel
 axis), and whose ``y`` is int64 labels of shape ``(N,)`` or ``None`` (see
 :func:`~vaekit.data.labels.class_labels`). Files are never unpickled.
@@ -31,9 +31,8 @@ import numpy as np
 from PIL import Image
 
 from vaekit.config import MAX_INPUT_VALUES
-from vaekit.data.dataset import Dataset
+from vaekit.data.dataset import RawData
 from vaekit.data.labels import class_labels
-from vaekit.data.transforms import to_unit_range
 from vaekit.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -49,8 +48,11 @@ _ZIP_MAGIC = b"PK"
 _PICKLE_MAGIC = b"\x80"  # pickle protocol 2 and later
 
 
-def load_file(path: str | Path) -> Dataset:
-    """Load user data from ``path``, choosing the reader by suffix (or directory).
+def read_file(
+    path: str | Path, *, image_size: tuple[int, int] | None = None, image_mode: str = "auto"
+) -> RawData:
+    """Read user data from ``path``, choosing the reader by suffix (or directory); the values
+    are returned as stored (see :mod:`vaekit.data.scaling` for how they become model inputs).
 
     - ``.npy``: one array of examples, no labels;
     - ``.npz``: arrays ``x`` and optional ``y``, else the first array and no labels;
@@ -58,11 +60,13 @@ def load_file(path: str | Path) -> Dataset:
       column named ``label`` or ``y`` holds integer labels;
     - one PNG/JPEG image (one example);
     - a directory of PNG/JPEG images of one size (sorted by name, no labels), or a directory
-      of subdirectories, one per class, labelled 0, 1, ... in sorted name order.
+      of subdirectories, one per class, labelled 0, 1, ... in sorted name order; their pixels
+      are 8-bit levels 0…255 (``pixels``).
     """
     path = Path(path)
+    pixels = False
     if path.is_dir():
-        x, y = _read_image_dir(path)
+        (x, y), pixels = _read_image_dir(path), True
     elif not path.is_file():
         raise DataError(f"{path} does not exist.")
     elif path.suffix.lower() == ".npy":
@@ -72,7 +76,7 @@ def load_file(path: str | Path) -> Dataset:
     elif path.suffix.lower() == ".csv":
         x, y = _read_csv(path)
     elif path.suffix.lower() in IMAGE_SUFFIXES:
-        x, y = _read_image(path)[None], None
+        x, y, pixels = _read_image(path)[None], None, True
     else:
         raise DataError(
             f"{path} has an unsupported type; use .npy, .npz, .csv, .png, .jpg "
@@ -80,12 +84,12 @@ def load_file(path: str | Path) -> Dataset:
         )
     x = as_examples(x, str(path))
     y = None if y is None else class_labels(y, str(path), len(x))
-    return Dataset(x=x, y=y, name=path.name)
+    return RawData(x=x, y=y, name=path.name, pixels=pixels)
 
 
 def as_examples(x: np.ndarray, source: str) -> np.ndarray:
     """Check the shape of an example array, (N, D), (N, H, W) → (N, 1, H, W) or (N, C, H, W),
-    and scale it to float32 (pixel values to [0, 1], see :func:`to_unit_range`)."""
+    and that it holds numbers; the values are kept as they are."""
     if x.ndim not in (2, 3, 4):
         raise DataError(
             f"{source} holds an array of shape {x.shape}; expected (N, D), (N, H, W) "
@@ -93,9 +97,11 @@ def as_examples(x: np.ndarray, source: str) -> np.ndarray:
         )
     if x.shape[0] == 0:
         raise DataError(f"{source} holds no examples.")
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{source} holds values of type {x.dtype}; numbers are needed.")
     if x.ndim == 3:
         x = x[:, None]
-    return to_unit_range(x, source)
+    return x
 
 
 @contextlib.contextmanager
@@ -317,14 +323,15 @@ def _channels(img: Image.Image) -> int:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """Read one image as float32 (C, H, W) in [0, 1]: grey -> 1 channel, colour -> 3 (RGB)."""
+    """Read one image as (C, H, W) 8-bit levels: grey -> 1 channel, colour -> 3 (RGB); uint8,
+    or float32 levels 0…255 for 16-bit grey images (levels / 257)."""
     with _open_image(path) as img:
         img.load()
         if img.mode in _GREY16_MODES:
-            pixels = np.asarray(img, dtype=np.float32) / np.float32(65535)
+            pixels = np.asarray(img, dtype=np.float32) / np.float32(257)
         else:
             rgb = img.mode not in _GREY_MODES
-            pixels = np.asarray(img.convert("RGB" if rgb else "L"), dtype=np.float32) / 255
+            pixels = np.asarray(img.convert("RGB" if rgb else "L"), dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 

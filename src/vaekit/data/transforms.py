@@ -1,4 +1,4 @@
-"""Array transforms: scaling values to [0, 1] and binarizing them.
+"""Binarizing grey levels in [0, 1] (scaling is :mod:`vaekit.data.scaling`).
 
 Binarization protocols (how the literature reports Bernoulli-likelihood results):
 
@@ -15,41 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from vaekit.config import BINARIZATIONS
-from vaekit.errors import ConfigError, DataError
+from vaekit.errors import ConfigError
 
 STATIC_SEED = 20240601
-
-
-def to_unit_range(x: np.ndarray, source: str) -> np.ndarray:
-    """Return ``x`` as a C-contiguous float32 array, pixel values scaled to [0, 1].
-
-    uint8 arrays, and arrays whose values lie in 0..255 with a maximum above 1, are divided
-    by 255; arrays already in [0, 1] are only converted. Other real values (standardised
-    features, say, for a Gaussian likelihood) are kept as they are; a Bernoulli likelihood
-    refuses them when training starts. ``source`` names the data in errors: non-numeric
-    values, an empty array, NaN or infinity raise :class:`DataError`.
-    """
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"{source} holds values of type {x.dtype}; numbers are needed.")
-    if x.size == 0:
-        raise DataError(f"{source} holds no values.")
-    if x.dtype.kind == "f":
-        _refuse_non_finite(x, source, "a NaN or infinite value")
-    low, high = x.min(), x.max()
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(x, dtype=np.float32)
-    _refuse_non_finite(out, source, "a value too large for float32 (beyond ±3.4e38)")
-    if x.dtype == np.uint8 or (low >= 0 and 1 < high <= 255):
-        out = out / np.float32(255)
-    return out
-
-
-def _refuse_non_finite(x: np.ndarray, source: str, what: str) -> None:
-    finite = np.isfinite(x)
-    if not finite.all():
-        where = np.unravel_index(np.argmin(finite), x.shape)
-        raise DataError(f"{source} has {what} at index {tuple(map(int, where))}.")
 
 
 def binarize(x: np.ndarray, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
