@@ -174,6 +174,34 @@ def _png_of_zeros(side: int) -> bytes:
     return _png(side, side, rows + deflate.flush())
 
 
+def _shards(root: Path, *shards: np.ndarray | bytes, extra: str | None = None) -> Path:
+    """A folder of .npy shards 0.npy, 1.npy, … (arrays, or raw bytes), and perhaps one file
+    ``extra`` that is not a shard."""
+    folder = root / "shards"
+    folder.mkdir()
+    for i, shard in enumerate(shards):
+        data = shard if isinstance(shard, bytes) else npy_bytes(shard)
+        (folder / f"{i}.npy").write_bytes(data)
+    if extra is not None:
+        (folder / extra).write_text("0.1,0.2\n")
+    return folder
+
+
+def _npy_cut_short(rows: int, missing: int) -> bytes:
+    """A .npy of ``rows`` × 784 float32 whose header is whole but whose data lack ``missing``
+    bytes at the end."""
+    return npy_bytes(np.zeros((rows, 784), np.float32))[:-missing]
+
+
+def _png_cut_short(side: int) -> bytes:
+    """A grey PNG of side × side pixels whose header is sound but whose pixel data stop half
+    way (detected only when it is decoded)."""
+    rows = np.random.default_rng(0).integers(0, 256, (side, side + 1), dtype=np.uint8)
+    rows[:, 0] = 0  # each row's filter byte: none
+    data = zlib.compress(rows.tobytes())
+    return _png(side, side, data[: len(data) // 2])
+
+
 def _npz(root: Path, name: str, **arrays: np.ndarray) -> Path:
     np.savez(root / name, **arrays)
     return root / name
@@ -220,6 +248,40 @@ FILES: dict[str, Callable[[Path, Path], str]] = {
         _write(r, "x.npy", _npy_with_header((4, 6)).replace(b"False", b"Fa\0se"))
     ),
     "npy that looks like a zip": lambda r, _: str(_write(r, "x.npy", b"PK\x03\x04" + b"\0" * 9)),
+    "npy cut short after its header (a map over a truncated file)": lambda r, _: str(
+        _write(r, "x.npy", _npy_cut_short(50, 1))
+    ),
+    "npy header declaring 100 rows, holding 99": lambda r, _: str(
+        _write(r, "x.npy", _npy_cut_short(100, 784 * 4))
+    ),
+    "npy of 10 rows of no values": lambda r, _: str(
+        _write(r, "x.npy", npy_bytes(np.zeros((10, 0), np.float32)))
+    ),
+    # folders of .npy shards
+    "npy shards of different shapes": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), np.zeros((4, 783), np.float32))
+    ),
+    "npy shards of different dtypes": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), np.zeros((4, 784), np.float64))
+    ),
+    "npy shards of different ranks": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), np.zeros((4, 28, 28), np.float32))
+    ),
+    "npy shard folder with a non-.npy file": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), extra="notes.csv")
+    ),
+    "npy shard that is a pickle": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), pickle_bytes(r))
+    ),
+    "npy shard cut short after its header": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), _npy_cut_short(4, 10))
+    ),
+    "npy shard of no examples": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), np.zeros((0, 784), np.float32))
+    ),
+    "npy shard with NaN": lambda r, _: str(
+        _shards(r, np.zeros((4, 784), np.float32), np.full((4, 784), np.nan, np.float32))
+    ),
     "npz member declaring 10^12 rows": lambda r, _: str(
         _write(r, "x.npz", _zip_of({"x.npy": _npy_with_header((10**12, 784))}))
     ),
@@ -231,6 +293,12 @@ FILES: dict[str, Callable[[Path, Path], str]] = {
         _write(r, "x.npz", _zip_of({"x.npy": pickle_bytes(r)}))
     ),
     "npz member of text": lambda r, _: str(_write(r, "x.npz", _zip_of({"x.npy": b"0.1,0.2\n"}))),
+    "npz member of protocol-0 pickle bytes": lambda r, _: str(
+        _write(r, "x.npz", _zip_of({"x.npy": pickle.dumps({"x": _Canary(r / CANARY)}, 0)}))
+    ),
+    "npz member named x, not an npy": lambda r, _: str(
+        _write(r, "x.npz", _zip_of({"x": b"\x00" * 64}))
+    ),
     "npz member of random bytes": lambda r, _: str(
         _write(r, "x.npz", _zip_of({"x.npy": bytes(range(256)) * 4}))
     ),
@@ -261,8 +329,11 @@ FILES: dict[str, Callable[[Path, Path], str]] = {
     "images of mixed sizes": lambda r, _: str(
         _images(r, [Image.new("L", (28, 28)), Image.new("L", (20, 28))])
     ),
-    "images of mixed modes": lambda r, _: str(
-        _images(r, [Image.new("L", (28, 28)), Image.new("RGB", (28, 28))])
+    "images that change size mid-folder": lambda r, _: str(
+        _images(r, [Image.new("L", (28, 28))] * 3 + [Image.new("RGB", (28, 27))] * 2)
+    ),
+    "image that fails to decode mid-folder": lambda r, _: str(
+        _images(r, [Image.new("L", (28, 28)), _png_cut_short(28), Image.new("L", (28, 28))])
     ),
     "image with corrupt bytes": lambda r, _: str(
         _images(r, [Image.new("L", (28, 28)), b"\x89PNG\r\n\x1a\n" + b"\xff" * 64])
@@ -415,6 +486,11 @@ for flags, words in (
     (["--sigma", "0"], "greater than 0"),
     (["--hidden", "65536", "65536", "65536"], "parameters"),
     (["--conv-channels", "1000000000", "--arch", "conv"], "limit"),
+    (["--image-size", "0", "0"], "--image-size: 0 is outside the range 1 to 4,096"),
+    (["--image-size", "-3", "28"], "--image-size: -3 is outside"),
+    (["--image-size", "5000", "5000"], "--image-size: 5000 is outside"),
+    (["--image-size", "28"], "--image-size"),
+    (["--image-mode", "cmyk"], "--image-mode"),
 ):
     command = ["train", "--data", "mnist-small", "--out", "{out}", "--quiet", *flags]
     CASES.append((f"absurd config {' '.join(flags)}", command, words))
@@ -499,7 +575,15 @@ def test_the_suite_covers_what_the_issue_lists():
         "csv with text",
         "ragged",
         "mixed sizes",
-        "mixed modes",
+        "change size mid-folder",
+        "fails to decode mid-folder",
+        "npy shards of different shapes",
+        "npy shards of different dtypes",
+        "npy shard folder with a non-.npy file",
+        "npy cut short after its header",
+        "npy header declaring 100 rows, holding 99",
+        "npz member of protocol-0 pickle bytes",
+        "--image-size 0 0",
         "corrupt bytes",
         "pickle in place of the weights",
         "wrong shapes",

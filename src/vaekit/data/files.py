@@ -7,33 +7,42 @@ axis), and whose ``y`` is int64 labels of shape ``(N,)`` or ``None`` (see
 :func:`~vaekit.data.labels.class_labels`). Files are never unpickled.
 
 What a file declares is checked before memory is allocated for it: an array header's shape and
-type against the bytes the file (or archive member) really holds and against
-:data:`MAX_DATA_VALUES`; an image's width × height × channels against
+type against the bytes the file (or archive member) really holds and, for arrays read whole,
+against :data:`MAX_DATA_VALUES`; an image's width × height × channels against
 :data:`~vaekit.config.MAX_INPUT_VALUES` (the most values one model input may have), and a
 folder's images together against :data:`MAX_DATA_VALUES`, before any pixel is decoded.
+
+Data larger than memory stay on disk: a ``.npy`` file, or a folder of ``.npy`` shards, is read
+row by row as the training loop asks (:class:`~vaekit.data.sources.NpyFile`), and a folder of
+images is decoded batch by batch (:class:`~vaekit.data.sources.Decoded`); only ``.npz`` and
+``.csv`` files are read whole.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import lzma
 import math
+import os
 import tokenize
 import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from vaekit.config import MAX_INPUT_VALUES
+from vaekit.config import IMAGE_MODES, MAX_IMAGE_SIDE, MAX_INPUT_VALUES
 from vaekit.data.dataset import RawData
 from vaekit.data.labels import class_labels
-from vaekit.errors import DataError
+from vaekit.data.sources import Concatenated, Decoded, NpyFile
+from vaekit.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABEL_COLUMNS = ("label", "y")
@@ -54,19 +63,26 @@ def read_file(
     """Read user data from ``path``, choosing the reader by suffix (or directory); the values
     are returned as stored (see :mod:`vaekit.data.scaling` for how they become model inputs).
 
-    - ``.npy``: one array of examples, no labels;
+    - ``.npy``: one array of examples, no labels, read from the file on demand;
+    - a directory of ``.npy`` files (shards, nothing else): their arrays one after another in
+      name order, read on demand; all of one dtype and example shape; no labels;
     - ``.npz``: arrays ``x`` and optional ``y``, else the first array and no labels;
     - ``.csv``: numbers; a first row with any non-numeric cell is a header, and a header
       column named ``label`` or ``y`` holds integer labels;
     - one PNG/JPEG image (one example);
-    - a directory of PNG/JPEG images of one size (sorted by name, no labels), or a directory
-      of subdirectories, one per class, labelled 0, 1, ... in sorted name order; their pixels
-      are 8-bit levels 0…255 (``pixels``).
+    - a directory of PNG/JPEG images (sorted by name, no labels), or a directory of
+      subdirectories, one per class, labelled 0, 1, ... in sorted name order, decoded on
+      demand; their pixels are 8-bit levels 0…255 (``pixels``). Images are read as
+      :func:`read_image` says: of one size, or brought to ``image_size`` (H, W); grey or RGB
+      by ``image_mode``, where ``auto`` means RGB when any image of the folder has colour.
     """
     path = Path(path)
+    _check_image_options(image_size, image_mode)
     pixels = False
-    if path.is_dir():
-        (x, y), pixels = _read_image_dir(path), True
+    if path.is_dir() and _npy_files(path):
+        x, y = _read_npy_dir(path), None
+    elif path.is_dir():
+        (x, y), pixels = _read_image_dir(path, image_size, image_mode), True
     elif not path.is_file():
         raise DataError(f"{path} does not exist.")
     elif path.suffix.lower() == ".npy":
@@ -76,32 +92,53 @@ def read_file(
     elif path.suffix.lower() == ".csv":
         x, y = _read_csv(path)
     elif path.suffix.lower() in IMAGE_SUFFIXES:
-        x, y, pixels = _read_image(path)[None], None, True
+        x, y, pixels = read_image(path, image_size, image_mode)[None], None, True
     else:
         raise DataError(
             f"{path} has an unsupported type; use .npy, .npz, .csv, .png, .jpg "
-            "or a directory of images."
+            "or a directory of images or of .npy files."
         )
     x = as_examples(x, str(path))
     y = None if y is None else class_labels(y, str(path), len(x))
     return RawData(x=x, y=y, name=path.name, pixels=pixels)
 
 
-def as_examples(x: np.ndarray, source: str) -> np.ndarray:
-    """Check the shape of an example array, (N, D), (N, H, W) → (N, 1, H, W) or (N, C, H, W),
-    and that it holds numbers; the values are kept as they are."""
-    if x.ndim not in (2, 3, 4):
-        raise DataError(
-            f"{source} holds an array of shape {x.shape}; expected (N, D), (N, H, W) "
-            "or (N, C, H, W)."
+def _check_image_options(image_size: tuple[int, int] | None, image_mode: str) -> None:
+    if image_mode not in IMAGE_MODES:
+        raise ConfigError(f"image_mode must be one of {', '.join(IMAGE_MODES)}, not {image_mode!r}")
+    if image_size is None:
+        return
+    if len(image_size) != 2 or not all(
+        isinstance(side, (int, np.integer)) and 1 <= side <= MAX_IMAGE_SIDE for side in image_size
+    ):
+        raise ConfigError(
+            f"image_size must be two whole numbers (H, W) from 1 to {MAX_IMAGE_SIDE}, "
+            f"not {tuple(image_size)!r}"
         )
-    if x.shape[0] == 0:
-        raise DataError(f"{source} holds no examples.")
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"{source} holds values of type {x.dtype}; numbers are needed.")
-    if x.ndim == 3:
-        x = x[:, None]
+
+
+def as_examples(x: Any, source: str) -> Any:
+    """Check the shape of an array (or array-like, see :mod:`vaekit.data.sources`) of
+    examples, (N, D), (N, H, W) → (N, 1, H, W) or (N, C, H, W), and that it holds numbers;
+    the values are kept as they are (and are not read here)."""
+    shape = tuple(x.shape)
+    _check_examples(shape, x.dtype, source)
+    if len(shape) == 3:
+        x = x[:, None] if isinstance(x, np.ndarray) else x.reshaped((shape[0], 1, *shape[1:]))
     return x
+
+
+def _check_examples(shape: tuple[int, ...], dtype: np.dtype, source: str) -> None:
+    if len(shape) not in (2, 3, 4):
+        raise DataError(
+            f"{source} holds an array of shape {shape}; expected (N, D), (N, H, W) or (N, C, H, W)."
+        )
+    if shape[0] == 0:
+        raise DataError(f"{source} holds no examples.")
+    if math.prod(shape[1:]) == 0:
+        raise DataError(f"{source} holds examples of shape {shape[1:]}, which have no values.")
+    if dtype.kind not in "biuf":
+        raise DataError(f"{source} holds values of type {dtype}; numbers are needed.")
 
 
 @contextlib.contextmanager
@@ -109,6 +146,8 @@ def _reading(path: Path, kind: str) -> Iterator[None]:
     """Turn what numpy and zipfile raise on a damaged ``kind`` file into one DataError."""
     try:
         yield
+    except DataError:  # a ValueError too, already naming the file: not wrapped again
+        raise
     except (SyntaxError, tokenize.TokenError):  # numpy parses the header as Python literals
         raise DataError(
             f"{path} is not a valid {kind} file (an array header is damaged)."
@@ -140,12 +179,16 @@ def _refuse_non_array(start: bytes, source: str) -> None:
         raise DataError(f"{source} is not a NumPy array (it does not start with NumPy's header).")
 
 
-def _read_array(stream: BinaryIO, size: int, source: str) -> np.ndarray:
-    """Read the .npy array that fills ``stream`` (``size`` bytes in all).
+def _array_header(
+    stream: BinaryIO, size: int, source: str, limit: int | None = MAX_DATA_VALUES
+) -> tuple[tuple, np.dtype, bool]:
+    """The shape, dtype and Fortran order that the .npy array filling ``stream`` (``size``
+    bytes in all) declares, the stream left at the start of its data.
 
-    Its header is checked before anything is allocated: no Python objects, at most
-    :data:`MAX_DATA_VALUES` values, and no more bytes of data than the stream holds, so that a
-    header cannot make vaekit reserve more memory than the file itself occupies.
+    The header is checked before anything is allocated: no Python objects, at most ``limit``
+    values (None: any number, for arrays read on demand, which allocate only a batch at a
+    time), and no more bytes of data than the stream holds, so that a header cannot make vaekit
+    reserve more memory than the file itself occupies.
     """
     _refuse_non_array(stream.read(len(_NPY_MAGIC)), source)
     stream.seek(0)
@@ -153,16 +196,18 @@ def _read_array(stream: BinaryIO, size: int, source: str) -> np.ndarray:
     if version not in ((1, 0), (2, 0)):
         raise DataError(f"{source} is not a valid .npy array (format version {version}).")
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
     else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
     if dtype.hasobject:
         _refuse_non_array(_PICKLE_MAGIC, source)
     values = math.prod(shape)
-    if any(d < 0 for d in shape) or values > MAX_DATA_VALUES:
+    if any(d < 0 for d in shape):
+        raise DataError(f"{source} declares an array of shape {shape}.")
+    if limit is not None and values > limit:
         raise DataError(
             f"{source} declares an array of shape {shape}; vaekit reads arrays of at most "
-            f"{MAX_DATA_VALUES:,} values."
+            f"{limit:,} values into memory (save it as a .npy file, which is read in batches)."
         )
     available = size - stream.tell()
     if values * dtype.itemsize > available:
@@ -170,16 +215,69 @@ def _read_array(stream: BinaryIO, size: int, source: str) -> np.ndarray:
             f"{source} declares an array of shape {shape} ({values * dtype.itemsize:,} bytes of "
             f"{dtype}) but holds only {available:,} bytes of data; is it cut short?"
         )
+    return tuple(shape), dtype, fortran
+
+
+def _read_array(stream: BinaryIO, size: int, source: str) -> np.ndarray:
+    """Read the .npy array that fills ``stream`` (``size`` bytes in all) into memory, once
+    its header has passed :func:`_array_header`."""
+    _array_header(stream, size, source)
     stream.seek(0)
     return np.lib.format.read_array(stream, allow_pickle=False)
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path) -> NpyFile | np.ndarray:
+    """A .npy file's array, read on demand (:class:`NpyFile`); one in Fortran order (whose
+    examples are not contiguous in the file) is read into memory."""
     with _reading(path, ".npy"), path.open("rb") as f:
         if f.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC:
             raise DataError(f"{path} is a .npz archive, not a .npy file; rename it to .npz.")
         f.seek(0)
-        return _read_array(f, path.stat().st_size, str(path))
+        size = os.fstat(f.fileno()).st_size
+        shape, dtype, fortran = _array_header(f, size, str(path), limit=None)
+        _check_examples(shape, dtype, str(path))
+        if fortran:
+            f.seek(0)
+            _array_header(f, size, str(path))  # read whole: within MAX_DATA_VALUES
+            f.seek(0)
+            return np.lib.format.read_array(f, allow_pickle=False)
+        return NpyFile(path, shape, dtype, f.tell())
+
+
+def _npy_files(folder: Path) -> list[Path]:
+    """The .npy files of ``folder``, sorted by name."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() == ".npy" and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+
+
+def _read_npy_dir(folder: Path) -> Concatenated:
+    """The .npy shards of ``folder`` one after another: each is checked as a .npy file is,
+    and all must share dtype and example shape (the first that differs is named)."""
+    shards = _npy_files(folder)
+    for p in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not p.name.startswith(".") and (p.suffix.lower() != ".npy" or not p.is_file()):
+            raise DataError(
+                f"{folder} holds .npy shards and also {p.name}; a folder of shards holds "
+                ".npy files only."
+            )
+    parts = [as_examples(_read_npy(p), str(p)) for p in shards]
+    first = parts[0]
+    for shard, part in zip(shards, parts, strict=True):
+        if part.dtype != first.dtype or part.shape[1:] != first.shape[1:]:
+            raise DataError(
+                f"{shard} holds examples of shape {part.shape[1:]} and type {part.dtype} but "
+                f"{shards[0].name} holds {first.shape[1:]} of {first.dtype}; all shards of "
+                f"{folder} must match."
+            )
+    total = sum(math.prod(part.shape) for part in parts)
+    if total > MAX_DATA_VALUES:
+        raise DataError(
+            f"{folder} holds shards of {total:,} values in all; vaekit reads at most "
+            f"{MAX_DATA_VALUES:,}."
+        )
+    return Concatenated(parts)
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -257,8 +355,11 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _read_image_dir(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read images from ``path``, or from its class subdirectories, sorted by name."""
+def _read_image_dir(
+    path: Path, image_size: tuple[int, int] | None, image_mode: str
+) -> tuple[Decoded, np.ndarray | None]:
+    """The images of ``path``, or of its class subdirectories, sorted by name (read on
+    demand), and their labels."""
     images = _image_files(path)
     classes = sorted(
         (p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
@@ -270,9 +371,11 @@ def _read_image_dir(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             "subdirectory of images per class."
         )
     if images:
-        return _read_images(path, images), None
+        return _read_images(path, images, image_size, image_mode), None
     if not classes:
-        raise DataError(f"{path} holds no PNG or JPEG images and no class subdirectories.")
+        raise DataError(
+            f"{path} holds no PNG or JPEG images, no class subdirectories and no .npy files."
+        )
     files, labels = [], []
     for label, folder in enumerate(classes):
         found = _image_files(folder)
@@ -280,7 +383,7 @@ def _read_image_dir(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             raise DataError(f"{folder} (a class directory) holds no PNG or JPEG images.")
         files += found
         labels += [label] * len(found)
-    return _read_images(path, files), np.array(labels, dtype=np.int64)
+    return _read_images(path, files, image_size, image_mode), np.array(labels, dtype=np.int64)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -295,69 +398,132 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _open_image(path: Path) -> Iterator[Image.Image]:
-    """``path`` opened as a PNG or JPEG, its header read and its declared size checked against
-    :data:`MAX_INPUT_VALUES`, its pixels not decoded yet; Pillow's errors become DataError."""
+def _open_image(source: Path | bytes) -> Iterator[Image.Image]:
+    """``source`` (a file, or the bytes of one) opened as a PNG or JPEG, its header read and
+    its declared size checked against :data:`MAX_INPUT_VALUES`, its pixels not decoded yet;
+    Pillow's errors, then or while decoding, become DataError."""
+    name = "the image" if isinstance(source, bytes) else str(source)
     try:
         with warnings.catch_warnings():
             # Pillow warns from 89 million pixels; vaekit refuses far smaller images below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path, formats=_IMAGE_FORMATS)
+            img = Image.open(
+                io.BytesIO(source) if isinstance(source, bytes) else source,
+                formats=_IMAGE_FORMATS,
+            )
         with img:
             width, height = img.size
             channels = _channels(img)
             if width * height * channels > MAX_INPUT_VALUES:
                 raise DataError(
-                    f"{path} is an image of {width}x{height} pixels with {channels} channel(s), "
+                    f"{name} is an image of {width}x{height} pixels with {channels} channel(s), "
                     f"{width * height * channels:,} values; one input may have at most "
                     f"{MAX_INPUT_VALUES:,}."
                 )
             yield img
+    except DataError:  # a ValueError too, already naming the image: not wrapped again
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path} is not a readable image ({exc}).") from exc
+        raise DataError(f"{name} is not a readable image ({exc}).") from exc
 
 
 def _channels(img: Image.Image) -> int:
-    """Channels an image is read with: 1 for grey levels, 3 (RGB) for anything else."""
+    """Channels an image holds: 1 for grey levels, 3 (RGB) for anything else."""
     return 1 if img.mode in (*_GREY_MODES, *_GREY16_MODES) else 3
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """Read one image as (C, H, W) 8-bit levels: grey -> 1 channel, colour -> 3 (RGB); uint8,
-    or float32 levels 0…255 for 16-bit grey images (levels / 257)."""
-    with _open_image(path) as img:
+def read_image(
+    source: str | Path | bytes,
+    image_size: tuple[int, int] | None = None,
+    image_mode: str = "auto",
+) -> np.ndarray:
+    """One PNG or JPEG image (a file, or its bytes), as the folders of images are read: an
+    array (C, H, W) of 8-bit levels 0…255, uint8, or float32 for 16-bit grey images
+    (levels / 257).
+
+    ``image_mode``: ``grey`` (C = 1), ``rgb`` (C = 3: colour as it is, grey repeated), or
+    ``auto``: RGB when the image has colour. ``image_size`` (H, W): the image is scaled, its
+    aspect ratio kept, to the smallest size that covers H × W (Pillow's bilinear filter, wide
+    enough to average every source pixel when shrinking), and the middle H × W is kept;
+    None keeps the image's own size. Pass the mode and size a model was trained with to read
+    an image as its training images were read.
+    """
+    _check_image_options(image_size, image_mode)
+    source = source if isinstance(source, bytes) else Path(source)
+    with _open_image(source) as img:
+        if image_mode == "auto":
+            image_mode = "rgb" if _channels(img) == 3 else "grey"
+        if image_size is not None:
+            _check_input_size(source, image_size, image_mode)
         img.load()
-        if img.mode in _GREY16_MODES:
-            pixels = np.asarray(img, dtype=np.float32) / np.float32(257)
-        else:
-            rgb = img.mode not in _GREY_MODES
-            pixels = np.asarray(img.convert("RGB" if rgb else "L"), dtype=np.uint8)
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        return _pixels(img, image_size, image_mode)
 
 
-def _read_images(folder: Path, files: list[Path]) -> np.ndarray:
-    """Read and stack ``files``, once their declared sizes together are known to be within
-    :data:`MAX_DATA_VALUES` (every header is read before any image is decoded)."""
-    total = 0
+def _check_input_size(source: Any, size: tuple[int, int], mode: str) -> None:
+    """Refuse an ``image_size`` whose images would exceed :data:`MAX_INPUT_VALUES`."""
+    values = size[0] * size[1] * (3 if mode == "rgb" else 1)
+    if values > MAX_INPUT_VALUES:
+        name = "the image" if isinstance(source, bytes) else str(source)
+        raise DataError(
+            f"{name} read at {size[0]}x{size[1]} ({mode}) would have {values:,} values; one "
+            f"input may have at most {MAX_INPUT_VALUES:,}."
+        )
+
+
+def _pixels(img: Image.Image, size: tuple[int, int] | None, mode: str) -> np.ndarray:
+    """A decoded image as (C, H, W) levels 0…255 in ``mode``, brought to ``size`` (H, W)."""
+    if img.mode in _GREY16_MODES:
+        img = Image.fromarray(np.asarray(img, dtype=np.float32) / np.float32(257))  # mode F
+    else:
+        img = img.convert("RGB" if mode == "rgb" else "L")
+    if size is not None and img.size != (size[1], size[0]):
+        img = _cover_and_crop(img, size)
+    pixels = np.asarray(img)
+    if pixels.ndim == 3:
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    return np.repeat(pixels[None], 3 if mode == "rgb" else 1, axis=0)
+
+
+def _cover_and_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``img`` scaled by s = max(W / w, H / h), so that it covers W × H with its aspect ratio
+    kept, and cropped to the middle W × H: one resampling of the source box of (W / s) ×
+    (H / s) pixels centred in the image."""
+    (height, width), (w, h) = size, img.size
+    s = max(width / w, height / h)
+    box_w, box_h = width / s, height / s
+    box = ((w - box_w) / 2, (h - box_h) / 2, (w + box_w) / 2, (h + box_h) / 2)
+    return img.resize((width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+
+
+def _read_images(
+    folder: Path, files: list[Path], image_size: tuple[int, int] | None, image_mode: str
+) -> Decoded:
+    """The images ``files``, decoded on demand by :func:`read_image`, once every header has
+    been read: the mode (``auto``: RGB when any image has colour), one size (without
+    ``image_size``, the first image that differs is named), and their values together within
+    :data:`MAX_DATA_VALUES`."""
+    headers = []
     for path in files:
         with _open_image(path) as img:
-            total += img.width * img.height * _channels(img)
-    if total > MAX_DATA_VALUES:
+            headers.append((img.height, img.width, _channels(img), img.mode in _GREY16_MODES))
+    if image_mode == "auto":
+        image_mode = "rgb" if any(channels == 3 for _, _, channels, _ in headers) else "grey"
+    size = image_size or headers[0][:2]
+    if image_size is None:
+        for path, header in zip(files, headers, strict=True):
+            if header[:2] != size:
+                raise DataError(
+                    f"{path} is {header[1]}x{header[0]} pixels but {files[0].name} is "
+                    f"{size[1]}x{size[0]}; bring all images to one size with --image-size H W."
+                )
+    else:
+        _check_input_size(folder, image_size, image_mode)
+    shape = (len(files), 3 if image_mode == "rgb" else 1, *size)
+    if math.prod(shape) > MAX_DATA_VALUES:
         raise DataError(
-            f"{folder} holds images of {total:,} values in all; vaekit reads at most "
+            f"{folder} holds images of {math.prod(shape):,} values in all; vaekit reads at most "
             f"{MAX_DATA_VALUES:,}."
         )
-    return _stack([_read_image(p) for p in files], files)
-
-
-def _stack(pixels: list[np.ndarray], files: list[Path]) -> np.ndarray:
-    """Stack per-image arrays, naming the first file whose size or channels differ."""
-    first = pixels[0].shape
-    for p, f in zip(pixels, files, strict=True):
-        if p.shape != first:
-            raise DataError(
-                f"{f} has {p.shape[0]} channel(s) of {p.shape[2]}x{p.shape[1]} pixels but "
-                f"{files[0].name} has {first[0]} of {first[2]}x{first[1]}; all images must "
-                "match."
-            )
-    return np.stack(pixels)
+    dtype = np.float32 if any(deep for *_, deep in headers) else np.uint8
+    read = partial(read_image, image_size=size, image_mode=image_mode)
+    return Decoded(files, read, shape, dtype)

@@ -7,7 +7,9 @@ Every method is one affine map per value, x' = (x − shift) / scale, computed i
 - ``standardize``: per feature (each value of an example: a column, a pixel of a channel),
   x' = (x − mean) / std over the training examples; a constant feature gets std 1;
 - ``minmax``: per feature, x' = (x − min) / (max − min) over the training examples, so the
-  training data lie in [0, 1] (later inputs may fall outside); a constant feature gets range 1;
+  training data lie in [0, 1]; later inputs beyond the training range are clipped to [0, 1]
+  (as scikit-learn's ``MinMaxScaler(clip=True)``), so a Bernoulli model can score any input; a
+  constant feature gets range 1;
 - ``auto``: ``unit`` for 8-bit data (uint8 arrays, image files, the named image sets), else
   ``none``: float data are never rescaled unasked.
 
@@ -48,12 +50,14 @@ class Scaling:
     high: float
 
     def apply(self, raw: np.ndarray, source: str = "the data") -> np.ndarray:
-        """x' = (x − shift) / scale as a C-contiguous float32 array of ``raw``'s shape
-        (N, *example shape); non-numeric, NaN or infinite values raise :class:`DataError`."""
+        """x' = (x − shift) / scale (clipped to [0, 1] for ``minmax``) as a C-contiguous float32
+        array of ``raw``'s shape (N, *example shape); non-numeric, NaN or infinite values raise
+        :class:`DataError`."""
         x = _numbers(raw, source)
         if self.method == "none":
             return x
-        return np.ascontiguousarray((x - self.shift) / self.scale, dtype=np.float32)
+        scaled = np.ascontiguousarray((x - self.shift) / self.scale, dtype=np.float32)
+        return np.clip(scaled, 0, 1, out=scaled) if self.method == "minmax" else scaled
 
     def invert(self, x: np.ndarray) -> np.ndarray:
         """Raw units of scaled values: x = x' · scale + shift (float32)."""
