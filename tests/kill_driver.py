@@ -86,8 +86,8 @@ def arm(spec: str) -> None:
         os.fsync, os.replace = countdown.wrap(os.fsync), countdown.wrap(os.replace)
     elif event == "load":
         countdown = Countdown(int(rest), die)
-        cli.load_dataset = countdown.wrap(cli.load_dataset)
-        training.load_dataset = countdown.wrap(training.load_dataset)
+        cli.load_raw = countdown.wrap(cli.load_raw)
+        training.load_raw = countdown.wrap(training.load_raw)
     else:
         raise SystemExit(f"kill_driver: unknown event {spec!r}")
 

@@ -373,3 +373,54 @@ def test_resume_drops_the_epochs_after_the_checkpoint_as_a_stream(tmp_path):
         range(1, 40_001)
     )
     assert not (tmp_path / "metrics.jsonl.tmp").exists()
+
+
+def test_best_weights_verify_or_are_absent_whenever_a_save_stops(run, monkeypatch):
+    run_dir, engine, x = run
+    checkpoint.save_best(run_dir, engine, 1, 2.5, "val")
+    best = checkpoint.open_run(run_dir, which="best")
+    np.testing.assert_array_equal(best.encode(x)[0], engine.encode(x)[0])
+    assert checkpoint.read_best(run_dir)["epoch"] == 1
+    # stopped after the new weights, before their record: no best, the last checkpoint intact
+    original = checkpoint.write_atomic
+
+    def stop_at_the_record(path, data):
+        if path.name == checkpoint.BEST_FILE:
+            raise KeyboardInterrupt
+        original(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_atomic", stop_at_the_record)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_best(run_dir, build_engine(CFG, seed=5), 2, 2.0, "val")
+    assert checkpoint.read_best(run_dir) is None
+    with pytest.raises(CheckpointError, match="kept no best checkpoint"):
+        checkpoint.open_run(run_dir, which="best")
+    checkpoint.open_run(run_dir)  # the last checkpoint verifies
+    monkeypatch.setattr(checkpoint, "write_atomic", original)
+    # a best whose bytes changed is refused; one of an epoch after the checkpoint is dropped
+    checkpoint.save_best(run_dir, engine, 3, 2.0, "val")
+    weights = run_dir / checkpoint.BEST_WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(CheckpointError, match="damaged"):
+        checkpoint.open_run(run_dir, which="best")
+    checkpoint.keep_best_until(run_dir, 1)
+    assert checkpoint.read_best(run_dir) is None and not weights.exists()
+
+
+def test_the_run_files_include_scaling_and_the_best_weights():
+    from vaekit.data import scaling
+
+    assert checkpoint.SCALING_FILE == scaling.SCALING_FILE
+    for name in (checkpoint.SCALING_FILE, checkpoint.BEST_FILE, checkpoint.BEST_WEIGHTS_FILE):
+        assert name in checkpoint.RUN_ENTRIES
+
+
+def test_a_safetensors_header_length_that_starts_like_a_pickle_still_loads(tmp_path):
+    """A header of 0x280 bytes starts the file with 80 02, a pickle's first two bytes."""
+    weights = {"w": np.arange(3, dtype=np.float32)}
+    pad = next(
+        n for n in range(2000) if save(weights, metadata={"p": "x" * n}).startswith(b"\x80\x02")
+    )
+    data = save(weights, metadata={"p": "x" * pad})
+    loaded = checkpoint._decode_safetensors(tmp_path / "model.safetensors", data)
+    np.testing.assert_array_equal(loaded["w"], weights["w"])

@@ -151,7 +151,8 @@ def test_user_data_file(tmp_path, capsys, rng):
         "2",
         "--quiet",
     )
-    assert code == 0 and "training -ELBO after 2 epochs" in out
+    assert code == 0 and "validation -ELBO after 2 epochs" in out  # 10% held out by default
+    assert "270 examples, 30 held out (validation)" in out
     assert (tmp_path / "run" / "samples.png").is_file()
 
 

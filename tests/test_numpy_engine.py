@@ -194,7 +194,7 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path, small_data, small_mod
 
     with pytest.raises(KeyboardInterrupt):
         start_run(small_model, config, tmp_path / "cut", data=small_data, progress=False, log=stop)
-    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, c: small_data))
+    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, c, **_: small_data))
     resume_run(tmp_path / "cut", **quiet)
     whole = checkpoint.load_weights(tmp_path / "whole", small_model)
     cut = checkpoint.load_weights(tmp_path / "cut", small_model)

@@ -333,7 +333,10 @@ def test_commands_default_to_the_file_a_run_was_trained_on(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path / "run")
     result = json.loads(ok(capsys, "evaluate", ".", "--json"))
     assert result["protocol"]["data"] == str(tmp_path / "x.npy")
-    assert result["protocol"]["split"] == "all" and result["n"] == 40
+    assert result["protocol"]["split"] == "val" and result["n"] == 4  # the held-out 10%
+    for split, n in (("train", 36), ("all", 40)):
+        result = json.loads(ok(capsys, "evaluate", ".", "--json", "--split", split))
+        assert result["protocol"]["split"] == split and result["n"] == n
 
 
 @pytest.mark.parametrize("command", COMMANDS_READING_DATA)

@@ -536,3 +536,25 @@ def test_principal_axes_have_one_orientation_for_a_reflected_input(rng):
     np.testing.assert_allclose(np.abs(axes), np.abs(rows), atol=1e-9)  # the SVD's directions
     np.testing.assert_allclose(sd, np.sqrt(np.linalg.eigvalsh(np.cov(points.T))[::-1]))
     assert share.sum() == pytest.approx(1.0)
+
+
+def test_uploads_are_read_with_the_runs_image_size_and_scaling(runs):
+    from vaekit.data.files import read_image
+    from vaekit.data.scaling import fit_array
+
+    engine = checkpoint.open_run(runs["plain"])
+    scaling = fit_array("standardize", np.random.default_rng(0).uniform(0, 255, (50, 1, 28, 28)))
+    explorer = Explorer(engine, None, None, scaling=scaling, image_size=(28, 28))
+    buffer = io.BytesIO()
+    colour = np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(buffer, format="PNG")  # another size, in colour
+    pixels = explorer.image_from_upload(buffer.getvalue())
+    levels = read_image(buffer.getvalue(), (28, 28), "grey")
+    assert pixels.shape == (1, 28, 28)
+    np.testing.assert_allclose(pixels, scaling.apply(levels[None])[0])
+    assert np.isfinite(explorer.analyse(pixels).log_likelihood)
+
+
+def test_the_explorer_opens_the_best_weights_of_a_run_that_kept_them(runs, tmp_path):
+    with pytest.raises(Exception, match="kept no best checkpoint"):
+        Explorer.open(runs["plain"], which="best")

@@ -92,7 +92,7 @@ def test_resume_after_interruption_equals_uninterrupted(
 
 def _resume(monkeypatch, run_dir, data, **kwargs):
     """resume_run loads data by name; hand it the fixture's arrays instead."""
-    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, config: data))
+    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, config, **_: data))
     return resume_run(run_dir, progress=False, log=_quiet, **kwargs)
 
 
@@ -103,7 +103,7 @@ def test_resume_of_finished_run_redraws_its_figures_and_says_how_to_train_longer
     _train(tmp_path, small_model, small_data, epochs=2)
     (run / "samples.png").unlink()  # as if killed while drawing the final figures
     lines = []
-    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, config: small_data))
+    monkeypatch.setattr(TrainingData, "load", classmethod(lambda cls, config, **_: small_data))
     records = resume_run(run, progress=False, log=lines.append)
     assert [r["epoch"] for r in records] == [2]  # the checkpoint's epoch, nothing more to train
     assert (run / "samples.png").is_file()

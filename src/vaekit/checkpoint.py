@@ -7,6 +7,10 @@ A run directory holds::
     optimizer.safetensors   optimizer arrays: exp_avg/<param>, exp_avg_sq/<param>, momentum/<param>
     state.json              epoch, optimizer step, RNG states, SHA-256 of the two weight files
     metrics.jsonl           one JSON line per finished epoch
+    scaling.json            how raw values become model inputs (vaekit.data.scaling), fitted once
+    best.safetensors        with --keep best: the weights of the best held-out −ELBO so far
+    best.json               its record: epoch, held-out loss (nats), split, SHA-256 of the weights
+    outliers.json           a model saved by the estimator: its outlier threshold (nats), k, seed
     writer.lock             the one-writer lock; names the process training the run
 
 One process at a time writes a run: it holds an exclusive ``flock`` on ``writer.lock`` (see
@@ -53,6 +57,14 @@ WEIGHTS_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
+#: vaekit.data.scaling.SCALING_FILE (that module imports this one; tests check they agree).
+SCALING_FILE = "scaling.json"
+BEST_WEIGHTS_FILE = "best.safetensors"
+BEST_FILE = "best.json"
+#: The outlier threshold of a model saved by the estimator (vaekit.estimator.VAE.save).
+OUTLIERS_FILE = "outliers.json"
+#: Which weights a command loads: the last checkpoint, or the best one (--keep best).
+WHICH = ("last", "best")
 RUN_FORMAT = "vaekit-run"
 LOCK_FILE = "writer.lock"
 FIGURES_DIR = "figures"
@@ -68,7 +80,12 @@ MAX_RECORD_BYTES = 1024 * 1024
 READ_ATTEMPTS = 10
 #: The metrics a training-curves figure draws (figures.save_training_curves); reading only these
 #: keeps ``curves`` small on a long run.
-CURVE_KEYS = ("epoch", "loss", "recon", "kl", "test_loss", "test_recon", "test_kl")
+CURVE_KEYS = (
+    "epoch",
+    *("loss", "recon", "kl"),
+    *("test_loss", "test_recon", "test_kl"),
+    *("val_loss", "val_recon", "val_kl"),
+)
 _PICKLE_PREFIXES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch.save)
 
 
@@ -143,10 +160,13 @@ def read_config(run_dir: Path) -> tuple[ModelConfig, TrainConfig, dict[str, Any]
     record = _read_json(path)
     if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{path} is not a vaekit run config")
+    train = record.get("train")
+    if isinstance(train, dict) and "val_fraction" not in train:
+        train = {**train, "val_fraction": 0.0}  # a run from before held-out splits trained on all
     try:
         return (
             ModelConfig.from_dict(record.get("model")),
-            TrainConfig.from_dict(record.get("train")),
+            TrainConfig.from_dict(train),
             record,
         )
     except (ConfigError, OverflowError) as exc:  # OverflowError: an integer beyond any float
@@ -196,7 +216,8 @@ def _read_bounded(path: Path, limit: int) -> bytes:
 
 
 def _decode_safetensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
-    if data.startswith(_PICKLE_PREFIXES):
+    # safetensors: an 8-byte header length (its first byte may be 0x80), then a JSON object
+    if data.startswith(_PICKLE_PREFIXES) and data[8:9] != b"{":
         raise CheckpointError(
             f"{path} is not a safetensors file (it looks like a pickle or torch.save archive, "
             "which vaekit never loads)"
@@ -395,6 +416,64 @@ def load_checkpoint(run_dir: Path, engine: Engine) -> dict[str, Any]:
     return state
 
 
+# --- the best weights --------------------------------------------------------------------------
+
+
+def save_best(run_dir: Path, engine: Engine, epoch: int, loss: float, split: str) -> None:
+    """Keep the engine's weights as the run's best (held-out −ELBO ``loss``, nats per example,
+    on ``split`` after ``epoch``): remove the old record, write the weights, then the record
+    with their SHA-256, each atomically, so that a crash leaves a best that verifies or none."""
+    run_dir = Path(run_dir)
+    (run_dir / BEST_FILE).unlink(missing_ok=True)
+    _fsync_dir(run_dir)
+    data = save_safetensors(engine.get_weights(), metadata={"format": "vaekit"})
+    write_atomic(run_dir / BEST_WEIGHTS_FILE, data)
+    record = {"epoch": epoch, "loss": loss, "split": split, "sha256": _sha256(data)}
+    write_atomic(run_dir / BEST_FILE, _json_bytes(record))
+
+
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    """The record of the run's best weights (epoch, loss, split, sha256), or None when the run
+    kept none; an edited or damaged record raises CheckpointError."""
+    path = Path(run_dir) / BEST_FILE
+    if not path.exists() and not path.is_symlink():
+        return None
+    record = _read_json(path)
+    valid = (
+        isinstance(record, dict)
+        and isinstance(record.get("epoch"), int)
+        and isinstance(record.get("loss"), (int, float))
+        and isinstance(record.get("sha256"), str)
+        and record.get("split") in ("val", "test")
+    )
+    if not valid:
+        raise CheckpointError(f"{path} is not a vaekit record of best weights")
+    return record
+
+
+def load_best_weights(run_dir: Path, config: ModelConfig) -> dict[str, np.ndarray]:
+    """The run's best weights, checked against ``best.json`` and ``config``."""
+    record = read_best(run_dir)
+    if record is None:
+        raise CheckpointError(
+            f"{run_dir} kept no best checkpoint (train with --keep best and held-out data); "
+            "use --checkpoint last"
+        )
+    path = Path(run_dir) / BEST_WEIGHTS_FILE
+    weights = _read_verified(path, record["sha256"], safetensors_size_limit(config, 1))
+    check_weights(path, weights, config)
+    return weights
+
+
+def keep_best_until(run_dir: Path, epoch: int) -> None:
+    """Remove best weights of an epoch after ``epoch``, the last checkpoint (a crash came
+    between saving them and the checkpoint of their epoch, which training will repeat)."""
+    record = read_best(run_dir)
+    if record is not None and record["epoch"] > epoch:
+        (Path(run_dir) / BEST_FILE).unlink()
+        (Path(run_dir) / BEST_WEIGHTS_FILE).unlink(missing_ok=True)
+
+
 # --- metrics -------------------------------------------------------------------------------------
 
 
@@ -490,6 +569,10 @@ RUN_ENTRIES = (
     OPTIMIZER_FILE,
     STATE_FILE,
     METRICS_FILE,
+    SCALING_FILE,
+    BEST_WEIGHTS_FILE,
+    BEST_FILE,
+    OUTLIERS_FILE,
     LOCK_FILE,
     "samples.png",
     "reconstructions.png",
@@ -547,14 +630,21 @@ def clear_run(run_dir: Path) -> None:
                     path.rmdir()
 
 
-def open_run(run_dir: Path, engine: str | None = None, device: str = "auto") -> Engine:
+def open_run(
+    run_dir: Path, engine: str | None = None, device: str = "auto", which: str = "last"
+) -> Engine:
     """An engine holding a run's trained weights, ready to encode, decode and evaluate; it only
     reads the run, so it is safe while another process trains it.
 
     ``engine`` defaults to the one the run was trained with; either engine loads either's runs.
+    ``which`` is ``last`` (the last checkpoint) or ``best`` (the best held-out −ELBO, kept by
+    ``--keep best``).
     """
+    if which not in WHICH:
+        raise ConfigError(f"which must be one of {', '.join(WHICH)}, not {which!r}")
     model, train, _ = read_config(run_dir)
-    weights = load_weights(run_dir, model)
+    load = load_best_weights if which == "best" else load_weights
+    weights = load(run_dir, model)
     runner = build_engine(model, engine or train.engine, seed=train.seed, device=device)
     runner.set_weights(weights)
     return runner

@@ -28,25 +28,36 @@ from vaekit.config import (
     BINARIZATIONS,
     DEVICES,
     ENGINES,
+    IMAGE_MODES,
+    KEEP,
     LIKELIHOODS,
     LR_SCHEDULES,
     MAX_CLASSES,
+    MAX_IMAGE_SIDE,
     MAX_IW_SAMPLES,
     MAX_UNITS,
+    MAX_VAL_FRACTION,
     OBJECTIVES,
     OPTIMIZERS,
+    SCALINGS,
     SIGMA_MODES,
     ModelConfig,
     TrainConfig,
 )
-from vaekit.data import Dataset, dataset_status, has_test_split, load_dataset
+from vaekit.data import Dataset, dataset_status, load_raw
 from vaekit.data.datasets import absolute_source
 from vaekit.data.labels import class_labels
+from vaekit.data.scaling import Scaling
 from vaekit.engines.torch import distributed
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood, latent_statistics
+from vaekit.evaluation import (
+    evaluate_elbo,
+    iwae_log_likelihood,
+    latent_statistics,
+    outlier_threshold,
+)
 from vaekit.presets import PRESETS, Preset, get_preset
-from vaekit.runs import run_data
+from vaekit.runs import SPLITS, held_out, part_read, run_data
 from vaekit.sampling import sample_prior
 from vaekit.training import TrainingData, resume_run, start_run
 
@@ -120,6 +131,17 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
     return whole_number
 
 
+def _probability(text: str) -> float:
+    """An argparse ``type``: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not strictly between 0 and 1")
+    return value
+
+
 def _output_file(text: str) -> Path:
     """An argparse ``type`` for a file to write; a directory (or a name ending in a separator)
     is refused before anything is written."""
@@ -145,7 +167,7 @@ MODEL_FIELDS = tuple(
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 #: Settings --resume lets differ from the run's: train longer, read the data from where it is now,
 #: continue on another device (a run trained on a GPU resumes on a CPU, and back).
-RESUME_MAY_CHANGE = ("epochs", "data_dir", "device")
+RESUME_MAY_CHANGE = ("epochs", "data_dir", "device", "patience")
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
@@ -226,8 +248,11 @@ def _new_run_dir() -> Path:
 def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path) -> int:
     preset, model_settings, train_settings = _settings(args)
     train = TrainConfig(**train_settings)
-    train_set = load_dataset(train.data, "train", train.data_dir)
-    test_set = load_dataset(train.data, "test", train.data_dir)
+    size, mode = train.image_size, train.image_mode
+    train_set, test_set = (
+        load_raw(train.data, split, train.data_dir, image_size=size, image_mode=mode)
+        for split in ("train", "test")
+    )
     data = TrainingData.prepare(train, train_set, test_set)
     n_classes = 0
     if getattr(args, "conditional", False) or (preset is not None and preset.conditional):
@@ -242,9 +267,12 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
     kind = f"conditional ({n_classes} classes) " if n_classes else ""
     group = distributed.from_environment()
     processes = f" on {group.world_size} processes" if group else ""
+    held = data.held_out()
+    holding = "" if held is None else f", {len(held[0]):,} held out ({held[2]})"
     announcement = (
         f"training {model.parameter_count:,}-parameter {kind}{model.arch} VAE on {train.data} "
-        f"({len(data.train):,} examples) with the {train.engine} engine{processes} into {out}"
+        f"({len(data.train):,} examples{holding}, scale {data.scaling.method}) with the "
+        f"{train.engine} engine{processes} into {out}"
     )
     with _stopping_cleanly(out):
         history = start_run(
@@ -267,15 +295,27 @@ def _logger(args: argparse.Namespace):
 
 
 def _print_summary(last: dict, out: Path) -> None:
+    if "val_loss" in last:
+        print(
+            f"validation -ELBO after {figures.plural(last['epoch'], 'epoch')}: "
+            f"{last['val_loss']:.2f} nats per example "
+            f"(recon {last['val_recon']:.2f}, KL {last['val_kl']:.2f})"
+        )
     if "test_loss" in last:
         print(
             f"test -ELBO after {figures.plural(last['epoch'], 'epoch')}: {last['test_loss']:.2f} "
             "nats per example "
             f"(recon {last['test_recon']:.2f}, KL {last['test_kl']:.2f})"
         )
-    else:
+    if "val_loss" not in last and "test_loss" not in last:
         epochs = figures.plural(last["epoch"], "epoch")
         print(f"training -ELBO after {epochs}: {last['loss']:.2f} nats per example")
+    best = checkpoint.read_best(out)
+    if best is not None:
+        print(
+            f"best held-out -ELBO: {best['loss']:.2f} nats at epoch {best['epoch']} "
+            f"(kept in {out / checkpoint.BEST_WEIGHTS_FILE}; --checkpoint best loads it)"
+        )
     print(f"run saved in {out}")
 
 
@@ -305,6 +345,7 @@ def _train(args: argparse.Namespace) -> int:
             history = resume_run(
                 args.out,
                 epochs=args.epochs,
+                patience=args.patience,
                 data_dir=_settings(args)[2].get("data_dir"),
                 device=args.device,
                 progress=not args.quiet,
@@ -341,7 +382,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (10 if args.grid_by_label else 64)
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     classes = engine.config.n_classes
     if (args.label is not None or args.grid_by_label) and not classes:
         raise ConfigError(f"{args.run} is not a conditional model; --label needs one")
@@ -365,7 +406,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         figures.save_sample_grid(images, out, title)
         print(f"wrote {out}")
     if args.npy:
-        _save_npy(args.npy, images)
+        scaling = Scaling.load(args.run)
+        _save_npy(args.npy, images if scaling is None else scaling.invert(images))
         print(f"wrote {args.npy}")
     return 0
 
@@ -398,7 +440,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
     out = args.out or args.run / f"reconstructions-n{args.n}-seed{args.seed}.png"
@@ -428,7 +470,7 @@ def _unconditional(engine, what: str) -> None:
 
 
 def cmd_manifold(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     _drawable(engine)
     _unconditional(engine, "the latent manifold")
     pca_plane = engine.config.latent_dim > 2 and args.dims is None
@@ -441,7 +483,7 @@ def cmd_manifold(args: argparse.Namespace) -> int:
 
 def cmd_scatter(args: argparse.Namespace) -> int:
     figures.check_projection(args.method)  # t-SNE without scikit-learn: before any work
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
     with _progress(args, "encoding", min(len(data.x), args.max_points)) as progress:
@@ -456,7 +498,7 @@ def cmd_scatter(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     _drawable(engine)
     _unconditional(engine, "an interpolation")
     x = _run_data(args, args.data, args.split)[0].x
@@ -502,7 +544,7 @@ def _progress(
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     data, mode = _run_data(args, args.data, args.split)
     started = time.perf_counter()
     y = _labels(engine, data)
@@ -519,7 +561,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "n": elbo.n,
         "protocol": {
             "data": data.name,
-            "split": args.split if has_test_split(data.name) else "all",
+            "split": part_read(checkpoint.read_config(args.run)[1], args.data, args.split),
             "binarize": mode,
             "iw_samples": args.iw_samples,
             "seed": args.seed,
@@ -552,33 +594,64 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
-    inputs = [(source, _run_data(args, source, "test")[0]) for source in args.inputs]
-    rows = ["input,index,label,log_px"]
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    inputs = [(source, _run_data(args, source, "all")[0]) for source in args.inputs]
+    labels_of = [_labels(engine, data) for _, data in inputs]  # all checked before any work
+    threshold = None
+    if args.threshold_fpr is not None:
+        reference, name = held_out(args.run, data_dir=args.data_dir, binarize_mode=args.binarize)
+        reference_labels = _labels(engine, reference)
+        with _progress(args, f"scoring the {name} data", len(reference.x)) as progress:
+            scores = _log_px(args, engine, reference.x, reference_labels, progress)
+        threshold = outlier_threshold(scores, args.threshold_fpr)
+    rows = ["input,index,label,log_px" + (",threshold,anomaly" if threshold is not None else "")]
     summary = []
-    for source, data in inputs:
-        y = _labels(engine, data)
+    for (source, data), y in zip(inputs, labels_of, strict=True):
         with _progress(args, f"scoring {source}, k={args.iw_samples}", len(data.x)) as progress:
-            log_px = iwae_log_likelihood(
-                engine, data.x, args.iw_samples, y=y, seed=args.seed, progress=progress
-            )
+            log_px = _log_px(args, engine, data.x, y, progress)
         labels = data.y if data.y is not None else [""] * len(data.x)
-        rows += [
+        cells = [
             f"{source},{i},{label},{v:.4f}"
             for i, (label, v) in enumerate(zip(labels, log_px, strict=True))
         ]
-        summary.append((source, len(log_px), float(log_px.mean()), float(np.median(log_px))))
+        if threshold is not None:
+            flags = log_px < threshold
+            cells = [f"{c},{threshold:.4f},{int(f)}" for c, f in zip(cells, flags, strict=True)]
+        rows += cells
+        flagged = float(np.mean(log_px < threshold)) if threshold is not None else None
+        summary.append(
+            (source, len(log_px), float(log_px.mean()), float(np.median(log_px)), flagged)
+        )
     text = "\n".join(rows) + "\n"
     if args.out is None:
         sys.stdout.write(text)
+        if threshold is not None and not args.quiet:
+            print(_threshold_line(args, threshold, name, len(scores)), file=sys.stderr)
         return 0
     checkpoint.write_atomic(args.out, text.encode())
     width = max(len(s[0]) for s in summary)
     print(f"log p(x) estimates (IWAE, k={args.iw_samples}), nats per example; wrote {args.out}")
-    print(f"{'input':<{width}}  {'n':>6}  {'mean':>9}  {'median':>9}")
-    for source, n, mean, median in summary:
-        print(f"{source:<{width}}  {n:>6}  {mean:>9.2f}  {median:>9.2f}")
+    if threshold is not None:
+        print(_threshold_line(args, threshold, name, len(scores)))
+    flag_title = "  flagged" if threshold is not None else ""
+    print(f"{'input':<{width}}  {'n':>6}  {'mean':>9}  {'median':>9}{flag_title}")
+    for source, n, mean, median, flagged in summary:
+        flag = f"  {100 * flagged:6.2f}%" if flagged is not None else ""
+        print(f"{source:<{width}}  {n:>6}  {mean:>9.2f}  {median:>9.2f}{flag}")
     return 0
+
+
+def _log_px(args: argparse.Namespace, engine, x: np.ndarray, y, progress) -> np.ndarray:
+    """The IWAE estimate of log p(x) of every example ``x`` (labels ``y``) with the command's k
+    and seed, nats."""
+    return iwae_log_likelihood(engine, x, args.iw_samples, y=y, seed=args.seed, progress=progress)
+
+
+def _threshold_line(args: argparse.Namespace, threshold: float, name: str, n: int) -> str:
+    return (
+        f"anomaly threshold {threshold:.2f} nats: at most a share {args.threshold_fpr:g} of the "
+        f"log p(x) of {n:,} {name} examples lies below it; inputs below it are flagged (anomaly 1)"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -588,7 +661,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     sock = bind(args.host, args.port)  # a busy port fails before the model loads
     with sock:
-        app = create_app(Explorer.open(args.run, args.engine, args.device))
+        app = create_app(Explorer.open(args.run, args.engine, args.device, args.checkpoint))
         print(f"vaekit explorer for {args.run}: {url_of(sock)}  (API: /docs; Ctrl-C stops)")
         serve(app, sock)
     return 0
@@ -598,7 +671,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
         raise ConfigError("--out must end in .npy (means), .npz (mu, logvar, y) or .csv")
-    engine = checkpoint.open_run(args.run, args.engine, args.device)
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     data, _ = _run_data(args, args.data, args.split)
     mu, logvar = engine.encode(data.x, _labels(engine, data))
     buffer = io.BytesIO()
@@ -723,6 +796,45 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--force", action="store_true", help="replace the run in a non-empty --out directory"
     )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--scale",
+        choices=SCALINGS,
+        help="how raw values become inputs, fitted on the training part and stored in the run: "
+        "auto (default: /255 for 8-bit data and images, else none), none, unit (/255), "
+        "standardize or minmax (per feature)",
+    )
+    d.add_argument(
+        "--image-size",
+        type=_whole(1, MAX_IMAGE_SIDE),
+        nargs=2,
+        metavar=("H", "W"),
+        help="resize every image to cover H×W, then crop its centre (default: images of one size)",
+    )
+    d.add_argument(
+        "--image-mode",
+        choices=IMAGE_MODES,
+        help="read images as grey or rgb (default auto: rgb when any image has colour)",
+    )
+    d.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help=f"hold out this share (0 to {MAX_VAL_FRACTION}, seeded) of the training examples "
+        "to score every epoch (default 0.1 for data without a test split, else 0)",
+    )
+    d.add_argument(
+        "--keep",
+        choices=KEEP,
+        help="last (default): the last epoch's checkpoint; best: also the weights of the best "
+        "held-out -ELBO (best.safetensors)",
+    )
+    d.add_argument(
+        "--patience",
+        type=_whole(0, 1_000_000),
+        metavar="N",
+        help="stop when the held-out -ELBO has not improved for N epochs (default 0: never)",
+    )
 
 
 def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
@@ -730,12 +842,22 @@ def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
     p.add_argument("--seed", type=_whole(0, MAX_SEED), default=0, help="random seed (default 0)")
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    _add_checkpoint_flag(p)
     if out:
         p.add_argument(
             "--out",
             type=_picture_file,
             help="picture to write, .png, .jpg or .jpeg (default: a PNG inside RUN)",
         )
+
+
+def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        choices=checkpoint.WHICH,
+        default="last",
+        help="the weights to use: last (default) or best (the best held-out -ELBO, --keep best)",
+    )
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -752,9 +874,11 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split",
-        choices=("train", "test"),
-        default="test",
-        help="split of a named data set (default test; a file is used whole)",
+        choices=SPLITS,
+        default="heldout",
+        help="part of the run's own data: heldout (default: the validation split, else the test "
+        "split), train (what it trained on), val, test or all; of --data NAME, train or test "
+        "(default); a --data file is used whole",
     )
     p.add_argument("--binarize", choices=BINARIZATIONS, help="default: the run's protocol")
 
@@ -830,8 +954,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct inputs with a trained run",
-        description="Encode inputs (the run's test set, or --data), sample z ~ q(z|x), decode; "
-        "draw both.",
+        description="Encode inputs (the run's held-out data, or --data), sample z ~ q(z|x), "
+        "decode; draw both.",
     )
     _add_run_flags(p)
     _add_data_flags(p)
@@ -843,7 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the decoded latent manifold",
         description="Decode an n×n grid of latents at Gaussian quantiles: both axes of a 2-d "
         "latent, two chosen dimensions (--dims), or the top-2 PCA plane of the posterior means "
-        "of the run's test set (or --data).",
+        "of the run's held-out data (or --data).",
     )
     _add_run_flags(p)
     _add_data_flags(p)
@@ -860,7 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "scatter",
         help="scatter the posterior means, coloured by label",
-        description="Encode the run's test set (or --data) and plot E[z|x]: directly for a "
+        description="Encode the run's held-out data (or --data) and plot E[z|x]: directly for a "
         "2-d latent, else PCA "
         "(or t-SNE with --method tsne and scikit-learn installed).",
     )
@@ -876,7 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "interpolate",
         help="draw interpolations between inputs in latent space",
-        description="Pick --pairs pairs of inputs of the run's test set or --data (with "
+        description="Pick --pairs pairs of inputs of the run's held-out data or --data (with "
         "--seed), encode them and decode the path between their posterior means, linear or "
         "spherical (slerp).",
     )
@@ -905,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="ELBO, importance-weighted NLL and active units",
-        description="Evaluate a run on its test set (or --data): the ELBO split into "
+        description="Evaluate a run on its held-out data (or --data): the ELBO split into "
         "reconstruction and KL, "
         "the k-sample importance-weighted log-likelihood bound (--iw-samples) and the active "
         "latent units, in nats per example.",
@@ -927,7 +1051,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-example log p(x) estimates as CSV",
         description="Estimate log p(x) of every example of each INPUT (a data set name, whose "
         "test split is used, a file, an image or a folder of images) with the "
-        "importance-weighted bound; write CSV rows (input, index, label, log_px).",
+        "importance-weighted bound, each INPUT whole, read and scaled as the run's data; write "
+        "CSV rows (input, index, label, log_px), with --threshold-fpr also threshold and "
+        "anomaly.",
     )
     _add_run_flags(p, out=False)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="data set names or paths")
@@ -936,6 +1062,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--iw-samples", type=_whole(1, MAX_IW_SAMPLES), default=100, metavar="K", help="default 100"
     )
+    p.add_argument(
+        "--threshold-fpr",
+        type=_probability,
+        metavar="P",
+        help="flag inputs whose log p(x) is below the P quantile of the run's held-out data "
+        "(0 < P < 1; adds columns threshold and anomaly)",
+    )
     p.add_argument("--out", type=_output_file, help="CSV file to write (default: standard output)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_score)
@@ -943,7 +1076,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "encode",
         help="export posterior means (and log-variances)",
-        description="Encode the run's test set (or --data); write mu (.npy), mu, logvar and y "
+        description="Encode the run's held-out data (or --data); write mu (.npy), mu, logvar and y "
         "(.npz), or a CSV "
         "with mu_*, logvar_* and label columns.",
     )
@@ -974,6 +1107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
     p.add_argument("--device", choices=DEVICES, default="auto")
+    _add_checkpoint_flag(p)
     p.set_defaults(handler=cmd_serve)
     return parser
 

@@ -536,9 +536,9 @@ def save_training_curves(
     """Draw training curves from metric records (the lines of ``metrics.jsonl``), vs epoch.
 
     Three panels, all in nats per example: the training loss (recon + β·KL, β of the warm-up
-    schedule) with the test −ELBO (β = 1) when present; the reconstruction term; the KL term.
-    Training values are solid lines, test values dashed. Records need ``epoch``, ``loss``,
-    ``recon`` and ``kl``; ``test_loss``, ``test_recon`` and ``test_kl`` are optional.
+    schedule) with the held-out −ELBO (β = 1) when present; the reconstruction term; the KL term.
+    Training values are solid lines, test values dashed, validation values dotted. Records need
+    ``epoch``, ``loss``, ``recon`` and ``kl``; ``test_*`` and ``val_*`` are optional.
     """
     records = list(records)
     if not records:
@@ -552,13 +552,23 @@ def save_training_curves(
     fig = Figure(figsize=(9.0, 3.6), dpi=DPI)
     axes = fig.subplots(1, 3)
     panels = [
-        ("Loss", [("loss", "train loss (recon + β·KL)"), ("test_loss", "test −ELBO (β = 1)")]),
-        ("Reconstruction", [("recon", "train"), ("test_recon", "test")]),
-        ("KL(q(z|x) ‖ p(z))", [("kl", "train"), ("test_kl", "test")]),
+        (
+            "Loss",
+            [
+                ("loss", "train loss (recon + β·KL)"),
+                ("test_loss", "test −ELBO (β = 1)"),
+                ("val_loss", "validation −ELBO (β = 1)"),
+            ],
+        ),
+        (
+            "Reconstruction",
+            [("recon", "train"), ("test_recon", "test"), ("val_recon", "validation")],
+        ),
+        ("KL(q(z|x) ‖ p(z))", [("kl", "train"), ("test_kl", "test"), ("val_kl", "validation")]),
     ]
     for ax, (name, keys) in zip(axes, panels, strict=True):
         for (key, label), ls, colour in zip(
-            keys, ("-", "--"), ("tab:blue", "tab:orange"), strict=True
+            keys, ("-", "--", ":"), ("tab:blue", "tab:orange", "tab:green"), strict=True
         ):
             values = _series(records, key)
             if values is not None:
@@ -572,8 +582,11 @@ def save_training_curves(
         ax.legend(fontsize=8)
     last = records[-1]
     detail = f"{plural(len(records), 'epoch')}, final train loss {float(last['loss']):.2f}"
-    if "test_loss" in last:
-        detail += f", test −ELBO {float(last['test_loss']):.2f} nats per example"
+    for key, name in (("val_loss", "validation"), ("test_loss", "test")):
+        if key in last:
+            detail += f", {name} −ELBO {float(last[key]):.2f}"
+    if "val_loss" in last or "test_loss" in last:
+        detail += " nats per example"
     heading = _title(fig, title or "Training curves", detail)
     fig.subplots_adjust(left=0.075, right=0.985, bottom=0.14, top=0.78, wspace=0.38)
     _write_image(fig, path, heading)

@@ -146,20 +146,23 @@ def draw_all(
 ) -> list[Path]:
     """Every figure of a run into ``run_dir``; x (and labels) are test inputs, else training
     inputs. Image figures only for inputs that can be drawn; the latent manifold and the
-    interpolations only for unconditional models. Returns the files written (named in
+    interpolations only for unconditional models; the manifold and the latent scatter only for
+    at least 2 latent dimensions. Returns the files written (named in
     RUN_FIGURES)."""
     written = []
     if figures.can_draw(engine.config.input_shape):
         draw_samples(engine, run_dir / SAMPLES, seed=seed)
         draw_reconstructions(engine, x[:8], run_dir / RECONSTRUCTIONS, seed, labels)
         written += [SAMPLES, RECONSTRUCTIONS]
-        if not engine.config.conditional:
+        if not engine.config.conditional and engine.config.latent_dim >= 2:
             draw_manifold(engine, run_dir / MANIFOLD, x)
             draw_interpolations(engine, x, run_dir / INTERPOLATIONS, seed=seed)
             written += [MANIFOLD, INTERPOLATIONS]
-    latents = posterior_means(engine, x, labels)
-    scatter_labels = None if labels is None else labels[: len(latents)]
-    figures.save_latent_scatter(latents, scatter_labels, run_dir / SCATTER)
+    if engine.config.latent_dim >= 2:
+        latents = posterior_means(engine, x, labels)
+        scatter_labels = None if labels is None else labels[: len(latents)]
+        figures.save_latent_scatter(latents, scatter_labels, run_dir / SCATTER)
+        written.append(SCATTER)
     curves = checkpoint.read_metrics(run_dir, checkpoint.CURVE_KEYS)
     figures.save_training_curves(curves, run_dir / CURVES)
-    return [run_dir / name for name in [*written, SCATTER, CURVES]]
+    return [run_dir / name for name in [*written, CURVES]]

@@ -1,47 +1,164 @@
 """A trained run's data, read the way the run was trained: one place for every front end (the
 command line, the explorer).
 
-A run knows its data set (``train.data``), where it was read from (``train.data_dir``) and its
-binarization protocol; commands that read data for a run default to all three, so
-``vaekit evaluate RUN`` measures the run on its own test split, binarized as in training.
+A run knows its data set (``train.data``), where it was read from (``train.data_dir``), how
+images were read (``image_size``, ``image_mode``), its scaling (``scaling.json``), its held-out
+split (``val_fraction`` and ``seed``) and its binarization protocol; commands that read data for
+a run default to all of them, so ``vaekit evaluate RUN`` measures the run on its own held-out
+data, scaled and binarized as in training.
+
+Splits of the run's own data (``source`` None):
+
+- ``heldout`` (the default): the validation split when the run holds one out, else the test
+  split of a named set, else (a file without a validation split, an older run) all of it;
+- ``train``: the examples the run trained on (a named set's train split without its
+  validation part);
+- ``val``: the validation split (refused when the run has none);
+- ``test``: a named set's test split (refused for a file, which has none);
+- ``all``: every example of the file, or of a named set's train split.
+
+Any other ``source`` (a file, a folder, an image, a named set) is read whole, every example in
+order (a named set's ``test`` split unless ``split`` is ``train``), its images brought to the
+model's size and colour mode, then scaled by the run's scaling.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from vaekit import checkpoint
-from vaekit.data import Dataset, binarize, has_test_split, load_dataset
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.data import Dataset, binarize, has_test_split, load_raw
+from vaekit.data.dataset import RawData
 from vaekit.data.datasets import run_data_dir
-from vaekit.errors import ConfigError
-from vaekit.training import fixed_binarization
+from vaekit.data.scaling import Scaling, fit_array
+from vaekit.data.sources import Subset, in_memory
+from vaekit.data.splits import validation_split
+from vaekit.errors import ConfigError, DataError
+from vaekit.training import check_unit_range, fixed_binarization, held_out_fraction
+
+#: The parts of a run's own data a command can ask for (see the module docstring).
+SPLITS = ("heldout", "train", "val", "test", "all")
 
 
 def run_data(
     run_dir: str | Path,
     source: str | None = None,
-    split: str = "test",
+    split: str = "heldout",
     *,
     data_dir: str | Path | None = None,
     binarize_mode: str | None = None,
 ) -> tuple[Dataset, str]:
-    """(the data set, the binarization applied) for the run in ``run_dir``.
+    """(the data set, the binarization applied) for the run in ``run_dir``: model inputs,
+    float32, scaled by the run's stored scaling (``auto`` fitted on the data for a run from
+    before scalings were stored).
 
-    ``source`` (a data set name or a path) defaults to the run's own; ``split`` applies to named
-    sets (a file is one set); ``data_dir`` overrides where named sets are looked for (see
-    :func:`vaekit.data.datasets.run_data_dir`); ``binarize_mode`` defaults to the run's protocol
-    with ``dynamic`` fixed to ``static`` (data seen once). The examples must have the model's
-    input shape, else :class:`ConfigError`. The returned Dataset is named ``source``.
+    ``source`` (a data set name or a path) defaults to the run's own data, of which ``split``
+    picks a part (see the module docstring); ``data_dir`` overrides where named sets are looked
+    for (see :func:`vaekit.data.datasets.run_data_dir`); ``binarize_mode`` defaults to the run's
+    protocol with ``dynamic`` fixed to ``static`` (data seen once). The examples must have the
+    model's input shape, else :class:`ConfigError`; a Bernoulli model refuses inputs outside
+    [0, 1] (after scaling, before binarization) in one line. The Dataset is named ``source``.
     """
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     model, train, _ = checkpoint.read_config(run_dir)
-    source = source or train.data
     mode = binarize_mode or fixed_binarization(train.binarize)
-    split = split if has_test_split(source) else "train"
-    data = load_dataset(source, split, run_data_dir(source, train.data_dir, data_dir))
-    if tuple(data.x.shape[1:]) != model.input_shape:
+    raw, name = _raw(model, train, source, split, data_dir)
+    scaling = Scaling.load(run_dir) or fit_array(
+        "auto", np.asarray(raw.x[:1]), pixels=raw.pixels, source=raw.name
+    )
+    if tuple(raw.x.shape[1:]) != model.input_shape:
         raise ConfigError(
-            f"{source} has examples of shape {data.x.shape[1:]}, the model expects "
+            f"{name} has examples of shape {tuple(raw.x.shape[1:])}, the model expects "
             f"{model.input_shape}"
         )
-    return replace(data, x=binarize(data.x, mode), name=source), mode
+    x = scaling.apply(in_memory(raw.x), name)
+    if model.likelihood == "bernoulli" and mode in ("none", "static") and x.size:
+        check_unit_range(float(x.min()), float(x.max()), name, scaling)
+    return Dataset(x=binarize(x, mode), y=raw.y, name=name), mode
+
+
+def part_read(train: TrainConfig, source: str | None, split: str) -> str:
+    """The part of the data that :func:`run_data` reads for ``source`` and ``split``: ``test``,
+    ``train``, ``val`` or ``all`` (``heldout`` resolved as the module docstring says)."""
+    if source is not None:
+        if not has_test_split(source):
+            return "all"
+        return "train" if split == "train" else "test"
+    named = has_test_split(train.data)
+    if split != "heldout":
+        return split
+    if named and not train.val_fraction:
+        return "test"
+    return "val" if held_out_fraction(train, named) else "all"
+
+
+def _raw(
+    model: ModelConfig,
+    train: TrainConfig,
+    source: str | None,
+    split: str,
+    data_dir: str | Path | None,
+) -> tuple[RawData, str]:
+    """(raw examples, a name for them) of the run's own data's ``split``, or of ``source``."""
+    part = part_read(train, source, split)
+    if source is not None:
+        size, mode = _image_reading(model, train)
+        where = run_data_dir(source, train.data_dir, data_dir)
+        named_part = "test" if part == "test" else "train"
+        return load_raw(source, named_part, where, image_size=size, image_mode=mode), source
+    own = train.data
+    named = has_test_split(own)
+    where = run_data_dir(own, train.data_dir, data_dir)
+
+    def load(named_part: str) -> RawData:
+        return load_raw(
+            own, named_part, where, image_size=train.image_size, image_mode=train.image_mode
+        )
+
+    if part == "test":
+        if not named:
+            raise DataError(f"{own} has no test split; use --split val, train or all")
+        return load("test"), own
+    whole = load("train")
+    if part == "all":
+        return whole, own
+    fraction = held_out_fraction(train, named)
+    train_idx, val_idx = validation_split(len(whole.x), fraction, train.seed)
+    if part == "val" and not len(val_idx):
+        raise DataError(f"the run holds out no validation split of {own}; use --split train or all")
+    index = train_idx if part == "train" else val_idx
+    y = None if whole.y is None else whole.y[index]
+    return RawData(Subset(whole.x, index), y, whole.name, whole.pixels), own
+
+
+def _image_reading(model: ModelConfig, train: TrainConfig) -> tuple[tuple[int, int] | None, str]:
+    """(image size, colour mode) to read a new image input with, so that it becomes an input
+    of the model's shape: the run's own settings, else the model's height, width and channels."""
+    shape = model.input_shape
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        return train.image_size, train.image_mode
+    mode = train.image_mode if train.image_mode != "auto" else ("rgb" if shape[0] == 3 else "grey")
+    return train.image_size or (shape[1], shape[2]), mode
+
+
+def held_out(
+    run_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    binarize_mode: str | None = None,
+) -> tuple[Dataset, str]:
+    """The run's held-out data, as :func:`run_data` gives it, and its name: ``validation`` or
+    ``test``; a run without held-out data raises :class:`DataError`."""
+    _, train, _ = checkpoint.read_config(run_dir)
+    part = part_read(train, None, "heldout")
+    if part == "all":
+        raise DataError(
+            f"{run_dir} holds out no data (it trained on all of {train.data}, which has no test "
+            "split); train with --val-fraction F to have held-out data to compare with"
+        )
+    data = run_data(run_dir, split=part, data_dir=data_dir, binarize_mode=binarize_mode)[0]
+    return data, "validation" if part == "val" else "test"

@@ -2,9 +2,11 @@
 
 Each epoch: a seeded permutation of the training set, batches as slices of it (dynamic
 binarization draws a fresh Bernoulli sample of each batch), one engine step per batch with the
-KL weight of the warm-up schedule, then the test ELBO, one line of ``metrics.jsonl``, a sample
-grid and a crash-safe checkpoint. Resuming restores weights, optimizer, and both random
-generators, so a resumed run ends with the same weights as an uninterrupted one.
+KL weight of the warm-up schedule, then the validation and test ELBO, one line of
+``metrics.jsonl``, a sample grid, the best weights when the held-out −ELBO improved (``keep``
+best) and a crash-safe checkpoint; ``patience`` stops the loop once the held-out −ELBO has not
+improved for that many epochs. Resuming restores weights, optimizer, both random generators and
+the best held-out loss, so a resumed run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ import numpy as np
 from tqdm import tqdm
 
 from vaekit import checkpoint, figures, run_figures
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data import Dataset, binarize, load_dataset
+from vaekit.config import MAX_VAL_FRACTION, ModelConfig, TrainConfig
+from vaekit.data import RawData, binarize, load_raw
 from vaekit.data.datasets import run_data_dir
+from vaekit.data.prefetch import batches
+from vaekit.data.scaling import Scaling
+from vaekit.data.scaling import fit as fit_scaling
+from vaekit.data.sources import Scaled, Subset, chunks, in_memory
+from vaekit.data.splits import validation_split
 from vaekit.engines import Engine, EngineOptions, build_engine
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
@@ -38,40 +45,145 @@ Log = Callable[[str], None]
 PROGRESS_LINE_STEPS = 100
 
 
+#: Training data read from a lazy source (not a NumPy array) whose float32 size exceeds this many
+#: bytes is read batch by batch as the loop needs it; smaller data is held in memory.
+STREAM_BYTES = 2**30
+#: The held-out share of data without a test split when ``val_fraction`` is not given.
+DEFAULT_VAL_FRACTION = 0.1
+
+
 @dataclass(frozen=True)
 class TrainingData:
-    """Training and (optional) test inputs, binarized as the protocol says (except ``dynamic``
-    training data, which is sampled afresh per batch)."""
+    """Model inputs: training examples, optional validation (held out of the training data) and
+    test examples, each scaled by ``scaling`` and binarized as the protocol says (except
+    ``dynamic`` training data, sampled afresh per batch, and streamed training data, binarized
+    per batch). Each set is a NumPy array, or an array-like read on demand when ``streamed``."""
 
-    train: np.ndarray
-    test: np.ndarray | None
+    train: Any
+    test: Any | None
     train_labels: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    val: Any | None = None
+    val_labels: np.ndarray | None = None
+    scaling: Scaling | None = None
+    streamed: bool = False
+    #: A fixed binarization the loop applies to each batch of streamed training data.
+    per_batch: str = "none"
 
     @classmethod
-    def load(cls, config: TrainConfig) -> TrainingData:
-        train = load_dataset(config.data, "train", config.data_dir)
-        test = load_dataset(config.data, "test", config.data_dir)
-        return cls.prepare(config, train, test)
+    def load(
+        cls, config: TrainConfig, *, stream: bool | None = None, scaling: Scaling | None = None
+    ) -> TrainingData:
+        """:meth:`prepare` of the raw training and test data that ``config`` names."""
+        size, mode = config.image_size, config.image_mode
+        train, test = (
+            load_raw(config.data, split, config.data_dir, image_size=size, image_mode=mode)
+            for split in ("train", "test")
+        )
+        return cls.prepare(config, train, test, scaling=scaling, stream=stream)
 
     @classmethod
-    def prepare(cls, config: TrainConfig, train: Dataset, test: Dataset | None) -> TrainingData:
-        """Apply the binarization protocol: fixed samples for static, and for dynamic's test set."""
+    def prepare(
+        cls,
+        config: TrainConfig,
+        train: RawData,
+        test: RawData | None,
+        *,
+        scaling: Scaling | None = None,
+        stream: bool | None = None,
+    ) -> TrainingData:
+        """Hold out the validation split (:func:`held_out_fraction` of ``train``, seeded), fit
+        ``config.scale`` on the training part alone (unless a stored ``scaling`` is given),
+        scale every set, and apply the binarization protocol: fixed samples for static, and
+        for dynamic's held-out data. ``stream`` None: stream training data from a lazy source
+        larger than :data:`STREAM_BYTES`."""
+        fraction = held_out_fraction(config, test is not None)
+        train_idx, val_idx = validation_split(len(train.x), fraction, config.seed)
+        if scaling is None:
+            scaling = fit_scaling(
+                config.scale,
+                chunks(Subset(train.x, train_idx)),
+                train.x.dtype,
+                pixels=train.pixels,
+                source=train.name,
+            )
+        if stream is None:
+            stream = (
+                not isinstance(train.x, np.ndarray) and 4 * math.prod(train.x.shape) > STREAM_BYTES
+            )
+        if stream and config.binarize == "static":
+            raise ConfigError(
+                "--binarize static draws one sample of the whole data set, which is read in "
+                "batches here (it is larger than memory allows); use --binarize dynamic or "
+                "threshold"
+            )
         fixed = fixed_binarization(config.binarize)
-        train_x = train.x if config.binarize == "dynamic" else binarize(train.x, fixed)
-        test_x = None if test is None else binarize(test.x, fixed)
+
+        def inputs(raw: Any, index: np.ndarray | None, name: str, held_out: bool) -> Any:
+            view = raw if index is None else Subset(raw, index)
+            view = Scaled(view, scaling, name)
+            if stream:
+                return Binarized(view, fixed) if held_out and fixed != "none" else view
+            x = in_memory(view)
+            return x if not held_out and config.binarize == "dynamic" else binarize(x, fixed)
+
+        def labels(y: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
+            return None if y is None else y[index]
+
+        has_val = len(val_idx) > 0
         return cls(
-            train=train_x,
-            test=test_x,
-            train_labels=train.y,
+            train=inputs(train.x, train_idx, train.name, held_out=False),
+            test=None if test is None else inputs(test.x, None, test.name, held_out=True),
+            train_labels=labels(train.y, train_idx),
             test_labels=None if test is None else test.y,
+            val=inputs(train.x, val_idx, train.name, held_out=True) if has_val else None,
+            val_labels=labels(train.y, val_idx) if has_val else None,
+            scaling=scaling,
+            streamed=stream,
+            per_batch="threshold" if stream and config.binarize == "threshold" else "none",
         )
 
-    def for_figures(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Inputs to draw and encode: the test set (with labels) when there is one."""
+    def held_out(self) -> tuple[Any, np.ndarray | None, str] | None:
+        """(examples, labels, name) of the held-out data that scores every epoch: the
+        validation split when there is one, else the test split; None without either."""
+        if self.val is not None:
+            return self.val, self.val_labels, "validation"
         if self.test is not None:
-            return self.test, self.test_labels
-        return self.train, self.train_labels
+            return self.test, self.test_labels, "test"
+        return None
+
+    def for_figures(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Inputs to draw and encode: the held-out data (with labels) when there is some, else
+        the training data; data read on demand gives its first ``SCATTER_POINTS`` examples."""
+        x, y, _ = self.held_out() or (self.train, self.train_labels, "training")
+        if isinstance(x, np.ndarray):
+            return x, y
+        limit = run_figures.SCATTER_POINTS
+        return x[:limit], None if y is None else y[:limit]
+
+
+class Binarized:
+    """``base``'s examples binarized by a fixed ``mode`` (threshold or static) as they are read;
+    ``static`` draws from its fixed seed at every read, so it gives the same values to the same
+    reads (evaluation reads in fixed batches)."""
+
+    def __init__(self, base: Any, mode: str) -> None:
+        self.base, self.mode = base, mode
+        self.shape, self.dtype, self.ndim = base.shape, np.dtype(np.float32), base.ndim
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        return binarize(self.base[key], self.mode)
+
+
+def held_out_fraction(config: TrainConfig, has_test: bool) -> float:
+    """The share of the training examples held out for validation: ``config.val_fraction``,
+    else :data:`DEFAULT_VAL_FRACTION` for data without a test split and 0 for data with one."""
+    if config.val_fraction is not None:
+        return config.val_fraction
+    return 0.0 if has_test else DEFAULT_VAL_FRACTION
 
 
 def fixed_binarization(mode: str) -> str:
@@ -99,32 +211,54 @@ def kl_weight(beta: float, warmup_epochs: float, step: int, steps_per_epoch: int
 
 
 def check_compatible(model: ModelConfig, data: TrainingData) -> None:
-    """The data must have the model's input shape, and lie in [0, 1] for a Bernoulli likelihood."""
+    """The data must have the model's input shape, labels for a conditional model, and lie in
+    [0, 1] for a Bernoulli likelihood (the training data by the range its scaling recorded, so
+    streamed data is not read again; held-out data held in memory by its values)."""
     shape = tuple(data.train.shape[1:])
     if shape != model.input_shape:
         raise ConfigError(
             f"the data have shape {shape} per example, the model expects {model.input_shape}"
         )
+    sets = (
+        ("training", data.train, data.train_labels),
+        ("validation", data.val, data.val_labels),
+        ("test", data.test, data.test_labels),
+    )
     if model.conditional:
-        splits = (
-            ("training", data.train, data.train_labels),
-            ("test", data.test, data.test_labels),
-        )
-        for split, x, y in splits:
+        for split, x, y in sets:
             if x is not None and y is None:
                 raise DataError(f"a conditional model needs labels, and the {split} data have none")
-            if y is not None and y.max() >= model.n_classes:
+            if y is not None and len(y) and y.max() >= model.n_classes:
                 raise DataError(
                     f"the {split} data have label {int(y.max())}, outside the model's "
                     f"{model.n_classes} classes"
                 )
-    if model.likelihood == "bernoulli":
-        for split, x in (("training", data.train), ("test", data.test)):
-            if x is not None and (x.min() < 0 or x.max() > 1):
-                raise DataError(
-                    f"the {split} data have values outside [0, 1], which a Bernoulli likelihood "
-                    "cannot model; use --likelihood gaussian"
-                )
+    if model.likelihood != "bernoulli":
+        return
+    for split, x, _ in sets:
+        if x is None:
+            continue
+        if split == "training" and data.streamed:
+            if data.per_batch == "threshold":
+                continue
+            low, high = data.scaling.low, data.scaling.high
+        elif isinstance(x, np.ndarray) and x.size:
+            low, high = float(x.min()), float(x.max())
+        else:
+            continue
+        check_unit_range(low, high, f"the {split} data", data.scaling)
+
+
+def check_unit_range(low: float, high: float, what: str, scaling: Scaling | None) -> None:
+    """Refuse data from ``low`` to ``high`` outside [0, 1] for a Bernoulli likelihood, in one
+    line that names the fix."""
+    if not (low < 0 or high > 1):
+        return
+    scaled = "" if scaling is None else f" after --scale {scaling.method}"
+    raise DataError(
+        f"{what} have values from {low:.4g} to {high:.4g}{scaled}, outside [0, 1], which a "
+        "Bernoulli likelihood cannot model; use --scale minmax or --likelihood gaussian"
+    )
 
 
 def engine_for(model: ModelConfig, config: TrainConfig, group: Group | None = None) -> Engine:
@@ -174,25 +308,35 @@ def _writer_lock(run_dir: Path, main: bool) -> contextlib.AbstractContextManager
 
 @dataclass
 class LoopState:
-    """Where the loop stands: epochs finished, optimizer steps taken, and its generator
-    (epoch permutations and dynamic binarization)."""
+    """Where the loop stands: epochs finished, optimizer steps taken, its generator (epoch
+    permutations and dynamic binarization), and the best held-out −ELBO so far (nats per
+    example) with its epoch (None before any held-out score)."""
 
     epoch: int
     step: int
     rng: np.random.Generator
+    best_loss: float | None = None
+    best_epoch: int | None = None
 
     @classmethod
     def fresh(cls, seed: int) -> LoopState:
         return cls(0, 0, np.random.default_rng((seed, 1)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step": self.step, "loop_rng": self.rng.bit_generator.state}
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "loop_rng": self.rng.bit_generator.state,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+        }
 
     @classmethod
     def from_json(cls, state: Any) -> LoopState:
         """The loop state recorded in a checkpoint's ``state.json``; an edited or damaged record
-        (counts that are not whole numbers ≥ 0, a generator state numpy refuses) raises
-        CheckpointError."""
+        (counts that are not whole numbers ≥ 0, a generator state numpy refuses, a best loss
+        that is not a finite number) raises CheckpointError. A checkpoint written before best
+        losses were kept has none."""
         where = checkpoint.STATE_FILE
         if not isinstance(state, dict):
             raise CheckpointError(f"{where} must hold a JSON object, not {type(state).__name__}")
@@ -207,7 +351,52 @@ class LoopState:
             rng.bit_generator.state = state.get("loop_rng")
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise CheckpointError(f"{where}: loop_rng is not a generator state ({exc!r})") from None
-        return cls(state["epoch"], state["step"], rng)
+        best_loss, best_epoch = state.get("best_loss"), state.get("best_epoch")
+        if (best_loss is None) != (best_epoch is None) or not (
+            best_loss is None
+            or (
+                isinstance(best_loss, (int, float))
+                and not isinstance(best_loss, bool)
+                and math.isfinite(best_loss)
+                and isinstance(best_epoch, int)
+                and not isinstance(best_epoch, bool)
+                and 1 <= best_epoch <= state["epoch"]
+            )
+        ):
+            raise CheckpointError(
+                f"{where}: best_loss and best_epoch must be a finite number and an epoch "
+                f"already trained, or both null; got {best_loss!r} and {best_epoch!r}"
+            )
+        return cls(state["epoch"], state["step"], rng, best_loss, best_epoch)
+
+    def improve(self, loss: float) -> bool:
+        """Record the held-out loss of the epoch just finished; whether it is the best yet."""
+        if self.best_loss is not None and not loss < self.best_loss:
+            return False
+        self.best_loss, self.best_epoch = float(loss), self.epoch
+        return True
+
+    def stalled(self, patience: int) -> bool:
+        """Whether ``patience`` (> 0) epochs in a row have passed without a better held-out
+        loss than the best one."""
+        return (
+            bool(patience)
+            and self.best_epoch is not None
+            and (self.epoch - self.best_epoch >= patience)
+        )
+
+
+def check_held_out(config: TrainConfig, data: TrainingData) -> None:
+    """``--patience`` and ``--keep best`` follow the held-out score: refuse them, in one line,
+    for data without held-out examples."""
+    if data.held_out() is not None:
+        return
+    for wanted, flag in ((config.patience, "--patience"), (config.keep == "best", "--keep best")):
+        if wanted:
+            raise ConfigError(
+                f"{flag} follows the held-out score, and this run holds out no data; give "
+                f"--val-fraction F (0 < F ≤ {MAX_VAL_FRACTION}) or leave {flag} out"
+            )
 
 
 EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
@@ -224,7 +413,9 @@ def fit(
     on_step: StepHook | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train ``engine`` from ``state`` (default: a fresh start) to ``config.epochs``.
+    """Train ``engine`` from ``state`` (default: a fresh start) to ``config.epochs``, or until
+    ``config.patience`` epochs in a row bring no lower held-out −ELBO (nats per example; the
+    validation split, else the test split), which ``state`` records with its epoch.
 
     Returns one metrics record per epoch trained; ``on_epoch(engine, record, state)`` runs after
     each epoch and ``on_step(engine, state)`` after each step. A non-finite loss raises
@@ -240,7 +431,9 @@ def fit(
     show_bar = progress and sys.stderr.isatty()
     long_epoch = progress and not show_bar and steps_per_epoch >= PROGRESS_LINE_STEPS
     line_every = steps_per_epoch // 10 if long_epoch else 0
-    while state.epoch < config.epochs:
+    held_out = data.held_out()
+    check_held_out(config, data)
+    while state.epoch < config.epochs and not state.stalled(config.patience):
         epoch = state.epoch + 1
         started = time.perf_counter()
         engine.set_learning_rate(learning_rate(config, epoch))
@@ -254,12 +447,14 @@ def fit(
             unit="batch",
         )
         with bar:
-            for start in range(0, n, config.batch_size):
+            batch_xs = batches(data.train, order, config.batch_size)
+            for start, x in zip(range(0, n, config.batch_size), batch_xs, strict=True):
                 index = order[start : start + config.batch_size]
-                x = data.train[index]
                 y = data.train_labels[index] if conditional else None
                 if config.binarize == "dynamic":
                     x = binarize(x, "dynamic", state.rng)
+                elif data.per_batch != "none":
+                    x = binarize(x, data.per_batch)
                 beta = kl_weight(beta_max, config.kl_warmup, state.step + 1, steps_per_epoch)
                 metrics = engine.train_step(x, beta, y)
                 if not math.isfinite(metrics.loss):
@@ -289,12 +484,23 @@ def fit(
             "kl": kl,
             "beta": beta,
         }
-        if data.test is not None:
-            test_y = data.test_labels if conditional else None
-            test = evaluate_elbo(engine, data.test, y=test_y, seed=config.seed)
-            record.update(test_loss=test.loss, test_recon=test.recon, test_kl=test.kl)
+        for name, x, y in (
+            ("val", data.val, data.val_labels),
+            ("test", data.test, data.test_labels),
+        ):
+            if x is not None:
+                result = evaluate_elbo(engine, x, y=y if conditional else None, seed=config.seed)
+                record.update(
+                    {
+                        f"{name}_loss": result.loss,
+                        f"{name}_recon": result.recon,
+                        f"{name}_kl": result.kl,
+                    }
+                )
         record["seconds"] = time.perf_counter() - started
         state.epoch = epoch
+        if held_out is not None:
+            state.improve(record["val_loss" if data.val is not None else "test_loss"])
         history.append(record)
         if on_epoch is not None:
             on_epoch(engine, record, state)
@@ -371,6 +577,9 @@ class RunWriter:
             x, y = self.figure_inputs
             path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
             run_figures.draw_reconstructions(engine, x[:8], path, seed, y, epoch=epoch)
+        if self.config.keep == "best" and state.best_epoch == epoch:
+            split = "val" if "val_loss" in record else "test"
+            checkpoint.save_best(self.run_dir, engine, epoch, state.best_loss, split)
         checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
 
     def _after_divergence(self, saved: int) -> str:
@@ -404,6 +613,12 @@ class RunWriter:
             )
         except TrainingDiverged as exc:
             raise TrainingDiverged(f"{exc}; {self._after_divergence(state.epoch)}") from None
+        if state.epoch < self.config.epochs and state.stalled(self.config.patience):
+            self.log(
+                f"stopped early after epoch {state.epoch}: the held-out -ELBO has not improved "
+                f"for {figures.plural(self.config.patience, 'epoch')} (best "
+                f"{state.best_loss:.2f} nats at epoch {state.best_epoch})"
+            )
         if self.writes:
             run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
         return history
@@ -432,6 +647,7 @@ def start_run(
     main = group is None or group.is_main
     data = data or TrainingData.load(config)
     check_compatible(model, data)
+    check_held_out(config, data)
     check_run_dir(run_dir, force=force)  # on every rank, before rank 0 may write
     engine = engine_for(model, config, group)
     if main:
@@ -440,6 +656,8 @@ def start_run(
         if main:
             prepare_run_dir(run_dir, force=force)
             checkpoint.write_config(run_dir, model, config, created_by)
+            if data.scaling is not None:
+                data.scaling.save(run_dir)
         if on_start is not None:
             on_start()
         writer = RunWriter(run_dir, model, config, log, writes=main)
@@ -450,12 +668,14 @@ def resume_run(
     run_dir: str | Path,
     *,
     epochs: int | None = None,
+    patience: int | None = None,
     data_dir: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
     log: Log = print,
 ) -> list[dict[str, Any]]:
-    """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given)
+    """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given,
+    stopping early with ``patience`` if given, both stored)
     and return the metrics record of that epoch (see :func:`checkpoint.last_metrics`) followed
     by those of the epochs trained now (metrics.jsonl has them all); a finished run only gets
     its final figures again.
@@ -473,11 +693,15 @@ def resume_run(
         config = replace(config, epochs=epochs)
     if device is not None:
         config = replace(config, device=device)
+    if patience is not None:
+        config = replace(config, patience=patience)
     where = run_data_dir(config.data, config.data_dir, data_dir)
     if data_dir is not None:
         config = replace(config, data_dir=where)
-    data = TrainingData.load(replace(config, data_dir=where))
+    scaling = Scaling.load(run_dir)  # None for a run from before scalings were stored: auto
+    data = TrainingData.load(replace(config, data_dir=where), scaling=scaling)
     check_compatible(model, data)
+    check_held_out(config, data)
     engine = engine_for(model, config, group)
     with _writer_lock(run_dir, main):
         if main:
@@ -492,7 +716,12 @@ def resume_run(
         if main:
             checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
             checkpoint.keep_metrics_until(run_dir, state.epoch)  # drop those after a crash
-            if state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
+            checkpoint.keep_best_until(run_dir, state.epoch)
+            if scaling is None and data.scaling is not None:
+                data.scaling.save(run_dir)
+            if state.epoch < config.epochs and state.stalled(config.patience):
+                log(f"{run_dir} stopped early; drawing its figures")
+            elif state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
                 log(
                     f"{run_dir} has trained all {figures.plural(config.epochs, 'epoch')}; "
                     "drawing its figures (pass --epochs with a larger number to train longer)"
@@ -510,6 +739,9 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
         f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.2f}  "
         f"recon {record['recon']:.2f}  kl {record['kl']:.2f}"
     )
-    if "test_loss" in record:
-        line += f"  test -ELBO {record['test_loss']:.2f} nats"
+    for name in ("val", "test"):
+        if f"{name}_loss" in record:
+            line += f"  {name} -ELBO {record[f'{name}_loss']:.2f}"
+    if "val_loss" in record or "test_loss" in record:
+        line += " nats"
     return line + f"  ({record['seconds']:.1f} s)"

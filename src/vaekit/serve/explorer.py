@@ -1,7 +1,8 @@
 """What the latent-space explorer computes, independent of HTTP: a 2-D map of the latent space,
 decoding, interpolation, and the analysis of a drawn or uploaded image.
 
-The map: posterior means E[z|x] of (up to ``map_size``) images of the run's test set, projected to
+The map: posterior means E[z|x] of (up to ``map_size``) images of the run's held-out data (its
+validation split, else its test split; see :mod:`vaekit.runs`), projected to
 2-D — the identity for a 2-d latent, else the two principal axes of the means that
 ``manifold.png`` and ``scatter.png`` use (the first ``run_figures.SCATTER_POINTS``), by the same
 function (:func:`vaekit.figures.principal_components`), so that the map is oriented as they are.
@@ -14,7 +15,10 @@ N(0, I): the sliders span each z_k's ``RANGE_PROBABILITIES`` quantiles [lo, hi],
 draws from the prior.
 
 Scores are log p(x) estimates in nats (the importance-weighted bound, k samples), read against
-the same estimate on test images: an input below the 1st percentile is unusual for the model.
+the same estimate on held-out images: an input below the 1st percentile is unusual for the model.
+An upload is read as the run's training images were: brought to its ``image_size`` (resized to
+cover it, centre-cropped) when it has one, else it must have the model's size; read grey or RGB
+as the model's channels say; then scaled by the run's stored scaling (``scaling.json``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vaekit import checkpoint, figures
+from vaekit.data.files import read_image
+from vaekit.data.scaling import Scaling, fit_array
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.evaluation import iwae_log_likelihood
@@ -55,7 +61,7 @@ class Analysis:
     position: list[float]  # where z falls on the 2-D map
     reconstruction_png: bytes  # the decoder's mean at z
     log_likelihood: float  # nats, IWAE estimate
-    percentile: float | None  # % of reference test images with a lower estimate
+    percentile: float | None  # % of reference held-out images with a lower estimate
     reading: str  # the percentile in plain words
 
 
@@ -71,11 +77,19 @@ class Explorer:
         map_size: int = 2000,
         score_samples: int = 100,
         reference_size: int = 300,
+        scaling: Scaling | None = None,
+        image_size: tuple[int, int] | None = None,
     ) -> None:
+        """``reference``: model inputs of held-out images (the map, and the scores an upload is
+        compared with); ``scaling`` turns an upload's levels into model inputs (default: the
+        8-bit levels divided by 255); ``image_size``: the (H, W) uploads are brought to (None:
+        they must have the model's size)."""
         config = engine.config
         if not figures.can_draw(config.input_shape) or len(config.input_shape) != 3:
             raise ConfigError("the explorer shows images; this run's inputs are not images")
         self.engine, self.config, self.score_samples = engine, config, score_samples
+        self.scaling = scaling or fit_array("unit", np.zeros((1, 1)))
+        self.image_size = image_size
         low, high = engine.prior.quantile(np.array(RANGE_PROBABILITIES))
         self.latent_range = (float(low), float(high))
         middle, half = (low + high) / 2, LIMIT_FACTOR * (high - low) / 2
@@ -103,14 +117,19 @@ class Explorer:
             self.reference_scores = np.sort(scores)
 
     @classmethod
-    def open(cls, run_dir: str | Path, engine: str | None = None, device: str = "auto"):
-        """The explorer of a run, with its test set as the map (if the data can be found)."""
-        runner = checkpoint.open_run(Path(run_dir), engine, device)
+    def open(
+        cls, run_dir: str | Path, engine: str | None = None, device: str = "auto", which="last"
+    ):
+        """The explorer of a run (its ``which`` weights: last or best), with its held-out data
+        as the map (if the data can be found)."""
+        runner = checkpoint.open_run(Path(run_dir), engine, device, which)
+        _, train, _ = checkpoint.read_config(run_dir)
+        reading = {"scaling": Scaling.load(run_dir), "image_size": train.image_size}
         try:
             data, _ = run_data(run_dir)
         except (DataError, ConfigError, OSError):
-            return cls(runner, None, None)  # no map points, no reference scores
-        return cls(runner, data.x, data.y)
+            return cls(runner, None, None, **reading)  # no map points, no reference scores
+        return cls(runner, data.x, data.y, **reading)
 
     # --- the latent space ---------------------------------------------------------------------
 
@@ -196,22 +215,25 @@ class Explorer:
     def read_score(self, log_px: float) -> tuple[float | None, str]:
         """(% of reference images scoring lower, a plain-words reading)."""
         if not len(self.reference_scores):
-            return None, "no test images to compare with (the run's data was not found)"
+            return None, "no held-out images to compare with (the run's data was not found)"
         below = 100.0 * np.searchsorted(self.reference_scores, log_px) / len(self.reference_scores)
         if below < 1:
-            return below, "unusual for this model: less likely than 99% of its test images"
+            return below, "unusual for this model: less likely than 99% of its held-out images"
         if below < 10:
-            return below, f"rather unusual: only {below:.0f}% of its test images are less likely"
+            return below, (
+                f"rather unusual: only {below:.0f}% of its held-out images are less likely"
+            )
         if below > 99:  # VAEs give simple inputs (blank, thin strokes) very high likelihoods
             return below, (
-                "unusually likely: above 99% of its test images — simpler than a typical "
+                "unusually likely: above 99% of its held-out images — simpler than a typical "
                 "input (likelihoods favour simple images; it is no sign of a good one)"
             )
-        return below, f"typical: more likely than {below:.0f}% of this model's test images"
+        return below, f"typical: more likely than {below:.0f}% of this model's held-out images"
 
     def image_from_upload(self, data: bytes) -> np.ndarray:
-        """Pixels in [0, 1] of the model's input shape from PNG or JPEG bytes; a clear
-        :class:`InputError` for anything else (non-image bytes, other dimensions).
+        """The model input of PNG or JPEG bytes, read as the run's images were (see the module
+        docstring); a clear :class:`InputError` for anything else (non-image bytes, another
+        size when the run has no ``image_size``).
 
         The size is read from the image's header and checked before any pixel is decoded: a
         few hundred kilobytes of PNG can declare 13000×13000 pixels (169 MB as 8-bit grey).
@@ -221,19 +243,21 @@ class Explorer:
             with Image.open(io.BytesIO(data)) as image:
                 if image.format not in ("PNG", "JPEG"):
                     raise InputError(f"the upload is a {image.format} image; send PNG or JPEG")
-                if image.size != (width, height):
+                if self.image_size is None and image.size != (width, height):
                     raise InputError(
                         f"the image is {image.size[0]}×{image.size[1]} pixels; this model "
                         f"takes {width}×{height}"
                     )
-                image = image.convert("L" if channels == 1 else "RGB")
-                pixels = np.asarray(image, dtype=np.float32) / 255.0
         except Image.DecompressionBombError:
             message = f"the image declares far too many pixels; this model takes {width}×{height}"
             raise InputError(message) from None
         except (UnidentifiedImageError, OSError, ValueError):
             raise InputError("the upload is not a PNG or JPEG image") from None
-        return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+        try:
+            levels = read_image(data, self.image_size, "grey" if channels == 1 else "rgb")
+            return self.scaling.apply(levels[None], "the image")[0]
+        except DataError as exc:
+            raise InputError(str(exc)) from None
 
 
 def decode_data_url(text: str) -> bytes:
