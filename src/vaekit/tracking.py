@@ -1,0 +1,153 @@
+"""Experiment tracking: a run's scalars, images and settings as TensorBoard event files.
+
+``metrics.jsonl`` stays the run's record; a logger is an optional second view of it, fed by the
+training loop. :func:`make_logger` builds the one ``--logger`` asks for (``none`` or
+``tensorboard``, the latter writing ``RUN/tensorboard/``). Losses are nats per example, as in
+``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.errors import ConfigError, MissingExtra
+
+LOGGERS = ("none", "tensorboard")
+#: The folder of a run that holds its TensorBoard event files.
+TENSORBOARD_DIR = "tensorboard"
+#: Keys of an epoch record that are its position (the x axis), not scalars to plot.
+AXES = ("epoch", "step")
+
+
+def make_logger(
+    kind: str,
+    run_dir: str | Path,
+    model: ModelConfig,
+    train: TrainConfig,
+    *,
+    purge_step: int | None = None,
+) -> TensorBoardLogger | None:
+    """The logger ``kind`` names: None for ``none``, a :class:`TensorBoardLogger` writing
+    ``run_dir/tensorboard`` for ``tensorboard``. ``purge_step``: on resuming, the first step
+    trained again (TensorBoard then hides the events an interrupted attempt wrote from it on)."""
+    if kind not in LOGGERS:
+        raise ConfigError(f"logger must be one of {', '.join(LOGGERS)}; got {kind!r}")
+    if kind == "none":
+        return None
+    return TensorBoardLogger(Path(run_dir) / TENSORBOARD_DIR, model, train, purge_step=purge_step)
+
+
+def _summary_writer():
+    """torch's SummaryWriter class, or :class:`MissingExtra` when tensorboard is not installed."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise MissingExtra("--logger tensorboard", "tensorboard")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MissingExtra("--logger tensorboard", "tensorboard") from None
+    return SummaryWriter
+
+
+class TensorBoardLogger:
+    """Writes TensorBoard event files into ``log_dir``: per step ``step/loss``, ``step/recon``,
+    ``step/kl``, ``step/beta``, ``step/lr``; per epoch ``epoch/<key>`` for each number of its
+    metrics record (x axis: the epoch); images; and, when closed, the run's settings as
+    hyperparameters with the final metrics (``final/<key>``)."""
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        *,
+        purge_step: int | None = None,
+    ) -> None:
+        writer_class = _summary_writer()
+        self.log_dir = Path(log_dir)
+        self.settings = hparams_of(model_config, train_config)
+        self.writer = writer_class(log_dir=str(self.log_dir), purge_step=purge_step)
+        self.last_step = 0
+
+    def step(self, step: int, loss: float, recon: float, kl: float, beta: float, lr: float) -> None:
+        """One optimizer step's batch means (nats per example), its KL weight β and learning
+        rate, at global step ``step``."""
+        values = {"loss": loss, "recon": recon, "kl": kl, "beta": beta, "lr": lr}
+        for name, value in values.items():
+            self.writer.add_scalar(f"step/{name}", float(value), step)
+        self.last_step = max(self.last_step, step)
+
+    def epoch(self, record: Mapping[str, Any]) -> None:
+        """Every number of an epoch's metrics record (loss, recon, kl, beta, val_loss,
+        test_loss, seconds, …) as ``epoch/<key>`` at step ``record["epoch"]``; then flush, so
+        that a TensorBoard watching the run sees the epoch."""
+        epoch = int(record["epoch"])
+        for key, value in numbers(record).items():
+            if key not in AXES:
+                self.writer.add_scalar(f"epoch/{key}", value, epoch)
+        self.last_step = max(self.last_step, int(record.get("step", 0)))
+        self.writer.flush()
+
+    def image(self, tag: str, image: str | Path | np.ndarray, step: int) -> None:
+        """A picture at ``step``: a PNG file or an H×W or H×W×C array (C = 1, 3 or 4; uint8
+        levels, or floats in [0, 1])."""
+        self.writer.add_image(tag, as_hwc(image), step, dataformats="HWC")
+
+    def close(self, final_metrics: Mapping[str, Any]) -> None:
+        """Write the settings as hyperparameters with the numbers of ``final_metrics`` (the
+        last epoch's record, say) as ``final/<key>``, and close the event file."""
+        from torch.utils.tensorboard.summary import hparams
+
+        metrics = {f"final/{k}": v for k, v in numbers(final_metrics).items() if k not in AXES}
+        file_writer = self.writer._get_file_writer()
+        for summary in hparams(self.settings, metrics):
+            file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, self.last_step)
+        self.writer.close()
+
+
+def numbers(record: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers of a record (bools and everything else left out), as floats."""
+    return {
+        key: float(value)
+        for key, value in record.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
+
+
+def hparams_of(model: ModelConfig, train: TrainConfig) -> dict[str, str | int | float | bool]:
+    """The run's settings, flat (``model.hidden``, ``train.lr``, …): numbers, strings and bools
+    as they are; lists as their JSON text (``[400, 200]``); None as ``none``."""
+    flat = {}
+    for section, config in (("model", model.to_dict()), ("train", train.to_dict())):
+        for key, value in config.items():
+            if value is None:
+                value = "none"
+            elif isinstance(value, (list, tuple)):
+                value = json.dumps(list(value))
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def as_hwc(image: str | Path | np.ndarray) -> np.ndarray:
+    """An image as an H×W×C array: a PNG file read with Pillow, or an array, whose H×W form
+    gains a channel axis."""
+    if isinstance(image, (str, Path)):
+        from PIL import Image
+
+        with Image.open(image) as picture:
+            image = np.asarray(picture)
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ConfigError(f"an image must be H×W or H×W×C with C = 1, 3 or 4; got {array.shape}")
+    return array
