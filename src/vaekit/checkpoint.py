@@ -70,6 +70,10 @@ LOCK_FILE = "writer.lock"
 FIGURES_DIR = "figures"
 TMP_SUFFIX = ".tmp"
 #: The figures a run draws into ``figures/`` (see training.RunWriter), and their temporaries.
+#: The folder of TensorBoard event files (``--logger tensorboard``), and the files vaekit writes
+#: there (TensorBoard's own naming).
+TENSORBOARD_DIR = "tensorboard"
+EVENTS_NAME = re.compile(r"events\.out\.tfevents\.[\w.-]+")
 FIGURE_NAME = re.compile(r"((samples|reconstructions)-epoch-\d+|samples-step-\d+)\.png(\.tmp)?")
 #: Longest line of ``metrics.jsonl`` read (an epoch's record is a few hundred bytes); a longer
 #: line is damaged and skipped.
@@ -581,6 +585,7 @@ RUN_ENTRIES = (
     "scatter.png",
     "curves.png",
     FIGURES_DIR,
+    TENSORBOARD_DIR,
 )
 
 
@@ -612,19 +617,20 @@ def _is_folder(path: Path) -> bool:
 
 def clear_run(run_dir: Path) -> None:
     """Remove a previous run's files from ``run_dir`` (for ``--force``), and nothing else: the
-    files of RUN_ENTRIES and their temporaries, in ``figures/`` only the figures vaekit draws
-    (the folder too once empty), config.json last (so a process stopped meanwhile leaves a run
-    that ``--force`` still replaces), and never the writer lock, which the caller holds. A
-    symbolic link is removed itself, never followed."""
+    files of RUN_ENTRIES and their temporaries, in ``figures/`` and ``tensorboard/`` only the
+    figures and event files vaekit writes (each folder too once empty), config.json last (so a
+    process stopped meanwhile leaves a run that ``--force`` still replaces), and never the writer
+    lock, which the caller holds. A symbolic link is removed itself, never followed."""
     run_dir = Path(run_dir)
     names = [name for name in RUN_ENTRIES if name not in (CONFIG_FILE, LOCK_FILE)]
     for name in [*names, CONFIG_FILE]:
         for path in (run_dir / name, run_dir / (name + TMP_SUFFIX)):
             if not _is_folder(path):
                 path.unlink(missing_ok=True)
-            elif path.name == FIGURES_DIR:
+            elif path.name in (FIGURES_DIR, TENSORBOARD_DIR):
+                own = FIGURE_NAME if path.name == FIGURES_DIR else EVENTS_NAME
                 for child in path.iterdir():
-                    if FIGURE_NAME.fullmatch(child.name) and not _is_folder(child):
+                    if own.fullmatch(child.name) and not _is_folder(child):
                         child.unlink()
                 if not any(path.iterdir()):
                     path.rmdir()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import numpy as np
 from tqdm import tqdm
@@ -31,6 +31,7 @@ from vaekit.config import (
     IMAGE_MODES,
     KEEP,
     LIKELIHOODS,
+    LOGGERS,
     LR_SCHEDULES,
     MAX_CLASSES,
     MAX_IMAGE_SIDE,
@@ -44,6 +45,7 @@ from vaekit.config import (
     ModelConfig,
     TrainConfig,
 )
+from vaekit.config_files import read_settings, to_toml
 from vaekit.data import Dataset, dataset_status, load_raw
 from vaekit.data.datasets import absolute_source
 from vaekit.data.labels import class_labels
@@ -177,17 +179,45 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
     }
 
 
-def _settings(args: argparse.Namespace) -> tuple[Preset | None, dict, dict]:
-    """The --preset and the model and training settings a command line asks for (the preset's,
-    overridden by flags), with a data file or folder and --data-dir made absolute."""
-    preset = get_preset(args.preset) if getattr(args, "preset", None) else None
-    model = {**(preset.model if preset else {}), **_given(args, MODEL_FIELDS)}
-    train = {**(preset.train if preset else {}), **_given(args, TRAIN_FIELDS)}
-    if "data" in train:
+class Settings(NamedTuple):
+    """What a command line asks for: its preset (--preset, else the one a --config file names),
+    the model and training settings (the preset's, then the --config file's, then the flags'),
+    whether the model is conditional, and which settings came from the --config file."""
+
+    preset: Preset | None
+    model: dict
+    train: dict
+    conditional: bool
+    from_file: frozenset
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings of a command line (see :class:`Settings`), with a data file or folder and
+    --data-dir made absolute (relative to the working directory)."""
+    file = read_settings(args.config) if getattr(args, "config", None) else None
+    name = getattr(args, "preset", None) or (file.preset if file else None)
+    preset = get_preset(name) if name else None
+    model = {
+        **(preset.model if preset else {}),
+        **(file.model if file else {}),
+        **_given(args, MODEL_FIELDS),
+    }
+    train = {
+        **(preset.train if preset else {}),
+        **(file.train if file else {}),
+        **_given(args, TRAIN_FIELDS),
+    }
+    if isinstance(train.get("data"), str):
         train["data"] = absolute_source(train["data"])
-    if "data_dir" in train:
+    if isinstance(train.get("data_dir"), str):
         train["data_dir"] = os.path.abspath(train["data_dir"])
-    return preset, model, train
+    conditional = bool(
+        getattr(args, "conditional", False)
+        or (file is not None and file.conditional)
+        or (preset is not None and preset.conditional)
+    )
+    from_file = frozenset({*file.model, *file.train}) if file else frozenset()
+    return Settings(preset, model, train, conditional, from_file)
 
 
 def _flag(name: str) -> str:
@@ -207,11 +237,11 @@ def _resume_conflicts(args: argparse.Namespace, run: Path) -> list[str]:
     preset's settings with the run's."""
     model, train, _ = checkpoint.read_config(run)
     train = replace(train, data=absolute_source(train.data))
-    preset, model_wanted, train_wanted = _settings(args)
+    wanted = _settings(args)
     given = {**_given(args, MODEL_FIELDS), **_given(args, TRAIN_FIELDS)}
     conflicts = []
-    for stored, wanted in ((model, model_wanted), (train, train_wanted)):
-        for name, value in wanted.items():
+    for stored, settings in ((model, wanted.model), (train, wanted.train)):
+        for name, value in settings.items():
             if name in RESUME_MAY_CHANGE:
                 continue
             try:
@@ -223,13 +253,18 @@ def _resume_conflicts(args: argparse.Namespace, run: Path) -> list[str]:
                 or (name == "decoder_hidden" and candidate.decoder_sizes == stored.decoder_sizes)
             )
             if not same:
-                source = "" if name in given else f"from --preset {preset.name}; "
+                source = (
+                    ""
+                    if name in given
+                    else f"from --config {args.config}; "
+                    if name in wanted.from_file
+                    else f"from --preset {wanted.preset.name}; "
+                )
                 conflicts.append(
                     f"{_flag(name)} {_shown(value)} ({source}the run has "
                     f"{_shown(getattr(stored, name))})"
                 )
-    wants_labels = getattr(args, "conditional", False) or (preset and preset.conditional)
-    if wants_labels and not model.conditional:
+    if wanted.conditional and not model.conditional:
         conflicts.append("--conditional (the run is unconditional)")
     if args.force:
         conflicts.append("--force (resuming never replaces the run)")
@@ -246,8 +281,8 @@ def _new_run_dir() -> Path:
 
 
 def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path) -> int:
-    preset, model_settings, train_settings = _settings(args)
-    train = TrainConfig(**train_settings)
+    settings = _settings(args)
+    train = TrainConfig(**settings.train)
     size, mode = train.image_size, train.image_mode
     train_set, test_set = (
         load_raw(train.data, split, train.data_dir, image_size=size, image_mode=mode)
@@ -255,14 +290,14 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
     )
     data = TrainingData.prepare(train, train_set, test_set)
     n_classes = 0
-    if getattr(args, "conditional", False) or (preset is not None and preset.conditional):
+    if settings.conditional:
         if train_set.y is None:
             raise ConfigError(f"a conditional model needs labels, and {train.data} has none")
         n_classes = int(train_set.y.max()) + 1
     model = ModelConfig(
         input_shape=tuple(data.train.shape[1:]),
         n_classes=n_classes,
-        **model_settings,
+        **settings.model,
     )
     kind = f"conditional ({n_classes} classes) " if n_classes else ""
     group = distributed.from_environment()
@@ -346,15 +381,17 @@ def _train(args: argparse.Namespace) -> int:
                 args.out,
                 epochs=args.epochs,
                 patience=args.patience,
-                data_dir=_settings(args)[2].get("data_dir"),
+                data_dir=_settings(args).train.get("data_dir"),
                 device=args.device,
                 progress=not args.quiet,
                 log=_logger(args),
             )
         _print_summary(history[-1], args.out)
         return 0
-    if args.data is None and args.preset is None:
-        raise ConfigError("train needs --data NAME|PATH (see 'vaekit datasets') or --preset NAME")
+    if args.data is None and args.preset is None and args.config is None:
+        raise ConfigError(
+            "train needs --data NAME|PATH (see 'vaekit datasets'), --preset NAME or --config FILE"
+        )
     return _train_new(args, "train", args.force, args.out or _new_run_dir())
 
 
@@ -418,18 +455,25 @@ def cmd_presets(args: argparse.Namespace) -> int:
         model = ModelConfig(**preset.model).to_dict()
         model["n_classes"] = "from the data" if preset.conditional else 0
         model["input_shape"] = "from the data"
-        config = {"model": model, "train": TrainConfig(**preset.train).to_dict()}
-        print(
-            json.dumps(
-                {"name": preset.name, "description": preset.description, **config},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        train = TrainConfig(**preset.train).to_dict()
+        meta = {"name": preset.name, "description": preset.description}
+        if args.format == "toml":
+            print(to_toml(model, train, meta), end="")
+        else:
+            record = {**meta, "model": model, "train": train}
+            print(json.dumps(record, indent=2, ensure_ascii=False))
         return 0
     width = max(len(name) for name in PRESETS)
     for preset in PRESETS.values():
         print(f"{preset.name:<{width}}  {preset.description}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from vaekit.export import EXPORT_FILES, export_onnx  # torch's exporter: only when asked for
+
+    out = export_onnx(args.run, args.out, which=args.checkpoint)
+    print(f"wrote {', '.join(EXPORT_FILES)} ({args.checkpoint} weights) to {out}")
     return 0
 
 
@@ -796,6 +840,12 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--force", action="store_true", help="replace the run in a non-empty --out directory"
     )
+    t.add_argument(
+        "--logger",
+        choices=LOGGERS,
+        help="none (default; metrics.jsonl is the record) or tensorboard: also TensorBoard event "
+        "files in RUN/tensorboard (the tensorboard extra)",
+    )
     d = p.add_argument_group("data")
     d.add_argument(
         "--scale",
@@ -917,6 +967,13 @@ def build_parser() -> argparse.ArgumentParser:
         "is now (and the run remembers DIR), --device D continues on another device",
     )
     p.add_argument("--preset", metavar="NAME", help="start from a named recipe (vaekit presets)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="settings from a TOML or JSON file (a run's config.json, 'vaekit presets --show "
+        "NAME --format toml', or [model]/[train] tables); flags given as well override it",
+    )
     _add_training_flags(p)
     p.set_defaults(handler=cmd_train)
 
@@ -948,8 +1005,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="The presets that reproduce reference VAEs; --show NAME prints one's "
         "full model and training config.",
     )
-    p.add_argument("--show", metavar="NAME", help="print a preset's full config as JSON")
+    p.add_argument("--show", metavar="NAME", help="print a preset's full config")
+    p.add_argument(
+        "--format",
+        choices=("json", "toml"),
+        default="json",
+        help="how --show prints it (default json); either is a valid 'train --config' file",
+    )
     p.set_defaults(handler=cmd_presets)
+
+    p = sub.add_parser(
+        "export",
+        help="export a run's encoder and decoder for deployment (ONNX)",
+        description="Write RUN's encoder (x -> mu, logvar) and decoder (z -> mean of p(x|z)) as "
+        "ONNX models, with vaekit-onnx.json naming their inputs, outputs and shapes and the "
+        "run's scaling (the onnx extra).",
+    )
+    p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the only one)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (new or empty)")
+    _add_checkpoint_flag(p)
+    p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser(
         "reconstruct",

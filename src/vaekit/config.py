@@ -28,6 +28,7 @@ LR_SCHEDULES = ("decay", "burda")
 SCALINGS = ("auto", "none", "unit", "standardize", "minmax")
 IMAGE_MODES = ("auto", "grey", "rgb")
 KEEP = ("last", "best")
+LOGGERS = ("none", "tensorboard")
 #: Largest side ``image_size`` may ask for, and the largest validation fraction.
 MAX_IMAGE_SIDE = 4096
 MAX_VAL_FRACTION = 0.5
@@ -276,7 +277,8 @@ class TrainConfig:
     examples (a seeded draw) is held out to score every epoch; None: 0.1 for data without a test
     split, 0 for the named sets, whose test split is the held-out data. ``keep="best"`` also
     keeps the weights of the epoch with the best held-out −ELBO; ``patience`` > 0 stops training
-    once that many epochs in a row did not improve it.
+    once that many epochs in a row did not improve it. ``logger`` ``tensorboard`` also writes the
+    run's scalars, figures and settings as TensorBoard event files (``RUN/tensorboard/``).
     """
 
     data: str = "mnist-small"
@@ -303,6 +305,7 @@ class TrainConfig:
     val_fraction: float | None = None
     keep: str = "last"
     patience: int = 0
+    logger: str = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str) or not self.data:
@@ -336,6 +339,7 @@ class TrainConfig:
         _choice("scale", self.scale, SCALINGS)
         _choice("image_mode", self.image_mode, IMAGE_MODES)
         _choice("keep", self.keep, KEEP)
+        _choice("logger", self.logger, LOGGERS)
         if self.image_size is not None:
             if not isinstance(self.image_size, (list, tuple)) or len(self.image_size) != 2:
                 raise ConfigError(f"image_size must be two sides (H, W), got {self.image_size!r}")

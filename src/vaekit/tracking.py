@@ -17,12 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.checkpoint import TENSORBOARD_DIR
+from vaekit.config import LOGGERS, ModelConfig, TrainConfig
 from vaekit.errors import ConfigError, MissingExtra
 
-LOGGERS = ("none", "tensorboard")
-#: The folder of a run that holds its TensorBoard event files.
-TENSORBOARD_DIR = "tensorboard"
 #: Keys of an epoch record that are its position (the x axis), not scalars to plot.
 AXES = ("epoch", "step")
 
@@ -43,6 +41,15 @@ def make_logger(
     if kind == "none":
         return None
     return TensorBoardLogger(Path(run_dir) / TENSORBOARD_DIR, model, train, purge_step=purge_step)
+
+
+def check_available(kind: str) -> None:
+    """Raise, before anything is written, what :func:`make_logger` would: ConfigError for an
+    unknown ``kind``, :class:`MissingExtra` when its package is not installed."""
+    if kind not in LOGGERS:
+        raise ConfigError(f"logger must be one of {', '.join(LOGGERS)}; got {kind!r}")
+    if kind == "tensorboard":
+        _summary_writer()
 
 
 def _summary_writer():
@@ -111,6 +118,10 @@ class TensorBoardLogger:
             file_writer.add_summary(summary)
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, self.last_step)
+        self.writer.close()
+
+    def stop(self) -> None:
+        """Close the event file without the final summary (training stopped by an error)."""
         self.writer.close()
 
 

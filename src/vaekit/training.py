@@ -32,7 +32,7 @@ from vaekit.data.scaling import Scaling
 from vaekit.data.scaling import fit as fit_scaling
 from vaekit.data.sources import Scaled, Subset, chunks, in_memory
 from vaekit.data.splits import validation_split
-from vaekit.engines import Engine, EngineOptions, build_engine
+from vaekit.engines import Engine, EngineOptions, StepMetrics, build_engine
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
@@ -261,6 +261,14 @@ def check_unit_range(low: float, high: float, what: str, scaling: Scaling | None
     )
 
 
+def check_logger(config: TrainConfig) -> None:
+    """Refuse a ``config.logger`` whose package is missing before anything is written."""
+    if config.logger != "none":
+        from vaekit import tracking  # torch's TensorBoard writer: only when asked for
+
+        tracking.check_available(config.logger)
+
+
 def engine_for(model: ModelConfig, config: TrainConfig, group: Group | None = None) -> Engine:
     """A fresh engine for ``model`` with the engine, seed, device and optimizer of ``config``;
     with a ``group``, the engine joins it (see :func:`vaekit.engines.build_engine`)."""
@@ -400,7 +408,8 @@ def check_held_out(config: TrainConfig, data: TrainingData) -> None:
 
 
 EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
-StepHook = Callable[[Engine, LoopState], None]
+#: After each step: the engine, the loop state, the step's metrics and its KL weight β.
+StepHook = Callable[[Engine, LoopState, StepMetrics, float], None]
 
 
 def fit(
@@ -418,9 +427,9 @@ def fit(
     validation split, else the test split), which ``state`` records with its epoch.
 
     Returns one metrics record per epoch trained; ``on_epoch(engine, record, state)`` runs after
-    each epoch and ``on_step(engine, state)`` after each step. A non-finite loss raises
-    :class:`TrainingDiverged` before the weights are changed. With ``progress``: a bar on stderr
-    when it is a terminal, else a line there every tenth of a long epoch's steps.
+    each epoch and ``on_step(engine, state, metrics, beta)`` after each step. A non-finite loss
+    raises :class:`TrainingDiverged` before the weights are changed. With ``progress``: a bar on
+    stderr when it is a terminal, else a line there every tenth of a long epoch's steps.
     """
     state = state or LoopState.fresh(config.seed)
     n = len(data.train)
@@ -446,8 +455,7 @@ def fit(
             leave=False,
             unit="batch",
         )
-        with bar:
-            batch_xs = batches(data.train, order, config.batch_size)
+        with bar, contextlib.closing(batches(data.train, order, config.batch_size)) as batch_xs:
             for start, x in zip(range(0, n, config.batch_size), batch_xs, strict=True):
                 index = order[start : start + config.batch_size]
                 y = data.train_labels[index] if conditional else None
@@ -463,7 +471,7 @@ def fit(
                     )
                 state.step += 1
                 if on_step is not None:
-                    on_step(engine, state)
+                    on_step(engine, state, metrics, beta)
                 totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
                 bar.update()
                 bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
@@ -513,7 +521,9 @@ class RunWriter:
     and a checkpoint, then the log line; at the end, every figure of the run.
 
     With ``writes=False`` (the ranks after 0 of a distributed run) it trains but writes and logs
-    nothing."""
+    nothing. With ``config.logger`` ``tensorboard`` it also feeds a
+    :class:`~vaekit.tracking.TensorBoardLogger`: each step's scalars, each epoch's record and
+    figures, and at the end the settings with the final metrics."""
 
     def __init__(
         self,
@@ -522,18 +532,32 @@ class RunWriter:
         config: TrainConfig,
         log: Log,
         writes: bool = True,
+        first_step: int = 0,
     ) -> None:
         self.run_dir, self.model, self.config, self.log = run_dir, model, config, log
         self.writes = writes
         self.drawable = figures.can_draw(model.input_shape) and writes
         self.figure_inputs: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.tracker = None
+        if writes and config.logger != "none":
+            from vaekit import tracking  # torch's TensorBoard writer: only when asked for
+
+            resumed = first_step + 1 if first_step else None
+            self.tracker = tracking.make_logger(
+                config.logger, run_dir, model, config, purge_step=resumed
+            )
 
     def _figure(self, name: str) -> Path:
         folder = self.run_dir / "figures"
         folder.mkdir(exist_ok=True)
         return folder / name
 
-    def step_done(self, engine: Engine, state: LoopState) -> None:
+    def step_done(
+        self, engine: Engine, state: LoopState, metrics: StepMetrics, beta: float
+    ) -> None:
+        if self.tracker is not None:
+            lr = learning_rate(self.config, state.epoch + 1)
+            self.tracker.step(state.step, metrics.loss, metrics.recon, metrics.kl, beta, lr)
         every = self.config.sample_every_steps
         if self.drawable and every and state.step % every == 0:
             path = self._figure(f"samples-step-{state.step:07d}.png")
@@ -545,6 +569,11 @@ class RunWriter:
                 epoch=state.epoch + 1,
                 step=state.step,
             )
+            self._track_image("samples", path, state.step)
+
+    def _track_image(self, tag: str, path: Path, step: int) -> None:
+        if self.tracker is not None and path.exists():
+            self.tracker.image(tag, path, step)
 
     def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         if not self.writes:
@@ -569,14 +598,18 @@ class RunWriter:
 
     def _save_epoch(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         checkpoint.append_metrics(self.run_dir, record)
+        if self.tracker is not None:
+            self.tracker.epoch(record)
         epoch = record["epoch"]
         if self.drawable and epoch % self.config.sample_every == 0:
             seed = self.config.seed
             path = self._figure(f"samples-epoch-{epoch:03d}.png")
             run_figures.draw_samples(engine, path, self.config.sample_count, seed, epoch=epoch)
+            self._track_image("samples", path, state.step)
             x, y = self.figure_inputs
             path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
             run_figures.draw_reconstructions(engine, x[:8], path, seed, y, epoch=epoch)
+            self._track_image("reconstructions", path, state.step)
         if self.config.keep == "best" and state.best_epoch == epoch:
             split = "val" if "val_loss" in record else "test"
             checkpoint.save_best(self.run_dir, engine, epoch, state.best_loss, split)
@@ -601,6 +634,7 @@ class RunWriter:
     def train(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
         """Run :func:`fit` with this writer, then write the final figures."""
         self.figure_inputs = data.for_figures()
+        per_step = self.config.sample_every_steps or self.tracker is not None
         try:
             history = fit(
                 engine,
@@ -608,11 +642,15 @@ class RunWriter:
                 data,
                 state=state,
                 on_epoch=self.epoch_done,
-                on_step=self.step_done if self.config.sample_every_steps else None,
+                on_step=self.step_done if per_step else None,
                 progress=progress and self.writes,
             )
         except TrainingDiverged as exc:
+            self._stop_tracking()
             raise TrainingDiverged(f"{exc}; {self._after_divergence(state.epoch)}") from None
+        except BaseException:
+            self._stop_tracking()
+            raise
         if state.epoch < self.config.epochs and state.stalled(self.config.patience):
             self.log(
                 f"stopped early after epoch {state.epoch}: the held-out -ELBO has not improved "
@@ -621,7 +659,13 @@ class RunWriter:
             )
         if self.writes:
             run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
+        if self.tracker is not None:
+            self.tracker.close(history[-1] if history else {})
         return history
+
+    def _stop_tracking(self) -> None:
+        if self.tracker is not None:
+            self.tracker.stop()
 
 
 def start_run(
@@ -648,6 +692,7 @@ def start_run(
     data = data or TrainingData.load(config)
     check_compatible(model, data)
     check_held_out(config, data)
+    check_logger(config)
     check_run_dir(run_dir, force=force)  # on every rank, before rank 0 may write
     engine = engine_for(model, config, group)
     if main:
@@ -702,6 +747,7 @@ def resume_run(
     data = TrainingData.load(replace(config, data_dir=where), scaling=scaling)
     check_compatible(model, data)
     check_held_out(config, data)
+    check_logger(config)
     engine = engine_for(model, config, group)
     with _writer_lock(run_dir, main):
         if main:
@@ -729,7 +775,7 @@ def resume_run(
             else:
                 log(f"resuming {run_dir} after epoch {state.epoch}")
         saved = checkpoint.last_metrics(run_dir, state.epoch)
-        writer = RunWriter(run_dir, model, config, log, writes=main)
+        writer = RunWriter(run_dir, model, config, log, writes=main, first_step=state.step)
         return ([saved] if saved else []) + writer.train(engine, data, state, progress)
 
 
