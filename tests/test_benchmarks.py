@@ -15,6 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("plain_python.py", "speed-up"),
         ("run.py", "| vaekit, numpy engine |"),
         ("distributed.py", "| 2 | 1 |"),
+        ("anomaly.py", "| breast cancer (benign), 1 split |"),
     ],
 )
 def test_benchmark_quick_mode_runs(script, expected):

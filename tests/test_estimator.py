@@ -6,12 +6,16 @@ from inspect import Parameter
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from vaekit import checkpoint, estimator, learner
 from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
-from vaekit.errors import ConfigError
+from vaekit.data.scaling import Scaling
+from vaekit.data.splits import validation_split
+from vaekit.errors import ConfigError, DataError
 from vaekit.estimator import VAE
+from vaekit.evaluation import evaluate_elbo
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +69,11 @@ def test_save_load_round_trip_and_cli_reads_it(fitted, images, tmp_path, capsys)
 
 
 def test_errors(fitted):
-    with pytest.raises(ConfigError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         VAE().transform(np.zeros((2, 4)))
-    with pytest.raises(ConfigError, match="shape"):
+    with pytest.raises(DataError, match="shape"):
         fitted.transform(np.zeros((2, 5)))
-    with pytest.raises(ConfigError, match="Z must have shape"):
+    with pytest.raises(DataError, match="Z must have shape"):
         fitted.inverse_transform(np.zeros((2, 7)))
     with pytest.raises(ConfigError, match="latent_dim"):
         VAE(latent_dim=0).fit(np.zeros((4, 4)))
@@ -91,8 +95,10 @@ def test_numpy_learner_api(images):
         match="784 values per example, but layer_sizes starts with 100",
     ):
         learner.VAE([100, 2]).fit(images)
-    with pytest.raises(ConfigError, match="loss"):
-        learner.VAE(loss="hinge")
+    hinge = learner.VAE(loss="hinge")  # stored as given: checked by fit, as scikit-learn asks
+    assert hinge.loss == "hinge"
+    with pytest.raises(ConfigError, match="loss must be one of bce"):
+        hinge.fit(images[:10])
 
 
 def test_conditional_estimator_and_numpy_learner_load(images, mnist_small, tmp_path):
@@ -123,7 +129,7 @@ def test_the_signature_is_the_config_fields_but_the_exclusions():
     assert all(p.kind == Parameter.KEYWORD_ONLY for p in params.values())
     configs = {f.name: f.default for c in (ModelConfig, TrainConfig) for f in fields(c)}
     expected = {k: v for k, v in configs.items() if k not in estimator.EXCLUDED_FIELDS}
-    expected.update(conditional=False, verbose=False)
+    expected.update(conditional=False, verbose=False, contamination=0.01)
     assert {name: p.default for name, p in params.items()} == expected
     assert set(estimator.EXCLUDED_FIELDS) <= set(configs)
     assert {name: getattr(VAE(), name) for name in params} == expected
@@ -165,3 +171,142 @@ def test_a_conv_estimator_fits_and_a_loaded_run_refits_with_its_channels(images,
     loaded.fit(images[:200])
     assert loaded.model_config_ == vae.model_config_
     assert loaded.engine_.get_weights()["encoder.conv.0.weight"].shape == (16, 1, 4, 4)
+
+
+# --- scaling: fitted once on the training rows, applied to every X ----------------------------
+
+
+def tabular(n: int, seed: int = 0) -> np.ndarray:
+    """Raw table rows: an age (0–100), an income (around 2e4–1e5) and a signed measurement."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack(
+        [rng.uniform(0, 100, n), rng.lognormal(10.5, 0.4, n), rng.normal(0, 1, n)]
+    )
+
+
+@pytest.fixture(scope="module")
+def table_vae():
+    x = tabular(1100)
+    vae = VAE(hidden=(16,), latent_dim=2, likelihood="gaussian", scale="standardize", epochs=2)
+    return vae.fit(x), x
+
+
+def test_standardize_is_numpys_mean_and_std_of_the_training_rows(table_vae):
+    vae, x = table_vae
+    train_rows, held = validation_split(len(x), 0.1, seed=0)  # val_fraction None: 0.1 held out
+    assert len(held) == 110 and vae.scaling_.method == "standardize"
+    np.testing.assert_allclose(vae.scaling_.shift, x[train_rows].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(vae.scaling_.scale, x[train_rows].std(axis=0), rtol=1e-6)
+
+
+def test_a_row_gets_one_answer_in_any_batch(table_vae, fitted, images):
+    vae, x = table_vae
+    np.testing.assert_array_equal(vae.transform(x)[1:], vae.transform(x[1:]))
+    np.testing.assert_array_equal(
+        fitted.transform(images[:300])[1:], fitted.transform(images[1:300])
+    )
+    # a row alone goes through another matrix-product kernel (gemv): equal to float32 rounding
+    np.testing.assert_allclose(vae.transform(x[7:8])[0], vae.transform(x)[7], rtol=1e-5)
+    # each row draws its own importance samples: the same scores in any batch
+    np.testing.assert_array_equal(vae.score_samples(x)[:500], vae.score_samples(x[:500], k=100))
+    np.testing.assert_array_equal(vae.score_samples(x)[1:], vae.score_samples(x[1:]))
+    assert vae.score(x[:500]) == pytest.approx(vae.score_samples(x)[:500].mean())
+
+
+def test_methods_scale_inputs_and_return_raw_units(table_vae):
+    vae, x = table_vae
+    scaled = ((x - vae.scaling_.shift) / vae.scaling_.scale).astype(np.float32)
+    np.testing.assert_allclose(vae.transform(x[:9]), vae.engine_.encode(scaled[:9])[0], atol=1e-6)
+    z = vae.transform(x[:5])
+    decoded = vae.engine_.decode(z)
+    np.testing.assert_allclose(
+        vae.inverse_transform(z), decoded * vae.scaling_.scale + vae.scaling_.shift, rtol=1e-5
+    )
+    assert 2e4 < np.median(vae.reconstruct(x[:50])[:, 1]) < 1e5  # incomes, not z-scores
+    assert 2e4 < np.median(vae.sample(50, seed=1)[:, 1]) < 1e5
+
+
+def test_auto_leaves_raw_numbers_as_they_are():
+    ages = np.random.default_rng(3).integers(0, 101, size=(200, 4)).astype(np.float64)
+    vae = VAE(hidden=(8,), latent_dim=2, likelihood="gaussian", epochs=1).fit(ages)
+    assert vae.scaling_.method == "none"  # not divided by 255: they are no 8-bit pixels
+    np.testing.assert_array_equal(
+        vae.transform(ages), vae.engine_.encode(ages.astype(np.float32))[0]
+    )
+
+
+def test_save_load_gives_the_same_answers(table_vae, tmp_path):
+    vae, x = table_vae
+    vae.save(tmp_path / "t")
+    assert (tmp_path / "t" / "scaling.json").is_file()
+    loaded = VAE.load(tmp_path / "t")
+    assert loaded.scaling_.method == "standardize" and loaded.get_params() == vae.get_params()
+    np.testing.assert_array_equal(loaded.transform(x), vae.transform(x))
+    np.testing.assert_array_equal(loaded.score_samples(x, k=10), vae.score_samples(x, k=10))
+    np.testing.assert_array_equal(
+        loaded.inverse_transform(x[:3, :2]), vae.inverse_transform(x[:3, :2])
+    )
+
+
+def test_a_run_saved_before_scalings_were_stored_scales_by_auto(fitted, images, tmp_path):
+    fitted.save(tmp_path / "old")
+    (tmp_path / "old" / "scaling.json").unlink()
+    loaded = VAE.load(tmp_path / "old")
+    assert loaded.scaling_ is None
+    np.testing.assert_array_equal(loaded.transform(images[:20]), fitted.transform(images[:20]))
+
+
+def test_bernoulli_data_outside_the_unit_interval_is_refused_naming_the_fix(table_vae):
+    with pytest.raises(DataError, match="outside \\[0, 1\\].*use --scale minmax or --likelihood"):
+        VAE(hidden=(8,), latent_dim=2, epochs=1).fit(tabular(100))
+    vae = VAE(hidden=(8,), latent_dim=2, scale="minmax", val_fraction=0.0, epochs=1)
+    vae.fit(tabular(100))
+    assert vae.scaling_.method == "minmax"
+    # minmax clips later inputs to [0, 1] (see vaekit.data.scaling): a Bernoulli model scores any
+    assert np.isfinite(vae.score_samples(tabular(100, seed=1) * 3, k=5)).all()
+
+
+def test_keep_best_ends_with_the_best_epochs_weights_and_patience_stops():
+    x = tabular(400)
+    common = dict(hidden=(16,), latent_dim=2, likelihood="gaussian", scale="standardize")
+    common.update(epochs=5, batch_size=20, lr=0.1)
+    best = VAE(keep="best", **common).fit(x)
+    losses = [record["val_loss"] for record in best.history_]
+    assert 1 <= int(np.argmin(losses)) < len(losses) - 1  # a best epoch before the last
+    _, held = validation_split(len(x), 0.1, seed=0)
+    inputs = best.scaling_.apply(x[held])
+    assert evaluate_elbo(best.engine_, inputs, seed=0).loss == min(losses)
+    last = VAE(**common).fit(x)
+    assert evaluate_elbo(last.engine_, inputs, seed=0).loss == losses[-1]
+    stopped = VAE(patience=1, **{**common, "epochs": 20}).fit(x)
+    assert len(stopped.history_) == int(np.argmin(losses)) + 2
+    with pytest.raises(ConfigError, match="keep='best'.*val_fraction=0"):
+        VAE(keep="best", val_fraction=0.0, **common).fit(x)
+
+
+def test_the_learner_scales_tables_and_flags_outliers():
+    x = tabular(300)
+    vae = learner.VAE([3, 8, 2], loss="mse", scale="standardize", contamination=0.05, epochs=2)
+    vae.fit(x)
+    assert vae.scaling_.method == "standardize" and vae.engine_.name == "numpy"
+    assert learner.VAE(**vae.get_params()).get_params()["scale"] == "standardize"
+    assert set(vae.predict(np.concatenate([x[:10], x[:10] * 50]))) <= {-1, 1}
+    assert np.all(vae.predict(x[:10] * 50) == -1)
+
+
+def test_a_command_line_run_loads_its_best_or_last_weights_and_its_scaling(tmp_path):
+    rows = tabular(300)
+    np.savetxt(tmp_path / "table.csv", rows, delimiter=",", fmt="%.6f")
+    run = tmp_path / "run"
+    flags = ["--likelihood", "gaussian", "--scale", "standardize", "--keep", "best"]
+    argv = ["train", "--data", str(tmp_path / "table.csv"), "--hidden", "8", "--latent-dim", "2"]
+    assert main([*argv, *flags, "--epochs", "3", "--quiet", "--out", str(run)]) == 0
+    stored = Scaling.load(run)
+    raw = np.loadtxt(tmp_path / "table.csv", delimiter=",")[:20]
+    for which in ("last", "best"):
+        vae = VAE.load(run, checkpoint=which)
+        assert vae.scaling_.method == "standardize"
+        engine = checkpoint.open_run(run, which=which)
+        np.testing.assert_array_equal(vae.transform(raw), engine.encode(stored.apply(raw))[0])
+    with pytest.raises(ConfigError, match="which must be one of last, best"):
+        VAE.load(run, checkpoint="first")

@@ -1,14 +1,23 @@
-"""A scikit-learn-style VAE: hyperparameters in ``__init__``, ``fit`` returns ``self``, learned
-state in attributes ending in ``_``, and the density-model methods ``score_samples``/``sample``.
+"""The VAE as a scikit-learn estimator (``BaseEstimator``, ``TransformerMixin``,
+``OutlierMixin``): hyperparameters in ``__init__``, ``fit`` returns ``self``, learned state in
+attributes ending in ``_``, ``transform`` to posterior means, the density-model methods
+``score_samples``/``score``/``sample``, and the outlier-detector surface of scikit-learn's
+``IsolationForest`` (``decision_function``, ``predict`` → +1 inlier / −1 outlier,
+``threshold_`` = ``offset_``). It clones, sits in a ``Pipeline`` and is tuned by
+``GridSearchCV`` (``score`` is the mean log-likelihood). It needs scikit-learn (the ``sklearn``
+extra); ``import vaekit`` and the command line do not.
 
 >>> vae = VAE(hidden=(256,), latent_dim=2, epochs=5).fit(images)     # doctest: +SKIP
 >>> z = vae.transform(images)              # posterior means, (N, 2)
 >>> log_px = vae.score_samples(images)     # importance-weighted log p(x), nats per example
+>>> flags = vae.predict(images)            # −1 where log p(x) < threshold_, else +1
 """
 
 from __future__ import annotations
 
-import inspect
+import json
+import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import fields, replace
 from difflib import get_close_matches
@@ -18,29 +27,55 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import checkpoint
+from vaekit.checkpoint import (
+    OUTLIERS_FILE,
+    open_run,
+    read_config,
+    read_metrics,
+    save_weights,
+    write_atomic,
+    write_config,
+    write_metrics,
+)
 from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data import Dataset
+from vaekit.data import RawData
 from vaekit.data.files import as_examples
 from vaekit.data.labels import class_labels
+from vaekit.data.scaling import Scaling, fit_array
+from vaekit.data.splits import validation_split
 from vaekit.engines import Engine
-from vaekit.errors import ConfigError
-from vaekit.evaluation import iwae_log_likelihood
+from vaekit.errors import CheckpointError, ConfigError, DataError, MissingExtra
+from vaekit.evaluation import iwae_log_likelihood, outlier_threshold
 from vaekit.sampling import check_labels, reconstruct, sample_prior
 from vaekit.training import (
     LoopState,
     TrainingData,
     check_compatible,
+    check_unit_range,
     engine_for,
     fit,
     format_epoch,
+    held_out_fraction,
 )
+
+try:
+    from sklearn.base import (
+        BaseEstimator,
+        ClassNamePrefixFeaturesOutMixin,
+        OutlierMixin,
+        TransformerMixin,
+    )
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError:
+    raise MissingExtra("vaekit.estimator (the scikit-learn interface)", "sklearn") from None
 
 ARRAY_SOURCE = "<array>"  # TrainConfig.data of a model fitted on an in-memory array
 #: The config fields that are not hyperparameters: the data decide ``input_shape`` and
 #: ``n_classes`` (set ``conditional`` instead); ``data`` is always ``ARRAY_SOURCE`` and
 #: ``data_dir`` unused; ``sample_every``, ``sample_every_steps`` and ``sample_count`` set the
-#: sample grids of a run directory, which ``fit`` does not write.
+#: sample grids of a run directory, which ``fit`` does not write; ``image_size`` and
+#: ``image_mode`` say how image files are read, and arrays are no files; ``logger`` feeds a run
+#: directory's TensorBoard files.
 EXCLUDED_FIELDS = (
     "input_shape",
     "n_classes",
@@ -49,13 +84,34 @@ EXCLUDED_FIELDS = (
     "sample_every",
     "sample_every_steps",
     "sample_count",
+    "image_size",
+    "image_mode",
+    "logger",
 )
+#: The default share of held-out examples that :meth:`VAE.predict` flags as outliers.
+CONTAMINATION = 0.01
 #: The hyperparameters that are no config field: a model conditional on ``y`` (its classes
-#: counted from ``y``), and printing one line per epoch.
+#: counted from ``y``), printing one line per epoch, and the outlier share ``contamination``.
 ESTIMATOR_PARAMS = (
     Parameter("conditional", Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
     Parameter("verbose", Parameter.KEYWORD_ONLY, default=False, annotation="bool"),
+    Parameter("contamination", Parameter.KEYWORD_ONLY, default=CONTAMINATION, annotation="float"),
 )
+#: The checks of scikit-learn's ``check_estimator`` (≥ 1.6) that this estimator fails, with
+#: why: pass it as ``expected_failed_checks``; every other check passes.
+EXPECTED_FAILED_CHECKS = {
+    name: (
+        "fit sets threshold_ to the contamination-quantile of log p(x) over held-out rows (the "
+        "lower quantile: at most that share of them scores below it), not over the training "
+        "rows, which a density model fits better than new ones; so the share of the training "
+        "rows that predict flags is not exactly contamination, as this check requires"
+    )
+    for name in ("check_outliers_fit_predict", "check_outliers_train")
+}
+#: Importance samples and noise seed of :meth:`VAE.score_samples` by default, and of the
+#: scores that ``threshold_`` is calibrated on and ``decision_function`` compares with it.
+SCORE_K = 100
+SCORE_SEED = 0
 
 
 def config_parameters(*configs: type) -> tuple[Parameter, ...]:
@@ -89,14 +145,53 @@ def check_names(names: Iterable[str]) -> None:
             raise UnknownParameter(f"VAE has no parameter {name!r}; did you mean {nearest[0]!r}?")
 
 
-class VAE:
+def batch_kernel(function: Any, x: np.ndarray, labels: np.ndarray | None) -> Any:
+    """``function(x, labels)`` (an array or a tuple of arrays, one row per row of x), a lone row
+    passed twice: torch and BLAS multiply a single row with another kernel (matrix × vector)
+    whose float32 rounding differs from the batch kernel's by ~1e-7, while from two rows on a
+    row's result does not depend on the rest of the batch (measured on both engines)."""
+    if len(x) != 1:
+        return function(x, labels)
+    pair = None if labels is None else np.concatenate([labels, labels])
+    out = function(np.concatenate([x, x]), pair)
+    return tuple(a[:1] for a in out) if isinstance(out, tuple) else out[:1]
+
+
+def check_contamination(value: Any) -> float:
+    """``contamination`` as a float in (0, 0.5], else one ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 0.5:
+        raise ConfigError(f"contamination must be a number in (0, 0.5], got {value!r}")
+    return float(value)
+
+
+class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseEstimator):
     """A variational autoencoder over arrays of shape (N, D), (N, H, W) or (N, C, H, W).
 
     Hyperparameters, all keywords: every field of :class:`~vaekit.config.ModelConfig` and
     :class:`~vaekit.config.TrainConfig` but ``EXCLUDED_FIELDS``, with the config's default
-    (``SIGNATURE``), and ``conditional`` and ``verbose``. After :meth:`fit`: ``engine_`` (the
-    trained engine), ``model_config_``, ``train_config_`` and ``history_`` (one metrics dict per
-    epoch). uint8 data and data in 0..255 are scaled to [0, 1], as the command line does.
+    (``SIGNATURE``), and ``conditional``, ``verbose`` and ``contamination``. ``__init__`` only
+    stores them (an unknown keyword is a TypeError); ``fit`` validates them, as scikit-learn
+    requires.
+
+    ``fit(X)`` holds out ``val_fraction`` of X (default None: 0.1, a draw seeded by ``seed``;
+    0 trains on all of X) to score every epoch (``history_``'s ``val_loss``), for
+    ``keep="best"`` (the estimator ends with the weights of the best epoch), for ``patience``
+    (stop after that many epochs without a better held-out score) and to calibrate
+    ``threshold_``. It fits ``scale`` on the training part once (``scaling_``: ``auto`` divides
+    uint8 data by 255 and leaves other data as it is; ``standardize``, ``minmax``; see
+    :mod:`vaekit.data.scaling`), and every method applies ``scaling_`` to its X, so a row gets
+    the same answer in any batch. Methods that return data (``inverse_transform``,
+    ``reconstruct``, ``sample``, ``generate``) return it in X's raw units; log-densities are of
+    the scaled values (nats per example).
+
+    After :meth:`fit`: ``engine_`` (the trained engine), ``model_config_``, ``train_config_``,
+    ``history_`` (one metrics dict per epoch), ``scaling_``, ``n_features_in_`` (values per
+    example: D, or C·H·W), ``feature_names_in_`` (for a DataFrame's columns), and
+    ``threshold_`` (also ``offset_``, scikit-learn's name): the ``contamination``-quantile
+    (the ⌊c·(n−1)⌋-th smallest) of log p(x) over the n held-out rows (the training rows when
+    ``val_fraction=0``), in nats, scored with ``threshold_k_`` importance samples and noise
+    seed ``threshold_seed_``; ``threshold_size_`` is n. Before ``fit`` (or :meth:`load`),
+    every method raises scikit-learn's ``NotFittedError``.
     """
 
     def __init__(self, **params: Any) -> None:
@@ -106,97 +201,207 @@ class VAE:
 
     __init__.__signature__ = SIGNATURE  # type: ignore[attr-defined]
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The hyperparameters by name, as ``__init__``'s signature lists them (``deep`` is
-        scikit-learn's flag; a VAE holds no nested estimators)."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags: ``transform`` returns the engine's float type (float32, or
+        float64 for a float64 NumPy engine), whatever X's is; X may be an image array."""
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The estimator's state for pickle (and joblib, ``copy.deepcopy``): a fitted engine
+        goes as its weights (``get_weights``), engine-neutral arrays, not as the engine object."""
+        state = super().__getstate__()
+        if "engine_" in state:
+            state = {**state, "engine_": state["engine_"].get_weights()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled estimator: a fitted one gets a fresh engine of its configs holding
+        the pickled weights."""
+        super().__setstate__(state)
+        if "engine_" in state:
+            self.engine_ = engine_for(self.model_config_, self.train_config_)
+            self.engine_.set_weights(state["engine_"])
 
     # --- fitting ---------------------------------------------------------------------------
 
+    def _hyperparameters(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        """The value of every name in ``PARAMETERS`` for examples of ``input_shape``: this
+        estimator's own parameters (a subclass with other parameters derives them)."""
+        return {parameter.name: getattr(self, parameter.name) for parameter in PARAMETERS}
+
+    @staticmethod
     def _configs(
-        self, input_shape: tuple[int, ...], n_classes: int = 0
+        values: dict[str, Any], input_shape: tuple[int, ...], n_classes: int = 0
     ) -> tuple[ModelConfig, TrainConfig]:
         model = ModelConfig(
             input_shape=input_shape,
             n_classes=n_classes,
-            **{name: getattr(self, name) for name in MODEL_PARAMS},
+            **{name: values[name] for name in MODEL_PARAMS},
         )
-        train = TrainConfig(
-            data=ARRAY_SOURCE, **{name: getattr(self, name) for name in TRAIN_PARAMS}
-        )
+        train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
         return model, train
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> VAE:
-        """Train on ``X`` for ``epochs`` epochs; returns ``self``. ``y`` (int class labels) is
-        required by, and used only by, a conditional model."""
-        x = as_examples(np.asarray(X), "X")
+    def fit(self, X: Any, y: Any = None) -> VAE:
+        """Train on ``X`` (raw values, at least 2 rows) for ``epochs`` epochs, holding out
+        ``val_fraction`` of it; returns ``self``. ``y`` (int class labels) is required by, and
+        used only by, a conditional model."""
+        x = self._validated(X, reset=True)
+        values = self._hyperparameters(tuple(x.shape[1:]))
+        contamination = check_contamination(values["contamination"])
         labels = None
-        if self.conditional:
+        if values["conditional"]:
             if y is None:
                 raise ConfigError("a conditional VAE needs the labels: fit(X, y)")
-            labels = class_labels(y, "y", len(x))
+            labels = class_labels(np.asarray(y), "y", len(x))
         n_classes = int(labels.max()) + 1 if labels is not None else 0
-        model, train = self._configs(tuple(x.shape[1:]), n_classes)
-        data = TrainingData.prepare(train, Dataset(x=x, y=labels, name=ARRAY_SOURCE), None)
+        model, train = self._configs(values, tuple(x.shape[1:]), n_classes)
+        data = TrainingData.prepare(train, RawData(x=x, y=labels, name="X"), None)
         check_compatible(model, data)
+        if train.keep == "best" and data.held_out() is None:
+            raise ConfigError(
+                "keep='best' keeps the epoch with the best held-out score, and val_fraction=0 "
+                "holds nothing out; give val_fraction > 0 or keep='last'"
+            )
         engine = engine_for(model, train)
+        best: dict[str, np.ndarray] = {}
 
-        def report(engine: Engine, record: dict[str, Any], state: LoopState) -> None:
-            print(format_epoch(record, train.epochs))
+        def on_epoch(engine: Engine, record: dict[str, Any], state: LoopState) -> None:
+            if values["verbose"]:
+                print(format_epoch(record, train.epochs))
+            if train.keep == "best" and state.best_epoch == state.epoch:
+                best.update((k, v.copy()) for k, v in engine.get_weights().items())
 
-        hook = report if self.verbose else None
-        self.history_ = fit(engine, train, data, on_epoch=hook, progress=self.verbose)
+        self.history_ = fit(engine, train, data, on_epoch=on_epoch, progress=values["verbose"])
+        if best:
+            engine.set_weights(best)
         self.engine_, self.model_config_, self.train_config_ = engine, model, train
+        self.scaling_: Scaling | None = data.scaling
+        _, held = validation_split(len(x), held_out_fraction(train, False), train.seed)
+        rows = held if len(held) else slice(None)
+        self._calibrate(x[rows], None if labels is None else labels[rows], contamination)
         return self
 
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X, y)``, then the posterior means of X (``y``: a conditional model's labels)."""
+        return self.fit(X, y).transform(X, y)
+
+    def _calibrate(self, X: np.ndarray, y: np.ndarray | None, contamination: float) -> None:
+        """Set ``threshold_``: the ``contamination``-quantile of log p(x) over the rows X."""
+        scores = self.score_samples(X, y, k=SCORE_K, seed=SCORE_SEED)
+        self.threshold_ = outlier_threshold(scores, contamination)
+        self.threshold_k_, self.threshold_seed_, self.threshold_size_ = (
+            SCORE_K,
+            SCORE_SEED,
+            len(scores),
+        )
+
+    @property
+    def offset_(self) -> float:
+        """``threshold_`` under scikit-learn's name: ``decision_function`` = ``score_samples``
+        − ``offset_``, as for ``IsolationForest``."""
+        return self.threshold_
+
+    @property
+    def _n_features_out(self) -> int:
+        """``transform``'s columns, named vae0, vae1, … by ``get_feature_names_out``."""
+        return self.model_config_.latent_dim
+
     def _engine(self) -> Engine:
-        if not hasattr(self, "engine_"):
-            raise ConfigError("this VAE is not fitted yet; call fit(X) or VAE.load(path) first")
+        check_is_fitted(self, "engine_")
         return self.engine_
 
-    def _inputs(self, X: np.ndarray) -> np.ndarray:
-        x = as_examples(np.asarray(X), "X")
-        expected = self._engine().config.input_shape
-        if x.shape[1:] != expected:
-            raise ConfigError(
-                f"X has examples of shape {x.shape[1:]}, the model expects {expected}"
+    def _validated(self, X: Any, *, reset: bool) -> np.ndarray:
+        """``X`` as an array of examples, (N, D) or (N, C, H, W), checked by scikit-learn (finite
+        numbers, at least 2 rows to fit; a DataFrame's column names, ``feature_names_in_``);
+        ``reset`` (in ``fit``) sets ``n_features_in_``, otherwise X's examples must have the
+        model's shape. A bad X raises DataError."""
+        try:
+            x = validate_data(
+                self,
+                X,
+                reset=reset,
+                ensure_2d=False,
+                allow_nd=True,
+                dtype="numeric",
+                ensure_min_samples=2 if reset else 1,
             )
-        return x
+        except ValueError as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(str(exc)) from None
+        if x.ndim < 2:
+            raise DataError(
+                f"X is an array of shape {x.shape}, expected (N, D), (N, H, W) or (N, C, H, W). "
+                "Reshape your data with X.reshape(-1, 1) for one feature or X.reshape(1, -1) "
+                "for one example"
+            )
+        x = as_examples(x, "X")
+        if reset:
+            self.n_features_in_ = math.prod(x.shape[1:])
+            return x
+        expected = self._engine().config.input_shape
+        if x.shape[1:] == expected:
+            return x
+        if x.ndim == 2 and len(expected) == 1:  # scikit-learn's words for a table
+            raise DataError(
+                f"X has {x.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{expected[0]} features as input"
+            )
+        raise DataError(f"X has examples of shape {x.shape[1:]}, the model expects {expected}")
+
+    def _inputs(self, X: Any) -> np.ndarray:
+        """Model inputs: ``X``'s raw values, of the model's example shape, scaled by
+        ``scaling_`` (a run saved before scalings were stored: by ``auto``, per call)."""
+        self._engine()
+        x = self._validated(X, reset=False)
+        scaling = self.scaling_ if self.scaling_ is not None else fit_array("auto", x, source="X")
+        return scaling.apply(x, "X")
+
+    def _raw_units(self, x: np.ndarray) -> np.ndarray:
+        """Model outputs in X's raw units (``scaling_.invert``)."""
+        return x if self.scaling_ is None else self.scaling_.invert(x)
 
     # --- using the model -------------------------------------------------------------------
 
-    def _labels(self, y: np.ndarray | None, n: int) -> np.ndarray | None:
+    def _labels(self, y: Any, n: int) -> np.ndarray | None:
         return check_labels(self._engine(), y, n) if self._engine().config.conditional else None
 
-    def encode(self, X: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar) of q(z|x[, y]), each (N, latent_dim)."""
         x = self._inputs(X)
-        return self._engine().encode(x, self._labels(y, len(x)))
+        return batch_kernel(self._engine().encode, x, self._labels(y, len(x)))
 
-    def transform(self, X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    def transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Posterior means E[z|x], (N, latent_dim)."""
         return self.encode(X, y)[0]
 
-    def inverse_transform(self, Z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        """The mean of p(x|z[, y]) for latents Z (N, latent_dim), shape (N, *input_shape)."""
+    def inverse_transform(self, Z: Any, y: Any = None) -> np.ndarray:
+        """The mean of p(x|z[, y]) for latents Z (N, latent_dim), in X's raw units, shape
+        (N, *input_shape)."""
+        latent = self._engine().config.latent_dim
         z = np.asarray(Z, dtype=np.float32)
-        if z.ndim != 2 or z.shape[1] != self._engine().config.latent_dim:
-            raise ConfigError(f"Z must have shape (N, {self._engine().config.latent_dim})")
-        return self._engine().decode(z, self._labels(y, len(z)))
+        if z.ndim != 2 or z.shape[1] != latent:
+            raise DataError(f"Z must have shape (N, {latent})")
+        decoded = batch_kernel(self._engine().decode, z, self._labels(y, len(z)))
+        return self._raw_units(decoded)
 
-    def reconstruct(self, X: np.ndarray, y: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
-        """Encode, draw z ~ q(z|x), decode: the mean of p(x|z) for each input."""
+    def reconstruct(self, X: Any, y: Any = None, seed: int = 0) -> np.ndarray:
+        """Encode, draw z ~ q(z|x), decode: the mean of p(x|z) for each input, in X's units."""
         x = self._inputs(X)
-        return reconstruct(self._engine(), x, seed=seed, labels=self._labels(y, len(x)))
+        labels = self._labels(y, len(x))
+        return self._raw_units(reconstruct(self._engine(), x, seed=seed, labels=labels))
 
     def sample(
         self, n_samples: int = 1, seed: int | None = None, labels: np.ndarray | int | None = None
     ) -> np.ndarray:
         """``n_samples`` draws of the decoder mean at z ~ p(z), the model's prior (of class
-        ``labels`` for a conditional model; default: the classes in turn)."""
-        seed = self.seed if seed is None else seed
-        return sample_prior(self._engine(), n_samples, seed=seed, labels=labels)
+        ``labels`` for a conditional model; default: the classes in turn), in X's units;
+        ``seed`` defaults to the training seed."""
+        engine = self._engine()
+        seed = self.train_config_.seed if seed is None else seed
+        return self._raw_units(sample_prior(engine, n_samples, seed=seed, labels=labels))
 
     def generate(
         self, z: np.ndarray | None = None, n: int = 1, seed: int = 0, labels: Any = None
@@ -205,42 +410,124 @@ class VAE:
         return self.sample(n, seed, labels) if z is None else self.inverse_transform(z, labels)
 
     def score_samples(
-        self, X: np.ndarray, y: np.ndarray | None = None, k: int = 100, seed: int = 0
+        self, X: Any, y: Any = None, k: int = SCORE_K, seed: int = SCORE_SEED
     ) -> np.ndarray:
-        """Per-example log p(x) estimates in nats: the k-sample importance-weighted bound."""
+        """Per-example log p(x) estimates of the scaled X in nats (float64): the k-sample
+        importance-weighted bound L_k (higher is more normal, as scikit-learn's detectors). Each
+        row's k samples come from a generator seeded by (``seed``, a hash of the row's scaled
+        values), so a row gets the same score in any batch, at any position, alone or not."""
         x = self._inputs(X)
-        return iwae_log_likelihood(self._engine(), x, k, y=self._labels(y, len(x)), seed=seed)
+        if self._engine().config.likelihood == "bernoulli":
+            check_unit_range(float(x.min()), float(x.max()), "X", self.scaling_)
+        engine = self._engine()
 
-    def score(self, X: np.ndarray, y: np.ndarray | None = None, k: int = 100) -> float:
-        """Mean log p(x) estimate over ``X``, nats per example (higher is better)."""
+        def scores(rows: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+            return iwae_log_likelihood(engine, rows, k, y=labels, seed=seed, per_row=True)
+
+        return batch_kernel(scores, x, self._labels(y, len(x)))
+
+    def score(self, X: Any, y: Any = None, k: int = SCORE_K) -> float:
+        """The mean of ``score_samples``: the average log p(x) estimate over X, nats per example
+        (higher is better), so that ``GridSearchCV`` and ``cross_val_score`` choose by held-out
+        likelihood. ``y``: a conditional model's labels, ignored otherwise."""
         return float(self.score_samples(X, y, k).mean())
+
+    # --- outliers ----------------------------------------------------------------------------
+
+    def decision_function(self, X: Any, y: Any = None) -> np.ndarray:
+        """log p(x) − ``threshold_`` per example, nats, scored as ``threshold_`` was (k =
+        ``threshold_k_``, seed ``threshold_seed_``): negative for outliers."""
+        if not hasattr(self, "threshold_"):
+            self._engine()
+            raise ConfigError(
+                "this VAE has no outlier threshold (its run was not saved by VAE.save); fit "
+                "it, or use `vaekit score RUN INPUT --threshold-fpr P`"
+            )
+        scores = self.score_samples(X, y, k=self.threshold_k_, seed=self.threshold_seed_)
+        return scores - self.threshold_
+
+    def predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """+1 for inliers, −1 for outliers (``decision_function`` < 0), int64 (N,)."""
+        return np.where(self.decision_function(X, y) < 0, -1, 1)
+
+    def _outliers_record(self) -> dict[str, Any]:
+        return {
+            "contamination": self.contamination,
+            "threshold": self.threshold_,
+            "k": self.threshold_k_,
+            "seed": self.threshold_seed_,
+            "held_out": self.threshold_size_,
+        }
+
+    def _restore_outliers(self, run_dir: Path) -> None:
+        """``threshold_`` and its settings from ``run_dir``'s outliers.json, when it has one."""
+        path = run_dir / OUTLIERS_FILE
+        if not path.exists():
+            return
+        try:
+            record = json.loads(path.read_bytes()[: 64 * 1024])
+            contamination = check_contamination(record["contamination"])
+            threshold, k, seed, size = (
+                record[key] for key in ("threshold", "k", "seed", "held_out")
+            )
+            if not (
+                isinstance(threshold, float)
+                and math.isfinite(threshold)
+                and all(type(v) is int and v >= 0 for v in (k, seed, size))
+                and k >= 1
+            ):
+                raise ValueError("a threshold, k, seed or held_out that is out of range")
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+            raise CheckpointError(f"{path} is not a vaekit outlier record ({exc})") from None
+        self.contamination, self.threshold_ = contamination, threshold
+        self.threshold_k_, self.threshold_seed_, self.threshold_size_ = k, seed, size
 
     # --- persistence -------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Write the model as a run directory (config.json, model.safetensors, metrics.jsonl)
-        that :meth:`load` and the command line (``vaekit sample PATH``) read. It holds no
-        optimizer state, so it cannot be resumed. Refuses a non-empty directory."""
+        """Write the model as a run directory (config.json, model.safetensors, metrics.jsonl,
+        scaling.json and outliers.json) that :meth:`load` and the command line (``vaekit
+        sample PATH``) read. It holds no optimizer state, so it cannot be resumed. Refuses a
+        non-empty directory."""
         engine = self._engine()
         run_dir = Path(path)
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             raise ConfigError(f"{run_dir} exists and is not an empty directory")
         run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_config(run_dir, self.model_config_, self.train_config_, "estimator")
-        checkpoint.save_weights(run_dir, engine)
-        checkpoint.write_metrics(run_dir, self.history_)
+        write_config(run_dir, self.model_config_, self.train_config_, "estimator")
+        save_weights(run_dir, engine)
+        write_metrics(run_dir, self.history_)
+        if self.scaling_ is not None:
+            self.scaling_.save(run_dir)
+        if hasattr(self, "threshold_"):
+            write_atomic(run_dir / OUTLIERS_FILE, json.dumps(self._outliers_record()).encode())
 
     @classmethod
-    def load(cls, path: str | Path, engine: str | None = None, device: str = "auto") -> VAE:
-        """A :class:`VAE` holding the weights of the run directory ``path`` (any vaekit run)."""
-        model, train, _ = checkpoint.read_config(path)
+    def load(
+        cls,
+        path: str | Path,
+        engine: str | None = None,
+        device: str = "auto",
+        checkpoint: str = "last",
+    ) -> VAE:
+        """A :class:`VAE` holding the weights of the run directory ``path`` (any vaekit run):
+        its ``checkpoint`` ``last`` or ``best`` (a run trained with ``--keep best``), its
+        stored scaling and, for a run :meth:`save` wrote, its outlier threshold."""
+        run_dir = Path(path)
+        model, train, _ = read_config(run_dir)
         vae = VAE(
             conditional=model.conditional,
             **{name: getattr(model, name) for name in MODEL_PARAMS},
             **{name: getattr(train, name) for name in TRAIN_PARAMS},
         )
         vae.engine, vae.device = engine or train.engine, device
-        vae.engine_ = checkpoint.open_run(path, engine, device)
-        vae.model_config_, vae.train_config_ = model, replace(train, engine=vae.engine)
-        vae.history_ = checkpoint.read_metrics(path)
+        vae.engine_ = open_run(run_dir, engine, device, which=checkpoint)
+        vae.model_config_, vae.train_config_ = (
+            model,
+            replace(train, engine=vae.engine, device=device),
+        )
+        vae.history_ = read_metrics(run_dir)
+        vae.n_features_in_ = math.prod(model.input_shape)
+        vae.scaling_ = Scaling.load(run_dir)
+        vae._restore_outliers(run_dir)
         return vae

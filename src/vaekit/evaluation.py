@@ -9,10 +9,15 @@ batches the data, draws the noise from a seed (so numbers are comparable) and st
   log p(x) ≥ L_k(x) = logsumexp_i [log p(x|z_i) + log p(z_i) − log q(z_i|x)] − log k.
   L_1 is the single-sample ELBO estimate (with a Monte-Carlo KL); L_k rises towards log p(x) as k
   grows, and L_5000 is the "test NLL" papers report (as −L_k).
+
+The noise of L_k is one stream drawn from ``seed`` over the whole of x by default (the command
+line's numbers), or, with ``per_row=True``, one stream per row seeded by (``seed``, a hash of the
+row's bytes): a row then draws the same z_i in any batch, at any position, in any process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +81,7 @@ def iwae_log_likelihood(
     *,
     y: np.ndarray | None = None,
     seed: int = 0,
+    per_row: bool = False,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
@@ -85,6 +91,8 @@ def iwae_log_likelihood(
     call holds at most IWAE_CHUNK_VALUES numbers. The logsumexp over chunks is streamed in
     float64 (running maximum and rescaled sum), so memory does not grow with k. ``progress``, if
     given, is called after each batch with the number of examples finished so far (cumulative).
+    ``per_row``: each row's noise from its own generator (:func:`row_generators`), and chunks
+    sized for a whole batch, so a row's L_k does not depend on the rest of x.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -97,12 +105,19 @@ def iwae_log_likelihood(
         dim = batch[0].size
         labels = _part(y, start, start + batch_size)
         mu, logvar = engine.encode(batch, labels)
-        chunk = max(1, min(k, IWAE_CHUNK_VALUES // (n * max(dim, latent))))
+        rows = row_generators(batch, seed) if per_row else None
+        chunk_rows = batch_size if per_row else n
+        chunk = max(1, min(k, IWAE_CHUNK_VALUES // (chunk_rows * max(dim, latent))))
         running_max = np.full(n, -np.inf)
         running_sum = np.zeros(n)
         for done in range(0, k, chunk):
             samples = min(chunk, k - done)
-            eps = rng.standard_normal((samples, n, latent), dtype=np.float32).astype(mu.dtype)
+            if rows is None:
+                eps = rng.standard_normal((samples, n, latent), dtype=np.float32)
+            else:
+                draws = [g.standard_normal((samples, latent), dtype=np.float32) for g in rows]
+                eps = np.stack(draws, axis=1)
+            eps = eps.astype(mu.dtype)
             w = engine.log_weights(batch, (mu, logvar), eps, labels)
             new_max = np.maximum(running_max, w.max(axis=0))
             running_sum = running_sum * np.exp(running_max - new_max) + np.exp(w - new_max).sum(0)
@@ -111,6 +126,28 @@ def iwae_log_likelihood(
         if progress is not None:
             progress(start + n)
     return out
+
+
+def row_generators(x: np.ndarray, seed: int) -> list[np.random.Generator]:
+    """One generator per row of ``x``, seeded by (``seed``, the first 8 bytes of the BLAKE2b
+    digest of the row's bytes): the same row draws the same numbers in every batch and process
+    (Python's ``hash`` of bytes changes between processes)."""
+    return [np.random.default_rng((seed, int.from_bytes(_digest(row), "little"))) for row in x]
+
+
+def _digest(row: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8).digest()
+
+
+def outlier_threshold(scores: np.ndarray, fraction: float) -> float:
+    """The level that ``fraction`` of the calibration ``scores`` (log p(x), nats) falls below:
+    the ⌊fraction·(n−1)⌋-th smallest of the n scores (numpy's ``lower`` quantile, a score
+    itself). An input is an outlier when its score is strictly below it, so at most
+    fraction·(n−1) of the calibration scores are: their false-positive rate is ≤ ``fraction``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        raise ValueError("a threshold needs at least one score")
+    return float(np.quantile(scores, fraction, method="lower"))
 
 
 @dataclass(frozen=True)

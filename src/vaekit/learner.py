@@ -7,12 +7,15 @@
 >>> new = vae.generate()              # one image from z ~ p(z), the prior; or vae.generate(z)
 
 It is :class:`vaekit.estimator.VAE` (``transform``, ``sample``, ``score_samples``, ``save``,
-``load`` …) with ``engine="numpy"`` and a constructor in the original from-scratch style.
+``load`` …, and a scikit-learn estimator) with ``engine="numpy"`` and a constructor in the
+original from-scratch style.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 from vaekit import estimator
 from vaekit.errors import ConfigError
@@ -25,7 +28,11 @@ class VAE(estimator.VAE):
     """``layer_sizes`` = (D, hidden…, K): the encoder's sizes; the decoder mirrors them.
 
     ``loss`` is ``bce`` (Bernoulli, sigmoid cross-entropy) or ``mse`` (Gaussian with fixed
-    ``sigma``: squared error / (2σ²) plus a constant).
+    ``sigma``: squared error / (2σ²) plus a constant). ``scale`` turns raw values into inputs
+    (``auto``: uint8 / 255, other data as it is; ``standardize`` or ``minmax`` for tables), and
+    ``contamination`` is the share of held-out rows that ``predict`` flags (see
+    :class:`vaekit.estimator.VAE`). ``__init__`` stores its arguments as they are; ``fit``
+    checks them and derives the configs' fields from them.
     """
 
     def __init__(
@@ -41,37 +48,47 @@ class VAE(estimator.VAE):
         optimizer: str = "adam",
         beta: float = 1.0,
         seed: int = 0,
+        scale: str = "auto",
+        contamination: float = estimator.CONTAMINATION,
         verbose: bool = False,
     ) -> None:
-        if len(layer_sizes) < 2:
-            raise ConfigError("layer_sizes needs at least the input size and the latent size")
-        if loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
-        self.layer_sizes = tuple(layer_sizes)
+        self.layer_sizes = layer_sizes
+        self.activation = activation
         self.loss = loss
-        super().__init__(
-            hidden=self.layer_sizes[1:-1],
-            latent_dim=self.layer_sizes[-1],
-            activation=activation,
-            likelihood=LOSSES[loss],
-            sigma=sigma,
-            beta=beta,
-            engine="numpy",
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            optimizer=optimizer,
-            seed=seed,
-            device="cpu",
-            verbose=verbose,
-        )
+        self.sigma = sigma
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.beta = beta
+        self.seed = seed
+        self.scale = scale
+        self.contamination = contamination
+        self.verbose = verbose
 
-    def fit(self, X, y=None) -> VAE:
-        """Train on X; each example must have ``layer_sizes[0]`` values."""
-        features = int(X[0].size) if len(X) else 0
-        if features != self.layer_sizes[0]:
+    def _hyperparameters(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        """The estimator's parameters: hidden sizes and latent size from ``layer_sizes`` (whose
+        first size must be the number of values per example), the likelihood from ``loss``,
+        the NumPy engine on the CPU, the rest at their defaults."""
+        sizes = tuple(self.layer_sizes)
+        if len(sizes) < 2:
+            raise ConfigError("layer_sizes needs at least the input size and the latent size")
+        if math.prod(input_shape) != sizes[0]:
             raise ConfigError(
-                f"X has {features} values per example, "
-                f"but layer_sizes starts with {self.layer_sizes[0]}"
+                f"X has {math.prod(input_shape)} values per example, but layer_sizes starts "
+                f"with {sizes[0]}"
             )
-        return super().fit(X, y)
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        values = {parameter.name: parameter.default for parameter in estimator.PARAMETERS}
+        own = ("activation", "sigma", "epochs", "batch_size", "lr", "optimizer", "beta", "seed")
+        values.update({name: getattr(self, name) for name in own})
+        values.update(scale=self.scale, contamination=self.contamination, verbose=self.verbose)
+        values.update(
+            hidden=sizes[1:-1],
+            latent_dim=sizes[-1],
+            likelihood=LOSSES[self.loss],
+            engine="numpy",
+            device="cpu",
+        )
+        return values
