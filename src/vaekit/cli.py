@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 import numpy as np
-from tqdm import tqdm
 
 from vaekit import __version__, checkpoint, figures, run_figures
 from vaekit.config import (
@@ -583,6 +582,8 @@ def _progress(
         print(f"{what}: {total:,} examples", file=sys.stderr, flush=True)
         yield None
     else:
+        from tqdm import tqdm  # imported when a bar is shown: it costs start-up time
+
         with tqdm(total=total, desc=what, unit="example", leave=False, file=sys.stderr) as bar:
             yield lambda done: bar.update(done - bar.n)
 
@@ -950,6 +951,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"default {DEMO_EPOCHS}")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--force", action="store_true", help="replace a non-demo run in --out")
+    p.add_argument(
+        "--logger", choices=LOGGERS, help="none (default) or tensorboard (see 'train --help')"
+    )
     p.set_defaults(handler=cmd_demo)
 
     p = sub.add_parser("train", help="train a VAE", description="Train a VAE and save the run.")
