@@ -16,7 +16,9 @@ machine that speeds up or slows down during the run affects them alike. Prints:
    epoch, speed-up over the conventional loop, % of the GEMM roofline, peak RSS;
 4. scaling: samples/s against batch size (32…1024) and hidden width (200…1000);
 5. the importance-weighted evaluation (k = 5000 on the test set) and a whole ``vaekit train``
-   run, with time and peak RSS.
+   run, with time and peak RSS;
+6. start-up: ``vaekit --version``, ``--help`` and ``presets`` in fresh interpreters (median of 5
+   runs; 1 with --quick), from ``benchmarks/startup.py``.
 
 Roofline: an epoch's model FLOPs divided by the time the model's matrix products alone take at
 the best measured rate (the fastest library, at the model's shapes): the time an epoch would
@@ -476,7 +478,11 @@ def main() -> None:
         f"whole run, `vaekit train --data {data} --epochs {cli_epochs}` (checkpoints and figures "
         f"every epoch): {whole_run['seconds']:.1f} s, peak RSS {whole_run['peak_rss_gb']:.2f} GB"
     )
-    print(f"\n(this benchmark took {time.perf_counter() - started:.0f} s)")
+    print()
+    from startup import startup_table  # benchmarks/startup.py, beside this script
+
+    startup_table(1 if args.quick else 5)
+    print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":

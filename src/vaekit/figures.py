@@ -13,18 +13,18 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 
 from vaekit.checkpoint import write_atomic
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError
 from vaekit.priors import Prior
+
+# matplotlib is imported by the functions that draw: a command that draws nothing never loads it.
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PAD = 2  # pixels between tiles
 DPI = 100
@@ -94,6 +94,8 @@ def _write_image(fig: Figure, path: str | Path, title: str) -> None:
 
 def _save(canvas: np.ndarray, path: Path, title: str) -> None:
     height, width = canvas.shape[:2]
+    from matplotlib.figure import Figure
+
     scale = 3 / 100  # 3 screen pixels per image pixel at 100 dpi
     fig = Figure(figsize=(max(width * scale, 3.0), height * scale + 0.5), dpi=100)
     ax = fig.add_axes((0, 0, 1, height * scale / (height * scale + 0.5)))
@@ -130,6 +132,8 @@ def _image_figure(
     """A figure holding ``canvas`` undistorted, at a whole number of screen pixels per image
     pixel when it fits (else shrunk smoothly), with ``margins`` = (left, right, bottom, top) in
     inches around it for labels and the title."""
+    from matplotlib.figure import Figure
+
     height, width = canvas.shape[:2]
     scale = MAX_IMAGE_PIXELS / max(height, width)
     if scale >= 1:
@@ -366,6 +370,10 @@ def save_latent_scatter(
     ``labels=None`` draws every dot in one colour. Dots are drawn in a random order so no class
     hides another; size and transparency suit 10,000 points.
     """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
     check_projection(method)
     latents = _check_latents(latents, "latents")
     n = len(latents)
@@ -540,6 +548,9 @@ def save_training_curves(
     Training values are solid lines, test values dashed, validation values dotted. Records need
     ``epoch``, ``loss``, ``recon`` and ``kl``; ``test_*`` and ``val_*`` are optional.
     """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     records = list(records)
     if not records:
         raise DataError("there are no metric records to draw (has any epoch finished?)")

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from vaekit import checkpoint, figures, run_figures
 from vaekit.config import MAX_VAL_FRACTION, ModelConfig, TrainConfig
@@ -431,6 +430,8 @@ def fit(
     raises :class:`TrainingDiverged` before the weights are changed. With ``progress``: a bar on
     stderr when it is a terminal, else a line there every tenth of a long epoch's steps.
     """
+    from tqdm import tqdm  # imported when training: it costs start-up time
+
     state = state or LoopState.fresh(config.seed)
     n = len(data.train)
     steps_per_epoch = math.ceil(n / config.batch_size)

@@ -32,7 +32,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pooch
 
 from vaekit.data import scaling as scaling_module
 from vaekit.data.dataset import Dataset, RawData
@@ -237,6 +236,8 @@ def _data_root(data_dir: str | Path | None) -> tuple[Path, str | None]:
         return Path(data_dir), "--data-dir"
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]), f"${DATA_DIR_ENV}"
+    import pooch  # imported when first needed: it costs start-up time
+
     return Path(pooch.os_cache("vaekit")), None
 
 
@@ -334,6 +335,8 @@ def _reason(error: Exception) -> str:
 
 def _download(url: str, sha256: str, folder: Path) -> None:
     """Download ``url`` into ``folder`` under its own name, checking its SHA-256 (pooch)."""
+    import pooch
+
     downloader = pooch.HTTPDownloader(progressbar=False, timeout=DOWNLOAD_TIMEOUT)
     pooch.retrieve(
         url,

@@ -33,16 +33,19 @@ import zlib
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-from PIL import Image
 
 from vaekit.config import IMAGE_MODES, MAX_IMAGE_SIDE, MAX_INPUT_VALUES
 from vaekit.data.dataset import RawData
 from vaekit.data.labels import class_labels
 from vaekit.data.sources import Concatenated, Decoded, NpyFile
 from vaekit.errors import ConfigError, DataError
+
+# Pillow is imported by the functions that read images: it costs start-up time.
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABEL_COLUMNS = ("label", "y")
@@ -402,6 +405,8 @@ def _open_image(source: Path | bytes) -> Iterator[Image.Image]:
     """``source`` (a file, or the bytes of one) opened as a PNG or JPEG, its header read and
     its declared size checked against :data:`MAX_INPUT_VALUES`, its pixels not decoded yet;
     Pillow's errors, then or while decoding, become DataError."""
+    from PIL import Image
+
     name = "the image" if isinstance(source, bytes) else str(source)
     try:
         with warnings.catch_warnings():
@@ -472,6 +477,8 @@ def _check_input_size(source: Any, size: tuple[int, int], mode: str) -> None:
 
 def _pixels(img: Image.Image, size: tuple[int, int] | None, mode: str) -> np.ndarray:
     """A decoded image as (C, H, W) levels 0…255 in ``mode``, brought to ``size`` (H, W)."""
+    from PIL import Image
+
     if img.mode in _GREY16_MODES:
         img = Image.fromarray(np.asarray(img, dtype=np.float32) / np.float32(257))  # mode F
     else:
@@ -488,6 +495,8 @@ def _cover_and_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``img`` scaled by s = max(W / w, H / h), so that it covers W × H with its aspect ratio
     kept, and cropped to the middle W × H: one resampling of the source box of (W / s) ×
     (H / s) pixels centred in the image."""
+    from PIL import Image
+
     (height, width), (w, h) = size, img.size
     s = max(width / w, height / h)
     box_w, box_h = width / s, height / s

@@ -13,10 +13,9 @@ with the same global batch (to float rounding). Only rank 0 writes.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
-
-import torch
-import torch.distributed as dist
+from typing import Any
 
 from vaekit.errors import ConfigError
 
@@ -58,6 +57,8 @@ def device_for(group: Group, device: str) -> str:
     """One CUDA device per local rank when CUDA is asked for or available; else the CPU."""
     if device == "cpu":
         return "cpu"
+    import torch
+
     if torch.cuda.is_available():
         return f"cuda:{group.local_rank % torch.cuda.device_count()}"
     if device == "cuda" or device.startswith("cuda:"):
@@ -72,6 +73,9 @@ def backend_for(device: str) -> str:
 
 def start(group: Group, device: str) -> None:
     """Join the process group (a no-op if this process has joined already)."""
+    import torch
+    import torch.distributed as dist
+
     if dist.is_initialized():
         return
     if device.startswith("cuda"):
@@ -79,13 +83,20 @@ def start(group: Group, device: str) -> None:
     dist.init_process_group(backend_for(device), rank=group.rank, world_size=group.world_size)
 
 
+def _joined() -> Any:
+    """``torch.distributed`` when this process has joined a process group, else None (a process
+    that never imported torch has joined none)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist if dist is not None and dist.is_initialized() else None
+
+
 def stop() -> None:
     """Leave the process group, if this process joined one."""
-    if dist.is_initialized():
+    if dist := _joined():
         dist.destroy_process_group()
 
 
 def barrier() -> None:
     """Wait until every process of the group gets here (no-op without a group)."""
-    if dist.is_initialized():
+    if dist := _joined():
         dist.barrier()
