@@ -74,7 +74,7 @@ def worker(path: str, mode: str, steps: int, batch_size: int) -> dict:
     warmup = max(1, steps // 10) if steps > 1 else 0
     marks = {0: time.perf_counter()}
 
-    def on_step(engine, state) -> None:
+    def on_step(engine, state, metrics, beta) -> None:
         marks[state.step] = time.perf_counter()
         if state.step == steps:
             raise Done
