@@ -39,10 +39,12 @@ from vaekit.config import (
     MAX_VAL_FRACTION,
     OBJECTIVES,
     OPTIMIZERS,
+    PRECISIONS,
     SCALINGS,
     SIGMA_MODES,
     ModelConfig,
     TrainConfig,
+    check_device,
 )
 from vaekit.config_files import read_settings, to_toml
 from vaekit.data import Dataset, dataset_status, load_raw
@@ -156,7 +158,22 @@ def _output_file(text: str) -> Path:
 def _picture_file(text: str) -> Path:
     """An argparse ``type`` for a picture to write: a file (not a directory) named .png, .jpg
     or .jpeg (see :func:`figures.image_path`)."""
-    return figures.image_path(_output_file(text))
+    try:
+        return figures.image_path(_output_file(text))
+    except ConfigError as exc:  # a ValueError, which argparse would report without its message
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _device(text: str) -> str:
+    """An argparse ``type``: a device :func:`vaekit.config.check_device` accepts (auto, cpu,
+    cuda, cuda:N, mps), refused with its message."""
+    try:
+        return check_device(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+DEVICE_HELP = f"{', '.join(DEVICES)} (default auto: cuda when PyTorch sees a GPU, else cpu)"
 
 
 # --- train and demo ----------------------------------------------------------------------------
@@ -817,7 +834,12 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
         help="raise the KL weight linearly from 0 to β over EPOCHS (default 0)",
     )
     t.add_argument("--seed", type=_whole(0, MAX_SEED), help="random seed (default 0)")
-    t.add_argument("--device", choices=DEVICES, help="auto (default), cpu or cuda")
+    t.add_argument("--device", type=_device, help=DEVICE_HELP)
+    t.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 (default) or bf16: bfloat16 autocast for --arch conv, on cpu or cuda",
+    )
     t.add_argument(
         "--sample-every",
         type=int,
@@ -892,7 +914,7 @@ def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
     p.add_argument("--seed", type=_whole(0, MAX_SEED), default=0, help="random seed (default 0)")
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
     _add_checkpoint_flag(p)
     if out:
         p.add_argument(
@@ -1186,7 +1208,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=_whole(0, 65_535), default=8000, help="port (default 8000; 0: any free one)"
     )
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
     _add_checkpoint_flag(p)
     p.set_defaults(handler=cmd_serve)
     return parser

@@ -8,6 +8,7 @@ everything else a training run needs, so that a run directory's ``config.json`` 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -22,7 +23,13 @@ OBJECTIVES = ("elbo", "iwae")
 ENGINES = ("torch", "numpy")
 OPTIMIZERS = ("adam", "sgd")
 BINARIZATIONS = ("none", "threshold", "static", "dynamic")
-DEVICES = ("auto", "cpu", "cuda")
+#: Where a run computes, by name (``cuda`` is the current GPU, ``cuda:N`` GPU N: see
+#: :func:`check_device`); ``auto`` is CUDA when PyTorch sees a GPU, else the CPU.
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+#: Largest GPU index ``cuda:N`` may name.
+MAX_CUDA_INDEX = 1023
+#: Arithmetic of the networks' forward passes: float32, or bfloat16 autocast (conv model).
+PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("decay", "burda")
 #: How raw values become model inputs (see :mod:`vaekit.data.scaling`).
 SCALINGS = ("auto", "none", "unit", "standardize", "minmax")
@@ -65,6 +72,21 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
+
+
+def check_device(device: Any) -> str:
+    """``device`` if it is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (N a whole number from 0 to
+    :data:`MAX_CUDA_INDEX`, written without leading zeros) or ``mps``; else a ConfigError. Whether
+    the machine has that device is the engine's question (``resolve_device``)."""
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return device
+    index = re.fullmatch(r"cuda:(0|[1-9][0-9]*)", device) if isinstance(device, str) else None
+    if index and int(index[1]) <= MAX_CUDA_INDEX:
+        return device
+    raise ConfigError(
+        f"device must be auto, cpu, cuda, cuda:N (N from 0 to {MAX_CUDA_INDEX}) or mps; "
+        f"got {device!r}"
+    )
 
 
 def _sizes(name: str, value: Any, *, allow_empty: bool) -> tuple[int, ...]:
@@ -286,6 +308,7 @@ class TrainConfig:
     binarize: str = "none"
     engine: str = "torch"
     device: str = "auto"
+    precision: str = "fp32"
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -314,7 +337,8 @@ class TrainConfig:
             raise ConfigError(f"data_dir must be a directory path or null, got {self.data_dir!r}")
         _choice("binarize", self.binarize, BINARIZATIONS)
         _choice("engine", self.engine, ENGINES)
-        _choice("device", self.device, DEVICES)
+        check_device(self.device)
+        _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _positive_int("epochs", self.epochs, 1_000_000)
         _positive_int("batch_size", self.batch_size, 1_000_000)

@@ -23,10 +23,11 @@ def build_engine(
 ) -> Engine:
     """A freshly initialised engine (``torch`` or ``numpy``) for ``config``.
 
-    ``options`` (seed, device, optimizer, lr, momentum, adam_eps; default :class:`EngineOptions`)
-    may be given whole (``EngineOptions.of(train_config)``) or field by field as keywords
-    (``seed=1, lr=0.01``). ``group``: this process's place among torchrun's processes; the torch
-    engine joins the process group and trains data-parallel in it (the only engine that can).
+    ``options`` (seed, device, precision, optimizer, lr, momentum, adam_eps; default
+    :class:`EngineOptions`) may be given whole (``EngineOptions.of(train_config)``) or field by
+    field as keywords (``seed=1, lr=0.01``). ``group``: this process's place among torchrun's
+    processes; the torch engine joins the process group and trains data-parallel in it (the only
+    engine that can).
     """
     options = replace(options or EngineOptions(), **overrides)
     if engine == "torch":

@@ -24,11 +24,13 @@ Posterior = tuple[np.ndarray, np.ndarray]
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How an engine is built and trains: its seed, device and optimizer. Each field is the
+    """How an engine is built and trains: its seed, device, precision (``fp32``, or ``bf16``:
+    bfloat16 autocast around the networks' forward passes) and optimizer. Each field is the
     :class:`~vaekit.config.TrainConfig` setting of the same name (defaults included)."""
 
     seed: int = TrainConfig.seed
     device: str = TrainConfig.device
+    precision: str = TrainConfig.precision
     optimizer: str = TrainConfig.optimizer
     lr: float = TrainConfig.lr
     momentum: float = TrainConfig.momentum

@@ -31,8 +31,15 @@ class NumpyEngine:
         """``options`` as :func:`vaekit.engines.build_engine` takes them (or field by field as
         keywords); ``dtype``: float32 or float64 parameters and arithmetic."""
         options = replace(options or EngineOptions(), **overrides)
-        if options.device == "cuda":
-            raise ConfigError("the numpy engine runs on the CPU only; use --engine torch for CUDA")
+        if options.device not in ("auto", "cpu"):
+            raise ConfigError(
+                f"the numpy engine runs on the CPU only, not {options.device}; use --engine torch"
+            )
+        if options.precision != "fp32":
+            raise ConfigError(
+                "the numpy engine computes in float32 (or float64), not bf16; --precision bf16 "
+                "is the torch engine's, for the conv architecture"
+            )
         if config.arch != "mlp" or config.objective != "elbo":
             raise ConfigError(
                 "the numpy engine implements the MLP VAE with the ELBO objective; use "

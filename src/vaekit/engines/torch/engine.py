@@ -11,7 +11,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import objectives
-from vaekit.config import ModelConfig
+from vaekit.config import PRECISIONS, ModelConfig, check_device
 from vaekit.engines.protocol import EngineOptions, Posterior, StepMetrics
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
@@ -25,13 +25,94 @@ OPTIMIZER_SLOTS = {
 }
 
 
+def available_devices() -> list[str]:
+    """The devices PyTorch sees here: ``cpu``, ``cuda:0`` … ``cuda:N−1``, ``mps``."""
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = ["mps"] if torch.backends.mps.is_available() else []
+    return ["cpu", *(f"cuda:{i}" for i in range(cuda)), *mps]
+
+
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    """The torch device for a ``--device`` value (see :func:`vaekit.config.check_device`):
+    ``auto`` → CUDA when PyTorch sees a GPU, else the CPU (MPS only when asked for); ``cuda``,
+    ``cuda:N`` or ``mps`` that this machine lacks is a ConfigError naming what it has."""
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise _missing(device, "PyTorch sees no MPS (Apple GPU) device")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise _missing(device, "PyTorch sees no CUDA GPU")
+        count = torch.cuda.device_count()
+        if device != "cuda" and int(device[5:]) >= count:
+            raise _missing(device, f"PyTorch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     return torch.device(device)
+
+
+def _missing(device: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"--device {device} was asked for, but {why}; available here: "
+        f"{', '.join(available_devices())}"
+    )
+
+
+def _group_device(group: Group, device: str) -> str:
+    """This rank's device under torchrun: its local rank's GPU (``cuda`` or ``auto`` with a GPU,
+    see :func:`distributed.device_for`) or the CPU. One explicit ``cuda:N`` for every process
+    and ``mps`` (torch.distributed has no MPS backend) are refused."""
+    if device.startswith("cuda:"):
+        raise ConfigError(
+            f"under torchrun each process takes the GPU of its local rank, so --device {device} "
+            "cannot hold for all of them; pass --device cuda and pick the GPUs with "
+            "CUDA_VISIBLE_DEVICES"
+        )
+    if device == "mps":
+        raise ConfigError("torch.distributed has no MPS backend; under torchrun use cpu or cuda")
+    return distributed.device_for(group, device)
+
+
+def check_precision(precision: str, config: ModelConfig, device: torch.device) -> None:
+    """Refuse a ``precision`` the engine does not offer for ``config`` on ``device``: ``bf16``
+    is the conv architecture's, on the CPU or a GPU with native bfloat16 (compute capability
+    8.0 or newer). The MLP is refused: its dense layers run float32 oneDNN kernels on the CPU,
+    which autocast does not reach, so bf16 would change nothing on the CPU and run untested on
+    a GPU."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "fp32":
+        return
+    if config.arch != "conv":
+        raise ConfigError(
+            "--precision bf16 is for --arch conv: the MLP's dense layers run float32 oneDNN "
+            "kernels on the CPU, which autocast does not reach; use --precision fp32"
+        )
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        raise ConfigError(
+            f"--precision bf16 needs a GPU with bfloat16 arithmetic (compute capability 8.0 or "
+            f"newer); {torch.cuda.get_device_name(device)} has none; use --precision fp32"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"--precision bf16 runs on cpu and cuda, not {device.type}; use --precision fp32"
+        )
+
+
+class InBfloat16:
+    """A module's forward pass under bfloat16 autocast on ``device_type``, its outputs handed
+    back as float32: the convolutions and matrix products compute in bfloat16, while the loss
+    terms (−log p(x|z), KL, log q) and their sums stay float32 (float64 where evaluation asks)
+    and the weights, gradients and optimizer state stay float32, so checkpoints are unchanged.
+    A callable object, not a closure, so that the module still pickles."""
+
+    def __init__(self, forward: Any, device_type: str) -> None:
+        self.forward = forward
+        self.device_type = device_type
+
+    def __call__(self, *args: Any) -> Any:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            out = self.forward(*args)
+        return tuple(t.float() for t in out) if isinstance(out, tuple) else out.float()
 
 
 class TorchEngine:
@@ -39,7 +120,9 @@ class TorchEngine:
 
     With a ``group`` (torchrun's processes), construction joins the process group on this rank's
     device (its local GPU when CUDA is used, else the CPU) and wraps the training objective in
-    ``DistributedDataParallel``; the training loop never sees the difference.
+    ``DistributedDataParallel``; the training loop never sees the difference. With precision
+    ``bf16`` the encoder's and decoder's forward passes, in training and evaluation alike, run
+    under bfloat16 autocast (see :class:`InBfloat16`).
     """
 
     name = "torch"
@@ -57,14 +140,20 @@ class TorchEngine:
         options = replace(options or EngineOptions(), **overrides)
         device = options.device
         if group is not None:
-            device = distributed.device_for(group, device)
-            distributed.start(group, device)
+            device = _group_device(group, check_device(device))
         self.config = config
         self.device = resolve_device(device)
+        check_precision(options.precision, config, self.device)
+        if group is not None:
+            distributed.start(group, device)
         self.group = group
+        self.precision = options.precision
         with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG state
             torch.manual_seed(options.seed)
             self.model = VAE(config).to(self.device)
+        if options.precision == "bf16":  # autocast around the networks only, not the losses
+            for net in (self.model.encoder, self.model.decoder):
+                net.forward = InBfloat16(net.forward, self.device.type)
         self.prior = self.model.prior
         self.objective: torch.nn.Module = TrainingObjective(self.model)
         if group is not None:  # joins the gradient average; rank 0's weights are broadcast
