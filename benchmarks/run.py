@@ -18,7 +18,10 @@ machine that speeds up or slows down during the run affects them alike. Prints:
 5. the importance-weighted evaluation (k = 5000 on the test set) and a whole ``vaekit train``
    run, with time and peak RSS;
 6. start-up: ``vaekit --version``, ``--help`` and ``presets`` in fresh interpreters (median of 5
-   runs; 1 with --quick), from ``benchmarks/startup.py``.
+   runs; 1 with --quick), from ``benchmarks/startup.py``;
+7. the whole command: ``vaekit train`` (checkpoints and figures as by default) against
+   ``benchmarks/example_program.py`` (what PyTorch's VAE example does, written here), 3 and 10
+   epochs of MNIST, alternating fresh processes, medians of 3; and where vaekit's time goes.
 
 Roofline: an epoch's model FLOPs divided by the time the model's matrix products alone take at
 the best measured rate (the fastest library, at the model's shapes): the time an epoch would
@@ -27,6 +30,7 @@ take if everything but the GEMMs were free. % of roofline = that time / the meas
     python benchmarks/run.py                     # MNIST from ../shared/data (about 6 minutes)
     python benchmarks/run.py --data-dir DIR
     python benchmarks/run.py --quick             # the bundled mnist-small, under a minute
+    python benchmarks/run.py --only whole-command   # section 7 alone (about 6 minutes)
 """
 
 from __future__ import annotations
@@ -317,6 +321,110 @@ def run_worker(kind: str, env: dict | None = None, **args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# --- the whole command against the example program, each run a fresh process ------------------
+
+
+def timed_run(argv: list[str]) -> float:
+    """Wall time, seconds, of one command in a fresh process (it must succeed)."""
+    started = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def vaekit_train(data: str, data_dir: str, epochs: int, out: Path, *extra: str) -> list[str]:
+    """The ``vaekit train`` command line, defaults otherwise (checkpoints and figures)."""
+    from startup import vaekit_command
+
+    flags = ["--data", data, "--data-dir", data_dir, "--epochs", str(epochs), "--out", str(out)]
+    return vaekit_command() + ["train", *flags, "--quiet", "--force", *extra]
+
+
+def example_program(image_dir: str, epochs: int, out: Path) -> list[str]:
+    """The command line of ``benchmarks/example_program.py`` (PyTorch's VAE example, redone)."""
+    script = Path(__file__).resolve().parent / "example_program.py"
+    flags = ["--epochs", str(epochs), "--data-dir", image_dir, "--out", str(out)]
+    return [sys.executable, str(script), *flags]
+
+
+def epoch_seconds(run: Path) -> list[float]:
+    """The per-epoch ``seconds`` (training + the test ELBO) from a run's metrics.jsonl."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["seconds"] for line in lines if line.strip()]
+
+
+def whole_command(data: str, data_dir: str, epoch_counts: list[int], rounds: int) -> None:
+    """The whole ``vaekit train`` command against the example program, alternating (which goes
+    first swaps every round), median wall seconds of ``rounds`` runs each; then where vaekit's
+    time goes for the first epoch count."""
+    import vaekit.data
+
+    image_dir = str(
+        Path(vaekit.data.__file__).parent / "mnist_small"
+        if data == "mnist-small"
+        else Path(data_dir) / "mnist"
+    )
+    times: dict[tuple[str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        commands = {
+            "vaekit": lambda e: vaekit_train(data, data_dir, e, Path(tmp) / "run"),
+            "example": lambda e: example_program(image_dir, e, Path(tmp) / "example"),
+        }
+        for turn in range(rounds):
+            for epochs in epoch_counts:
+                for name in sorted(commands, reverse=turn % 2 == 1):
+                    seconds = timed_run(commands[name](epochs))
+                    times.setdefault((name, epochs), []).append(seconds)
+        print(
+            f"the whole command against PyTorch's VAE example (benchmarks/example_program.py), "
+            f"{data}, wall seconds, median of {rounds} alternating runs in fresh processes:\n"
+        )
+        rows = []
+        for epochs in epoch_counts:
+            ours, theirs = (statistics.median(times[name, epochs]) for name in commands)
+            ratio = ours / theirs
+            verdict = "met" if ratio <= 0.5 else "missed"
+            rows.append([str(epochs), f"{ours:.1f}", f"{theirs:.1f}", f"{ratio:.2f} ({verdict})"])
+        table(["epochs", "vaekit train", "example program", "ratio (target ≤ 0.5)"], rows)
+        breakdown(data, data_dir, epoch_counts[0], Path(tmp), rounds)
+
+
+def breakdown(data: str, data_dir: str, epochs: int, tmp: Path, rounds: int) -> None:
+    """Where a whole ``vaekit train`` run's wall time goes: start-up (``vaekit --version``), the
+    epochs (training + test ELBO, metrics.jsonl), the per-epoch figures (the run against one with
+    ``--sample-every 1000``, which draws them only at the end) and the rest (data load,
+    checkpoints, final figures). Medians of ``rounds`` runs."""
+    from startup import vaekit_command
+
+    startup = statistics.median(timed_run(vaekit_command() + ["--version"]) for _ in range(3))
+    walls: dict[str, list[float]] = {"default": [], "sparse": []}
+    epochs_total: list[float] = []
+    for _ in range(rounds):
+        walls["default"].append(timed_run(vaekit_train(data, data_dir, epochs, tmp / "a")))
+        epochs_total.append(sum(epoch_seconds(tmp / "a")))
+        sparse = vaekit_train(data, data_dir, epochs, tmp / "b", "--sample-every", "1000")
+        walls["sparse"].append(timed_run(sparse))
+    wall, quiet = (statistics.median(w) for w in walls.values())
+    trained = statistics.median(epochs_total)
+    print(
+        f"where `vaekit train --epochs {epochs}` spends its {wall:.1f} s (medians of {rounds}):\n"
+    )
+    table(
+        ["part", "seconds"],
+        [
+            ["start-up (`vaekit --version`, interpreter + CLI)", f"{startup:.2f}"],
+            [f"{epochs} epochs: training + test ELBO (metrics.jsonl)", f"{trained:.2f}"],
+            ["per-epoch figures (default − `--sample-every 1000`)", f"{wall - quiet:.2f}"],
+            [
+                "the rest: imports, data load, checkpoints, final figures",
+                f"{quiet - trained - startup:.2f}",
+            ],
+            ["whole command", f"{wall:.2f}"],
+        ],
+    )
+
+
 # --- the report ------------------------------------------------------------------------------
 
 
@@ -334,6 +442,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="mnist-small, small sizes: < 1 min")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per training measurement")
     parser.add_argument("--rounds", type=int, default=4, help="turns of the training loops")
+    parser.add_argument(
+        "--only",
+        choices=["whole-command"],
+        help="run one section alone (whole-command: the "
+        "vaekit train command against the example program)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("worker_args", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -352,6 +466,11 @@ def main() -> None:
     epochs, rounds = (args.epochs, args.rounds) if full else (1, 1)
     common = {"data": data, "data_dir": str(args.data_dir)}
     started = time.perf_counter()
+    whole_epochs, whole_rounds = ([3, 10], 3) if full else ([1], 1)
+    if args.only == "whole-command":
+        whole_command(data, str(args.data_dir), whole_epochs, whole_rounds)
+        print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
+        return
 
     import numpy as np
     import torch
@@ -482,6 +601,7 @@ def main() -> None:
     from startup import startup_table  # benchmarks/startup.py, beside this script
 
     startup_table(1 if args.quick else 5)
+    whole_command(data, str(args.data_dir), whole_epochs, whole_rounds)
     print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
 
 

@@ -27,3 +27,18 @@ def test_benchmark_quick_mode_runs(script, expected):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert expected in proc.stdout
+
+
+def test_example_program_trains_and_saves_its_images(tmp_path):
+    """The offline stand-in for PyTorch's VAE example: one epoch on mnist-small prints the
+    example's two loss lines and saves the reconstruction and sample PNGs."""
+    import vaekit.data
+
+    images = Path(vaekit.data.__file__).parent / "mnist_small"
+    argv = [sys.executable, str(BENCHMARKS / "example_program.py"), "--epochs", "1"]
+    argv += ["--data-dir", str(images), "--out", str(tmp_path)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "====> Epoch: 1 Average loss:" in proc.stdout
+    assert "====> Test set loss:" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reconstruction_1.png", "sample_1.png"]
