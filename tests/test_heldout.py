@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
+from cli_runner import run_cli, user_error
 from vaekit import checkpoint, training
-from vaekit.cli import main
 from vaekit.config import ModelConfig, TrainConfig
 from vaekit.data import RawData
 from vaekit.data.splits import validation_split
@@ -21,20 +21,6 @@ from vaekit.training import LoopState, TrainingData, resume_run, start_run
 
 TINY = ["--hidden", "8", "--latent-dim", "2", "--batch-size", "50", "--quiet"]
 MODEL = ModelConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=2)
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def user_error(capsys, *argv) -> str:
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vaekit: error: "), err
-    return lines[0]
 
 
 @pytest.fixture

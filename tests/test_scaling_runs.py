@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runner import run_cli, user_error
 from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data import scaling as scaling_module
@@ -19,20 +20,6 @@ from vaekit.data.splits import validation_split
 from vaekit.evaluation import iwae_log_likelihood
 
 TINY = ["--hidden", "8", "--latent-dim", "2", "--batch-size", "50", "--quiet"]
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def user_error(capsys, *argv) -> str:
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("vaekit: error: "), err
-    return lines[0]
 
 
 def write_table(path, rows: np.ndarray, labels: np.ndarray) -> None:

@@ -10,23 +10,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from cli_runner import run_cli, user_error
 from vaekit import checkpoint, tracking
-from vaekit.cli import main
 
 TINY = ["--data", "mnist-small", "--hidden", "16", "--latent-dim", "2", "--batch-size", "500"]
 
 
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def refused(capsys, *argv, words):
-    code, out, err = run_cli(capsys, *argv)
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("vaekit: error: "), (out, err)
-    assert words in lines[0], lines[0]
+    line = user_error(capsys, *argv)
+    assert words in line, line
 
 
 def weights(run):
