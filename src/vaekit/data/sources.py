@@ -30,7 +30,21 @@ READ_CHUNK = 4096
 _IOV_MAX = 1024
 
 
-class Subset:
+class Examples:
+    """What every array-like here shares: ``shape`` (N, *example shape) gives ``len`` and
+    ``ndim``, as a NumPy array's does."""
+
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class Subset(Examples):
     """The examples ``index`` (sorted, unique) of ``base``: ``view[key]`` is
     ``base[index[key]]``."""
 
@@ -39,31 +53,17 @@ class Subset:
         self.shape = (len(self.index), *base.shape[1:])
         self.dtype = base.dtype
 
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
         return self.base[self.index[key]]
 
 
-class Scaled:
+class Scaled(Examples):
     """``base``'s examples scaled by ``scaling`` as they are read: float32 model inputs."""
 
     def __init__(self, base: Any, scaling: Scaling, name: str = "the data") -> None:
         self.base, self.scaling, self.name = base, scaling, name
         self.shape = tuple(base.shape)
         self.dtype = np.dtype(np.float32)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
         return self.scaling.apply(self.base[key], self.name)
@@ -109,7 +109,7 @@ def _is_run(index: np.ndarray) -> bool:
     return len(index) > 0 and bool(np.all(np.diff(index) == 1))
 
 
-class NpyFile:
+class NpyFile(Examples):
     """The rows of a C-ordered ``.npy`` array in ``path`` (``shape``, ``dtype``, its data
     starting ``offset`` bytes in), read from the file on demand with ``os.preadv`` and never
     mapped, so reading a whole epoch keeps none of the file in this process's memory (the
@@ -128,13 +128,6 @@ class NpyFile:
         self.row_bytes = math.prod(self.shape[1:]) * self.dtype.itemsize
         with self._open():
             pass
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def reshaped(self, shape: tuple[int, ...]) -> NpyFile:
         """The same rows seen with another example shape of as many values (e.g. (N, 1, H, W)
@@ -209,7 +202,7 @@ class NpyFile:
         )
 
 
-class Concatenated:
+class Concatenated(Examples):
     """``parts`` (array-likes of one dtype and example shape) one after another along axis 0:
     a folder of ``.npy`` shards seen as one array; ``x[key]`` reads each part's rows once."""
 
@@ -218,13 +211,6 @@ class Concatenated:
         self.starts = np.cumsum([0, *(len(p) for p in self.parts)])
         self.shape = (int(self.starts[-1]), *self.parts[0].shape[1:])
         self.dtype = self.parts[0].dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
         index = index_of(key, len(self))
@@ -240,7 +226,7 @@ class Concatenated:
         return out[0] if _single(key) else out
 
 
-class Decoded:
+class Decoded(Examples):
     """Examples decoded one by one on demand: ``x[key]`` stacks ``read(items[i])`` (each of
     shape ``shape[1:]``) for the rows asked for, e.g. images decoded from their files."""
 
@@ -253,13 +239,6 @@ class Decoded:
     ) -> None:
         self.items, self.read = list(items), read
         self.shape, self.dtype = (len(self.items), *shape[1:]), np.dtype(dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
         index = index_of(key, len(self))
