@@ -167,9 +167,12 @@ def read_config(run_dir: Path) -> tuple[ModelConfig, TrainConfig, dict[str, Any]
     train = record.get("train")
     if isinstance(train, dict) and "val_fraction" not in train:
         train = {**train, "val_fraction": 0.0}  # a run from before held-out splits trained on all
+    model = record.get("model")
+    if isinstance(model, dict) and "prior" not in model:
+        model = {**model, "prior": "standard"}  # a run from before learned priors had N(0, I)
     try:
         return (
-            ModelConfig.from_dict(record.get("model")),
+            ModelConfig.from_dict(model),
             TrainConfig.from_dict(train),
             record,
         )

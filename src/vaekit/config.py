@@ -20,6 +20,17 @@ LIKELIHOODS = tuple(objectives.LIKELIHOODS)  # the names of objectives' table of
 SIGMA_MODES = ("fixed", "scalar", "per-dim")
 ARCHITECTURES = ("mlp", "conv")
 OBJECTIVES = ("elbo", "iwae")
+#: p(z): N(0, I); the VampPrior (a mixture over learned pseudo-inputs passed through the
+#: encoder); a learned mixture of Gaussians; a learned Gaussian per class (conditional models).
+PRIORS = ("standard", "vamp", "mog", "class")
+#: Priors whose KL to a diagonal Gaussian posterior has a closed form.
+CLOSED_FORM_PRIORS = ("standard", "class")
+#: Posterior flows: none, or inverse autoregressive flow steps (Kingma et al., 2016).
+FLOWS = ("none", "iaf")
+#: Most mixture components or pseudo-inputs a learned prior may have, and most flow steps.
+MAX_COMPONENTS = 10_000
+MAX_FLOW_STEPS = 64
+DEFAULT_FLOW_STEPS = 2
 ENGINES = ("torch", "numpy")
 OPTIMIZERS = ("adam", "sgd")
 BINARIZATIONS = ("none", "threshold", "static", "dynamic")
@@ -124,6 +135,17 @@ class ModelConfig:
     ``n_classes`` > 0 makes the model conditional: a one-hot label joins the encoder's dense input
     and the decoder's input z.
 
+    ``prior`` is p(z) over the top latent layer (see :data:`PRIORS`; None: ``class`` for a
+    conditional model, else ``standard``), with ``prior_components`` pseudo-inputs (``vamp``) or
+    mixture components (``mog``). ``top_latent_dim`` > 0 adds a second stochastic layer z2 above
+    z1 (Burda et al., 2015): q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1), the networks between the
+    layers having ``top_hidden`` units. ``flow="iaf"`` pushes z ~ q(z|x) through ``flow_steps``
+    (None: 2) inverse autoregressive flow steps (MADE networks of ``flow_hidden`` units,
+    conditioned on the encoder's last hidden layer); log q(z|x) includes the log-determinant.
+    ``encoder_module`` / ``decoder_module`` name your own ``torch.nn.Module`` classes as
+    ``"package.module:ClassName"`` (see :mod:`vaekit.custom_networks` for the interface); they
+    replace vaekit's encoder or decoder and are rebuilt from that path when a run is loaded.
+
     ``sigma`` is the Gaussian standard deviation (fixed, or the starting value when
     ``learn_sigma`` is ``scalar`` or ``per-dim``). The training objective is
     recon + beta·KL (beta = 1: the negative ELBO), with the KL of each latent dimension (its
@@ -146,6 +168,15 @@ class ModelConfig:
     free_bits: float = 0.0
     objective: str = "elbo"
     iw_samples: int = 1
+    prior: str | None = None
+    prior_components: int = 500
+    top_latent_dim: int = 0
+    top_hidden: tuple[int, ...] = (100, 100)
+    flow: str = "none"
+    flow_steps: int | None = None
+    flow_hidden: tuple[int, ...] = (256, 256)
+    encoder_module: str | None = None
+    decoder_module: str | None = None
 
     def __post_init__(self) -> None:
         shape = _sizes("input_shape", self.input_shape, allow_empty=False)
@@ -177,6 +208,7 @@ class ModelConfig:
         _positive_int("iw_samples", self.iw_samples, MAX_IW_SAMPLES)
         if self.objective == "elbo" and self.iw_samples != 1:
             raise ConfigError("iw_samples applies to the iwae objective; use objective='iwae'")
+        self._check_latent_structure()
         if self.arch == "conv":
             scale = 2 ** len(channels)
             if len(shape) != 3 or shape[1] % scale or shape[2] % scale:
@@ -191,6 +223,94 @@ class ModelConfig:
                 f"this model would have {self.parameter_count:,} parameters, "
                 f"more than the limit of {MAX_PARAMETERS:,}; use smaller layers"
             )
+
+    def _check_latent_structure(self) -> None:
+        """The prior, the second stochastic layer, the flow and your own networks, and which of
+        them go together."""
+        if self.prior is None:
+            object.__setattr__(self, "prior", "class" if self.n_classes else "standard")
+        _choice("prior", self.prior, PRIORS)
+        _positive_int("prior_components", self.prior_components, MAX_COMPONENTS)
+        top = self.top_latent_dim
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_UNITS:
+            raise ConfigError(f"top_latent_dim must be a whole number from 0 to {MAX_UNITS}")
+        object.__setattr__(
+            self, "top_hidden", _sizes("top_hidden", self.top_hidden, allow_empty=True)
+        )
+        _choice("flow", self.flow, FLOWS)
+        if self.flow_steps is None:
+            object.__setattr__(self, "flow_steps", DEFAULT_FLOW_STEPS if self.flow != "none" else 0)
+        steps = self.flow_steps
+        if (
+            isinstance(steps, bool)
+            or not isinstance(steps, int)
+            or not 0 <= steps <= MAX_FLOW_STEPS
+        ):
+            raise ConfigError(f"flow_steps must be a whole number from 0 to {MAX_FLOW_STEPS}")
+        flow_hidden = _sizes("flow_hidden", self.flow_hidden, allow_empty=False)
+        object.__setattr__(self, "flow_hidden", flow_hidden)
+        for name in ("encoder_module", "decoder_module"):
+            path = getattr(self, name)
+            if path is not None and (
+                not isinstance(path, str) or not re.fullmatch(r"[\w.]+:[\w.]+", path)
+            ):
+                raise ConfigError(
+                    f"{name} must be an import path 'package.module:ClassName', got {path!r}"
+                )
+        if self.prior == "class" and not self.n_classes:
+            raise ConfigError("the class prior p(z|y) needs a conditional model (labels)")
+        if self.prior in ("vamp", "mog") and self.n_classes:
+            raise ConfigError(
+                f"the {self.prior} prior is for unconditional models; a conditional model uses "
+                "prior class (or standard)"
+            )
+        if self.flow == "iaf" and steps == 0:
+            raise ConfigError("flow iaf needs flow_steps of 1 or more")
+        if self.flow == "none" and steps:
+            raise ConfigError("flow_steps applies to a flow; use flow='iaf'")
+        if top and (self.n_classes or self.flow != "none"):
+            raise ConfigError(
+                "a second stochastic layer (top_latent_dim) goes with unconditional models "
+                "without a flow"
+            )
+        if self.flow != "none" and self.encoder_module is not None:
+            raise ConfigError(
+                "a flow is conditioned on vaekit's encoder's last hidden layer; it cannot follow "
+                "your own encoder_module"
+            )
+        custom = self.encoder_module is not None or self.decoder_module is not None
+        if custom and (self.n_classes or top):
+            raise ConfigError(
+                "your own encoder_module or decoder_module goes with unconditional models of "
+                "one stochastic layer"
+            )
+        if self.free_bits and not self.closed_form_kl:
+            raise ConfigError(
+                "free_bits needs a KL in closed form per latent dimension: prior standard or "
+                "class, no flow and one stochastic layer"
+            )
+
+    @property
+    def closed_form_kl(self) -> bool:
+        """Whether KL(q(z|x) ‖ p(z)) has a closed form per latent dimension (the ELBO then uses
+        it; otherwise the single-sample estimate log q(z|x) − log p(z))."""
+        return self.prior in CLOSED_FORM_PRIORS and self.flow == "none" and not self.top_latent_dim
+
+    @property
+    def prior_dim(self) -> int:
+        """Size of the latent layer the prior p(z) is over: z2 with two stochastic layers, else
+        z."""
+        return self.top_latent_dim or self.latent_dim
+
+    @property
+    def noise_dim(self) -> int:
+        """Standard normal numbers one posterior sample takes: K for z, plus K2 for z2."""
+        return self.latent_dim + self.top_latent_dim
+
+    @property
+    def encoder_width(self) -> int:
+        """Width of the encoder's last hidden layer h (what mu, logvar and a flow read)."""
+        return self._encoder_shapes()["encoder.mu.weight"][1]
 
     @property
     def input_dim(self) -> int:
@@ -219,8 +339,23 @@ class ModelConfig:
         """Name → shape of every weight, the contract both engines and checkpoints follow.
 
         Dense weights are stored (out, in), as ``torch.nn.Linear`` does; convolutions
-        (out, in, 4, 4) and transposed convolutions (in, out, 4, 4), as torch stores them.
+        (out, in, 4, 4) and transposed convolutions (in, out, 4, 4), as torch stores them. Your
+        own ``encoder_module`` / ``decoder_module`` contribute the names and shapes of their
+        state dicts under ``encoder.`` / ``decoder.`` (read by building them on torch's "meta"
+        device, which allocates nothing).
         """
+        shapes = {**self._encoder_shapes(), **self._decoder_shapes()}
+        if self.learn_sigma == "scalar":
+            shapes["decoder.log_sigma"] = (1,)
+        elif self.learn_sigma == "per-dim":
+            shapes["decoder.log_sigma"] = (self.input_dim,)
+        return {**shapes, **self._latent_structure_shapes()}
+
+    def _encoder_shapes(self) -> dict[str, tuple[int, ...]]:
+        if self.encoder_module is not None:
+            from vaekit.custom_networks import module_shapes
+
+            return module_shapes(self, "encoder")
         shapes: dict[str, tuple[int, ...]] = {}
         width = self.input_dim
         if self.arch == "conv":
@@ -238,6 +373,14 @@ class ModelConfig:
         for head in ("mu", "logvar"):
             shapes[f"encoder.{head}.weight"] = (self.latent_dim, width)
             shapes[f"encoder.{head}.bias"] = (self.latent_dim,)
+        return shapes
+
+    def _decoder_shapes(self) -> dict[str, tuple[int, ...]]:
+        if self.decoder_module is not None:
+            from vaekit.custom_networks import module_shapes
+
+            return module_shapes(self, "decoder")
+        shapes: dict[str, tuple[int, ...]] = {}
         width = self.latent_dim + self.n_classes
         for i, units in enumerate(self.decoder_sizes):
             shapes[f"decoder.hidden.{i}.weight"] = (units, width)
@@ -256,10 +399,48 @@ class ModelConfig:
         else:
             shapes["decoder.out.weight"] = (self.input_dim, width)
             shapes["decoder.out.bias"] = (self.input_dim,)
-        if self.learn_sigma == "scalar":
-            shapes["decoder.log_sigma"] = (1,)
-        elif self.learn_sigma == "per-dim":
-            shapes["decoder.log_sigma"] = (self.input_dim,)
+        return shapes
+
+    def _latent_structure_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The learned prior's parameters (``prior.*``), the networks between two stochastic
+        layers (``top.encoder.*``: q(z2|z1); ``top.decoder.*``: p(z1|z2)) and the flow's MADE
+        networks (``flow.{t}.*``; their masks follow from the sizes and are not stored)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        k, c = self.prior_dim, self.prior_components
+        if self.prior == "vamp":
+            shapes["prior.pseudo_inputs"] = (c, self.input_dim)
+        elif self.prior == "mog":
+            shapes.update({"prior.means": (c, k), "prior.logvars": (c, k), "prior.logits": (c,)})
+        elif self.prior == "class":
+            shapes.update(
+                {"prior.means": (self.n_classes, k), "prior.logvars": (self.n_classes, k)}
+            )
+        if self.top_latent_dim:
+            for net, size_in, size_out, hidden in (
+                ("top.encoder", self.latent_dim, self.top_latent_dim, self.top_hidden),
+                ("top.decoder", self.top_latent_dim, self.latent_dim, self.top_hidden[::-1]),
+            ):
+                width = size_in
+                for i, units in enumerate(hidden):
+                    shapes[f"{net}.hidden.{i}.weight"] = (units, width)
+                    shapes[f"{net}.hidden.{i}.bias"] = (units,)
+                    width = units
+                for head in ("mu", "logvar"):
+                    shapes[f"{net}.{head}.weight"] = (size_out, width)
+                    shapes[f"{net}.{head}.bias"] = (size_out,)
+        if self.flow == "iaf":
+            context = self.encoder_width
+            for t in range(self.flow_steps):
+                width = self.latent_dim
+                for i, units in enumerate(self.flow_hidden):
+                    shapes[f"flow.{t}.hidden.{i}.weight"] = (units, width)
+                    shapes[f"flow.{t}.hidden.{i}.bias"] = (units,)
+                    if i == 0:
+                        shapes[f"flow.{t}.context.weight"] = (units, context)
+                    width = units
+                for head in ("shift", "gate"):
+                    shapes[f"flow.{t}.{head}.weight"] = (self.latent_dim, width)
+                    shapes[f"flow.{t}.{head}.bias"] = (self.latent_dim,)
         return shapes
 
     @property

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vaekit.engines import Engine
+from vaekit.priors import has_closed_form_kl
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
 #: 2**21 float32 values (8 MB) keep each chunk's logits in the CPU's cache: measured with
@@ -64,7 +65,7 @@ def evaluate_elbo(
     recon_sum = kl_sum = 0.0
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
-        eps = rng.standard_normal((len(batch), engine.config.latent_dim), dtype=np.float32)
+        eps = rng.standard_normal((len(batch), engine.config.noise_dim), dtype=np.float32)
         recon, kl = engine.elbo_terms(batch, eps, _part(y, start, start + batch_size))
         recon_sum += float(recon.sum())
         kl_sum += float(kl.sum())
@@ -97,7 +98,7 @@ def iwae_log_likelihood(
     if k < 1:
         raise ValueError("k must be at least 1")
     rng = np.random.default_rng(seed)
-    latent = engine.config.latent_dim
+    latent = engine.config.noise_dim
     out = np.empty(len(x))
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
@@ -156,8 +157,10 @@ class LatentStatistics:
 
     ``mean_variance[k]`` = Cov_x(E_q[z_k|x]), the variance across examples of the posterior
     mean; dimension k is *active* when it exceeds ``threshold`` (Burda et al., 2015: 0.01).
-    ``kl_per_dim[k]`` = mean over examples of KL(q(z_k|x) ‖ p(z_k)), nats (for N(0, I):
-    ½(e^logvar_k + mu_k² − 1 − logvar_k)).
+    ``kl_per_dim[k]`` = mean over examples of KL(q(z_k|x) ‖ p(z_k[|y])), nats (for N(0, I):
+    ½(e^logvar_k + mu_k² − 1 − logvar_k)), where the model has it in closed form
+    (``config.closed_form_kl``: the standard or class prior, one stochastic layer, no flow); NaN
+    for every k where it has not (a mixture, the VampPrior, a flow, two layers).
     """
 
     mean_variance: np.ndarray
@@ -184,13 +187,14 @@ def latent_statistics(
     far (cumulative, ending at ``len(x)``).
     """
     mus, kls = [], []
+    prior = engine.prior
+    closed = engine.config.closed_form_kl and has_closed_form_kl(prior)
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
-        mu, logvar = (
-            a.astype(np.float64) for a in engine.encode(x[start:stop], _part(y, start, stop))
-        )
+        labels = _part(y, start, stop)
+        mu, logvar = (a.astype(np.float64) for a in engine.encode(x[start:stop], labels))
         mus.append(mu)
-        kls.append(engine.prior.kl_per_dim(mu, logvar))
+        kls.append(prior.kl_per_dim(mu, logvar, labels) if closed else np.full(mu.shape, np.nan))
         if progress is not None:
             progress(start + len(mu))
     mu_all = np.concatenate(mus)

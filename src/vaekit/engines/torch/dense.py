@@ -71,3 +71,14 @@ class Dense(nn.Linear):
         if uses_onednn(h) and self.weight.dtype == torch.float32:
             return _OneDnnLinear.apply(h, self.weight, self.bias)
         return F.linear(h, self.weight, self.bias)
+
+
+#: The hidden activations by name (``config.ACTIVATIONS``), shared by every torch network.
+ACTIVATIONS = {
+    "relu": F.relu,
+    "elu": F.elu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "softplus": F.softplus,
+    "leaky_relu": F.leaky_relu,  # negative slope 0.01
+}

@@ -17,6 +17,7 @@ from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.engines.torch.model import VAE, TrainingObjective
 from vaekit.errors import ConfigError
+from vaekit.priors import Prior
 
 #: Engine-neutral names of optimizer state arrays, by optimizer: checkpoint name → torch name.
 OPTIMIZER_SLOTS = {
@@ -154,7 +155,6 @@ class TorchEngine:
         if options.precision == "bf16":  # autocast around the networks only, not the losses
             for net in (self.model.encoder, self.model.decoder):
                 net.forward = InBfloat16(net.forward, self.device.type)
-        self.prior = self.model.prior
         self.objective: torch.nn.Module = TrainingObjective(self.model)
         if group is not None:  # joins the gradient average; rank 0's weights are broadcast
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -171,6 +171,11 @@ class TorchEngine:
             self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum)
         self.step = 0
 
+    @property
+    def prior(self) -> Prior:
+        """p(z) with the current weights (a learned prior changes as it trains)."""
+        return self.model.prior_snapshot()
+
     def _tensor(self, a: np.ndarray, flatten: bool = True) -> torch.Tensor:
         """A float32 tensor on the engine's device; ``flatten``: to (N, D)."""
         a = np.ascontiguousarray(a, dtype=np.float32)
@@ -186,7 +191,7 @@ class TorchEngine:
         self.model.train()
         cfg = self.config
         batch = len(x)
-        shape = (batch, cfg.latent_dim)
+        shape = (batch, cfg.noise_dim)
         if cfg.objective == "iwae":
             shape = (cfg.iw_samples, *shape)
         eps = torch.randn(shape, generator=self.generator, device=self.device)  # every rank alike
@@ -231,11 +236,7 @@ class TorchEngine:
         self, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         self.model.eval()
-        xb, yb = self._tensor(x), self._labels(y)
-        mu, logvar = self.model.encode(xb, yb)
-        z = self.model.reparameterize(mu, logvar, self._tensor(eps))
-        recon = self.model.reconstruction_nll(xb, z, yb)
-        kl = self.prior.kl(mu, logvar)
+        recon, kl = self.model.elbo_terms(self._tensor(x), self._tensor(eps), self._labels(y))
         return recon.double().cpu().numpy(), kl.double().cpu().numpy()
 
     @torch.no_grad()
@@ -245,7 +246,8 @@ class TorchEngine:
         self.model.eval()
         mu, logvar = (self._tensor(a) for a in posterior)
         eps_t = self._tensor(eps, flatten=False)
-        log_w, _ = self.model.log_weights(self._tensor(x), mu, logvar, eps_t, self._labels(y))
+        xb, yb = self._tensor(x), self._labels(y)
+        log_w, _ = self.model.log_weights(xb, eps_t, yb, posterior=(mu, logvar))
         return log_w.double().cpu().numpy()
 
     @torch.no_grad()

@@ -1,34 +1,36 @@
 """The VAE as a ``torch.nn.Module``: MLP or convolutional, optionally conditional on a label.
 
 Parameter names equal :attr:`vaekit.config.ModelConfig.parameter_shapes`, so the state dict is a
-vaekit checkpoint. The loss terms are :mod:`vaekit.objectives`' formulas and the prior's
-(:mod:`vaekit.priors`), in nats per example.
+vaekit checkpoint. The loss terms are :mod:`vaekit.objectives`' formulas and the prior's, in nats
+per example.
 Labels ``y`` are int64 class indices; a conditional model concatenates their one-hot code to the
 encoder's dense input and to z.
+
+The parts, each its own module: the encoder and decoder (vaekit's below, or your own:
+:mod:`vaekit.custom_networks`), the prior p(z) (:mod:`.priors`), an optional second stochastic
+layer (:mod:`.hierarchy`) and an optional flow on the posterior (:mod:`.flows`).
+:meth:`VAE.latents` puts them together: from eps ~ N(0, I) it draws z ~ q(z|x) and returns
+log q(z|x) and log p(z) (over both layers, the flow's log-determinant included), so the ELBO and
+the IWAE bound are written once for every model.
 """
 
 from __future__ import annotations
 
 import math
 from itertools import pairwise
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit import objectives, priors
+from vaekit import custom_networks, objectives
 from vaekit.config import ModelConfig
-from vaekit.engines.torch.dense import Dense
+from vaekit.engines.torch import flows, hierarchy
+from vaekit.engines.torch import priors as learned_priors
+from vaekit.engines.torch.dense import ACTIVATIONS, Dense
 from vaekit.errors import ConfigError
-
-ACTIVATIONS = {
-    "relu": F.relu,
-    "elu": F.elu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "softplus": F.softplus,
-    "leaky_relu": F.leaky_relu,  # negative slope 0.01
-}
+from vaekit.priors import Prior
 
 
 def _stack(sizes: list[int]) -> nn.ModuleList:
@@ -61,6 +63,11 @@ class Encoder(nn.Module):
     def forward(
         self, x: torch.Tensor, onehot: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x, onehot)
+        return self.mu(h), self.logvar(h)
+
+    def features(self, x: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
+        """h, the last hidden layer (N, ``config.encoder_width``): what the heads read."""
         if self.config.arch == "conv":
             h = x.reshape(len(x), *self.config.input_shape)
             for layer in self.conv:
@@ -71,7 +78,7 @@ class Encoder(nn.Module):
         h = _with_label(h, onehot)
         for layer in self.hidden:
             h = self.act(layer(h))
-        return self.mu(h), self.logvar(h)
+        return h
 
 
 class Decoder(nn.Module):
@@ -113,19 +120,36 @@ class Decoder(nn.Module):
         return h.flatten(1)
 
 
+class Latents(NamedTuple):
+    """A draw z ~ q(z|x) and its log-densities, nats: ``z`` (…, N, K) is what the decoder reads;
+    ``log_q`` = log q(z|x) and ``log_p`` = log p(z), (…, N), over every stochastic layer, the
+    flow's log-determinant included."""
+
+    z: torch.Tensor
+    log_q: torch.Tensor
+    log_p: torch.Tensor
+
+
 class VAE(nn.Module):
-    """p(x|z[, y]) p(z) with q(z|x[, y]) = N(mu, diag e^logvar); inputs are flat (N, D).
+    """p(x|z[, y]) p(z) with q(z|x[, y]) = N(mu, diag e^logvar), optionally followed by a flow or
+    a second stochastic layer; inputs are flat (N, D).
 
     The likelihood p(x|z) is ``objectives.LIKELIHOODS[config.likelihood]`` and the prior p(z) is
-    ``priors.for_config(config)``: every loss term below is theirs.
+    :func:`.priors.build`'s (over z2 with two stochastic layers): every loss term below is theirs.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
-        self.prior = priors.for_config(config)
+        self.encoder = (
+            custom_networks.build(config, "encoder") if config.encoder_module else Encoder(config)
+        )
+        self.decoder = (
+            custom_networks.build(config, "decoder") if config.decoder_module else Decoder(config)
+        )
+        self.top = hierarchy.TopLayer(config) if config.top_latent_dim else None
+        self.flow = flows.InverseAutoregressiveFlow(config) if config.flow == "iaf" else None
+        self.prior = learned_priors.build(config, self.top_posterior)
         self.likelihood = objectives.LIKELIHOODS[config.likelihood]
 
     def onehot(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -139,16 +163,67 @@ class VAE(nn.Module):
     def encode(
         self, x: torch.Tensor, y: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z|x[, y]) before any flow (of z1 with two stochastic layers)."""
+        if self.config.encoder_module:
+            return self.encoder(x)
         return self.encoder(x, self.onehot(y))
+
+    def top_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of the posterior over the prior's latent layer for inputs x: q(z|x), or
+        with two stochastic layers q(z2|z1 = E[z1|x]) (the VampPrior's components)."""
+        mu, logvar = self.encode(x)
+        return (mu, logvar) if self.top is None else self.top.posterior(mu)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The mean of p(x|z): sigmoid(logits) for Bernoulli, f(z) for Gaussian."""
-        return self.likelihood.mean(self.decoder(z, self.onehot(y)))
+        return self.likelihood.mean(self._decoder(z, y))
+
+    def _decoder(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if self.config.decoder_module:
+            return self.decoder(z)
+        return self.decoder(z, self.onehot(y))
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """z = mu + exp(½·logvar) ⊙ eps."""
         return mu + torch.exp(0.5 * logvar) * eps
+
+    def latents(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None,
+        eps: torch.Tensor,
+        posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> Latents:
+        """z ~ q(z|x[, y]) from eps (…, N, ``config.noise_dim``) and its log-densities.
+
+        z0 = mu + σ·eps[:K], log q = log N(z0; mu, σ²); a flow maps z0 to z and subtracts its
+        log-determinant; a second layer draws z2 ~ q(z2|z) from eps[K:] and adds log q(z2|z),
+        and then log p = log p(z|z2) + log p(z2). Otherwise log p = log p(z[|y]).
+        ``posterior``: (mu, logvar) = encode(x, y) already computed (a flow, which also reads
+        the encoder's hidden layer, encodes x again).
+        """
+        k = self.config.latent_dim
+        eps1 = eps[..., :k]
+        if self.flow is None:
+            mu, logvar = self.encode(x, y) if posterior is None else posterior
+            z = self.reparameterize(mu, logvar, eps1)
+            log_q = objectives.gaussian_log_density(eps1, logvar)
+        else:
+            h = self.encoder.features(x, self.onehot(y))
+            mu, logvar = self.encoder.mu(h), self.encoder.logvar(h)
+            z, log_det = self.flow(self.reparameterize(mu, logvar, eps1), h)
+            log_q = objectives.gaussian_log_density(eps1, logvar) - log_det
+        if self.top is None:
+            return Latents(z, log_q, self.prior.log_prob(z, y))
+        z2, log_q2, log_p1 = self.top(z, eps[..., k:])
+        return Latents(z, log_q + log_q2, log_p1 + self.prior.log_prob(z2))
+
+    def prior_snapshot(self) -> Prior:
+        """p(z) as the rest of vaekit asks it (:class:`vaekit.priors.Prior`), with the current
+        weights: the prior's own, or with two stochastic layers the marginal of z1."""
+        top = self.prior.snapshot()
+        return top if self.top is None else self.top.marginal(top)
 
     def log_sigma(self) -> torch.Tensor | float:
         """log σ of the Gaussian likelihood: the learned parameter, or log of the fixed σ."""
@@ -161,40 +236,62 @@ class VAE(nn.Module):
         """−log p(x|z), nats: (N,) for z (N, K), or (S, N) for z (S, N, K) sharing x (N, D)."""
         samples = z.shape[:-1]
         y = None if y is None else y.expand(samples).reshape(-1)
-        out = self.decoder(z.reshape(-1, z.shape[-1]), self.onehot(y)).reshape(*samples, -1)
+        out = self._decoder(z.reshape(-1, z.shape[-1]), y).reshape(*samples, -1)
         return self.likelihood.nll(out, x, self.log_sigma())
+
+    def elbo_terms(
+        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(recon, KL) per example, (N,), nats, for one z ~ q(z|x) per example from eps (N, ·):
+        the KL per latent dimension in closed form where the model has one
+        (``config.closed_form_kl``: summed here), else the estimate log q(z|x) − log p(z)."""
+        recon, kl = self._elbo_terms(x, eps, y)
+        return recon, kl.sum(-1) if self.config.closed_form_kl else kl
+
+    def _elbo_terms(
+        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(recon (N,), KL): per dimension (N, K) in closed form, else (N,) estimated."""
+        if self.config.closed_form_kl:
+            mu, logvar = self.encode(x, y)
+            recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
+            return recon, self.prior.kl_per_dim(mu, logvar, y)
+        z, log_q, log_p = self.latents(x, y, eps)
+        return self.reconstruction_nll(x, z, y), log_q - log_p
 
     def log_weights(
         self,
         x: torch.Tensor,
-        mu: torch.Tensor,
-        logvar: torch.Tensor,
         eps: torch.Tensor,
         y: torch.Tensor | None = None,
         beta: float = 1.0,
+        posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log w, recon), each (S, N), nats, for z = mu + σ·eps, eps (S, N, K):
+        """(log w, recon), each (S, N), nats, for z ~ q(z|x) from eps (S, N, ``noise_dim``):
         log w = log p(x|z) + β·(log p(z) − log q(z|x)) and recon = −log p(x|z)."""
-        z = self.reparameterize(mu, logvar, eps)
+        z, log_q, log_p = self.latents(x, y, eps, posterior)
         recon = self.reconstruction_nll(x, z, y)
-        return objectives.log_weights(recon, self.prior.log_prob(z), eps, logvar, beta), recon
+        return objectives.log_weights(recon, log_p, log_q, beta), recon
 
     def training_sums(
         self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None, beta: float
     ) -> tuple[torch.Tensor, ...]:
         """A batch's training sums over its rows, in nats, for the model's objective:
 
-        - ELBO (eps (N, K)): (Σ recon, Σ KL per latent dimension (K,)), the KL in closed form;
-        - IWAE (eps (k, N, K)): (Σ L_k, Σ mean recon, Σ KL), with
+        - ELBO (eps (N, ·)): (Σ recon, Σ KL per latent dimension (K,)) with the KL in closed
+          form, or (Σ recon, (Σ KL estimate,)) for a model without one;
+        - IWAE (eps (k, N, ·)): (Σ L_k, Σ mean recon, Σ KL estimate), with
           L_k = logsumexp_i log w_i − log k and log w = log p(x|z) + β·(log p(z) − log q(z|x)).
         """
-        mu, logvar = self.encode(x, y)
         if self.config.objective == "iwae":
-            log_w, recon = self.log_weights(x, mu, logvar, eps, y, beta)
+            z, log_q, log_p = self.latents(x, y, eps)
+            recon = self.reconstruction_nll(x, z, y)
+            log_w = objectives.log_weights(recon, log_p, log_q, beta)
             bound = torch.logsumexp(log_w, dim=0) - math.log(eps.shape[0])
-            return bound.sum(), recon.mean(dim=0).sum(), self.prior.kl(mu, logvar).sum()
-        recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
-        return recon.sum(), self.prior.kl_per_dim(mu, logvar).sum(dim=0)
+            kl = (log_q - log_p).mean(dim=0)
+            return bound.sum(), recon.mean(dim=0).sum(), kl.sum()
+        recon, kl = self._elbo_terms(x, eps, y)
+        return recon.sum(), kl.sum(dim=0).reshape(-1)
 
 
 class TrainingObjective(nn.Module):
