@@ -485,23 +485,23 @@ def test_openapi_documents_the_three_kinds_of_upload(client):
 class ScaledNormal(StandardNormal):
     """p(z) = N(0, 9I): the standard normal scaled by 3, a prior the explorer must follow."""
 
-    def sample(self, n, rng):
+    def sample(self, n, rng, labels=None):
         return 3 * super().sample(n, rng)
 
     def quantile(self, p):
         return 3 * super().quantile(p)
 
 
-def test_the_explorer_samples_and_ranges_follow_the_runs_prior(runs):
+def test_the_explorer_samples_and_ranges_follow_the_runs_prior(runs, monkeypatch):
     engine = checkpoint.open_run(runs["plain"])
-    engine.prior = ScaledNormal(2)
+    monkeypatch.setattr(type(engine), "prior", ScaledNormal(2))
     client = TestClient(create_app(Explorer(engine, None, None)))
     drawn = client.get("/api/sample", params={"seed": 5}).json()["z"]
     np.testing.assert_allclose(drawn, 3 * np.random.default_rng(5).standard_normal((1, 2))[0])
     many = np.array([client.get("/api/sample").json()["z"] for _ in range(200)])
     assert len(np.unique(many[:, 0])) == 200 and many.std() > 2  # fresh draws of sd 3, not 1
     model = client.get("/api/model").json()
-    low, high = 3 * StandardNormal(1).quantile(np.array([0.001, 0.999]))
+    low, high = 3 * StandardNormal(1).quantile(np.array([0.001, 0.999]))[:, 0]
     assert model["latent_range"] == pytest.approx([low, high])
     assert model["latent_limit"] == pytest.approx([LIMIT_FACTOR * low, LIMIT_FACTOR * high])
     assert client.get("/api/map").json()["prior_range"] == [pytest.approx([low, high])] * 2
@@ -511,11 +511,22 @@ def test_the_explorer_samples_and_ranges_follow_the_runs_prior(runs):
     assert client.get("/api/sample", params={"seed": -1}).status_code == 422
 
 
+def test_a_labelled_sample_is_drawn_from_that_class_prior(conditional, conditional_explorer):
+    """The conditional run's class prior p(z|y): /api/sample?label=y draws from class y's own
+    Gaussian, as the engine's prior does for that label."""
+    prior = conditional_explorer.engine.prior
+    for label in (3, 7):
+        drawn = conditional.get("/api/sample", params={"seed": 4, "label": label}).json()["z"]
+        expected = prior.sample(1, np.random.default_rng(4), np.array([label]))[0]
+        np.testing.assert_allclose(drawn, expected)
+    assert conditional.get("/api/sample", params={"label": 10}).status_code == 400
+
+
 def test_the_maps_axes_are_the_manifolds_principal_axes(runs, conditional_explorer):
     engine = conditional_explorer.engine
     test = load_dataset("mnist-small", "test")
     means = posterior_means(engine, test.x, test.y)
-    _, axes, _, _ = figures._manifold_plane(engine.config.latent_dim, None, means)
+    _, axes, _, _, _ = figures._manifold_plane(engine.config.latent_dim, None, means, None, 2)
     unit = axes / np.linalg.norm(axes, axis=1, keepdims=True)
     np.testing.assert_allclose(conditional_explorer.axes, unit, atol=1e-12)
     np.testing.assert_allclose(conditional_explorer.centre, means.mean(axis=0))

@@ -20,7 +20,7 @@ import numpy as np
 from vaekit.checkpoint import write_atomic
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError
-from vaekit.priors import Prior
+from vaekit.priors import Prior, StandardNormal, standard_normal_quantile
 
 # matplotlib is imported by the functions that draw: a command that draws nothing never loads it.
 if TYPE_CHECKING:
@@ -167,8 +167,8 @@ def _title(fig: Figure, title: str, detail: str) -> str:
 
 
 def manifold_quantiles(n: int, prior: Prior) -> np.ndarray:
-    """The prior's quantiles at n values of p evenly spaced over [0.05, 0.95]: a grid of latent
-    values equally likely under ``prior`` (Φ⁻¹(p) for N(0, I))."""
+    """The prior's quantiles at n values of p evenly spaced over [0.05, 0.95], (n, K): for each
+    coordinate, a grid of values equally likely under its marginal (Φ⁻¹(p) for N(0, I))."""
     return prior.quantile(np.linspace(*QUANTILE_RANGE, n))
 
 
@@ -182,11 +182,13 @@ def _check_drawable(engine: Engine) -> None:
 
 
 def _manifold_plane(
-    k: int, dims: tuple[int, int] | None, latents: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, tuple[str, str], str]:
-    """Origin and the two axis directions (K,) of the plane, axis names, and a description.
+    k: int, dims: tuple[int, int] | None, latents: np.ndarray | None, prior: Prior, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, str], str]:
+    """Origin and the two axis directions (K,) of the plane, the n grid values along each axis
+    (n, 2), axis names, and a description.
 
-    The grid point (a, b) of quantiles is origin + a·axes[0] + b·axes[1].
+    The grid point (a, b) is origin + a·axes[0] + b·axes[1]: latent axes take the prior's
+    marginal quantiles (the other coordinates at the prior's median), principal axes Φ⁻¹(p).
     """
     lo, hi = (f"{100 * p:g}%" for p in QUANTILE_RANGE)
     if dims is None and k == 2:
@@ -199,9 +201,15 @@ def _manifold_plane(
             raise ConfigError(
                 f"dims must be two different latent indices in 0..{k - 1}; got ({i}, {j})"
             )
-        rest = f", the other {k - 2} at 0" if k > 2 else ""
-        detail = f"z[{i}] × z[{j}] at the {lo}–{hi} quantiles of the prior N(0, 1){rest}"
-        return np.zeros(k), np.eye(k)[[i, j]], (f"z[{i}]", f"z[{j}]"), detail
+        quantiles = manifold_quantiles(n, prior)
+        origin = manifold_quantiles(3, prior)[1]  # the median of each coordinate
+        origin[[i, j]] = 0.0
+        standard = isinstance(prior, StandardNormal)
+        rest = f", the other {k - 2} at {'0' if standard else 'their median'}" if k > 2 else ""
+        marginal = "N(0, 1)" if standard else "each coordinate's marginal"
+        detail = f"z[{i}] × z[{j}] at the {lo}–{hi} quantiles of the prior {marginal}{rest}"
+        grid = quantiles[:, [i, j]]
+        return origin, np.eye(k)[[i, j]], grid, (f"z[{i}]", f"z[{j}]"), detail
     if latents is None:
         raise ConfigError(
             f"the model has {k} latent dimensions; choose the plane to draw with dims=(i, j) "
@@ -219,7 +227,8 @@ def _manifold_plane(
         f"top-2 principal plane of {len(latents):,} posterior means, "
         f"{lo}–{hi} quantiles of N(mean, sd²) along each"
     )
-    return centre, directions[:2] * sd[:2, None], names, detail
+    grid = np.repeat(standard_normal_quantile(np.linspace(*QUANTILE_RANGE, n))[:, None], 2, 1)
+    return centre, directions[:2] * sd[:2, None], grid, names, detail
 
 
 def _number(value: float) -> str:
@@ -245,11 +254,13 @@ def save_manifold(
 ) -> None:
     """Draw the decoded latent manifold: an n×n grid of decoder means over a plane of latent space.
 
-    Along each axis the coordinates are the Gaussian quantiles Φ⁻¹(p), p evenly spaced in
-    (0.05, 0.95); the first coordinate grows left to right, the second bottom to top. The plane:
+    Along each axis the coordinates are quantiles at p evenly spaced in (0.05, 0.95): of the
+    prior's marginal of that coordinate (Φ⁻¹(p) for N(0, I)) along a latent axis, Φ⁻¹(p) along a
+    principal one; the first coordinate grows left to right, the second bottom to top. The plane:
 
-    - latent_dim == 2: z = (Φ⁻¹(p_i), Φ⁻¹(p_j));
-    - ``dims=(i, j)`` (0-based): those two dimensions vary, the others are 0;
+    - latent_dim == 2: z = (F₀⁻¹(p_i), F₁⁻¹(p_j)), F_k the prior's marginal CDF of z_k;
+    - ``dims=(i, j)`` (0-based): those two dimensions vary, the others are at the prior's median
+      (0 for N(0, I));
     - otherwise ``latents`` (posterior means, (N, K)): the plane through their mean spanned by
       their top two principal directions, each scaled by the standard deviation along it.
 
@@ -264,9 +275,8 @@ def save_manifold(
     k = engine.config.latent_dim
     if k < 2:
         raise ConfigError("a 2-D manifold needs a model with at least 2 latent dimensions")
-    origin, axes, names, detail = _manifold_plane(k, dims, latents)
-    q = manifold_quantiles(n, engine.prior)
-    grid_x, grid_y = q, q[::-1]  # the top row has the largest second coordinate
+    origin, axes, grid, names, detail = _manifold_plane(k, dims, latents, engine.prior, n)
+    grid_x, grid_y = grid[:, 0], grid[::-1, 1]  # the top row has the largest second coordinate
     z = origin + grid_x[None, :, None] * axes[0] + grid_y[:, None, None] * axes[1]
     images = _as_images(np.asarray(engine.decode(z.reshape(n * n, k).astype(np.float32))))
     h, w = images.shape[1:3]

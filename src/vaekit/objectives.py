@@ -6,7 +6,9 @@ per example, with the data x of shape (N, D) shared by the S samples (broadcast,
 The functions use the array's own library (:func:`namespace`), so torch is never imported here:
 the NumPy engine runs where torch is not installed.
 
-- KL(N(mu, diag e^logvar) ‖ N(0, I)) per dimension = ½ (e^logvar_k + mu_k² − 1 − logvar_k)
+- KL(N(mu, diag e^logvar) ‖ N(0, I)) per dimension = ½ (e^logvar_k + mu_k² − 1 − logvar_k), and
+  to N(m, e^lv_p): ½ (lv_p − logvar + (e^logvar + (mu − m)²)·e^−lv_p − 1)
+- a mixture's log-density log Σ_c w_c N(z; m_c, diag e^lv_c), as matrix products
 - log q(z|x) = −½ Σ_k (eps_k² + logvar_k + log 2π) for z = mu + e^(logvar/2)·eps
 - importance log-weight: log w = log p(x|z) + log p(z) − log q(z|x)
 - likelihoods (:data:`LIKELIHOODS`), from the decoder output ``out``:
@@ -63,14 +65,41 @@ def softplus(a: Array) -> Array:
 
 def kl_per_dim(mu: Array, logvar: Array) -> Array:
     """KL(N(mu, e^logvar) ‖ N(0, 1)) for each example and latent dimension,
-    ½ (e^logvar + mu² − 1 − logvar), nats, shape of mu."""
-    return 0.5 * (namespace(logvar).exp(logvar) + mu * mu - 1.0 - logvar)
+    ½ (e^logvar + mu² − 1 − logvar), nats, shape of mu: :func:`kl_per_dim_to` N(0, 1) (the same
+    floating-point operations: the prior's mean 0 and log-variance 0 change no bit)."""
+    return kl_per_dim_to(mu, logvar, 0.0, 0.0)
 
 
 def kl_per_dim_grad(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(∂/∂mu, ∂/∂logvar) of :func:`kl_per_dim`, elementwise: (mu, ½·(e^logvar − 1)); for the NumPy
     engine's backward pass."""
-    return mu, 0.5 * np.expm1(logvar)
+    return kl_per_dim_to_grad(mu, logvar, 0.0, 0.0)[:2]
+
+
+def kl_per_dim_to(mu: Array, logvar: Array, prior_mu: Array, prior_logvar: Array) -> Array:
+    """KL(N(mu, e^lv) ‖ N(m, e^lv_p)) for each example and latent dimension, nats, broadcast shape:
+    ½ (lv_p − lv + (e^lv + (mu − m)²)·e^−lv_p − 1) with lv = ``logvar``, m = ``prior_mu`` and
+    lv_p = ``prior_logvar`` (written ½ ((e^lv + (mu − m)²)·e^−lv_p − 1 − lv + lv_p))."""
+    xp = namespace(logvar)
+    scale = xp.exp(-as_array(prior_logvar, logvar))
+    diff = mu - prior_mu
+    return 0.5 * ((xp.exp(logvar) + diff * diff) * scale - 1.0 - logvar + prior_logvar)
+
+
+def kl_per_dim_to_grad(
+    mu: np.ndarray,
+    logvar: np.ndarray,
+    prior_mu: np.ndarray | float,
+    prior_logvar: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(∂/∂mu, ∂/∂logvar, ∂/∂m, ∂/∂lv_p) of :func:`kl_per_dim_to`, elementwise, broadcast shape:
+    ((mu − m)·e^−lv_p, ½·(e^(lv − lv_p) − 1), −(mu − m)·e^−lv_p,
+    ½·(1 − (e^lv + (mu − m)²)·e^−lv_p)); for the NumPy engine's backward pass."""
+    scale = np.exp(-np.asarray(prior_logvar, dtype=logvar.dtype))
+    diff = mu - prior_mu
+    d_mu = diff * scale
+    d_prior_logvar = 0.5 * (1.0 - (np.exp(logvar) + diff * diff) * scale)
+    return d_mu, 0.5 * np.expm1(logvar - prior_logvar), -d_mu, d_prior_logvar
 
 
 def free_bits(kl_means: Array, free_bits: float) -> tuple[Array, Array | None]:
@@ -91,16 +120,42 @@ def gaussian_log_density(eps: Array, logvar: Array) -> Array:
     return -0.5 * (eps * eps + logvar + LOG_2PI).sum(-1)
 
 
-def log_weights(
-    recon: Array, log_prior: Array, eps: Array, logvar: Array, beta: float = 1.0
-) -> Array:
+def gaussian_log_density_at(z: Array, mean: Array, logvar: Array) -> Array:
+    """log N(z; mean, diag e^logvar), nats, summed over the last axis: :func:`gaussian_log_density`
+    of the standardised eps = (z − mean)·e^(−logvar/2); z (…, N, K), mean and logvar (N, K)."""
+    return gaussian_log_density((z - mean) * namespace(logvar).exp(-0.5 * logvar), logvar)
+
+
+def logsumexp(a: Array, axis: int = -1) -> Array:
+    """log Σ exp(a) along ``axis``, stable: max + log Σ exp(a − max)."""
+    if namespace(a) is not np:
+        return a.logsumexp(axis)
+    top = a.max(axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return (top + np.log(np.exp(a - top).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def mixture_log_density(z: Array, log_weights: Array, means: Array, logvars: Array) -> Array:
+    """log Σ_c w_c N(z; m_c, diag e^lv_c), nats, for z (…, K) against C components: log_weights
+    (C,) = log w_c, means and logvars (C, K); shape (…).
+
+    Each component's log-density −½ Σ_k ((z_k − m_ck)² e^−lv_ck + lv_ck + log 2π) is expanded
+    into matrix products, −½ (z²·(e^−lv)ᵀ − 2 z·(m e^−lv)ᵀ + Σ_k (m² e^−lv + lv)_ck + K log 2π),
+    so only (…, C) arrays are formed, never (…, C, K)."""
+    precision = namespace(logvars).exp(-logvars)
+    constant = (means * means * precision + logvars).sum(-1) + means.shape[-1] * LOG_2PI
+    square = (z * z) @ precision.T - 2.0 * (z @ (means * precision).T)
+    return logsumexp(log_weights - 0.5 * (square + constant), axis=-1)
+
+
+def log_weights(recon: Array, log_prior: Array, log_posterior: Array, beta: float = 1.0) -> Array:
     """log w = log p(x|z) + β·(log p(z) − log q(z|x)), nats, shape of ``recon``.
 
-    ``recon`` = −log p(x|z), ``log_prior`` = log p(z), both (S, N); z = mu + e^(logvar/2)·eps with
-    eps (S, N, K). β = 1 gives the importance weights of the IWAE bound
-    L_k = logsumexp_i log w_i − log k (Burda et al., 2015).
+    ``recon`` = −log p(x|z), ``log_prior`` = log p(z), ``log_posterior`` = log q(z|x), each
+    (S, N) for S draws z ~ q(z|x) per example. β = 1 gives the importance weights of the IWAE
+    bound L_k = logsumexp_i log w_i − log k (Burda et al., 2015).
     """
-    return beta * (log_prior - gaussian_log_density(eps, logvar)) - recon
+    return beta * (log_prior - log_posterior) - recon
 
 
 # --- likelihoods --------------------------------------------------------------------------------

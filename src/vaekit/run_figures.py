@@ -62,11 +62,17 @@ def draw_label_grid(
     epoch: int | None = None,
     step: int | None = None,
 ) -> None:
-    """A conditional model's samples, one row per class, the same z down each column."""
+    """A conditional model's samples, one row per class, the same noise down each column: the
+    same z, or with the class prior z = m_c + s_c·eps of row c's Gaussian at the same eps."""
     classes = engine.config.n_classes
-    z = engine.prior.sample(per_class, np.random.default_rng(seed))
-    z = np.tile(z.astype(np.float32), (classes, 1))
-    images = engine.decode(z, np.repeat(np.arange(classes), per_class))
+    labels = np.repeat(np.arange(classes), per_class)
+    z = np.concatenate(
+        [
+            engine.prior.sample(per_class, np.random.default_rng(seed), np.full(per_class, c))
+            for c in range(classes)
+        ]
+    )
+    images = engine.decode(z.astype(np.float32), labels)
     title = f"Samples by class{_when(epoch, step)}: row c is label c (seed {seed})"
     figures.save_sample_grid(images, path, title, ncol=per_class)
 

@@ -35,9 +35,10 @@ def sample_prior(
     (n, *input_shape).
 
     A conditional model draws the digits of ``labels`` (one label, or one per sample; default:
-    the classes in turn)."""
-    z = engine.prior.sample(n, np.random.default_rng(seed))
-    return engine.decode(z.astype(np.float32), check_labels(engine, labels, n))
+    the classes in turn), z from p(z|y) where its prior is the class prior."""
+    labels = check_labels(engine, labels, n)
+    z = engine.prior.sample(n, np.random.default_rng(seed), labels)
+    return engine.decode(z.astype(np.float32), labels)
 
 
 def reconstruct(

@@ -272,9 +272,12 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
         seed: int | None = Query(
             default=None, ge=0, description="seed of the draw; none: a fresh random one"
         ),
+        label: int | None = Query(
+            default=None, description="class, for a conditional model: z ~ p(z|y) of its prior"
+        ),
     ) -> LatentOut:
-        """A latent drawn from the run's prior p(z)."""
-        return LatentOut(z=explorer.random_latent(seed).tolist())
+        """A latent drawn from the run's prior p(z) (p(z|y) of the class prior, given a label)."""
+        return LatentOut(z=explorer.random_latent(seed, label).tolist())
 
     @app.get("/api/decode", response_class=Response, responses={200: PNG, **BAD})
     def decode(

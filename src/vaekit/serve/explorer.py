@@ -10,7 +10,8 @@ A point (u, v) of the map stands for z = centre + u·axis₁ + v·axis₂ (the o
 centre), and ``axis_titles`` says what u and v are.
 
 The latent space's extent comes from the run's prior p(z) (``engine.prior``), never from an assumed
-N(0, I): the sliders span each z_k's ``RANGE_PROBABILITIES`` quantiles [lo, hi], latents up to
+N(0, I): the sliders span the least and greatest of the z_k's ``RANGE_PROBABILITIES`` quantiles
+[lo, hi], latents up to
 ``LIMIT_FACTOR`` times that range's half-width from its middle are decoded, and random latents are
 draws from the prior.
 
@@ -90,8 +91,10 @@ class Explorer:
         self.engine, self.config, self.score_samples = engine, config, score_samples
         self.scaling = scaling or fit_array("unit", np.zeros((1, 1)))
         self.image_size = image_size
-        low, high = engine.prior.quantile(np.array(RANGE_PROBABILITIES))
-        self.latent_range = (float(low), float(high))
+        lows, highs = engine.prior.quantile(np.array(RANGE_PROBABILITIES))  # (K,) each
+        low, high = float(lows.min()), float(highs.max())
+        self.latent_range = (low, high)
+        self.prior_middle = (lows + highs) / 2  # each z_k's middle, (K,)
         middle, half = (low + high) / 2, LIMIT_FACTOR * (high - low) / 2
         self.latent_limit = (float(middle - half), float(middle + half))
         self.map_points = np.zeros((0, 2))
@@ -146,12 +149,14 @@ class Explorer:
         map axis, about the map position of the prior's middle. Exact for a prior with the
         same marginal along every unit direction (N(0, s²I)); the page shows at least this."""
         low, high = self.latent_range
-        middle = self.position(np.full(self.config.latent_dim, (low + high) / 2))
+        middle = self.position(self.prior_middle)
         return middle[:, None] + np.array([low - high, high - low]) / 2
 
-    def random_latent(self, seed: int | None = None) -> np.ndarray:
-        """One draw z ~ p(z) from the run's prior, (K,); ``seed`` None: fresh OS entropy."""
-        return self.engine.prior.sample(1, np.random.default_rng(seed))[0]
+    def random_latent(self, seed: int | None = None, label: int | None = None) -> np.ndarray:
+        """One draw z ~ p(z) from the run's prior, (K,), or z ~ p(z|y) of the class prior for a
+        ``label``; ``seed`` None: fresh OS entropy."""
+        labels = None if label is None else self.check_label(label)
+        return self.engine.prior.sample(1, np.random.default_rng(seed), labels)[0]
 
     def check_latent(self, z: list[float]) -> np.ndarray:
         z_array = np.asarray(z, dtype=np.float64)

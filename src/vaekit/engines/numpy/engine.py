@@ -45,8 +45,22 @@ class NumpyEngine:
                 "the numpy engine implements the MLP VAE with the ELBO objective; use "
                 "--engine torch for the conv architecture or the iwae objective"
             )
+        extensions = [
+            what
+            for what, used in (
+                (f"the {config.prior} prior", config.prior in ("vamp", "mog")),
+                ("a second stochastic layer", config.top_latent_dim > 0),
+                ("a flow", config.flow != "none"),
+                ("your own networks", bool(config.encoder_module or config.decoder_module)),
+            )
+            if used
+        ]
+        if extensions:
+            raise ConfigError(
+                f"the numpy engine's hand-written backward pass covers the standard and class "
+                f"priors of one stochastic layer, not {' or '.join(extensions)}; use --engine torch"
+            )
         self.config = config
-        self.prior = priors.for_config(config)
         self.dtype = np.dtype(dtype)
         init_rng, self.rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(2)
@@ -58,6 +72,20 @@ class NumpyEngine:
             if options.optimizer == "adam"
             else SGD(options.lr, options.momentum)
         )
+
+    @property
+    def prior(self) -> priors.Prior:
+        """p(z) with the current weights (the class prior's are learned), float64 copies."""
+        learned = {
+            name: value.astype(np.float64)
+            for name, value in self.params.items()
+            if name.startswith("prior.")
+        }
+        return priors.for_config(self.config, learned)
+
+    def _prior(self) -> priors.Prior:
+        """p(z) on the live weights, in the engine's dtype (what the loss and its gradient use)."""
+        return priors.for_config(self.config, self.params)
 
     def _flat(self, a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=self.dtype).reshape(len(a), -1)
@@ -80,11 +108,12 @@ class NumpyEngine:
         x, eps = self._flat(x), self._flat(eps)
         f = model.forward(self.config, self.params, x, eps, self._onehot(y))
         recon = model.reconstruction_nll(self.config, self.params, x, f.out)
-        kl_dims = self.prior.kl_per_dim(f.mu, f.logvar)
+        prior = self._prior()
+        kl_dims = prior.kl_per_dim(f.mu, f.logvar, y)
         kl_term, mask = objectives.free_bits(kl_dims.mean(axis=0), self.config.free_bits)
         objective = float(recon.mean()) + beta * float(kl_term)
         kl_weight = beta / len(x) if mask is None else (beta / len(x)) * mask
-        grads = model.backward(self.config, self.params, self.prior, x, f, kl_weight)
+        grads = model.backward(self.config, self.params, prior, x, f, kl_weight, y)
         return objective, recon, kl_dims.sum(axis=1), grads
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
@@ -113,7 +142,7 @@ class NumpyEngine:
         mu, logvar = self.encode(x, y)
         z = mu + np.exp(0.5 * logvar) * eps.astype(self.dtype)
         recon = self._reconstruction_nll(x, z, y)
-        return recon.astype(np.float64), self.prior.kl(mu, logvar).astype(np.float64)
+        return recon.astype(np.float64), self._prior().kl(mu, logvar, y).astype(np.float64)
 
     def log_weights(
         self, x: np.ndarray, posterior: Posterior, eps: np.ndarray, y: np.ndarray | None = None
@@ -121,7 +150,8 @@ class NumpyEngine:
         mu, logvar, eps = (np.asarray(a, dtype=self.dtype) for a in (*posterior, eps))
         z = mu + np.exp(0.5 * logvar) * eps
         recon = self._reconstruction_nll(x, z, y)
-        log_w = objectives.log_weights(recon, self.prior.log_prob(z), eps, logvar)
+        log_q = objectives.gaussian_log_density(eps, logvar)
+        log_w = objectives.log_weights(recon, self._prior().log_prob(z, y), log_q)
         return log_w.astype(np.float64)
 
     def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> Posterior:

@@ -14,8 +14,12 @@ backward (each line is ∂L/∂· ; derived in docs/math.md)
     d_out = ∂(−log p(x|z))/∂out / N               the likelihood's ``grad`` (objectives.py):
                                                   (σ(out) − x)/N Bernoulli, (out − x)/(σ²N) Gaussian
     d_z   = back through the decoder
-    d_mu  = d_z + w·∂KL/∂mu                       the prior's ``kl_grad``: mu for N(0, I)
-    d_lv  = d_z ⊙ ½·(z − mu) + w·∂KL/∂logvar      ½·(exp(logvar) − 1) for N(0, I)
+    d_mu  = d_z + w·∂KL/∂mu                       the prior's ``kl_grad``: mu for N(0, I),
+                                                  (mu − m_y)·e^−lv_y for N(m_y, e^lv_y)
+    d_lv  = d_z ⊙ ½·(z − mu) + w·∂KL/∂logvar      ½·(exp(logvar) − 1) for N(0, I),
+                                                  ½·(exp(logvar − lv_y) − 1) for N(m_y, e^lv_y)
+    d_m_c = w·Σ_{n: y_n = c} ∂KL_n/∂m_c           the class prior N(m_y, e^lv_y) only:
+    d_lv_c = w·Σ_{n: y_n = c} ∂KL_n/∂lv_c         its parameters, summed over each class
     with the KL weight w = β/N (free bits λ: 0 for dimensions whose batch-mean KL is below λ),
     then back through the encoder heads and hidden layers.
 """
@@ -49,11 +53,15 @@ class Forward:
 
 
 def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> Params:
-    """torch.nn.Linear's default init: W, b ~ U(−1/√fan_in, 1/√fan_in); log σ = log(sigma)."""
+    """torch.nn.Linear's default init: W, b ~ U(−1/√fan_in, 1/√fan_in); log σ = log(sigma); the
+    class prior's means and log-variances 0 (it starts as N(0, I) for every class)."""
     params: Params = {}
     for name, shape in config.parameter_shapes.items():
         if name == "decoder.log_sigma":
             params[name] = np.full(shape, np.log(config.sigma), dtype=dtype)
+            continue
+        if name.startswith("prior."):
+            params[name] = np.zeros(shape, dtype=dtype)
             continue
         layer = name.rsplit(".", 1)[0]
         fan_in = config.parameter_shapes[layer + ".weight"][1]
@@ -130,9 +138,10 @@ def backward(
     x: np.ndarray,
     f: Forward,
     kl_weight: float | np.ndarray,
+    labels: np.ndarray | None = None,
 ) -> Params:
     """∂L/∂θ for every parameter θ, L = mean over the batch of recon + Σ_k N·w_k·kl_k, with the
-    KL weight w = β/N, or (K,) of β/N and 0 (free bits)."""
+    KL weight w = β/N, or (K,) of β/N and 0 (free bits); ``labels``: the class prior's y."""
     n = x.shape[0]
     act = ACTIVATIONS[config.activation]
     grads: Params = {}
@@ -156,7 +165,9 @@ def backward(
     d_z = d[:, : config.latent_dim]  # a conditional decoder's input is [z, onehot(y)]
 
     # reparameterization and the closed-form KL
-    kl_mu, kl_logvar = prior.kl_grad(f.mu, f.logvar)
+    kl_mu, kl_logvar, kl_prior = prior.kl_grad(f.mu, f.logvar, labels)
+    for name, g in kl_prior.items():
+        grads[name] = (kl_weight * g).astype(p[name].dtype, copy=False)
     d_mu = d_z + kl_weight * kl_mu
     d_logvar = d_z * 0.5 * (f.z - f.mu) + kl_weight * kl_logvar
 

@@ -184,7 +184,7 @@ function buildSliders() {
 
 async function sampleLatent() {  // a draw from the run's prior, made by the server
   try {
-    setZ((await (await api("/api/sample")).json()).z);
+    setZ((await (await api(`/api/sample?${query({ label: label() })}`)).json()).z);
   } catch (error) {
     showError(error.message);
   }

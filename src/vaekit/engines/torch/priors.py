@@ -1,0 +1,154 @@
+"""The prior p(z) as a ``torch.nn.Module``: fixed, or learned with the rest of the model.
+
+Each prior offers ``log_prob(z, y=None)`` (nats, summed over the last axis of z (…, N, K)),
+``snapshot()`` (the prior with its current weights as a :class:`vaekit.priors.Prior`, detached,
+float64, which sampling, figures and the explorer ask), and, where the KL to a diagonal Gaussian
+posterior has a closed form (``config.closed_form_kl``), ``kl_per_dim(mu, logvar, y=None)`` (N, K).
+The formulas are :mod:`vaekit.objectives`' (shared with the NumPy engine); a mixture's density
+is computed as matrix products (:func:`vaekit.objectives.mixture_log_density`), so z (S, N, K)
+against C components forms (S, N, C) arrays, never (S, N, C, K).
+
+Parameter names (``prior.*`` in the state dict) follow ``ModelConfig.parameter_shapes``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaekit import objectives, priors
+from vaekit.config import ModelConfig
+from vaekit.errors import ConfigError
+
+#: (mu, logvar) of the posterior over the prior's latent layer, for inputs x (the VampPrior's).
+TopPosterior = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+#: Mean and standard deviation of the VampPrior's initial pseudo-inputs (Tomczak & Welling, 2018,
+#: on MNIST): every value drawn from N(0.05, 0.01²), near the background of the images.
+PSEUDO_INPUT_INIT = (0.05, 0.01)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A detached float64 NumPy copy of t."""
+    return t.detach().to("cpu", torch.float64).numpy().copy()
+
+
+class StandardNormal(nn.Module):
+    """p(z) = N(0, I): :class:`vaekit.priors.StandardNormal`'s formulas, nothing learned."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.fixed = priors.StandardNormal(latent_dim)
+
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fixed.log_prob(z)
+
+    def kl_per_dim(
+        self, mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.fixed.kl_per_dim(mu, logvar)
+
+    def snapshot(self) -> priors.Prior:
+        return self.fixed
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/C) Σ_c q(z|u_c) (Tomczak & Welling, 2018): the posterior of C learned
+    pseudo-inputs u_c (``pseudo_inputs``, (C, D)), through ``top_posterior`` (the encoder; with
+    two stochastic layers q(z2|E[z1|u])). For the Bernoulli likelihood the encoder reads
+    hardtanh(u) ∈ [0, 1], as the data it was trained on. Init: :data:`PSEUDO_INPUT_INIT`."""
+
+    def __init__(self, config: ModelConfig, top_posterior: TopPosterior) -> None:
+        super().__init__()
+        mean, sd = PSEUDO_INPUT_INIT
+        shape = (config.prior_components, config.input_dim)
+        self.pseudo_inputs = nn.Parameter(mean + sd * torch.randn(shape))
+        self.clamp = config.likelihood == "bernoulli"
+        self.top_posterior = top_posterior  # the VAE's encoder (a method: not a submodule)
+
+    def components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu_c, logvar_c), each (C, K): the posterior of each pseudo-input."""
+        u = F.hardtanh(self.pseudo_inputs, 0.0, 1.0) if self.clamp else self.pseudo_inputs
+        return self.top_posterior(u)
+
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log (1/C) Σ_c N(z; mu_c, diag e^logvar_c), nats, (…) for z (…, K)."""
+        mu, logvar = self.components()
+        log_weights = torch.full_like(mu[:, 0], -math.log(len(mu)))
+        return objectives.mixture_log_density(z, log_weights, mu, logvar)
+
+    def snapshot(self) -> priors.Prior:
+        with torch.no_grad():
+            mu, logvar = self.components()
+        count = len(mu)
+        return priors.GaussianMixture(np.full(count, 1.0 / count), _numpy(mu), _numpy(logvar))
+
+
+class MixtureOfGaussians(nn.Module):
+    """p(z) = Σ_c softmax(logits)_c N(z; m_c, diag e^lv_c), learned: ``means`` and ``logvars``
+    (C, K), ``logits`` (C,). Init: means ~ N(0, 1) (the components spread over the region of
+    N(0, I)), logvars 0 (unit variances), logits 0 (equal weights)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        shape = (config.prior_components, config.prior_dim)
+        self.means = nn.Parameter(torch.randn(shape))
+        self.logvars = nn.Parameter(torch.zeros(shape))
+        self.logits = nn.Parameter(torch.zeros(config.prior_components))
+
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log Σ_c w_c N(z; m_c, diag e^lv_c), nats, (…) for z (…, K)."""
+        log_weights = torch.log_softmax(self.logits, dim=0)
+        return objectives.mixture_log_density(z, log_weights, self.means, self.logvars)
+
+    def snapshot(self) -> priors.Prior:
+        weights = _numpy(torch.softmax(self.logits.detach().double(), dim=0))
+        return priors.GaussianMixture(weights, _numpy(self.means), _numpy(self.logvars))
+
+
+class ClassConditional(nn.Module):
+    """p(z|y) = N(z; m_y, diag e^lv_y) for a conditional model: ``means`` and ``logvars``
+    (n_classes, K), init 0 (it starts as N(0, I) for every class). Its KL to q(z|x, y) has a
+    closed form (:func:`vaekit.objectives.kl_per_dim_to`)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        shape = (config.n_classes, config.prior_dim)
+        self.means = nn.Parameter(torch.zeros(shape))
+        self.logvars = nn.Parameter(torch.zeros(shape))
+
+    def of(self, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m_y, lv_y), each (N, K), for labels y (N,)."""
+        if y is None:
+            raise ConfigError("the class prior p(z|y) needs a class label for each input")
+        return self.means[y], self.logvars[y]
+
+    def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log N(z; m_y, diag e^lv_y), nats, (…, N) for z (…, N, K) and labels y (N,)."""
+        return objectives.gaussian_log_density_at(z, *self.of(y))
+
+    def kl_per_dim(
+        self, mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """KL(N(mu, e^logvar) ‖ N(m_y, e^lv_y)) per example and dimension, (N, K), nats."""
+        return objectives.kl_per_dim_to(mu, logvar, *self.of(y))
+
+    def snapshot(self) -> priors.Prior:
+        return priors.ClassConditional(_numpy(self.means), _numpy(self.logvars))
+
+
+def build(config: ModelConfig, top_posterior: TopPosterior) -> nn.Module:
+    """The prior of ``config.prior`` over ``config.prior_dim`` dimensions; ``top_posterior``
+    gives the VampPrior its components."""
+    if config.prior == "vamp":
+        return VampPrior(config, top_posterior)
+    if config.prior == "mog":
+        return MixtureOfGaussians(config)
+    if config.prior == "class":
+        return ClassConditional(config)
+    return StandardNormal(config.prior_dim)
