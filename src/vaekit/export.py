@@ -3,7 +3,9 @@
 ``export_onnx(run, out)`` writes three files into ``out``:
 
 - ``encoder.onnx``: ``x`` (N, *input_shape) float32 [, ``y`` (N,) int64 class labels] →
-  ``mu``, ``logvar`` (N, K) float32, the Gaussian q(z|x) = N(mu, diag e^logvar);
+  ``mu``, ``logvar`` (N, K) float32, the Gaussian q(z|x) = N(mu, diag e^logvar) (with a
+  posterior flow, its base q0(z0|x): the flow is not exported, as the manifest's ``posterior``
+  says);
 - ``decoder.onnx``: ``z`` (N, K) float32 [, ``y`` (N,) int64] → ``x_mean`` (N, *input_shape)
   float32, the mean of p(x|z) (sigmoid of the logits for Bernoulli, f(z) for Gaussian);
 - ``vaekit-onnx.json``: those names, shapes (the batch axis N is dynamic) and dtypes, the model
@@ -12,7 +14,9 @@
   x = x' · scale + shift).
 
 The models are the torch engine's own modules (:class:`vaekit.engines.torch.model.VAE`),
-traced with ``torch.export`` and translated by ``torch.onnx`` (the ``onnx`` extra).
+traced with ``torch.export`` and translated by ``torch.onnx`` (the ``onnx`` extra). Your own
+encoder or decoder (:mod:`vaekit.custom_networks`) is exported the same way when
+``torch.export`` can trace it; one it cannot is refused in one line naming it.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path, *, which: str = "last"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)  # a previous export is complete no more
     for name, module in _wrappers(vae).items():
-        data = _onnx_bytes(module, signatures[name])
+        data = _traced(module, signatures[name], getattr(config, f"{name}_module"))
         checkpoint.write_atomic(out_dir / signatures[name]["file"], data)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -77,6 +81,7 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path, *, which: str = "last"
         "models": signatures,
         "model": config.to_dict(),
         "likelihood": likelihood_record(config, vae),
+        "posterior": posterior_record(config),
         "scaling": scaling,
     }
     text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
@@ -132,6 +137,22 @@ def likelihood_record(config: ModelConfig, vae: VAE) -> dict[str, Any]:
     return {"name": "gaussian", "x_mean": "the decoder's output f(z)", "sigma": sigma}
 
 
+def posterior_record(config: ModelConfig) -> dict[str, Any]:
+    """What the encoder's ``mu`` and ``logvar`` describe: q(z|x) itself, or with a posterior
+    flow only its base distribution q0(z0|x) (z = flow(z0) is not exported)."""
+    if config.flow == "none":
+        return {"flow": "none", "mu_logvar": "q(z|x) = N(mu, diag e^logvar)"}
+    return {
+        "flow": config.flow,
+        "flow_steps": config.flow_steps,
+        "exported": False,
+        "mu_logvar": (
+            "the flow's base q0(z0|x) = N(mu, diag e^logvar); q(z|x) pushes z0 through the "
+            "inverse autoregressive flow, which is not exported"
+        ),
+    }
+
+
 def scaling_record(scaling: Scaling | None) -> dict[str, Any]:
     """The run's fitted scaling as ``scaling.json`` stores it (x' = (x − shift) / scale), or,
     for a run written before scalings were stored, ``auto`` and the rule it stands for."""
@@ -176,6 +197,21 @@ def _wrappers(vae: VAE) -> dict[str, Any]:
             return self.vae.decode(z, y).unflatten(1, self.vae.config.input_shape)
 
     return {"encoder": Encoder(), "decoder": Decoder()}
+
+
+def _traced(module, signature: dict[str, Any], own_network: str | None) -> bytes:
+    """:func:`_onnx_bytes`; where the network is your own (``own_network``, its import path)
+    and cannot be traced, a ConfigError naming it."""
+    try:
+        return _onnx_bytes(module, signature)
+    except Exception as exc:
+        if own_network is None:
+            raise
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise ConfigError(
+            f"torch.export cannot trace your network {own_network} for the ONNX export "
+            f"({type(exc).__name__}: {reason})"
+        ) from exc
 
 
 def _onnx_bytes(module, signature: dict[str, Any]) -> bytes:
