@@ -12,7 +12,13 @@ import vaekit
 
 SRC = Path(vaekit.__file__).resolve().parent
 #: What an engine may import from vaekit, besides other engine modules.
-BELOW_ENGINES = {"vaekit.config", "vaekit.errors", "vaekit.objectives", "vaekit.priors"}
+BELOW_ENGINES = {
+    "vaekit.config",
+    "vaekit.custom_networks",
+    "vaekit.errors",
+    "vaekit.objectives",
+    "vaekit.priors",
+}
 
 
 def module_name(path: Path) -> str:

@@ -38,6 +38,7 @@ from vaekit.checkpoint import (
     write_metrics,
 )
 from vaekit.config import ModelConfig, TrainConfig
+from vaekit.custom_networks import import_path
 from vaekit.data import RawData
 from vaekit.data.files import as_examples
 from vaekit.data.labels import class_labels
@@ -171,7 +172,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     :class:`~vaekit.config.TrainConfig` but ``EXCLUDED_FIELDS``, with the config's default
     (``SIGNATURE``), and ``conditional``, ``verbose`` and ``contamination``. ``__init__`` only
     stores them (an unknown keyword is a TypeError); ``fit`` validates them, as scikit-learn
-    requires.
+    requires. ``encoder_module`` and ``decoder_module`` take your own ``torch.nn.Module`` class
+    or its import path "package.module:ClassName" (:mod:`vaekit.custom_networks`); ``fit``
+    records a class by its import path, so it must be importable by it.
 
     ``fit(X)`` holds out ``val_fraction`` of X (default None: 0.1, a draw seeded by ``seed``;
     0 trains on all of X) to score every epoch (``history_``'s ``val_loss``), for
@@ -235,10 +238,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     def _configs(
         values: dict[str, Any], input_shape: tuple[int, ...], n_classes: int = 0
     ) -> tuple[ModelConfig, TrainConfig]:
+        networks = {
+            name: import_path(values[name], name) for name in ("encoder_module", "decoder_module")
+        }
         model = ModelConfig(
             input_shape=input_shape,
             n_classes=n_classes,
-            **{name: values[name] for name in MODEL_PARAMS},
+            **{**{name: values[name] for name in MODEL_PARAMS}, **networks},
         )
         train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
         return model, train
