@@ -9,8 +9,9 @@ import re
 import pytest
 
 from vaekit import checkpoint
+from vaekit.cli import shown_preset
 from vaekit.config import ModelConfig, TrainConfig
-from vaekit.config_files import FROM_THE_DATA, MAX_BYTES, read_settings, to_toml
+from vaekit.config_files import MAX_BYTES, read_settings, to_toml
 from vaekit.errors import ConfigError
 from vaekit.presets import PRESETS
 
@@ -22,11 +23,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 def _show(preset) -> dict:
     """A preset as ``vaekit presets --show NAME`` prints it."""
-    model = ModelConfig(**preset.model).to_dict()
-    model["n_classes"] = FROM_THE_DATA if preset.conditional else 0
-    model["input_shape"] = FROM_THE_DATA
-    train = TrainConfig(**preset.train).to_dict()
-    return {"name": preset.name, "description": preset.description, "model": model, "train": train}
+    model, train, meta = shown_preset(preset)
+    return {**meta, "model": model, "train": train}
 
 
 def _write(tmp_path, name: str, text: str):

@@ -27,6 +27,7 @@ from vaekit.config import (
     BINARIZATIONS,
     DEVICES,
     ENGINES,
+    FLOWS,
     IMAGE_MODES,
     KEEP,
     LIKELIHOODS,
@@ -40,13 +41,14 @@ from vaekit.config import (
     OBJECTIVES,
     OPTIMIZERS,
     PRECISIONS,
+    PRIORS,
     SCALINGS,
     SIGMA_MODES,
     ModelConfig,
     TrainConfig,
     check_device,
 )
-from vaekit.config_files import read_settings, to_toml
+from vaekit.config_files import FROM_THE_DATA, read_settings, to_toml
 from vaekit.data import Dataset, dataset_status, load_raw
 from vaekit.data.datasets import absolute_source
 from vaekit.data.labels import class_labels
@@ -223,6 +225,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         **(file.train if file else {}),
         **_given(args, TRAIN_FIELDS),
     }
+    if getattr(args, "latent_dims", None):
+        model["latent_dim"], model["top_latent_dim"] = args.latent_dims
     if isinstance(train.get("data"), str):
         train["data"] = absolute_source(train["data"])
     if isinstance(train.get("data_dir"), str):
@@ -465,14 +469,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def shown_preset(preset: Preset) -> tuple[dict, dict, dict]:
+    """(model, train, name and description): a preset as ``presets --show`` prints it, every
+    setting resolved, the data's shape and class count written as "from the data"."""
+    # a stand-in class count, so that the defaults that follow conditioning (the prior) resolve
+    classes = 2 if preset.conditional else 0
+    model = ModelConfig(**preset.model, n_classes=classes).to_dict()
+    model["n_classes"] = FROM_THE_DATA if preset.conditional else 0
+    model["input_shape"] = FROM_THE_DATA
+    train = TrainConfig(**preset.train).to_dict()
+    return model, train, {"name": preset.name, "description": preset.description}
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     if args.show:
-        preset = get_preset(args.show)
-        model = ModelConfig(**preset.model).to_dict()
-        model["n_classes"] = "from the data" if preset.conditional else 0
-        model["input_shape"] = "from the data"
-        train = TrainConfig(**preset.train).to_dict()
-        meta = {"name": preset.name, "description": preset.description}
+        model, train, meta = shown_preset(get_preset(args.show))
         if args.format == "toml":
             print(to_toml(model, train, meta), end="")
         else:
@@ -619,7 +630,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "recon": elbo.recon,
         "kl": elbo.kl,
         "active_units": latents.active_units,
-        "kl_per_dim": [round(float(v), 4) for v in latents.kl_per_dim],
+        "kl_per_dim": (  # "n/a": the prior has no closed-form KL per dimension (a mixture)
+            [round(float(v), 4) for v in latents.kl_per_dim]
+            if np.isfinite(latents.kl_per_dim).all()
+            else "n/a"
+        ),
         "n": elbo.n,
         "protocol": {
             "data": data.name,
@@ -807,6 +822,55 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument(
         "--free-bits", type=float, metavar="NATS", help="minimum KL per latent dimension"
+    )
+    m.add_argument(
+        "--prior",
+        choices=PRIORS,
+        help="p(z): standard N(0, I) (default), vamp (VampPrior), mog (learned mixture of "
+        "Gaussians) or class (a learned Gaussian per class; the default of --conditional)",
+    )
+    m.add_argument(
+        "--prior-components",
+        type=int,
+        metavar="C",
+        help="pseudo-inputs (vamp) or mixture components (mog) (default 500)",
+    )
+    m.add_argument(
+        "--latent-dims",
+        type=int,
+        nargs=2,
+        metavar=("K1", "K2"),
+        help="two stochastic layers: z1 of K1 and z2 of K2 dimensions (sets --latent-dim and "
+        "--top-latent-dim)",
+    )
+    m.add_argument(
+        "--top-latent-dim", type=int, metavar="K2", help="size of a second stochastic layer z2"
+    )
+    m.add_argument(
+        "--top-hidden",
+        type=int,
+        nargs="+",
+        metavar="UNITS",
+        help="hidden sizes between z1 and z2 (default 100 100)",
+    )
+    m.add_argument("--flow", choices=FLOWS, help="none (default) or iaf: a flow on q(z|x)")
+    m.add_argument("--flow-steps", type=int, metavar="N", help="flow steps (default 2)")
+    m.add_argument(
+        "--flow-hidden",
+        type=int,
+        nargs="+",
+        metavar="UNITS",
+        help="hidden sizes of each flow step's MADE (default 256 256)",
+    )
+    m.add_argument(
+        "--encoder-module",
+        metavar="MODULE:CLASS",
+        help="your own torch.nn.Module encoder, by import path (see docs/custom-networks.md)",
+    )
+    m.add_argument(
+        "--decoder-module",
+        metavar="MODULE:CLASS",
+        help="your own torch.nn.Module decoder, by import path",
     )
     m.add_argument("--objective", choices=OBJECTIVES, help="elbo (default) or iwae")
     m.add_argument(
@@ -1006,7 +1070,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sample",
         help="draw samples from a trained run",
-        description="Decode z ~ N(0, I) into a grid image (and optionally arrays).",
+        description="Decode z ~ p(z), the run's prior (p(z|y) for --label), into a grid image "
+        "(and optionally arrays).",
     )
     _add_run_flags(p)
     p.add_argument(

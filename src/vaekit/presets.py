@@ -85,8 +85,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "conditional-mlp",
-            "a conditional VAE (784-400-2, ReLU, Bernoulli, 20 epochs) that draws the digit you "
-            "ask for: the small latent leaves the class to the label",
+            "a conditional VAE (784-400-2, ReLU, Bernoulli, 20 epochs, a learned Gaussian p(z|y) "
+            "per class) that draws the digit you ask for",
             model={"hidden": (400,), "latent_dim": 2, "activation": "relu"},
             train={"data": "mnist", "epochs": 20},
             conditional=True,
