@@ -42,3 +42,29 @@ def test_example_program_trains_and_saves_its_images(tmp_path):
     assert "====> Epoch: 1 Average loss:" in proc.stdout
     assert "====> Test set loss:" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reconstruction_1.png", "sample_1.png"]
+
+
+def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(tmp_path):
+    """One quick row: the run is saved at the budget, evaluated, and --table reads it back."""
+    script = [sys.executable, str(BENCHMARKS / "leaderboard.py")]
+    out = ["--out", str(tmp_path)]
+    proc = subprocess.run(
+        [*script, "vae", "--quick", "--budgets", "0.02", *out],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| mnist-small | vae |" in proc.stdout
+    assert "command: python" in proc.stdout and "(seed 0)" in proc.stdout
+    table = subprocess.run([*script, "--table", *out], capture_output=True, text=True)
+    assert table.returncode == 0 and "| mnist-small | vae |" in table.stdout
+
+
+def test_conditional_benchmark_judges_each_latent_size_and_prior():
+    argv = [sys.executable, str(BENCHMARKS / "conditional.py"), "--quick", "--epochs", "1"]
+    argv += ["--latent-dims", "2", "--priors", "class", "standard", "--per-class", "20"]
+    argv += ["--classifier-epochs", "1"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| 2 | class |" in proc.stdout and "| 2 | standard |" in proc.stdout

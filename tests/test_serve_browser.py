@@ -13,9 +13,11 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import explorer_runs
+from vaekit.checkpoint import open_run
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import Explorer
 from vaekit.serve.server import BackgroundServer
@@ -211,7 +213,9 @@ def test_sliders_and_label_picker_of_a_conditional_model(browser, runs):
         ranges = page.eval_on_selector_all(
             "#sliders input", "sliders => sliders.map((s) => [Number(s.min), Number(s.max)])"
         )
-        assert ranges == [pytest.approx([-3.0902, 3.0902], abs=1e-4)] * 4  # N(0, 1)'s 0.1–99.9%
+        # the run's class prior: the least 0.1% and the greatest 99.9% quantile over the z_k
+        lows, highs = open_run(runs["conditional"]).prior.quantile(np.array([0.001, 0.999]))
+        assert ranges == [pytest.approx([lows.min(), highs.max()], abs=1e-4)] * 4
         assert page.is_visible("#label")
         first_z = page.get_attribute("#decoded", "data-z")
         before = decoded_pixels(page)

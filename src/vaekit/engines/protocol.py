@@ -72,21 +72,25 @@ class Engine(Protocol):
     def elbo_terms(
         self, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(recon, kl) per example, nats, float64, each (N,): recon = −log p(x|z) at
-        z = mu + e^(logvar/2)·eps (eps (N, K)) and kl = KL(q(z|x) ‖ p(z)) in closed form."""
+        """(recon, kl) per example, nats, float64, each (N,): recon = −log p(x|z) at the draw
+        z ~ q(z|x) that eps (N, ``config.noise_dim``) makes, and kl = KL(q(z|x) ‖ p(z)) in closed
+        form where the model has one (``config.closed_form_kl``), else log q(z|x) − log p(z) at
+        that z."""
         ...
 
     def log_weights(
         self, x: np.ndarray, posterior: Posterior, eps: np.ndarray, y: np.ndarray | None = None
     ) -> np.ndarray:
         """log w = log p(x|z) + log p(z) − log q(z|x), nats, float64, shape (S, N), for the S
-        latents z = mu + e^(logvar/2)·eps per input, eps (S, N, K); ``posterior`` = (mu, logvar)
+        draws z ~ q(z|x) per input that eps (S, N, ``config.noise_dim``) makes (over both layers
+        of a two-layer model, through the flow of a flow model); ``posterior`` = (mu, logvar)
         = encode(x, y), passed in so that evaluation encodes once for many chunks of samples.
         x (and y) are shared by the S samples, never copied S times."""
         ...
 
     def encode(self, x: np.ndarray, y: np.ndarray | None = None) -> Posterior:
-        """(mu, logvar) of q(z|x), each (N, K)."""
+        """(mu, logvar) of q(z|x), each (N, K): the Gaussian before any flow, of z1 for a
+        two-layer model."""
         ...
 
     def decode(self, z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:

@@ -1,0 +1,258 @@
+"""The likelihood leaderboard: test NLL of each model after a fixed CPU budget, one command per row.
+
+Protocol (MNIST, as Burda et al. 2015): training images dynamically binarized (a fresh Bernoulli
+sample per batch), the test set binarized once with a fixed seed; test NLL = −mean L_5000 over
+all 10,000 test images (the importance-weighted bound with k = 5000), test −ELBO a single-sample
+estimate. Fashion-MNIST: the same protocol on its grey levels (dynamic binarization, test set
+binarized once), which has no published one-layer numbers to compare with.
+
+Every model trains with Adam (lr 1e-3 decayed ×0.999 per epoch), batch 100, seed 0, on the torch
+engine (``--engine numpy`` for the models it has; evaluation always runs on torch). The
+architectures follow Burda et al.: 784-200-200-50 (tanh) for one stochastic layer, and
+784-200-200-100 with 100-100-50 above it for two. The budget is CPU time: the training process's
+CPU seconds divided by its threads (2 here), so a row measured beside other work still
+gets the compute it is owed; the wall clock is printed too. At the first epoch end past each
+budget the weights are saved as a run directory; afterwards each run is evaluated.
+
+    python benchmarks/leaderboard.py vae --budgets 30 120     # one model: both rows, one run
+    python benchmarks/leaderboard.py --list                   # the models and their commands
+    python benchmarks/leaderboard.py --table                  # the table of every saved row
+    python benchmarks/leaderboard.py vamp --quick             # a smoke run on mnist-small
+
+Each row is saved as JSON beside its run (``--out``, default benchmarks/results/leaderboard) and
+printed with the exact command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vaekit import checkpoint
+from vaekit.config import ModelConfig, TrainConfig
+from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood
+from vaekit.training import TrainingData, engine_for, fit
+
+#: Where each data set is looked for when --data-dir is not given (if that directory exists).
+DATA_DIRS = {
+    "mnist": Path(__file__).resolve().parents[2] / "shared" / "data",
+    "fashion-mnist": Path("/usr/share/datasets"),
+}
+ONE_LAYER = {"hidden": (200, 200), "latent_dim": 50, "activation": "tanh"}
+TWO_LAYERS = {
+    "hidden": (200, 200),
+    "latent_dim": 100,
+    "top_latent_dim": 50,
+    "top_hidden": (100, 100),
+    "activation": "tanh",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A leaderboard model: its settings and the published MNIST NLL of the same model."""
+
+    description: str
+    model: dict
+    published: str = ""
+
+
+MODELS = {
+    "vae": Entry("VAE, one layer, ELBO", ONE_LAYER, "86.76 (Burda et al. 2015, k = 1)"),
+    "iwae": Entry(
+        "IWAE, one layer, k = 5",
+        {**ONE_LAYER, "objective": "iwae", "iw_samples": 5},
+        "85.54 (Burda et al. 2015, k = 5; 84.78 with k = 50)",
+    ),
+    "vamp": Entry(
+        "VAE + VampPrior (500 pseudo-inputs), one layer, ELBO",
+        {**ONE_LAYER, "prior": "vamp"},
+        "85.57 (Tomczak & Welling 2018, 300-300 MLP)",
+    ),
+    "iaf": Entry(
+        "VAE + IAF (2 steps), one layer, ELBO", {**ONE_LAYER, "flow": "iaf", "flow_steps": 2}
+    ),
+    "hvae-iwae": Entry(
+        "IWAE, two stochastic layers (100, 50), k = 5",
+        {**TWO_LAYERS, "objective": "iwae", "iw_samples": 5},
+        "83.89 (Burda et al. 2015, k = 5; 82.90 with k = 50)",
+    ),
+    "hvae-vamp": Entry(
+        "VAE + VampPrior, two stochastic layers (100, 50), ELBO",
+        {**TWO_LAYERS, "prior": "vamp"},
+        "83.19 (Tomczak & Welling 2018, their HVAE)",
+    ),
+}
+
+
+class BudgetSpent(Exception):
+    """Raised by the epoch hook once the last budget is reached."""
+
+
+def cpu_minutes() -> float:
+    """This process's CPU time (all threads, user + system) divided by torch's thread count, in
+    minutes: the wall time the work would take with the threads' cores to itself."""
+    times = os.times()
+    return (times.user + times.system) / torch.get_num_threads() / 60
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        data=args.data,
+        data_dir=str(args.data_dir) if args.data_dir else None,
+        engine=args.engine,
+        binarize="dynamic",
+        batch_size=100,
+        lr=1e-3,
+        lr_decay=0.999,
+        epochs=1_000_000,
+        seed=args.seed,
+        sample_every=1_000_000,
+    )
+
+
+def row_dir(args: argparse.Namespace, budget: float) -> Path:
+    return args.out / f"{args.data}-{args.model}-{budget:g}min"
+
+
+def train(args: argparse.Namespace, entry: Entry, config: TrainConfig) -> list[Path]:
+    """Train until the largest budget; save a run at the first epoch end past each budget."""
+    data = TrainingData.load(config)
+    model = ModelConfig(input_shape=tuple(data.train.shape[1:]), **entry.model)
+    engine = engine_for(model, config)
+    budgets = sorted(args.budgets)
+    saved: list[Path] = []
+    records: list[dict] = []
+    cpu_start, wall_start = cpu_minutes(), time.perf_counter()
+
+    def on_epoch(engine, record, state) -> None:
+        cpu = cpu_minutes() - cpu_start
+        wall = (time.perf_counter() - wall_start) / 60
+        records.append(dict(record, cpu_minutes=cpu, wall_minutes=wall))
+        if record["epoch"] % 25 == 0:
+            print(f"epoch {record['epoch']}: loss {record['loss']:.2f} ({cpu:.1f} CPU-min)")
+        while budgets and cpu >= budgets[0]:
+            run_dir = row_dir(args, budgets.pop(0))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_config(run_dir, model, config, "benchmark")
+            checkpoint.save_weights(run_dir, engine)
+            checkpoint.write_metrics(run_dir, records)
+            saved.append(run_dir)
+            print(f"saved {run_dir} after {record['epoch']} epochs, {cpu:.1f} CPU-min")
+        if not budgets:
+            raise BudgetSpent
+
+    print(f"{args.model}: {model.parameter_count:,} parameters; {entry.description}")
+    with contextlib.suppress(BudgetSpent):
+        fit(engine, config, TrainingData(train=data.train, test=None), on_epoch=on_epoch)
+    return saved
+
+
+def evaluate(args: argparse.Namespace, entry: Entry, config: TrainConfig, run_dir: Path) -> dict:
+    """The row of a saved run: test −ELBO and NLL (−L_k), with their evaluation time."""
+    test = TrainingData.load(config).test
+    engine = checkpoint.open_run(run_dir, "torch")
+    last = checkpoint.read_metrics(run_dir)[-1]
+    started = time.perf_counter()
+    elbo = evaluate_elbo(engine, test, seed=0)
+    nll = -iwae_log_likelihood(engine, test, args.iw_samples, seed=0).mean()
+    row = {
+        "data": args.data,
+        "model": args.model,
+        "description": entry.description,
+        "parameters": engine.config.parameter_count,
+        "budget_cpu_minutes": float(run_dir.name.rsplit("-", 1)[1][:-3]),
+        "epochs": last["epoch"],
+        "cpu_minutes": last["cpu_minutes"],
+        "wall_minutes": last["wall_minutes"],
+        "test_elbo_loss": elbo.loss,
+        "test_nll": float(nll),
+        "iw_samples": args.iw_samples,
+        "evaluation_minutes": (time.perf_counter() - started) / 60,
+        "published": entry.published if args.data == "mnist" else "",
+        "seed": args.seed,
+        "command": "python " + " ".join(sys.argv),
+    }
+    (run_dir / "leaderboard.json").write_text(json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    """The leaderboard as a Markdown table, by data set, budget and NLL."""
+    lines = [
+        "| data | model | parameters | budget (CPU-min) | wall (min) | epochs | test −ELBO "
+        "| test NLL | evaluation (min) | published |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in sorted(rows, key=lambda r: (r["data"], r["budget_cpu_minutes"], r["test_nll"])):
+        lines.append(
+            f"| {r['data']} | {r['model']} | {r['parameters']:,} | {r['budget_cpu_minutes']:g} "
+            f"| {r['wall_minutes']:.0f} | {r['epochs']:,} | {r['test_elbo_loss']:.2f} "
+            f"| **{r['test_nll']:.2f}** (k = {r['iw_samples']:,}) "
+            f"| {r['evaluation_minutes']:.1f} | {r['published']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", choices=sorted(MODELS))
+    parser.add_argument("--data", choices=("mnist", "fashion-mnist", "mnist-small"))
+    parser.add_argument("--data-dir", type=Path, help="default: DATA_DIRS, where present")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/leaderboard"))
+    parser.add_argument("--budgets", type=float, nargs="+", metavar="CPU_MIN")
+    parser.add_argument("--iw-samples", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--engine", choices=("torch", "numpy"), default="torch", help="the training engine"
+    )
+    parser.add_argument("--evaluate-only", action="store_true", help="evaluate saved runs")
+    parser.add_argument("--list", action="store_true", help="the models and their commands")
+    parser.add_argument("--table", action="store_true", help="print every saved row")
+    parser.add_argument(
+        "--quick", action="store_true", help="mnist-small, 0.2 CPU-min, k = 50 (a smoke run)"
+    )
+    args = parser.parse_args()
+    if args.list:
+        for name, entry in MODELS.items():
+            print(f"{name:<10} {entry.description}")
+            print(f"           python benchmarks/leaderboard.py {name} --budgets 30 120")
+        return
+    if args.table:
+        rows = [json.loads(p.read_text()) for p in sorted(args.out.glob("*/leaderboard.json"))]
+        print(table(rows))
+        return
+    if args.model is None:
+        parser.error("name a model (see --list), or pass --list or --table")
+    if args.quick:
+        args.data = args.data or "mnist-small"
+        args.budgets = args.budgets or [0.2]
+        args.iw_samples = 50
+    args.data = args.data or "mnist"
+    args.budgets = args.budgets or [30, 120]
+    default_dir = DATA_DIRS.get(args.data)
+    if args.data_dir is None and default_dir is not None and default_dir.is_dir():
+        args.data_dir = default_dir
+    entry = MODELS[args.model]
+    config = train_config(args)
+    runs = (
+        [row_dir(args, b) for b in sorted(args.budgets)]
+        if args.evaluate_only
+        else train(args, entry, config)
+    )
+    rows = [evaluate(args, entry, config, run_dir) for run_dir in runs]
+    print()
+    print(table(rows))
+    print(f"\ncommand: python {' '.join(sys.argv)}  (seed {args.seed})")
+
+
+if __name__ == "__main__":
+    main()
