@@ -5,10 +5,11 @@
    real test images.
 2. For each latent size (2, 10, 20 and 50 by default) trains the conditional MLP VAE (784-400-K,
    ReLU, Bernoulli on grey levels, Adam 1e-3, batch 128, 20 epochs; the one-hot label joins the
-   encoder's input and z) with each prior asked for: ``class`` (vaekit's default for conditional
-   models: a learned Gaussian p(z|y) per class) and ``standard`` (N(0, I), the textbook
-   conditional VAE, whose encoder codes part of the class in z at larger latents, so that prior
-   samples drift across classes).
+   encoder's input and z) with each prior asked for: ``vamp`` (vaekit's default for conditional
+   models: a VampPrior per class, 50 pseudo-inputs encoded with each class's label), ``class``
+   (one learned Gaussian p(z|y) per class) and ``standard`` (N(0, I), the textbook conditional
+   VAE, whose encoder codes part of the class in z at larger latents, so that prior samples
+   drift across classes).
 3. Draws 1,000 digits per class from each model (decoder means at z ~ p(z|y)) and classifies them.
 
 Prints one table: latent size, prior, test −ELBO, the worst class's and the overall share of
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--epochs", type=int, help="VAE epochs (default 20; 10 with --quick)")
     parser.add_argument("--latent-dims", type=int, nargs="+", default=[2, 10, 20, 50])
-    parser.add_argument("--priors", nargs="+", default=["class", "standard"])
+    parser.add_argument("--priors", nargs="+", default=["vamp", "class", "standard"])
     parser.add_argument("--classifier-epochs", type=int, default=3)
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="mnist-small (a smoke run)")

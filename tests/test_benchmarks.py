@@ -63,8 +63,8 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(tmp_path):
 
 def test_conditional_benchmark_judges_each_latent_size_and_prior():
     argv = [sys.executable, str(BENCHMARKS / "conditional.py"), "--quick", "--epochs", "1"]
-    argv += ["--latent-dims", "2", "--priors", "class", "standard", "--per-class", "20"]
+    argv += ["--latent-dims", "2", "--priors", "vamp", "class", "--per-class", "20"]
     argv += ["--classifier-epochs", "1"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| 2 | class |" in proc.stdout and "| 2 | standard |" in proc.stdout
+    assert "| 2 | vamp |" in proc.stdout and "| 2 | class |" in proc.stdout

@@ -156,7 +156,7 @@ def test_cuda_without_gpu_is_a_config_error():
     "cfg",
     [
         ModelConfig(hidden=(16,), latent_dim=3),
-        ModelConfig(hidden=(16,), latent_dim=3, n_classes=4),
+        ModelConfig(hidden=(16,), latent_dim=3, n_classes=4, prior="class"),
         ModelConfig(input_shape=(6,), hidden=(), latent_dim=2, likelihood="gaussian"),
     ],
 )

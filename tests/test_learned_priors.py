@@ -1,6 +1,6 @@
-"""The learned priors (VampPrior, mixture of Gaussians, class-conditional p(z|y)): their densities
-against brute force, the class prior's KL and its gradients, draws and quantiles, both engines,
-and the command line and estimator end to end."""
+"""The learned priors (VampPrior, mixture of Gaussians, class-conditional p(z|y), the VampPrior per
+class): their densities against brute force, the class prior's KL and its gradients, draws and
+quantiles, both engines, and the command line and estimator end to end."""
 
 import json
 import math
@@ -12,7 +12,7 @@ import torch
 
 from cli_runner import run_cli
 from vaekit import checkpoint, objectives
-from vaekit.config import ModelConfig
+from vaekit.config import ModelConfig, default_prior
 from vaekit.engines import build_engine
 from vaekit.engines.numpy.engine import NumpyEngine
 from vaekit.engines.torch.engine import TorchEngine
@@ -77,6 +77,101 @@ def test_class_prior_log_prob_by_label_is_that_class_gaussian(rng):
     np.testing.assert_allclose(prior.log_prob(z, labels), expected, rtol=1e-10)
     marginal = brute_force_mixture(z, np.full(3, 1 / 3), prior.means, prior.logvars)
     np.testing.assert_allclose(prior.log_prob(z), marginal, rtol=1e-10)
+
+
+def random_class_mixture(rng, classes=3, components=8, k=2):
+    """A mixture whose component c belongs to class c mod ``classes``."""
+    return GaussianMixture(
+        rng.dirichlet(np.ones(components)),
+        rng.normal(size=(components, k)),
+        rng.normal(scale=0.5, size=(components, k)),
+        np.arange(components) % classes,
+    )
+
+
+def test_a_class_mixture_by_label_is_the_mixture_of_that_class_components(rng):
+    prior = random_class_mixture(rng)
+    z, labels = rng.normal(size=(5, 4, 2)), np.array([0, 2, 1, 2])
+    columns = []
+    for n, y in enumerate(labels):
+        own = prior.classes == y
+        weights = prior.weights[own] / prior.weights[own].sum()
+        columns.append(
+            brute_force_mixture(z[:, n : n + 1], weights, prior.means[own], prior.logvars[own])
+        )
+    expected = np.concatenate(columns, axis=1)
+    np.testing.assert_allclose(prior.log_prob(z, labels), expected, rtol=1e-10)
+    as_tensor = prior.log_prob(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
+    np.testing.assert_allclose(as_tensor, expected, rtol=1e-10)
+    whole = brute_force_mixture(z, prior.weights, prior.means, prior.logvars)
+    np.testing.assert_allclose(prior.log_prob(z), whole, rtol=1e-10)
+
+
+def test_class_mixture_draws_pick_that_class_components_by_their_weights():
+    weights = np.array([0.1, 0.2, 0.3, 0.15, 0.25])
+    means = np.stack([10.0 * np.arange(5), np.zeros(5)], axis=1)  # component c at (10c, 0)
+    prior = GaussianMixture(weights, means, np.full((5, 2), -12.0), np.array([0, 1, 0, 1, 2]))
+    n = 100_000
+
+    def components(labels):
+        draws = prior.sample(n, np.random.default_rng(0), labels=labels)
+        return np.rint(draws[:, 0] / 10).astype(int)
+
+    of_zero = components(np.zeros(n, int))
+    assert set(of_zero) == {0, 2}
+    assert (of_zero == 2).mean() == pytest.approx(0.75, abs=0.01)  # 0.3 / (0.1 + 0.3)
+    np.testing.assert_array_equal(components(np.full(n, 2)), 4)
+    mixed = np.arange(n) % 3
+    np.testing.assert_array_equal(prior.classes[components(mixed)], mixed)
+    with pytest.raises(ConfigError, match="labels must lie in 0..2"):
+        prior.sample(2, np.random.default_rng(0), labels=np.array([0, 3]))
+    with pytest.raises(ConfigError, match="no classes"):
+        random_mixture(np.random.default_rng(0)).sample(2, np.random.default_rng(0), labels=0)
+
+
+def test_a_conditional_vamp_prior_encodes_each_pseudo_input_with_its_class(rng):
+    config = ModelConfig(hidden=(16,), latent_dim=3, n_classes=3, prior_components=7)
+    assert config.prior == "vamp"
+    names = [n for n in config.parameter_shapes if n.startswith("prior.")]
+    assert names == ["prior.pseudo_inputs", "prior.logits"]
+    engine = TorchEngine(config, seed=0)
+    weights = engine.get_weights()
+    weights["prior.logits"] = rng.normal(size=7).astype(np.float32)  # learned weights per class
+    engine.set_weights(weights)
+    classes = np.arange(7) % 3
+    u = weights["prior.pseudo_inputs"]
+    mu, logvar = engine.encode(np.clip(u, 0, 1), classes)
+    prior = engine.prior
+    np.testing.assert_array_equal(prior.classes, classes)
+    np.testing.assert_allclose(prior.means, mu, rtol=1e-5)
+    np.testing.assert_allclose(prior.logvars, logvar, rtol=1e-5)
+    within = np.exp(weights["prior.logits"].astype(np.float64))
+    for c in range(3):  # w ∝ e^logit within each class; each class 1/3 of the marginal
+        share = within[classes == c] / within[classes == c].sum()
+        np.testing.assert_allclose(prior.weights[classes == c], share / 3, rtol=1e-6)
+    z = torch.from_numpy(rng.normal(size=(2, 4, 3)).astype(np.float32))
+    y = torch.tensor([0, 1, 2, 1])
+    learned = engine.model.prior
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            learned.log_prob(z, y).numpy(), prior.log_prob(z.double(), y).numpy(), rtol=1e-5
+        )
+    with pytest.raises(ConfigError, match="per class"):
+        learned.log_prob(z)
+    learned.log_prob(z, torch.ones(4, dtype=torch.long)).sum().backward()
+    for grad in (learned.pseudo_inputs.grad.abs().sum(1), learned.logits.grad.abs()):
+        reached = grad.numpy()
+        assert (reached[classes == 1] > 0).all() and (reached[classes != 1] == 0).all()
+
+
+def test_the_default_prior_of_a_conditional_model_follows_the_engine():
+    assert default_prior(0) == default_prior(0, "numpy") == "standard"
+    assert default_prior(10) == "vamp" and default_prior(10, "numpy") == "class"
+    assert ModelConfig(n_classes=10).prior == "vamp"
+    with pytest.raises(ConfigError, match="one pseudo-input per class"):
+        ModelConfig(n_classes=10, prior_components=5)
+    with pytest.raises(ConfigError, match="mog prior is for unconditional"):
+        ModelConfig(n_classes=3, prior="mog")
 
 
 def test_torch_priors_density_equals_their_snapshot(rng):
@@ -202,7 +297,7 @@ def test_snapshot_follows_the_current_weights(rng):
 
 
 def class_model(**overrides) -> ModelConfig:
-    return ModelConfig(hidden=(16,), latent_dim=3, n_classes=4, **overrides)
+    return ModelConfig(hidden=(16,), latent_dim=3, n_classes=4, prior="class", **overrides)
 
 
 def with_random_prior(engine, rng):
@@ -280,25 +375,32 @@ def test_numpy_engine_trains_the_class_prior():
 
 def test_the_numpy_engine_refuses_the_mixture_priors():
     for prior in ("vamp", "mog"):
-        with pytest.raises(ConfigError, match=f"the {prior} prior"):
+        with pytest.raises(ConfigError, match=f"the {prior} prior.*torch$"):
             build_engine(ModelConfig(prior=prior, prior_components=3), "numpy")
+    with pytest.raises(ConfigError, match="the vamp prior.*or --prior class$"):
+        build_engine(ModelConfig(n_classes=3), "numpy")
 
 
 # --- end to end -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "flags",
-    [["--prior", "vamp", "--prior-components", "10"], ["--prior", "mog"], ["--conditional"]],
-    ids=["vamp", "mog", "class"],
+    ("flags", "prior"),
+    [
+        (["--prior", "vamp", "--prior-components", "10"], "vamp"),
+        (["--prior", "mog"], "mog"),
+        (["--conditional", "--prior", "class"], "class"),
+        (["--conditional", "--prior-components", "20"], "vamp"),
+    ],
+    ids=["vamp", "mog", "class", "class-vamp"],
 )
-def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(flags, tmp_path, capsys):
+def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(flags, prior, tmp_path, capsys):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     train = ["train", "--data", "mnist-small", *SMALL, *flags]
     assert run_cli(capsys, *train, "--epochs", "2", "--out", whole)[0] == 0
     assert run_cli(capsys, *train, "--epochs", "1", "--out", cut)[0] == 0
     config, _, _ = checkpoint.read_config(cut)
-    assert config.prior == (flags[1] if flags[0] == "--prior" else "class")
+    assert config.prior == prior
     code, out, _ = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
     assert code == 0 and "resuming" in out
     a, b = checkpoint.load_weights(whole, config), checkpoint.load_weights(cut, config)
@@ -307,14 +409,15 @@ def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(flags, tmp_path, c
     assert any(name.startswith("prior.") for name in a)
 
     samples = tmp_path / "s.npy"
-    code, _, err = run_cli(capsys, "sample", cut, "-n", "6", "--npy", samples)
+    labelled = ["--label", "3"] if config.n_classes else []
+    code, _, err = run_cli(capsys, "sample", cut, "-n", "6", *labelled, "--npy", samples)
     assert code == 0, err
     assert np.load(samples).shape == (6, 1, 28, 28)
     code, out, err = run_cli(capsys, "evaluate", cut, "--iw-samples", "10", "--json", "--quiet")
     assert code == 0, err
     result = json.loads(out)
     assert np.isfinite(result["nll"]) and result["nll"] <= -result["elbo"] + 1.0
-    if flags[0] == "--conditional":
+    if prior == "class":
         assert len(result["kl_per_dim"]) == 4
     else:
         assert result["kl_per_dim"] == "n/a"
@@ -322,8 +425,8 @@ def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(flags, tmp_path, c
 
 def test_class_prior_samples_draw_each_labels_gaussian(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
-    train = ["train", "--data", "mnist-small", *SMALL, "--conditional", "--epochs", "1"]
-    assert run_cli(capsys, *train, "--out", run)[0] == 0
+    train = ["train", "--data", "mnist-small", *SMALL, "--conditional", "--prior", "class"]
+    assert run_cli(capsys, *train, "--epochs", "1", "--out", run)[0] == 0
     engine = checkpoint.open_run(run)
     weights = engine.get_weights()
     weights["prior.means"][3] = 10.0
@@ -360,3 +463,17 @@ def test_an_old_conditional_run_loads_with_the_standard_prior(tmp_path, capsys):
     assert not any(name.startswith("prior.") for name in engine.get_weights())
     code, _, err = run_cli(capsys, "sample", run, "-n", "2", "--npy", tmp_path / "s.npy")
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("engine", "prior"), [("torch", "vamp"), ("numpy", "class")])
+def test_a_conditional_model_gets_its_engine_default_prior(engine, prior, tmp_path, capsys):
+    from vaekit.estimator import VAE
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", "mnist-small", *SMALL, "--conditional", "--engine", engine]
+    assert run_cli(capsys, *argv, "--epochs", "1", "--out", run)[0] == 0
+    assert checkpoint.read_config(run)[0].prior == prior
+    x, y = np.random.default_rng(0).uniform(size=(40, 6)), np.arange(40) % 2
+    model = VAE(conditional=True, engine=engine, epochs=1, hidden=(8,), latent_dim=2, seed=0)
+    assert model.fit(x, y).model_config_.prior == prior
+    assert model.sample(4, seed=1, labels=np.array([0, 1, 1, 0])).shape == (4, 6)

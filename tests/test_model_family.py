@@ -60,7 +60,7 @@ def test_conv_config_errors():
 
 @pytest.mark.parametrize("engine_name", ["torch", "numpy"])
 def test_conditional_model_needs_labels_and_uses_them(engine_name, rng):
-    cfg = ModelConfig(hidden=(16,), latent_dim=2, n_classes=10)
+    cfg = ModelConfig(hidden=(16,), latent_dim=2, n_classes=10, prior="class")
     engine = build_engine(cfg, engine_name)
     z = rng.standard_normal((3, 2)).astype(np.float32)
     with pytest.raises(ConfigError, match="conditional"):
@@ -78,7 +78,7 @@ def test_conditional_samples_look_like_the_asked_digit(engine_name, mnist_small)
     """After brief training, the image decoded at the prior's mode z = 0 for label c is nearest
     to the mean training image of class c."""
     train = mnist_small[0]
-    cfg = ModelConfig(hidden=(128,), latent_dim=4, n_classes=10)
+    cfg = ModelConfig(hidden=(128,), latent_dim=4, n_classes=10, prior="class")
     engine = build_engine(cfg, engine_name, seed=0)
     order = np.random.default_rng(0).permutation(len(train.x))
     for _ in range(15):

@@ -78,7 +78,7 @@ def assert_gradients_match_finite_differences(engine, rng, y=None):
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_conditional_gradients_match_central_differences(activation, rng):
-    engine = NumpyEngine(tiny(activation, n_classes=3), seed=2, dtype=np.float64)
+    engine = NumpyEngine(tiny(activation, n_classes=3, prior="class"), seed=2, dtype=np.float64)
     assert_gradients_match_finite_differences(engine, rng, y=np.array([0, 1, 2, 2, 1, 0, 1]))
 
 
@@ -96,7 +96,10 @@ VARIANTS = [
     {**likelihood, "activation": activation}
     for likelihood in LIKELIHOODS
     for activation in ("relu", "elu", "softplus")
-] + [{"n_classes": 10, "free_bits": 0.2}, {"n_classes": 4, "likelihood": "gaussian"}]
+] + [
+    {"n_classes": 10, "prior": "class", "free_bits": 0.2},
+    {"n_classes": 4, "prior": "class", "likelihood": "gaussian"},
+]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda k: "-".join(map(str, k.values())))

@@ -21,7 +21,8 @@ SIGMA_MODES = ("fixed", "scalar", "per-dim")
 ARCHITECTURES = ("mlp", "conv")
 OBJECTIVES = ("elbo", "iwae")
 #: p(z): N(0, I); the VampPrior (a mixture over learned pseudo-inputs passed through the
-#: encoder); a learned mixture of Gaussians; a learned Gaussian per class (conditional models).
+#: encoder; per class in a conditional model); a learned mixture of Gaussians; a learned Gaussian
+#: per class (conditional models).
 PRIORS = ("standard", "vamp", "mog", "class")
 #: Priors whose KL to a diagonal Gaussian posterior has a closed form.
 CLOSED_FORM_PRIORS = ("standard", "class")
@@ -30,6 +31,19 @@ FLOWS = ("none", "iaf")
 #: Most mixture components or pseudo-inputs a learned prior may have, and most flow steps.
 MAX_COMPONENTS = 10_000
 MAX_FLOW_STEPS = 64
+
+
+def default_prior(n_classes: int, engine: str = "torch") -> str:
+    """p(z) when none is named: N(0, I) for an unconditional model; for a conditional one the
+    VampPrior per class on the torch engine (its samples are the class asked for at any latent
+    size, where one Gaussian per class leaves holes its samples fall into: ``benchmarks/
+    conditional.py``), or the Gaussian per class on the NumPy engine, whose hand-written backward
+    pass has no VampPrior."""
+    if not n_classes:
+        return "standard"
+    return "class" if engine == "numpy" else "vamp"
+
+
 DEFAULT_FLOW_STEPS = 2
 ENGINES = ("torch", "numpy")
 OPTIMIZERS = ("adam", "sgd")
@@ -135,16 +149,17 @@ class ModelConfig:
     ``n_classes`` > 0 makes the model conditional: a one-hot label joins the encoder's dense input
     and the decoder's input z.
 
-    ``prior`` is p(z) over the top latent layer (see :data:`PRIORS`; None: ``class`` for a
-    conditional model, else ``standard``), with ``prior_components`` pseudo-inputs (``vamp``) or
-    mixture components (``mog``). ``top_latent_dim`` > 0 adds a second stochastic layer z2 above
-    z1 (Burda et al., 2015): q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1), the networks between the
-    layers having ``top_hidden`` units. ``flow="iaf"`` pushes z ~ q(z|x) through ``flow_steps``
-    (None: 2) inverse autoregressive flow steps (MADE networks of ``flow_hidden`` units,
-    conditioned on the encoder's last hidden layer); log q(z|x) includes the log-determinant.
-    ``encoder_module`` / ``decoder_module`` name your own ``torch.nn.Module`` classes as
-    ``"package.module:ClassName"`` (see :mod:`vaekit.custom_networks` for the interface); they
-    replace vaekit's encoder or decoder and are rebuilt from that path when a run is loaded.
+    ``prior`` is p(z) over the top latent layer (see :data:`PRIORS`; None: :func:`default_prior`,
+    the VampPrior per class for a conditional model, else ``standard``), with ``prior_components``
+    pseudo-inputs (``vamp``; dealt to the classes in turn in a conditional model) or mixture
+    components (``mog``). ``top_latent_dim`` > 0 adds a second stochastic layer z2 above z1 (Burda
+    et al., 2015): q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1), the networks between the layers having
+    ``top_hidden`` units. ``flow="iaf"`` pushes z ~ q(z|x) through ``flow_steps`` (None: 2) inverse
+    autoregressive flow steps (MADE networks of ``flow_hidden`` units, conditioned on the encoder's
+    last hidden layer); log q(z|x) includes the log-determinant. ``encoder_module`` /
+    ``decoder_module`` name your own ``torch.nn.Module`` classes as ``"package.module:ClassName"``
+    (see :mod:`vaekit.custom_networks` for the interface); they replace vaekit's encoder or decoder
+    and are rebuilt from that path when a run is loaded.
 
     ``sigma`` is the Gaussian standard deviation (fixed, or the starting value when
     ``learn_sigma`` is ``scalar`` or ``per-dim``). The training objective is
@@ -228,7 +243,7 @@ class ModelConfig:
         """The prior, the second stochastic layer, the flow and your own networks, and which of
         them go together."""
         if self.prior is None:
-            object.__setattr__(self, "prior", "class" if self.n_classes else "standard")
+            object.__setattr__(self, "prior", default_prior(self.n_classes))
         _choice("prior", self.prior, PRIORS)
         _positive_int("prior_components", self.prior_components, MAX_COMPONENTS)
         top = self.top_latent_dim
@@ -259,10 +274,15 @@ class ModelConfig:
                 )
         if self.prior == "class" and not self.n_classes:
             raise ConfigError("the class prior p(z|y) needs a conditional model (labels)")
-        if self.prior in ("vamp", "mog") and self.n_classes:
+        if self.prior == "mog" and self.n_classes:
             raise ConfigError(
-                f"the {self.prior} prior is for unconditional models; a conditional model uses "
-                "prior class (or standard)"
+                "the mog prior is for unconditional models; a conditional model uses prior vamp, "
+                "class or standard"
+            )
+        if self.prior == "vamp" and self.prior_components < self.n_classes:
+            raise ConfigError(
+                f"a conditional VampPrior needs at least one pseudo-input per class: "
+                f"prior_components {self.prior_components} < {self.n_classes} classes"
             )
         if self.flow == "iaf" and steps == 0:
             raise ConfigError("flow iaf needs flow_steps of 1 or more")
@@ -409,6 +429,8 @@ class ModelConfig:
         k, c = self.prior_dim, self.prior_components
         if self.prior == "vamp":
             shapes["prior.pseudo_inputs"] = (c, self.input_dim)
+            if self.n_classes:
+                shapes["prior.logits"] = (c,)
         elif self.prior == "mog":
             shapes.update({"prior.means": (c, k), "prior.logvars": (c, k), "prior.logits": (c,)})
         elif self.prior == "class":

@@ -37,7 +37,7 @@ from vaekit.checkpoint import (
     write_config,
     write_metrics,
 )
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config import ModelConfig, TrainConfig, default_prior
 from vaekit.custom_networks import import_path
 from vaekit.data import RawData
 from vaekit.data.files import as_examples
@@ -241,12 +241,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         networks = {
             name: import_path(values[name], name) for name in ("encoder_module", "decoder_module")
         }
+        train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
+        prior = values["prior"] or default_prior(n_classes, train.engine)
         model = ModelConfig(
             input_shape=input_shape,
             n_classes=n_classes,
-            **{**{name: values[name] for name in MODEL_PARAMS}, **networks},
+            **{**{name: values[name] for name in MODEL_PARAMS}, **networks, "prior": prior},
         )
-        train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
         return model, train
 
     def fit(self, X: Any, y: Any = None) -> VAE:

@@ -85,8 +85,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "conditional-mlp",
-            "a conditional VAE (784-400-2, ReLU, Bernoulli, 20 epochs, a learned Gaussian p(z|y) "
-            "per class) that draws the digit you ask for",
+            "a conditional VAE (784-400-2, ReLU, Bernoulli, 20 epochs, a VampPrior p(z|y) per "
+            "class) that draws the digit you ask for",
             model={"hidden": (400,), "latent_dim": 2, "activation": "relu"},
             train={"data": "mnist", "epochs": 20},
             conditional=True,

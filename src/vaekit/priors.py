@@ -113,50 +113,97 @@ class StandardNormal:
         return d_mu, d_logvar, {}
 
 
+def class_log_weights(log_weights: Array, classes: np.ndarray, n_classes: int) -> Array:
+    """log w_c − log Σ_{c' of class y} w_c' for each class y (row) and component c (column) of
+    class y, −inf for the components of other classes: (n_classes, C), from ``log_weights`` (C,)
+    (NumPy or torch: a learned tensor keeps its gradient). Row y as the log-weights of a mixture
+    gives p(z|y), the mixture of class y's components alone."""
+    member = np.arange(n_classes)[:, None] == np.asarray(classes)[None, :]
+    if not member.any(axis=1).all():
+        raise ValueError("every class needs at least one component")
+    xp = objectives.namespace(log_weights)
+    if xp is not np:
+        member = xp.as_tensor(member, device=log_weights.device)
+    masked = xp.where(member, log_weights, -np.inf)
+    return masked - objectives.logsumexp(masked, axis=-1)[:, None]
+
+
 class GaussianMixture:
     """p(z) = Σ_c w_c N(z; m_c, diag e^lv_c): ``weights`` (C,) summing to 1, ``means`` and
     ``logvars`` (C, K), float64 arrays. The VampPrior (C pseudo-inputs' posteriors, w_c = 1/C), the
-    learned mixture of Gaussians and the class prior's marginal (one component a class) are
-    mixtures of their current weights. ``labels``, where taken, name one component per example."""
+    learned mixture of Gaussians and the class prior are mixtures of their current weights.
 
-    def __init__(self, weights: np.ndarray, means: np.ndarray, logvars: np.ndarray) -> None:
+    ``classes`` (C,) makes it a conditional model's prior: component c belongs to class
+    ``classes[c]``, and given a label y, p(z|y) = Σ_{c: class c = y} w_c N(z; m_c, diag e^lv_c) /
+    Σ_{c: class c = y} w_c (:func:`class_log_weights`); without labels it is the whole mixture
+    (the marginal over classes weighted by their components' total weight)."""
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        means: np.ndarray,
+        logvars: np.ndarray,
+        classes: np.ndarray | None = None,
+    ) -> None:
         self.weights = np.asarray(weights)
         self.means = np.asarray(means)
         self.logvars = np.asarray(logvars)
         components, self.latent_dim = self.means.shape
         if self.weights.shape != (components,) or self.logvars.shape != self.means.shape:
             raise ValueError("a mixture needs weights (C,), means and logvars (C, K)")
+        self.classes = None if classes is None else np.asarray(classes)
+        if self.classes is not None:
+            if self.classes.shape != (components,):
+                raise ValueError("a mixture's classes are one per component, (C,)")
+            self.n_classes = int(self.classes.max()) + 1
+            with np.errstate(divide="ignore"):
+                log_weights = np.log(self.weights)
+            self.log_weights_of_class = class_log_weights(log_weights, self.classes, self.n_classes)
 
     @property
     def n_components(self) -> int:
         return len(self.weights)
 
-    def _component(self, labels: np.ndarray) -> np.ndarray:
+    def _class_of(self, labels: Array) -> np.ndarray:
+        """``labels`` as an int array, checked against the prior's classes."""
+        if self.classes is None:
+            raise ConfigError("this prior has no classes: sample or score it without labels")
         labels = np.asarray(labels)
-        if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.n_components:
-            raise ConfigError(f"labels must lie in 0..{self.n_components - 1}")
+        if labels.min(initial=0) < 0 or labels.max(initial=0) >= self.n_classes:
+            raise ConfigError(f"labels must lie in 0..{self.n_classes - 1}")
         return labels
 
     def log_prob(self, z: Array, labels: Array | None = None) -> Array:
         """log p(z), nats, for z (…, K): the mixture's log-density
         (:func:`vaekit.objectives.mixture_log_density`), or with ``labels`` (N,) for z (…, N, K)
-        log N(z; m_y, diag e^lv_y) of each example's component."""
+        log p(z|y) of each example's class (the same density with that class's log-weights)."""
         means, logvars = (objectives.as_array(a, z) for a in (self.means, self.logvars))
-        if labels is not None:
-            y = self._component(labels)
-            return objectives.gaussian_log_density_at(z, means[y], logvars[y])
-        log_weights = objectives.as_array(np.log(self.weights), z)
-        return objectives.mixture_log_density(z, log_weights, means, logvars)
+        if labels is None:
+            log_weights = np.log(self.weights)
+        else:
+            log_weights = self.log_weights_of_class[self._class_of(labels)]
+        return objectives.mixture_log_density(
+            z, objectives.as_array(log_weights, z), means, logvars
+        )
 
     def sample(
         self, n: int, rng: np.random.Generator, labels: np.ndarray | None = None
     ) -> np.ndarray:
-        """n draws, (n, K), float64: a component c ~ w per draw (or ``labels``'), then
-        z = m_c + e^(lv_c/2)·eps with eps ~ N(0, I) (drawn after the components)."""
+        """n draws, (n, K), float64: a component c per draw, from w (or, for ``labels``, from the
+        weights within each label's class, by inverting their cumulative sum at u ~ U(0, 1); no
+        draw where each class has one component), then z = m_c + e^(lv_c/2)·eps with
+        eps ~ N(0, I) (drawn after the components)."""
         if labels is None:
             c = rng.choice(self.n_components, size=n, p=self.weights)
         else:
-            c = self._component(np.broadcast_to(labels, (n,)))
+            y = self._class_of(np.broadcast_to(labels, (n,)))
+            within = np.exp(self.log_weights_of_class[y])
+            if self.n_classes == self.n_components:  # one component a class: nothing to draw
+                c = within.argmax(axis=1)
+            else:
+                cumulative = np.cumsum(within, axis=1)
+                u = rng.random((n, 1)) * cumulative[:, -1:]  # below each row's total, never at it
+                c = (cumulative <= u).sum(axis=1)
         eps = rng.standard_normal((n, self.latent_dim))
         return self.means[c] + np.exp(0.5 * self.logvars[c]) * eps
 
@@ -187,12 +234,12 @@ class ClassConditional(GaussianMixture):
 
     def __init__(self, means: np.ndarray, logvars: np.ndarray) -> None:
         classes = len(means)
-        super().__init__(np.full(classes, 1.0 / classes), means, logvars)
+        super().__init__(np.full(classes, 1.0 / classes), means, logvars, np.arange(classes))
 
     def _prior_of(self, labels: Array | None) -> tuple[np.ndarray, np.ndarray]:
         if labels is None:
             raise ConfigError("the class prior's KL needs the class label of each example")
-        y = self._component(labels)
+        y = self._class_of(labels)
         return self.means[y], self.logvars[y]
 
     def kl_per_dim(self, mu: Array, logvar: Array, labels: Array | None = None) -> Array:

@@ -56,9 +56,11 @@ class NumpyEngine:
             if used
         ]
         if extensions:
+            alternative = " or --prior class" if config.n_classes else ""
             raise ConfigError(
                 f"the numpy engine's hand-written backward pass covers the standard and class "
-                f"priors of one stochastic layer, not {' or '.join(extensions)}; use --engine torch"
+                f"priors of one stochastic layer, not {' or '.join(extensions)}; use --engine "
+                f"torch{alternative}"
             )
         self.config = config
         self.dtype = np.dtype(dtype)

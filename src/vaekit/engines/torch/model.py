@@ -168,10 +168,13 @@ class VAE(nn.Module):
             return self.encoder(x)
         return self.encoder(x, self.onehot(y))
 
-    def top_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, logvar) of the posterior over the prior's latent layer for inputs x: q(z|x), or
-        with two stochastic layers q(z2|z1 = E[z1|x]) (the VampPrior's components)."""
-        mu, logvar = self.encode(x)
+    def top_posterior(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of the posterior over the prior's latent layer for inputs x (and labels y
+        in a conditional model): q(z|x[, y]), or with two stochastic layers q(z2|z1 = E[z1|x])
+        (the VampPrior's components)."""
+        mu, logvar = self.encode(x, y)
         return (mu, logvar) if self.top is None else self.top.posterior(mu)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

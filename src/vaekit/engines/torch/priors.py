@@ -25,8 +25,9 @@ from vaekit import objectives, priors
 from vaekit.config import ModelConfig
 from vaekit.errors import ConfigError
 
-#: (mu, logvar) of the posterior over the prior's latent layer, for inputs x (the VampPrior's).
-TopPosterior = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: (mu, logvar) of the posterior over the prior's latent layer, for inputs x and, in a conditional
+#: model, their labels y (the VampPrior's components).
+TopPosterior = Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
 
 #: Mean and standard deviation of the VampPrior's initial pseudo-inputs (Tomczak & Welling, 2018,
 #: on MNIST): every value drawn from N(0.05, 0.01²), near the background of the images.
@@ -61,32 +62,63 @@ class VampPrior(nn.Module):
     """p(z) = (1/C) Σ_c q(z|u_c) (Tomczak & Welling, 2018): the posterior of C learned
     pseudo-inputs u_c (``pseudo_inputs``, (C, D)), through ``top_posterior`` (the encoder; with
     two stochastic layers q(z2|E[z1|u])). For the Bernoulli likelihood the encoder reads
-    hardtanh(u) ∈ [0, 1], as the data it was trained on. Init: :data:`PSEUDO_INPUT_INIT`."""
+    hardtanh(u) ∈ [0, 1], as the data it was trained on. Init: :data:`PSEUDO_INPUT_INIT`.
+
+    In a conditional model the pseudo-inputs are dealt to the classes in turn (u_c belongs to
+    class c mod n_classes) and each is encoded with its class's label, so that
+    p(z|y) = (1/C_y) Σ_{c of class y} q(z|u_c, y): a prior per class that can follow the shape
+    of that class's aggregate posterior, correlations included. Within a class the components'
+    weights are learned (``logits`` (C,), init 0: uniform), so that pseudo-inputs the class's
+    codes do not use lose weight instead of being drawn as often as the others."""
 
     def __init__(self, config: ModelConfig, top_posterior: TopPosterior) -> None:
         super().__init__()
         mean, sd = PSEUDO_INPUT_INIT
-        shape = (config.prior_components, config.input_dim)
-        self.pseudo_inputs = nn.Parameter(mean + sd * torch.randn(shape))
+        count = config.prior_components
+        self.pseudo_inputs = nn.Parameter(mean + sd * torch.randn(count, config.input_dim))
         self.clamp = config.likelihood == "bernoulli"
         self.top_posterior = top_posterior  # the VAE's encoder (a method: not a submodule)
+        self.n_classes = config.n_classes
+        self.classes = np.arange(count) % config.n_classes if config.n_classes else None
+        # per class, learned weights w_c ∝ e^logits_c within the class (init 0: uniform)
+        self.logits = nn.Parameter(torch.zeros(count)) if config.n_classes else None
+        self.register_buffer(
+            "component_labels",
+            None if self.classes is None else torch.from_numpy(self.classes),
+            persistent=False,
+        )
+
+    def log_weights_of_class(self) -> torch.Tensor:
+        """(n_classes, C): row y the log-weights of p(z|y) (:func:`vaekit.priors.class_log_weights`
+        of the learned logits)."""
+        return priors.class_log_weights(self.logits, self.classes, self.n_classes)
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu_c, logvar_c), each (C, K): the posterior of each pseudo-input."""
+        """(mu_c, logvar_c), each (C, K): the posterior of each pseudo-input (and its class)."""
         u = F.hardtanh(self.pseudo_inputs, 0.0, 1.0) if self.clamp else self.pseudo_inputs
-        return self.top_posterior(u)
+        return self.top_posterior(u, self.component_labels)
 
     def log_prob(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """log (1/C) Σ_c N(z; mu_c, diag e^logvar_c), nats, (…) for z (…, K)."""
+        """log (1/C) Σ_c N(z; mu_c, diag e^logvar_c), nats, (…) for z (…, K); in a conditional
+        model log p(z|y) over the components of each example's class, (…, N) for z (…, N, K)."""
         mu, logvar = self.components()
-        log_weights = torch.full_like(mu[:, 0], -math.log(len(mu)))
+        if self.classes is None:
+            log_weights = torch.full_like(mu[:, 0], -math.log(len(mu)))
+        elif y is None:
+            raise ConfigError("this VampPrior is per class: it needs a class label for each input")
+        else:
+            log_weights = self.log_weights_of_class()[y].to(mu.dtype)
         return objectives.mixture_log_density(z, log_weights, mu, logvar)
 
     def snapshot(self) -> priors.Prior:
         with torch.no_grad():
             mu, logvar = self.components()
-        count = len(mu)
-        return priors.GaussianMixture(np.full(count, 1.0 / count), _numpy(mu), _numpy(logvar))
+            if self.classes is None:
+                weights = np.full(len(mu), 1.0 / len(mu))
+            else:  # each class weighs 1/n_classes in the marginal
+                within = torch.exp(self.log_weights_of_class().double()).sum(0)
+                weights = _numpy(within) / self.n_classes
+        return priors.GaussianMixture(weights, _numpy(mu), _numpy(logvar), self.classes)
 
 
 class MixtureOfGaussians(nn.Module):
