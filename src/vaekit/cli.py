@@ -47,6 +47,7 @@ from vaekit.config import (
     ModelConfig,
     TrainConfig,
     check_device,
+    default_prior,
 )
 from vaekit.config_files import FROM_THE_DATA, read_settings, to_toml
 from vaekit.data import Dataset, dataset_status, load_raw
@@ -314,10 +315,11 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
         if train_set.y is None:
             raise ConfigError(f"a conditional model needs labels, and {train.data} has none")
         n_classes = int(train_set.y.max()) + 1
+    prior = settings.model.get("prior") or default_prior(n_classes, train.engine)
     model = ModelConfig(
         input_shape=tuple(data.train.shape[1:]),
         n_classes=n_classes,
-        **settings.model,
+        **{**settings.model, "prior": prior},
     )
     kind = f"conditional ({n_classes} classes) " if n_classes else ""
     group = distributed.from_environment()
@@ -474,7 +476,9 @@ def shown_preset(preset: Preset) -> tuple[dict, dict, dict]:
     setting resolved, the data's shape and class count written as "from the data"."""
     # a stand-in class count, so that the defaults that follow conditioning (the prior) resolve
     classes = 2 if preset.conditional else 0
-    model = ModelConfig(**preset.model, n_classes=classes).to_dict()
+    engine = preset.train.get("engine", TrainConfig.engine)
+    prior = preset.model.get("prior") or default_prior(classes, engine)
+    model = ModelConfig(**{**preset.model, "prior": prior}, n_classes=classes).to_dict()
     model["n_classes"] = FROM_THE_DATA if preset.conditional else 0
     model["input_shape"] = FROM_THE_DATA
     train = TrainConfig(**preset.train).to_dict()
@@ -549,6 +553,34 @@ def cmd_manifold(args: argparse.Namespace) -> int:
     out = args.out or args.run / "manifold.png"
     run_figures.draw_manifold(engine, out, x, n=args.n, dims=args.dims)
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_traverse(args: argparse.Namespace) -> int:
+    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    if args.label is not None and not engine.config.conditional:
+        raise ConfigError(f"{args.run} is not a conditional model; --label needs one")
+    k = engine.config.latent_dim
+    if args.dims is not None and any(d >= k for d in args.dims):
+        raise ConfigError(f"--dims must be latent indices in 0..{k - 1}; got {args.dims}")
+    data = _run_data(args, args.data, args.split)[0]
+    y = _labels(engine, data)
+    base = None
+    if args.data is not None:
+        if args.index >= len(data.x):
+            raise ConfigError(f"--index {args.index} is past the {len(data.x):,} inputs")
+        i = slice(args.index, args.index + 1)
+        base = engine.encode(data.x[i], None if y is None else y[i])[0][0]
+    out = args.out or args.run / "traversals.png"
+    images = run_figures.draw_traversals(
+        engine, out, data.x, y, dims=args.dims, steps=args.steps, base=base, label=args.label
+    )
+    if figures.can_draw(engine.config.input_shape):
+        print(f"wrote {out}")
+    if args.npy:
+        scaling = Scaling.load(args.run)
+        _save_npy(args.npy, images if scaling is None else scaling.invert(images))
+        print(f"wrote {args.npy}")
     return 0
 
 
@@ -776,6 +808,31 @@ def cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quality(args: argparse.Namespace) -> int:
+    from vaekit.quality import score_run  # torch and the classifier, on demand
+
+    result = score_run(
+        args.run,
+        args.n,
+        args.seed,
+        engine_name=args.engine,
+        device=args.device,
+        which=args.checkpoint,
+        data_dir=args.data_dir,
+    )
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['n']:,} samples against {result['n_real']:,} {result['data']} test images "
+        f"(features of the {result['classifier']} classifier; not comparable to published FID)\n"
+        f"Frechet distance {result['fd']:.3f}  precision {result['precision']:.3f}  "
+        f"recall {result['recall']:.3f}  confidence {result['confidence']:.3f}  "
+        f"entropy {result['entropy']:.3f} nats"
+    )
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     rows = dataset_status(args.data_dir)
     if args.json:
@@ -826,8 +883,9 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--prior",
         choices=PRIORS,
-        help="p(z): standard N(0, I) (default), vamp (VampPrior), mog (learned mixture of "
-        "Gaussians) or class (a learned Gaussian per class; the default of --conditional)",
+        help="p(z): standard N(0, I) (default), vamp (VampPrior; per class with --conditional, "
+        "its default on the torch engine), mog (learned mixture of Gaussians) or class (a "
+        "learned Gaussian per class; the default of --conditional on the numpy engine)",
     )
     m.add_argument(
         "--prior-components",
@@ -1149,6 +1207,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_manifold)
 
     p = sub.add_parser(
+        "traverse",
+        help="draw latent traversals, one row per dimension",
+        description="Decode each latent dimension swept over its prior quantiles (--steps "
+        "values of p from 0.05 to 0.95) from a base point: the prior's median, or the posterior "
+        "mean of input --index of --data. Rows are ordered by the mean KL(q(z_k|x) || p(z_k)) "
+        "over the run's held-out data (or --data) where the prior has it in closed form, else "
+        "by the variance of the posterior means.",
+    )
+    _add_run_flags(p)
+    _add_data_flags(p)
+    p.add_argument(
+        "--dims",
+        type=_whole(0, MAX_UNITS - 1),
+        nargs="+",
+        metavar="K",
+        help="latent dimensions, one row each (default: the 10 most used)",
+    )
+    p.add_argument("--steps", type=_whole(2, MAX_GRID), default=9, help="columns (default 9)")
+    p.add_argument("--index", type=_whole(0, 10**9), default=0, help="input of --data (default 0)")
+    p.add_argument("--label", type=_whole(0, MAX_UNITS), help="class to decode with (conditional)")
+    p.add_argument("--npy", type=_output_file, help="also save the decoded array (rows, steps, …)")
+    p.set_defaults(handler=cmd_traverse)
+
+    p = sub.add_parser(
         "scatter",
         help="scatter the posterior means, coloured by label",
         description="Encode the run's held-out data (or --data) and plot E[z|x]: directly for a "
@@ -1251,6 +1333,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_flags(p)
     p.add_argument("--out", type=_output_file, required=True, help="latents.npy, .npz or .csv")
     p.set_defaults(handler=cmd_encode)
+
+    p = sub.add_parser(
+        "quality",
+        help="score samples against test images (Frechet distance, precision, recall)",
+        description="Draw -n samples and compare them with the test split of the run's MNIST or "
+        "Fashion-MNIST data in the features of a small classifier shipped with vaekit: Frechet "
+        "distance, precision and recall (k=3), the classifier's confidence and entropy on the "
+        "samples. Not comparable to published FID (Inception on natural images).",
+    )
+    _add_run_flags(p, out=False)
+    p.add_argument("--data-dir", help="where named data sets live")
+    p.add_argument(
+        "-n", type=_whole(2, 100_000), default=10_000, help="samples to draw (default 10,000)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_quality)
 
     p = sub.add_parser(
         "datasets",

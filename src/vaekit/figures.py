@@ -291,6 +291,36 @@ def save_manifold(
     _write_image(fig, path, _title(fig, title or "Decoded latent manifold", detail))
 
 
+# --- latent traversals --------------------------------------------------------------------------
+
+
+def traversal_latents(base: np.ndarray, quantiles: np.ndarray, dims: Sequence[int]) -> np.ndarray:
+    """The latents of a traversal, (len(dims), steps, K): row r is ``base`` (K,) with coordinate
+    ``dims[r]`` replaced by ``quantiles[:, dims[r]]`` (``quantiles`` (steps, K), the prior's
+    per-coordinate quantiles), every other coordinate left at the base point."""
+    base = np.asarray(base, dtype=np.float64)
+    z = np.broadcast_to(base, (len(dims), len(quantiles), base.shape[-1])).copy()
+    for row, d in enumerate(dims):
+        z[row, :, d] = quantiles[:, d]
+    return z
+
+
+def save_traversals(
+    images: np.ndarray, path: str | Path, row_labels: Sequence[str], title: str, detail: str
+) -> None:
+    """Draw decoded traversals (rows × steps images, row-major) as a grid, one labelled row per
+    latent dimension, as a PNG at ``path``."""
+    images = _as_images(images)
+    rows = len(row_labels)
+    steps = len(images) // rows
+    h = images.shape[1]
+    fig, ax = _image_figure(tile(images, steps), margins=(1.3, 0.25, 0.3, 0.7))
+    ax.set_xticks([])
+    ax.set_yticks(_tile_centres(rows, h), list(row_labels))
+    ax.tick_params(labelsize=8, length=0)
+    _write_image(fig, path, _title(fig, title, detail))
+
+
 # --- latent scatter -----------------------------------------------------------------------------
 
 

@@ -11,6 +11,8 @@ import numpy as np
 
 from vaekit import checkpoint, figures
 from vaekit.engines import Engine
+from vaekit.errors import ConfigError
+from vaekit.evaluation import latent_statistics
 from vaekit.sampling import reconstruct, sample_prior
 
 SCATTER_POINTS = 10_000  # posterior means drawn in scatter.png (and used for the PCA plane)
@@ -20,6 +22,9 @@ SCATTER_POINTS = 10_000  # posterior means drawn in scatter.png (and used for th
 SAMPLES, RECONSTRUCTIONS = "samples.png", "reconstructions.png"
 MANIFOLD, INTERPOLATIONS = "manifold.png", "interpolations.png"
 SCATTER, CURVES = "scatter.png", "curves.png"
+TRAVERSALS = "traversals.png"
+TRAVERSAL_MAX_LATENT = 10  # train writes traversals.png for latent_dim up to this
+TRAVERSAL_ORDER_POINTS = 1000  # inputs that order the dimensions
 RUN_FIGURES = (SAMPLES, RECONSTRUCTIONS, MANIFOLD, INTERPOLATIONS, SCATTER, CURVES)
 
 
@@ -147,14 +152,82 @@ def draw_interpolations(
     )
 
 
+def dimension_order(
+    engine: Engine, x: np.ndarray, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Latent dimensions by decreasing use over the first TRAVERSAL_ORDER_POINTS inputs x:
+    (order, score per dimension, the score's name). The score is the mean
+    KL(q(z_k|x) ‖ p(z_k)) in nats where the model has it in closed form
+    (:func:`vaekit.evaluation.latent_statistics`), else Var_x(E[z_k|x]), the variance of the
+    posterior means across the inputs (a mixture or VampPrior, a flow, two layers)."""
+    y = None if labels is None or not engine.config.conditional else labels
+    x = x[:TRAVERSAL_ORDER_POINTS]
+    stats = latent_statistics(engine, x, y=None if y is None else y[: len(x)])
+    if np.isnan(stats.kl_per_dim).any():
+        score, name = stats.mean_variance, "Var E[z|x]"
+    else:
+        score, name = stats.kl_per_dim, "KL"
+    return np.argsort(-score, kind="stable"), score, name
+
+
+def draw_traversals(
+    engine: Engine,
+    path: Path,
+    x: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    dims: list[int] | None = None,
+    steps: int = 9,
+    base: np.ndarray | None = None,
+    label: int | None = None,
+    n_dims: int = 10,
+) -> np.ndarray:
+    """Latent traversals: for each chosen dimension k, decode ``base`` with z_k swept over the
+    prior's quantiles at ``steps`` values of p evenly spaced over [0.05, 0.95]; the other
+    coordinates stay at ``base`` (default: the prior's per-coordinate median, quantile(0.5)).
+    Rows are ``dims`` as given, else the ``n_dims`` dimensions with the most use (see
+    :func:`dimension_order`, over x and labels); a conditional model decodes every image with
+    ``label`` (default 0). Writes the PNG when the inputs can be drawn; returns the decoder
+    means, (rows, steps, *input_shape)."""
+    k = engine.config.latent_dim
+    if not isinstance(steps, (int, np.integer)) or not 2 <= steps <= 100:
+        raise ConfigError(f"steps must be 2..100; got {steps!r}")
+    if label is not None and not engine.config.conditional:
+        raise ConfigError("--label needs a conditional model; this one is unconditional")
+    order, score, name = dimension_order(engine, x, labels)
+    if dims is None:
+        dims = [int(d) for d in order[:n_dims]]
+    bad = [d for d in dims if not 0 <= d < k]
+    if bad or not dims:
+        raise ConfigError(f"dims must be latent indices in 0..{k - 1}; got {dims}")
+    quantiles = figures.manifold_quantiles(steps, engine.prior)
+    if base is None:
+        base = engine.prior.quantile(np.array(0.5))
+    z = figures.traversal_latents(base, quantiles, dims)
+    flat = z.reshape(-1, k).astype(np.float32)
+    y = None
+    if engine.config.conditional:
+        y = np.full(len(flat), 0 if label is None else label)
+    images = np.asarray(engine.decode(flat, y))
+    if figures.can_draw(engine.config.input_shape):
+        unit = " nats" if name == "KL" else ""
+        rows = [f"z[{d}] {name} {score[d]:.2f}{unit}" for d in dims]
+        lo, hi = figures.QUANTILE_RANGE
+        detail = f"each row sweeps one z_k over its prior quantiles, p = {lo:g}..{hi:g}"
+        if y is not None:
+            detail += f", label {y[0]}"
+        figures.save_traversals(images, path, rows, "Latent traversals", detail)
+    return images.reshape(len(dims), steps, *images.shape[1:])
+
+
 def draw_all(
     run_dir: Path, engine: Engine, x: np.ndarray, labels: np.ndarray | None, seed: int
 ) -> list[Path]:
     """Every figure of a run into ``run_dir``; x (and labels) are test inputs, else training
     inputs. Image figures only for inputs that can be drawn; the latent manifold and the
     interpolations only for unconditional models; the manifold and the latent scatter only for
-    at least 2 latent dimensions. Returns the files written (named in
-    RUN_FIGURES)."""
+    at least 2 latent dimensions. Returns the files written (named in RUN_FIGURES, and
+    TRAVERSALS for drawable inputs and at most TRAVERSAL_MAX_LATENT latent dimensions)."""
     written = []
     if figures.can_draw(engine.config.input_shape):
         draw_samples(engine, run_dir / SAMPLES, seed=seed)
@@ -164,6 +237,11 @@ def draw_all(
             draw_manifold(engine, run_dir / MANIFOLD, x)
             draw_interpolations(engine, x, run_dir / INTERPOLATIONS, seed=seed)
             written += [MANIFOLD, INTERPOLATIONS]
+    if figures.can_draw(engine.config.input_shape) and (
+        engine.config.latent_dim <= TRAVERSAL_MAX_LATENT
+    ):
+        draw_traversals(engine, run_dir / TRAVERSALS, x, labels)
+        written.append(TRAVERSALS)
     if engine.config.latent_dim >= 2:
         latents = posterior_means(engine, x, labels)
         scatter_labels = None if labels is None else labels[: len(latents)]

@@ -299,6 +299,18 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
         png = explorer.interpolate_png(parse_latent(a), parse_latent(b), steps, label)
         return Response(png, media_type="image/png")
 
+    @app.get("/api/traverse", response_class=Response, responses={200: PNG, **BAD})
+    def traverse(
+        dim: int = Query(description="the latent dimension to sweep, 0 to K - 1"),
+        base: str = Query(description="the base latent, K numbers separated by commas"),
+        steps: int = Query(default=9, description="images in the strip, 2 to 32"),
+        label: int | None = Query(default=None, description="class, for a conditional model"),
+    ) -> Response:
+        """z[dim] swept over the prior's quantiles (p from 0.05 to 0.95), the other coordinates
+        at base, decoded as one strip."""
+        png = explorer.traverse_png(dim, parse_latent(base), steps, label)
+        return Response(png, media_type="image/png")
+
     @app.post(
         "/api/analyse",
         response_model=AnalysisOut,

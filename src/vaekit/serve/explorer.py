@@ -198,6 +198,23 @@ class Explorer:
         images = self.engine.decode(z, None if y is None else np.repeat(y, steps))
         return png_bytes(np.concatenate(list(images), axis=-1))
 
+    def traverse_png(
+        self, dim: int, base: list[float], steps: int, label: int | None = None
+    ) -> bytes:
+        """Latent ``dim`` swept over the prior's quantiles at ``steps`` values of p evenly spaced
+        over [0.05, 0.95], the other coordinates at ``base``; decoded side by side."""
+        k = self.config.latent_dim
+        if not 0 <= dim < k:
+            raise InputError(f"dim must be from 0 to {k - 1}, got {dim}")
+        if not 2 <= steps <= MAX_INTERPOLATION_STEPS:
+            raise InputError(f"steps must be from 2 to {MAX_INTERPOLATION_STEPS}, got {steps}")
+        z0 = self.check_latent(base)
+        y = self.check_label(label)
+        quantiles = figures.manifold_quantiles(steps, self.engine.prior)
+        z = figures.traversal_latents(z0, quantiles, [dim])[0].astype(np.float32)
+        images = self.engine.decode(z, None if y is None else np.repeat(y, steps))
+        return png_bytes(np.concatenate(list(images), axis=-1))
+
     # --- an image from the user ---------------------------------------------------------------
 
     def analyse(self, pixels: np.ndarray, label: int | None = None) -> Analysis:

@@ -281,6 +281,7 @@ async function start() {
   $("set-a").addEventListener("click", () => { state.a = state.z.slice(); interpolateReady(); });
   $("set-b").addEventListener("click", () => { state.b = state.z.slice(); interpolateReady(); });
   $("interpolate").addEventListener("click", interpolate);
+  $("traverse").addEventListener("click", traverse);
   setUpDrawing();
   setZ(latentAt(0, 0));
   document.body.dataset.ready = "true";
@@ -297,6 +298,18 @@ async function interpolate() {
     const response = await api(`/api/interpolate?${query({
       a: join(state.a), b: join(state.b), steps: 10, label: label() })}`);
     await show("strip", URL.createObjectURL(await response.blob()));
+    showError("");
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+async function traverse() {
+  try {
+    const base = state.z.map((v) => v.toFixed(4)).join(",");
+    const response = await api(`/api/traverse?${query({
+      dim: $("traverse-dim").value, base, steps: 9, label: label() })}`);
+    await show("traversal", URL.createObjectURL(await response.blob()));
     showError("");
   } catch (error) {
     showError(error.message);
