@@ -465,9 +465,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         figures.save_sample_grid(images, out, title)
         print(f"wrote {out}")
     if args.npy:
-        scaling = Scaling.load(args.run)
-        _save_npy(args.npy, images if scaling is None else scaling.invert(images))
-        print(f"wrote {args.npy}")
+        _save_decoded_npy(args.run, args.npy, images)
     return 0
 
 
@@ -512,6 +510,13 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array.astype(np.float32), allow_pickle=False)
     checkpoint.write_atomic(Path(path), buffer.getvalue())
+
+
+def _save_decoded_npy(run: Path, path: Path, images: np.ndarray) -> None:
+    """Decoder means written as .npy in the data's own units (the run's scaling inverted)."""
+    scaling = Scaling.load(run)
+    _save_npy(path, images if scaling is None else scaling.invert(images))
+    print(f"wrote {path}")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -578,9 +583,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     if figures.can_draw(engine.config.input_shape):
         print(f"wrote {out}")
     if args.npy:
-        scaling = Scaling.load(args.run)
-        _save_npy(args.npy, images if scaling is None else scaling.invert(images))
-        print(f"wrote {args.npy}")
+        _save_decoded_npy(args.run, args.npy, images)
     return 0
 
 
