@@ -19,7 +19,9 @@ ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
 LIKELIHOODS = tuple(objectives.LIKELIHOODS)  # the names of objectives' table of likelihoods
 SIGMA_MODES = ("fixed", "scalar", "per-dim")
 ARCHITECTURES = ("mlp", "conv")
-OBJECTIVES = ("elbo", "iwae")
+#: Training objectives: the negative ELBO (with β), the negative IWAE bound, and β-TCVAE
+#: (the negative ELBO plus (β − 1) times the total correlation, Chen et al., 2018).
+OBJECTIVES = ("elbo", "iwae", "tcvae")
 #: p(z): N(0, I); the VampPrior (a mixture over learned pseudo-inputs passed through the
 #: encoder; per class in a conditional model); a learned mixture of Gaussians; a learned Gaussian
 #: per class (conditional models).
@@ -165,7 +167,9 @@ class ModelConfig:
     ``learn_sigma`` is ``scalar`` or ``per-dim``). The training objective is
     recon + beta·KL (beta = 1: the negative ELBO), with the KL of each latent dimension (its
     batch mean) held at least ``free_bits`` nats; or, with ``objective="iwae"``, the negative
-    importance-weighted bound with ``iw_samples`` samples per example.
+    importance-weighted bound with ``iw_samples`` samples per example; or, with
+    ``objective="tcvae"``, recon + KL + (beta − 1)·TC (β-TCVAE: beta weighs only the total
+    correlation TC of the aggregate posterior, :func:`vaekit.objectives.total_correlation`).
     """
 
     input_shape: tuple[int, ...] = (1, 28, 28)
@@ -221,7 +225,7 @@ class ModelConfig:
         free = _finite("free_bits", self.free_bits, nonnegative=True)
         object.__setattr__(self, "free_bits", free)
         _positive_int("iw_samples", self.iw_samples, MAX_IW_SAMPLES)
-        if self.objective == "elbo" and self.iw_samples != 1:
+        if self.objective != "iwae" and self.iw_samples != 1:
             raise ConfigError("iw_samples applies to the iwae objective; use objective='iwae'")
         self._check_latent_structure()
         if self.arch == "conv":
@@ -308,6 +312,12 @@ class ModelConfig:
             raise ConfigError(
                 "free_bits needs a KL in closed form per latent dimension: prior standard or "
                 "class, no flow and one stochastic layer"
+            )
+        if self.objective == "tcvae" and (self.prior != "standard" or not self.closed_form_kl):
+            raise ConfigError(
+                "the tcvae objective needs prior standard, no flow and one stochastic layer: its "
+                "decomposition of the KL into mutual information, total correlation and "
+                "dimension-wise KL holds for a factorised N(0, I) prior and a Gaussian q(z|x)"
             )
 
     @property
@@ -487,8 +497,9 @@ class TrainConfig:
     finds its data from any working directory; relative ones (older runs) still load, read
     relative to the working directory.
     ``kl_warmup`` is a number of epochs over which the KL weight rises linearly from 0 to
-    ``beta``; 0 disables warm-up. With ``lr_schedule="decay"`` epoch e (from 1) trains with
-    learning rate ``lr · lr_decay^(e−1)``; ``"burda"`` is Burda et al.'s schedule
+    ``beta``; 0 disables warm-up (for the tcvae objective the rising weight is the total
+    correlation's: recon + KL + (β_t − 1)·TC). With ``lr_schedule="decay"`` epoch e (from 1)
+    trains with learning rate ``lr · lr_decay^(e−1)``; ``"burda"`` is Burda et al.'s schedule
     (``lr · 10^(−i/7)`` for 3^i epochs, i = 0…7). A sample grid of ``sample_count`` images is
     drawn every ``sample_every`` epochs and, if ``sample_every_steps`` > 0, every that many steps.
     ``binarize`` is ``none`` (grey levels in [0,1]), ``threshold``

@@ -10,6 +10,7 @@ the NumPy engine runs where torch is not installed.
   to N(m, e^lv_p): ½ (lv_p − logvar + (e^logvar + (mu − m)²)·e^−lv_p − 1)
 - a mixture's log-density log Σ_c w_c N(z; m_c, diag e^lv_c), as matrix products
 - log q(z|x) = −½ Σ_k (eps_k² + logvar_k + log 2π) for z = mu + e^(logvar/2)·eps
+- the total correlation of the aggregate posterior by minibatch-weighted sampling (β-TCVAE)
 - importance log-weight: log w = log p(x|z) + log p(z) − log q(z|x)
 - likelihoods (:data:`LIKELIHOODS`), from the decoder output ``out``:
   Bernoulli  −log p(x|z) = Σ_d softplus(l_d) − x_d·l_d   (l = out, logits; x may be grey levels)
@@ -114,10 +115,16 @@ def free_bits(kl_means: Array, free_bits: float) -> tuple[Array, Array | None]:
     return kl_means.clip(min=free_bits).sum(), kl_means > free_bits
 
 
+def gaussian_log_density_per_dim(eps: Array, logvar: Array) -> Array:
+    """log N(z_k; mu_k, e^logvar_k) = −½ (eps_k² + logvar_k + log 2π) for each latent dimension,
+    nats, broadcast shape, with the standardised eps = (z − mu)·e^(−logvar/2)."""
+    return -0.5 * (eps * eps + logvar + LOG_2PI)
+
+
 def gaussian_log_density(eps: Array, logvar: Array) -> Array:
     """log q(z|x) = log N(z; mu, diag e^logvar) = −½ Σ_k (eps_k² + logvar_k + log 2π), nats, written
     with the standardised eps = (z − mu)·e^(−logvar/2); eps (…, N, K), logvar (N, K)."""
-    return -0.5 * (eps * eps + logvar + LOG_2PI).sum(-1)
+    return gaussian_log_density_per_dim(eps, logvar).sum(-1)
 
 
 def gaussian_log_density_at(z: Array, mean: Array, logvar: Array) -> Array:
@@ -146,6 +153,29 @@ def mixture_log_density(z: Array, log_weights: Array, means: Array, logvars: Arr
     constant = (means * means * precision + logvars).sum(-1) + means.shape[-1] * LOG_2PI
     square = (z * z) @ precision.T - 2.0 * (z @ (means * precision).T)
     return logsumexp(log_weights - 0.5 * (square + constant), axis=-1)
+
+
+def total_correlation(z: Array, mu: Array, logvar: Array, dataset_size: int) -> Array:
+    """TC_i = log q(z_i) − Σ_k log q(z_ik), nats per example (M,), estimated by minibatch-weighted
+    sampling (Chen et al., 2018) for z_i ~ q(z|x_i), rows i of z (M, K), against the posteriors
+    N(mu_j, diag e^logvar_j) of a whole minibatch of B examples, mu and logvar (B, K), drawn from
+    a data set of N = ``dataset_size`` examples:
+
+        log q(z_i)   ≈ logsumexp_j log q(z_i|x_j)   − log(N·B),
+        log q(z_ik)  ≈ logsumexp_j log q(z_ik|x_j)  − log(N·B)   (each latent dimension k).
+
+    Its mean over the data estimates the total correlation KL(q(z) ‖ Π_k q(z_k)) of the aggregate
+    posterior q(z) = (1/N) Σ_n q(z|x_n), the part of the averaged KL(q(z|x) ‖ N(0, I)) that
+    β-TCVAE weighs by β (index-code MI + TC + dimension-wise KL: Chen et al., 2018, eq. 2).
+    Forms (M, B, K) arrays.
+    """
+    xp = namespace(z)
+    eps = (z[:, None, :] - mu[None]) * xp.exp(-0.5 * logvar[None])
+    per_dim = gaussian_log_density_per_dim(eps, logvar[None])  # log q(z_ik|x_j), (M, B, K)
+    log_nb = math.log(dataset_size * mu.shape[0])
+    log_joint = logsumexp(per_dim.sum(-1), axis=1) - log_nb
+    log_marginals = (logsumexp(per_dim, axis=1) - log_nb).sum(-1)
+    return log_joint - log_marginals
 
 
 def log_weights(recon: Array, log_prior: Array, log_posterior: Array, beta: float = 1.0) -> Array:

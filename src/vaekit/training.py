@@ -443,6 +443,7 @@ def fit(
     line_every = steps_per_epoch // 10 if long_epoch else 0
     held_out = data.held_out()
     check_held_out(config, data)
+    engine.set_dataset_size(n)  # N for the tcvae objective's minibatch-weighted sampling
     while state.epoch < config.epochs and not state.stalled(config.patience):
         epoch = state.epoch + 1
         started = time.perf_counter()

@@ -44,7 +44,8 @@ class EngineOptions:
 
 @dataclass(frozen=True)
 class StepMetrics:
-    """Batch means of one training step, in nats per example: loss = recon + beta·kl."""
+    """Batch means of one training step, in nats per example: loss = recon + beta·kl (the
+    objective's loss: for tcvae recon + kl + (beta − 1)·TC)."""
 
     loss: float
     recon: float
@@ -62,7 +63,7 @@ class Engine(Protocol):
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
         """One optimizer step on the batch ``x`` with the model's objective (mean(recon + beta·KL)
-        with free bits, or the negative IWAE bound).
+        with free bits, the negative IWAE bound, or β-TCVAE's mean(recon + KL + (beta − 1)·TC)).
 
         Draws eps from the engine's own seeded generator. If the loss is not finite the weights
         are left unchanged and the (non-finite) metrics are returned for the caller to report.
@@ -99,6 +100,11 @@ class Engine(Protocol):
 
     def set_learning_rate(self, lr: float) -> None:
         """Use ``lr`` for the steps that follow (the loop's per-epoch schedule)."""
+        ...
+
+    def set_dataset_size(self, n: int) -> None:
+        """N, the number of training examples: the loop passes it before its first step (also
+        on resume); the tcvae objective's minibatch-weighted sampling needs it."""
         ...
 
     def get_weights(self) -> dict[str, np.ndarray]: ...

@@ -43,7 +43,7 @@ class NumpyEngine:
         if config.arch != "mlp" or config.objective != "elbo":
             raise ConfigError(
                 "the numpy engine implements the MLP VAE with the ELBO objective; use "
-                "--engine torch for the conv architecture or the iwae objective"
+                "--engine torch for the conv architecture or the iwae or tcvae objective"
             )
         extensions = [
             what
@@ -167,6 +167,9 @@ class NumpyEngine:
 
     def set_learning_rate(self, lr: float) -> None:
         self.optimizer.lr = lr
+
+    def set_dataset_size(self, n: int) -> None:
+        """The NumPy engine's objective (the ELBO) does not depend on the data set's size."""
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.params.items()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vaekit.errors import ConfigError
@@ -100,3 +100,17 @@ def barrier() -> None:
     """Wait until every process of the group gets here (no-op without a group)."""
     if dist := _joined():
         dist.barrier()
+
+
+def gather_rows(values: Any, group: Group, batch: int) -> Any:
+    """The rows of the whole global batch (batch, …) from ``values``, this rank's share
+    (``group.rows(batch)``, …) of a tensor, in rank order. Shares may differ by a row, so each
+    is padded to the largest for the all-gather; its backward hands each rank the gradients of
+    its own rows, summed over the ranks that used them."""
+    import torch
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = [len(range(batch)[replace(group, rank=r).rows(batch)]) for r in range(group.world_size)]
+    padded = torch.nn.functional.pad(values, (0, 0, 0, max(sizes) - len(values)))
+    parts = all_gather(padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])

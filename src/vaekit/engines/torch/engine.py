@@ -15,7 +15,7 @@ from vaekit.config import PRECISIONS, ModelConfig, check_device
 from vaekit.engines.protocol import EngineOptions, Posterior, StepMetrics
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
-from vaekit.engines.torch.model import VAE, TrainingObjective
+from vaekit.engines.torch.model import VAE, Minibatch, TrainingObjective
 from vaekit.errors import ConfigError
 from vaekit.priors import Prior
 
@@ -170,6 +170,7 @@ class TorchEngine:
         else:
             self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum)
         self.step = 0
+        self.dataset_size: int | None = None
 
     @property
     def prior(self) -> Prior:
@@ -206,16 +207,15 @@ class TorchEngine:
             totals = self._all_sum(torch.stack([bound, recon_sum, kl_sum]).detach()) / batch
             loss, recon, kl = -totals[0], totals[1], totals[2]
             objective = -bound
+        elif cfg.objective == "tcvae":  # recon + KL + (β − 1)·TC: the loop's β weighs TC
+            recon_sum, kl_sums, tc_sum = self.objective(xb, eps, yb, beta, self._minibatch(batch))
+            loss, recon, kl, objective = self._elbo_loss(recon_sum, kl_sums, 1.0, batch)
+            tc = self._all_sum(tc_sum.detach()) / batch
+            loss = loss + (beta - 1.0) * tc
+            objective = objective + (beta - 1.0) * tc_sum
         else:
             recon_sum, kl_sums = self.objective(xb, eps, yb, beta)
-            totals = self._all_sum(torch.cat([recon_sum.detach()[None], kl_sums.detach()]))
-            recon, kl_means = totals[0] / batch, totals[1:] / batch
-            kl = kl_means.sum()
-            kl_term, mask = objectives.free_bits(kl_means, cfg.free_bits)
-            if mask is not None:  # dimensions held at λ get no KL gradient
-                kl_sums = kl_sums * mask
-            loss = recon + beta * kl_term
-            objective = recon_sum + beta * kl_sums.sum()
+            loss, recon, kl, objective = self._elbo_loss(recon_sum, kl_sums, beta, batch)
         self.optimizer.zero_grad(set_to_none=True)
         (objective * (world / batch)).backward()
         values = torch.stack([loss, recon, kl]).tolist()  # one device sync per step
@@ -224,6 +224,40 @@ class TorchEngine:
             self.optimizer.step()
             self.step += 1
         return metrics
+
+    def _elbo_loss(
+        self, recon_sum: torch.Tensor, kl_sums: torch.Tensor, beta: float, batch: int
+    ) -> tuple[torch.Tensor, ...]:
+        """(loss, recon, kl, objective) of recon + β·KL with free bits, from this rank's sums:
+        the first three are means over the global batch of ``batch`` rows (nats per example),
+        the objective is this rank's sum that backward differentiates."""
+        totals = self._all_sum(torch.cat([recon_sum.detach()[None], kl_sums.detach()]))
+        recon, kl_means = totals[0] / batch, totals[1:] / batch
+        kl_term, mask = objectives.free_bits(kl_means, self.config.free_bits)
+        if mask is not None:  # dimensions held at λ get no KL gradient
+            kl_sums = kl_sums * mask
+        return recon + beta * kl_term, recon, kl_means.sum(), recon_sum + beta * kl_sums.sum()
+
+    def set_dataset_size(self, n: int) -> None:
+        """N, the number of training examples, which the tcvae objective's minibatch-weighted
+        sampling needs (the loop passes it before its first step, also on resume)."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ConfigError(f"the data set size must be a whole number 1 or more, got {n!r}")
+        self.dataset_size = int(n)
+
+    def _minibatch(self, batch: int) -> Minibatch:
+        """N and the gathering of the whole batch's posteriors, for the tcvae objective."""
+        if self.dataset_size is None:
+            raise ConfigError(
+                "the tcvae objective needs the training set's size: call set_dataset_size(N) "
+                "before train_step"
+            )
+        if self.group is None:
+            return Minibatch(self.dataset_size, lambda values: values)
+        return Minibatch(
+            self.dataset_size,
+            lambda values: distributed.gather_rows(values, self.group, batch),
+        )
 
     def _all_sum(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over the process group (themselves, alone)."""

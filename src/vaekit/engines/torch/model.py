@@ -17,6 +17,7 @@ the IWAE bound are written once for every model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -252,11 +253,16 @@ class VAE(nn.Module):
         return recon, kl.sum(-1) if self.config.closed_form_kl else kl
 
     def _elbo_terms(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        y: torch.Tensor | None,
+        posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(recon (N,), KL): per dimension (N, K) in closed form, else (N,) estimated."""
+        """(recon (N,), KL): per dimension (N, K) in closed form, else (N,) estimated;
+        ``posterior``: (mu, logvar) = encode(x, y) already computed (closed form only)."""
         if self.config.closed_form_kl:
-            mu, logvar = self.encode(x, y)
+            mu, logvar = self.encode(x, y) if posterior is None else posterior
             recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
             return recon, self.prior.kl_per_dim(mu, logvar, y)
         z, log_q, log_p = self.latents(x, y, eps)
@@ -277,15 +283,32 @@ class VAE(nn.Module):
         return objectives.log_weights(recon, log_p, log_q, beta), recon
 
     def training_sums(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None, beta: float
+        self,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        y: torch.Tensor | None,
+        beta: float,
+        minibatch: Minibatch | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """A batch's training sums over its rows, in nats, for the model's objective:
 
         - ELBO (eps (N, ·)): (Σ recon, Σ KL per latent dimension (K,)) with the KL in closed
           form, or (Σ recon, (Σ KL estimate,)) for a model without one;
         - IWAE (eps (k, N, ·)): (Σ L_k, Σ mean recon, Σ KL estimate), with
-          L_k = logsumexp_i log w_i − log k and log w = log p(x|z) + β·(log p(z) − log q(z|x)).
+          L_k = logsumexp_i log w_i − log k and log w = log p(x|z) + β·(log p(z) − log q(z|x));
+        - β-TCVAE (eps (N, K)): the ELBO's two sums and Σ TC_i, the minibatch-weighted estimate
+          of :func:`vaekit.objectives.total_correlation` against the posteriors of the whole
+          batch (``minibatch``: the data set's size and how to gather them).
         """
+        if self.config.objective == "tcvae":
+            if minibatch is None:
+                raise ConfigError("the tcvae objective needs the training set's size")
+            mu, logvar = self.encode(x, y)
+            recon, kl = self._elbo_terms(x, eps, y, (mu, logvar))
+            z = self.reparameterize(mu, logvar, eps)
+            whole_mu, whole_logvar = minibatch.gather(mu), minibatch.gather(logvar)
+            tc = objectives.total_correlation(z, whole_mu, whole_logvar, minibatch.dataset_size)
+            return recon.sum(), kl.sum(dim=0), tc.sum()
         if self.config.objective == "iwae":
             z, log_q, log_p = self.latents(x, y, eps)
             recon = self.reconstruction_nll(x, z, y)
@@ -297,6 +320,15 @@ class VAE(nn.Module):
         return recon.sum(), kl.sum(dim=0).reshape(-1)
 
 
+class Minibatch(NamedTuple):
+    """What minibatch-weighted sampling (β-TCVAE) needs beyond this process's rows: N, the
+    training set's size, and ``gather``, which gives a tensor's rows for the whole batch (the
+    identity alone; under torchrun every rank's share, with gradients back to their owners)."""
+
+    dataset_size: int
+    gather: Callable[[torch.Tensor], torch.Tensor]
+
+
 class TrainingObjective(nn.Module):
     """:meth:`VAE.training_sums` as a module's forward, so that ``DistributedDataParallel`` can
     wrap it (its parameters are the VAE's)."""
@@ -306,6 +338,11 @@ class TrainingObjective(nn.Module):
         self.vae = vae
 
     def forward(
-        self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None, beta: float
+        self,
+        x: torch.Tensor,
+        eps: torch.Tensor,
+        y: torch.Tensor | None,
+        beta: float,
+        minibatch: Minibatch | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        return self.vae.training_sums(x, eps, y, beta)
+        return self.vae.training_sums(x, eps, y, beta, minibatch)
