@@ -20,7 +20,7 @@ from typing import NamedTuple, NoReturn
 
 import numpy as np
 
-from vaekit import __version__, checkpoint, figures, run_figures
+from vaekit import __version__, checkpoint, figures, run_figures, shapes
 from vaekit.config import (
     ACTIVATIONS,
     ARCHITECTURES,
@@ -836,6 +836,22 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_disentanglement(args: argparse.Namespace) -> int:
+    from vaekit import run_disentanglement as rd  # scikit-learn and torch, on demand
+
+    result = rd.score_run(
+        args.run,
+        args.n,
+        args.seed,
+        engine_name=args.engine,
+        device=args.device,
+        which=args.checkpoint,
+    )
+    path = rd.write_result(args.run, result)
+    print(json.dumps(result) if args.json else f"{rd.table(result)}\nwrote {path}")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace) -> int:
     rows = dataset_status(args.data_dir)
     if args.json:
@@ -872,7 +888,9 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     m.add_argument("--likelihood", choices=LIKELIHOODS, help="p(x|z) (default bernoulli)")
     m.add_argument("--sigma", type=float, help="Gaussian σ, fixed or initial (default 1.0)")
     m.add_argument("--learn-sigma", choices=SIGMA_MODES, help="learn σ (default fixed)")
-    m.add_argument("--beta", type=float, help="KL weight β (default 1, the true ELBO)")
+    m.add_argument(
+        "--beta", type=float, help="KL weight β (default 1, the true ELBO); tcvae: the TC weight"
+    )
     m.add_argument("--arch", choices=ARCHITECTURES, help="mlp (default) or conv (deconvolution)")
     m.add_argument(
         "--conv-channels", type=int, nargs="+", metavar="C", help="conv channels (default 32 64)"
@@ -933,7 +951,11 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
         metavar="MODULE:CLASS",
         help="your own torch.nn.Module decoder, by import path",
     )
-    m.add_argument("--objective", choices=OBJECTIVES, help="elbo (default) or iwae")
+    m.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="elbo (default), iwae, or tcvae (β-TCVAE: --beta weighs only the total correlation)",
+    )
     m.add_argument(
         "--k", dest="iw_samples", type=int, metavar="K", help="samples of the iwae objective"
     )
@@ -1352,6 +1374,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_quality)
+
+    p = sub.add_parser(
+        "disentanglement",
+        help="MIG and DCI of a run on shapes (data with known generative factors)",
+        description="Draw -n images of the run's shapes grid with their factors (shape, scale, "
+        "orientation, x, y), encode them (posterior means) and score the code: MIG with each "
+        "factor's gap, DCI disentanglement, completeness and informativeness. Prints a table "
+        "and writes disentanglement.json into RUN. Needs the sklearn extra.",
+    )
+    _add_run_flags(p, out=False)
+    p.add_argument(
+        "-n",
+        type=_whole(10, shapes.FULL.n_images),
+        help="images to draw (default 10,000, or the whole grid when it is smaller)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=cmd_disentanglement)
 
     p = sub.add_parser(
         "datasets",

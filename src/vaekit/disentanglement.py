@@ -81,7 +81,7 @@ def _plain(record: dict) -> dict:
     return {k: v.tolist() if isinstance(v, np.ndarray) else float(v) for k, v in record.items()}
 
 
-def _sklearn():
+def sklearn_module():
     """The sklearn module, or :class:`MissingExtra`."""
     try:
         import sklearn.ensemble
@@ -128,7 +128,7 @@ def discretize(codes: np.ndarray, bins: int = MIG_BINS) -> np.ndarray:
 def mutual_information(codes, factors, bins: int = MIG_BINS) -> np.ndarray:
     """I(z_k; v_f) (K, F), nats, of the discretised codes and the factors, by counting."""
     codes, factors = check_inputs(codes, factors)
-    mutual_info_score = _sklearn().metrics.mutual_info_score
+    mutual_info_score = sklearn_module().metrics.mutual_info_score
     binned = discretize(codes, bins)
     return np.array([[mutual_info_score(z, v) for v in factors.T] for z in binned.T])
 
@@ -194,7 +194,7 @@ def dci(codes, factors, seed: int = 0) -> DCIResult:
     if codes.shape[1] < 2 or factors.shape[1] < 2:
         raise ConfigError("DCI needs at least 2 code dimensions and 2 factors")
     _varied(factors)
-    sklearn = _sklearn()
+    sklearn = sklearn_module()
     train, test = sklearn.model_selection.train_test_split(
         np.arange(len(codes)), test_size=DCI_TEST_FRACTION, random_state=seed
     )

@@ -65,8 +65,17 @@ def run_data(
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     model, train, _ = checkpoint.read_config(run_dir)
-    mode = binarize_mode or fixed_binarization(train.binarize)
     raw, name = _raw(model, train, source, split, data_dir)
+    return model_inputs(run_dir, raw, name, binarize_mode)
+
+
+def model_inputs(
+    run_dir: str | Path, raw: RawData, name: str, binarize_mode: str | None = None
+) -> tuple[Dataset, str]:
+    """(the data set named ``name``, the binarization applied): the ``raw`` examples as inputs
+    of the run in ``run_dir``, checked, scaled and binarized as :func:`run_data` says."""
+    model, train, _ = checkpoint.read_config(run_dir)
+    mode = binarize_mode or fixed_binarization(train.binarize)
     scaling = Scaling.load(run_dir) or fit_array(
         "auto", np.asarray(raw.x[:1]), pixels=raw.pixels, source=raw.name
     )

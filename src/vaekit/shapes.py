@@ -123,6 +123,8 @@ class ShapesGrid:
 FULL = ShapesGrid()
 #: A fast grid for tests and CI: 3 × 3 × 8 × 8 × 8 = 4,608 images (2.4 MB packed).
 SMALL = ShapesGrid(scales=3, orientations=8, positions=8)
+#: The named data sets (``--data shapes``) and their grids.
+DATASETS = {"shapes": FULL, "shapes-small": SMALL}
 
 
 def factor_table(grid: ShapesGrid, index: np.ndarray | None = None) -> np.ndarray:
@@ -273,14 +275,28 @@ def shapes_dataset(
     (``pooch.os_cache("vaekit") / "shapes"``). A cache file that cannot be read or does not
     match (its zip checksums, its shapes, its factor table, or :data:`CHECKED_ROWS` rows
     re-rendered now) is rebuilt. The full grid's file is 377 MB (packed bits, uncompressed)."""
+    found = cached(grid, n, seed, cache_dir)
+    if found is not None:
+        return found
     index = grid_index(grid, n, seed)
-    path = cache_path(grid, n, seed, cache_dir)
     factors = factor_table(grid, index)
-    packed = _read_cache(path, grid, factors)
-    if packed is None:
-        packed = render_packed(grid, factors)
-        _write_cache(path, packed, factors)
+    packed = render_packed(grid, factors)
+    _write_cache(cache_path(grid, n, seed, cache_dir), packed, factors)
     return Shapes(ShapesImages(packed), factors, index, grid)
+
+
+def cached(
+    grid: ShapesGrid = FULL,
+    n: int | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> Shapes | None:
+    """The set from its cache file in ``cache_dir`` (default as :func:`shapes_dataset`), or None
+    when the file is missing or does not match; writes nothing."""
+    index = grid_index(grid, n, seed)
+    factors = factor_table(grid, index)
+    packed = _read_cache(cache_path(grid, n, seed, cache_dir), grid, factors)
+    return None if packed is None else Shapes(ShapesImages(packed), factors, index, grid)
 
 
 def cache_path(
@@ -334,6 +350,6 @@ def _write_cache(path: Path, packed: np.ndarray, factors: np.ndarray) -> None:
             raise
     except OSError as exc:
         raise DataError(
-            f"cannot write the shapes cache {path} ({exc.strerror or exc}); "
-            "pass a writable cache directory"
+            f"cannot write the shapes cache {path} ({exc.strerror or exc}); make it writable, "
+            "or read the set from a directory named by --data-dir (drawn in memory when absent)"
         ) from None

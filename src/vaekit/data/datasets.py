@@ -18,6 +18,14 @@ fails with one line saying which files are expected where, and nothing is create
 downloaded. Downloads go only into the cache (4), when the set is not there and downloading is
 allowed. ``mnist-small`` is shipped inside the package (``mnist_small/``, see its README).
 
+``shapes`` and ``shapes-small`` (:mod:`vaekit.shapes`: 64×64 binary sprites with known
+generative factors, the full dSprites-like grid of 737,280 and a small grid of 4,608) are drawn
+by vaekit, never downloaded. They have no test split: training holds out its seeded validation
+part, as for user data. Their file (packed bits, 377 MB for ``shapes``) is looked for in
+``<data dir>/shapes/`` of the first data dir above; a named directory is only read (without the
+file there, the set is generated in memory and nothing is written); in the cache it is
+generated and written on first use.
+
 Every file is verified by the SHA-256 of its uncompressed IDX bytes, the one check that covers
 the official ``.gz`` archives, uncompressed copies, and re-compressed copies such as Debian's
 (whose ``.gz`` bytes differ from the official archives while their contents are identical).
@@ -33,13 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vaekit import shapes
 from vaekit.data import scaling as scaling_module
 from vaekit.data.dataset import Dataset, RawData
 from vaekit.data.files import read_file
 from vaekit.data.idx import parse_idx, read_idx_bytes
 from vaekit.errors import DataError
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-small")
+DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-small", *shapes.DATASETS)
 SPLITS = ("train", "test")
 DATA_DIR_ENV = "VAEKIT_DATA_DIR"
 DOWNLOAD_TIMEOUT = 15  # seconds without an answer before trying the next mirror
@@ -55,6 +64,8 @@ _DESCRIPTIONS = {
     "mnist": "MNIST handwritten digits, 60,000 train / 10,000 test, 28x28 grey",
     "fashion-mnist": "Fashion-MNIST clothing images, 60,000 train / 10,000 test, 28x28 grey",
     "mnist-small": "MNIST subset shipped with vaekit, 5,000 train / 1,000 test, 28x28 grey",
+    "shapes": "sprites with 5 known factors drawn by vaekit, 737,280 images, 64x64 binary",
+    "shapes-small": "the shapes grid at 3 scales, 8 angles, 8x8 places: 4,608 images, 64x64",
 }
 
 _MIRRORS = {
@@ -152,7 +163,9 @@ def load_raw(
     A named set (see ``DATASET_NAMES``) gives uint8 images ``(N, 1, 28, 28)`` (``pixels``) and
     int64 labels, for split ``train`` or ``test``, from ``data_dir`` or else as the module's
     docstring says; a set missing from the cache is downloaded into it when ``download`` is
-    true. User data (see :func:`vaekit.data.files.read_file`, which ``image_size`` and
+    true. ``shapes`` and ``shapes-small`` give the images of :mod:`vaekit.shapes` (an array-like
+    unpacking the rows read, uint8 {0, 255}), no labels, and no test split (None). User data
+    (see :func:`vaekit.data.files.read_file`, which ``image_size`` and
     ``image_mode`` are passed to) has no splits: ``train`` returns all of it and ``test``
     returns ``None``.
     """
@@ -167,6 +180,8 @@ def load_raw(
         if split == "test":
             return None
         return read_file(source, image_size=image_size, image_mode=image_mode)
+    if source in shapes.DATASETS:
+        return None if split == "test" else _load_shapes(source, data_dir)
     folder = _find(source, _FILES[split], data_dir)
     if folder is None:
         folder = _fetch(source, _FILES[split], data_dir, download)
@@ -182,8 +197,22 @@ def load_raw(
 
 
 def has_test_split(source: str) -> bool:
-    """Whether ``source`` has a separate test split (only the named data sets do)."""
-    return source in DATASET_NAMES
+    """Whether ``source`` has a separate test split (the named data sets but the shapes)."""
+    return source in DATASET_NAMES and source not in shapes.DATASETS
+
+
+def _load_shapes(name: str, data_dir: str | Path | None) -> RawData:
+    """The generated set ``name`` from ``<data dir>/shapes/`` as the module's docstring says:
+    read from a named directory that holds its file, else generated in memory; in the cache,
+    read or generated and written there (a DataError in one line when it cannot be)."""
+    grid = shapes.DATASETS[name]
+    root, named_by = _data_root(data_dir)
+    folder = root / "shapes"
+    if named_by is None:
+        found = shapes.shapes_dataset(grid, cache_dir=folder)
+    else:
+        found = shapes.cached(grid, cache_dir=folder) or shapes.generate(grid)
+    return RawData(x=found.x, y=None, name=name, pixels=True)
 
 
 def dataset_status(data_dir: str | Path | None = None) -> list[dict]:
@@ -194,12 +223,18 @@ def dataset_status(data_dir: str | Path | None = None) -> list[dict]:
     """
     status = []
     for name in DATASET_NAMES:
-        found = _find(name, _ALL_FILES, data_dir)
+        if name in shapes.DATASETS:
+            folder = resolve_data_dir(data_dir) / "shapes"
+            location = shapes.cache_path(shapes.DATASETS[name], None, 0, folder)
+            found = location if location.is_file() else None
+        else:
+            found = _find(name, _ALL_FILES, data_dir)
+            location = found or _search_dirs(name, data_dir)[0]
         status.append(
             {
                 "name": name,
                 "present": found is not None,
-                "location": str(found or _search_dirs(name, data_dir)[0]),
+                "location": str(location),
                 "description": _DESCRIPTIONS[name],
             }
         )
