@@ -159,8 +159,10 @@ def test_user_data_file(tmp_path, capsys, rng):
 def test_datasets_lists_the_named_sets(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "datasets", "--data-dir", str(tmp_path), "--json")
     rows = {r["name"]: r for r in json.loads(out)}
-    assert set(rows) == {"mnist", "fashion-mnist", "mnist-small"}
+    assert set(rows) == {"mnist", "fashion-mnist", "mnist-small", "shapes", "shapes-small"}
     assert rows["mnist-small"]["present"] is True
+    # the generated sets are present once cached; listing them generates nothing
+    assert rows["shapes"]["present"] is False and not any(tmp_path.iterdir())
     assert run_cli(capsys, "datasets")[0] == 0
 
 
