@@ -11,6 +11,7 @@ import pytest
 
 from cli_runner import run_cli, user_error
 from vaekit import run_disentanglement, shapes
+from vaekit.config import ModelConfig
 from vaekit.data import dataset_status, has_test_split, load_raw
 from vaekit.shapes import SMALL
 
@@ -128,7 +129,9 @@ def test_disentanglement_of_the_true_factors_is_one(shapes_run, monkeypatch, cap
     expected = shapes.factor_table(SMALL)
     served = []
 
-    class FactorEncoder:
+    class FactorEncoder:  # an engine whose code is the factors themselves
+        config = ModelConfig(input_shape=(1, 64, 64), latent_dim=len(shapes.FACTOR_NAMES))
+
         def encode(self, x, y=None):
             rows = expected[len(served) : len(served) + len(x)]
             assert np.array_equal(x * 255, shapes.render(SMALL, rows).astype(np.float32))

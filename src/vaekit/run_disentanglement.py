@@ -21,13 +21,13 @@ import numpy as np
 from vaekit import checkpoint, disentanglement, shapes
 from vaekit.data.dataset import RawData
 from vaekit.errors import ConfigError
+from vaekit.run_figures import posterior_means
 from vaekit.runs import model_inputs
 
 #: Images drawn when n is not given (or the whole grid when it is smaller).
 DEFAULT_N = 10_000
 #: The file the record is written to, in the run directory.
 RESULT_FILE = "disentanglement.json"
-ENCODE_BATCH = 1000
 
 
 def factor_grid(run_dir: str | Path) -> tuple[str, shapes.ShapesGrid]:
@@ -41,12 +41,6 @@ def factor_grid(run_dir: str | Path) -> tuple[str, shapes.ShapesGrid]:
             "(vaekit train --data shapes)"
         )
     return train.data, shapes.DATASETS[train.data]
-
-
-def encode_means(engine, x: np.ndarray) -> np.ndarray:
-    """The posterior means μ(x) (N, K) of model inputs ``x``, in batches."""
-    means = [engine.encode(x[i : i + ENCODE_BATCH])[0] for i in range(0, len(x), ENCODE_BATCH)]
-    return np.concatenate(means).astype(np.float64)
 
 
 def score_codes(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> dict:
@@ -79,7 +73,7 @@ def score_run(
     engine = checkpoint.open_run(run_dir, engine_name, device, which)
     raw = RawData(x=drawn.x, y=None, name=name, pixels=True)
     data, _ = model_inputs(run_dir, raw, f"{n:,} images of {name}")
-    codes = encode_means(engine, data.x)
+    codes = posterior_means(engine, data.x, limit=len(data.x)).astype(np.float64)
     record = {"data": name, "n": n, "seed": seed, "checkpoint": which}
     return {**record, "code_dim": codes.shape[1], **score_codes(codes, drawn.factors, seed)}
 
