@@ -1,5 +1,6 @@
 """The benchmark scripts still run against the current API (their quick modes, on mnist-small)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +17,18 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("run.py", "| vaekit, numpy engine |"),
         ("distributed.py", "| 2 | 1 |"),
         ("anomaly.py", "| breast cancer (benign), 1 split |"),
+        ("quality.py", "| 2 | "),
+        ("disentanglement.py", "| β-TCVAE (β = 6) | 1 | "),
     ],
 )
-def test_benchmark_quick_mode_runs(script, expected):
+def test_benchmark_quick_mode_runs(script, expected, tmp_path):
+    """Each prints its table's row; generated data sets (shapes) go to a temporary cache."""
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), "--quick"],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert expected in proc.stdout
