@@ -172,6 +172,23 @@ def test_clear_run_removes_only_run_files(run):
     assert [p.name for p in (run_dir / "figures").iterdir()] == ["my-poster.png"]
 
 
+def test_clear_run_removes_every_file_train_writes(tmp_path):
+    """A real run (figures every epoch, traversals for its small latent, disentanglement's
+    record): --force's clearing leaves only the user's own file and the lock (which --force
+    holds while it clears)."""
+    from vaekit.cli import main
+    from vaekit.run_disentanglement import RESULT_FILE
+    from vaekit.run_figures import TRAVERSALS
+
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", "mnist-small", "--epochs", "1", "--latent-dim", "2"]
+    assert main([*argv, "--hidden", "16", "--quiet", "--out", str(run_dir)]) == 0
+    assert (run_dir / TRAVERSALS).is_file() and RESULT_FILE in checkpoint.RUN_ENTRIES
+    (run_dir / "notes.txt").write_text("mine")
+    checkpoint.clear_run(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt", checkpoint.LOCK_FILE]
+
+
 def test_clear_run_never_follows_a_symbolic_link(run, tmp_path_factory):
     run_dir, *_ = run
     user = tmp_path_factory.mktemp("user")

@@ -587,6 +587,7 @@ RUN_ENTRIES = (
     "interpolations.png",
     "scatter.png",
     "curves.png",
+    "traversals.png",
     "disentanglement.json",
     FIGURES_DIR,
     TENSORBOARD_DIR,
