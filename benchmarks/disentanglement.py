@@ -11,13 +11,15 @@ same images in the same order); only the objective differs:
   (Chen et al. 2018).
 
 ``vaekit disentanglement`` then scores 10,000 images of the grid (seed 0) encoded to their
-posterior means, and ``vaekit traverse`` draws each run's traversals from the prior's median.
+posterior means, and ``vaekit traverse`` draws each run's traversals from the posterior mean of
+its first held-out image (the prior's median decodes to an empty picture for all three).
 Prints one table: model, epochs, CPU and wall minutes, validation −ELBO (nats per image), MIG,
 DCI disentanglement, completeness and informativeness, and the published dSprites MIG of the
 same objective.
 
     python benchmarks/disentanglement.py                      # shapes, 3 epochs each
     python benchmarks/disentanglement.py --figures docs/images  # also keep the traversals
+    python benchmarks/disentanglement.py --runs runs/dis      # keep the three run directories
     python benchmarks/disentanglement.py --quick              # shapes-small, 1 epoch (smoke run)
 """
 
@@ -77,6 +79,9 @@ def main() -> None:
     parser.add_argument("--latent-dim", type=int, default=10)
     parser.add_argument("-n", type=int, help="images scored (default 10,000, or the whole grid)")
     parser.add_argument("--figures", type=Path, help="also copy the traversals here as PNGs")
+    parser.add_argument(
+        "--runs", type=Path, help="keep the runs here (default: a temporary folder)"
+    )
     parser.add_argument("--quick", action="store_true", help="shapes-small, 1 epoch")
     args = parser.parse_args()
     data = "shapes-small" if args.quick else "shapes"
@@ -87,29 +92,15 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, stem, flags, published in MODELS:
-            run = Path(tmp) / stem
+            run = (args.runs or Path(tmp)) / stem
             cpu, wall = cpu_minutes(), time.perf_counter()
-            run_vaekit(
-                [
-                    "train",
-                    "--data",
-                    data,
-                    "--epochs",
-                    str(epochs),
-                    "--latent-dim",
-                    str(args.latent_dim),
-                    *flags,
-                    "--seed",
-                    "0",
-                    "--quiet",
-                    "--out",
-                    str(run),
-                ]
-            )
+            train = ["train", "--data", data, "--epochs", str(epochs), "--seed", "0"]
+            train += ["--latent-dim", str(args.latent_dim), *flags, "--quiet", "--out", str(run)]
+            run_vaekit(train)
             cpu, wall = cpu_minutes() - cpu, (time.perf_counter() - wall) / 60
             scores = score_run(run, args.n, seed=0)
             figure = run / "traversal.png"
-            run_vaekit(["traverse", str(run), "--steps", "9", "--out", str(figure)])
+            run_vaekit(["traverse", str(run), "--index", "0", "--steps", "9", "--out", str(figure)])
             if args.figures:
                 args.figures.mkdir(parents=True, exist_ok=True)
                 save_small(figure, args.figures / f"{data}-traversal-{stem}.png")
