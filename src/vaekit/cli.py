@@ -25,6 +25,7 @@ from vaekit.config import (
     ACTIVATIONS,
     ARCHITECTURES,
     BINARIZATIONS,
+    DATA_ON_DEVICE,
     DEVICES,
     ENGINES,
     FLOWS,
@@ -986,6 +987,13 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         help="fp32 (default) or bf16: bfloat16 autocast for --arch conv, on cpu or cuda",
+    )
+    t.add_argument(
+        "--data-on-device",
+        choices=DATA_ON_DEVICE,
+        help="keep the training set on the torch engine's device, batches sliced and binarized "
+        "there with no per-step sync: auto (default: on a lone CUDA GPU when it fits in half "
+        "the free memory), yes or no",
     )
     t.add_argument(
         "--sample-every",

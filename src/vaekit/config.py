@@ -63,6 +63,9 @@ SCALINGS = ("auto", "none", "unit", "standardize", "minmax")
 IMAGE_MODES = ("auto", "grey", "rgb")
 KEEP = ("last", "best")
 LOGGERS = ("none", "tensorboard")
+#: Whether the training set lives on the engine's device for the run (see
+#: ``vaekit.training.data_on_device``): auto (on a lone CUDA GPU it fits on), yes, no.
+DATA_ON_DEVICE = ("auto", "yes", "no")
 #: Largest side ``image_size`` may ask for, and the largest validation fraction.
 MAX_IMAGE_SIDE = 4096
 MAX_VAL_FRACTION = 0.5
@@ -515,6 +518,10 @@ class TrainConfig:
     keeps the weights of the epoch with the best held-out −ELBO; ``patience`` > 0 stops training
     once that many epochs in a row did not improve it. ``logger`` ``tensorboard`` also writes the
     run's scalars, figures and settings as TensorBoard event files (``RUN/tensorboard/``).
+    ``data_on_device`` ``yes`` keeps the in-memory training set on the torch engine's device
+    for the run: batches are sliced and dynamically binarized there, and steps never wait for
+    the host; ``auto`` does so on a CUDA GPU outside torchrun when the data fit in half its
+    free memory, ``no`` never.
     """
 
     data: str = "mnist-small"
@@ -543,6 +550,7 @@ class TrainConfig:
     keep: str = "last"
     patience: int = 0
     logger: str = "none"
+    data_on_device: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str) or not self.data:
@@ -578,6 +586,7 @@ class TrainConfig:
         _choice("image_mode", self.image_mode, IMAGE_MODES)
         _choice("keep", self.keep, KEEP)
         _choice("logger", self.logger, LOGGERS)
+        _choice("data_on_device", self.data_on_device, DATA_ON_DEVICE)
         if self.image_size is not None:
             if not isinstance(self.image_size, (list, tuple)) or len(self.image_size) != 2:
                 raise ConfigError(f"image_size must be two sides (H, W), got {self.image_size!r}")

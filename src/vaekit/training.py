@@ -12,6 +12,7 @@ the best held-out loss, so a resumed run ends with the same weights as an uninte
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import sys
 import time
@@ -32,6 +33,7 @@ from vaekit.data.scaling import fit as fit_scaling
 from vaekit.data.sources import Scaled, Subset, chunks, in_memory
 from vaekit.data.splits import validation_split
 from vaekit.engines import Engine, EngineOptions, StepMetrics, build_engine
+from vaekit.engines.protocol import DeviceReading, ResidentData
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
@@ -406,6 +408,59 @@ def check_held_out(config: TrainConfig, data: TrainingData) -> None:
             )
 
 
+def check_data_on_device(config: TrainConfig, data: TrainingData, engine: Engine) -> None:
+    """Refuse ``data_on_device`` yes, in one line, where the training set cannot live on the
+    engine's device: an engine without :meth:`~vaekit.engines.protocol.Engine.hold_training_data`
+    (NumPy), data read in batches from disk, or one of torchrun's processes."""
+    if config.data_on_device != "yes":
+        return
+    why = _host_only(data, engine)
+    if why:
+        raise ConfigError(f"--data-on-device yes cannot hold: {why}; use --data-on-device auto")
+
+
+def _host_only(data: TrainingData, engine: Engine) -> str | None:
+    """Why the training set stays in the host's memory whatever is asked, or None."""
+    if not hasattr(engine, "hold_training_data"):
+        return f"the {engine.name} engine trains from the host's memory"
+    if data.streamed:
+        return "the training data are read in batches from disk (larger than memory allows)"
+    if distributed.from_environment() is not None:
+        return "under torchrun each process reads its share of every batch from the host"
+    return None
+
+
+def hold_on_device(config: TrainConfig, data: TrainingData, engine: Engine) -> ResidentData | None:
+    """The training set on the engine's device for this run, or None to train from the host:
+    ``data_on_device`` no; auto where it is :func:`_host_only` or the engine declines (the torch
+    engine takes it on a CUDA GPU with twice its bytes free); yes, or a ConfigError."""
+    check_data_on_device(config, data, engine)
+    if config.data_on_device == "no" or _host_only(data, engine):
+        return None
+    labels = data.train_labels if engine.config.conditional else None
+    return engine.hold_training_data(
+        data.train,
+        labels,
+        config.binarize == "dynamic",
+        required=config.data_on_device == "yes",
+    )
+
+
+def _diverged(loss: float, epoch: int, step: int) -> TrainingDiverged:
+    return TrainingDiverged(f"the loss became {loss} at epoch {epoch}, step {step}")
+
+
+def _read(resident: ResidentData, state: LoopState, epoch: int) -> DeviceReading:
+    """The device's numbers so far (one sync), or TrainingDiverged naming the first step whose
+    loss was not finite; the weights are those of the step before it, its step count too."""
+    reading = resident.read()
+    if reading.diverged is not None:
+        step, loss = reading.diverged
+        state.step = step - 1
+        raise _diverged(loss, epoch, step)
+    return reading
+
+
 EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
 #: After each step: the engine, the loop state, the step's metrics and its KL weight β.
 StepHook = Callable[[Engine, LoopState, StepMetrics, float], None]
@@ -429,6 +484,13 @@ def fit(
     each epoch and ``on_step(engine, state, metrics, beta)`` after each step. A non-finite loss
     raises :class:`TrainingDiverged` before the weights are changed. With ``progress``: a bar on
     stderr when it is a terminal, else a line there every tenth of a long epoch's steps.
+
+    With the training set on the engine's device (:func:`hold_on_device`), a step reads nothing
+    back: the loop reads the device once per epoch, and per step only for ``on_step``, at the
+    progress line's steps, and a tenth of the epoch apart for the bar. The divergence contract
+    holds there too: from the first non-finite loss on no step changes the weights, and the
+    next read raises :class:`TrainingDiverged` naming that step, with the weights of the one
+    before it.
     """
     from tqdm import tqdm  # imported when training: it costs start-up time
 
@@ -444,12 +506,19 @@ def fit(
     held_out = data.held_out()
     check_held_out(config, data)
     engine.set_dataset_size(n)  # N for the tcvae objective's minibatch-weighted sampling
+    resident = hold_on_device(config, data, engine)
+    bar_every = max(1, steps_per_epoch // 10) if show_bar else 0  # device reads for the bar
     while state.epoch < config.epochs and not state.stalled(config.patience):
         epoch = state.epoch + 1
         started = time.perf_counter()
         engine.set_learning_rate(learning_rate(config, epoch))
         order = state.rng.permutation(n)
         totals = np.zeros(3)
+        if resident is not None:
+            resident.shuffle(order)
+            feed: Any = contextlib.nullcontext(itertools.repeat(None, steps_per_epoch))
+        else:
+            feed = contextlib.closing(batches(data.train, order, config.batch_size))
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch}/{config.epochs}",
@@ -457,34 +526,42 @@ def fit(
             leave=False,
             unit="batch",
         )
-        with bar, contextlib.closing(batches(data.train, order, config.batch_size)) as batch_xs:
+        with bar, feed as batch_xs:
             for start, x in zip(range(0, n, config.batch_size), batch_xs, strict=True):
-                index = order[start : start + config.batch_size]
-                y = data.train_labels[index] if conditional else None
-                if config.binarize == "dynamic":
-                    x = binarize(x, "dynamic", state.rng)
-                elif data.per_batch != "none":
-                    x = binarize(x, data.per_batch)
                 beta = kl_weight(beta_max, config.kl_warmup, state.step + 1, steps_per_epoch)
-                metrics = engine.train_step(x, beta, y)
-                if not math.isfinite(metrics.loss):
-                    raise TrainingDiverged(
-                        f"the loss became {metrics.loss} at epoch {epoch}, step {state.step + 1}"
-                    )
+                done = start // config.batch_size + 1  # steps of this epoch
+                line_due = line_every and done % line_every == 0 and done < steps_per_epoch
+                if resident is None:
+                    index = order[start : start + config.batch_size]
+                    y = data.train_labels[index] if conditional else None
+                    if config.binarize == "dynamic":
+                        x = binarize(x, "dynamic", state.rng)
+                    elif data.per_batch != "none":
+                        x = binarize(x, data.per_batch)
+                    metrics = engine.train_step(x, beta, y)
+                    if not math.isfinite(metrics.loss):
+                        raise _diverged(metrics.loss, epoch, state.step + 1)
+                    totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
+                else:
+                    stop = min(start + config.batch_size, n)
+                    resident.train_step(start, stop, beta, state.step + 1)
+                    read = on_step is not None or line_due or (bar_every and done % bar_every == 0)
+                    metrics = _read(resident, state, epoch).last if read else None
                 state.step += 1
                 if on_step is not None:
                     on_step(engine, state, metrics, beta)
-                totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
                 bar.update()
-                bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
-                done = start // config.batch_size + 1  # steps of this epoch
-                if line_every and done % line_every == 0 and done < steps_per_epoch:
+                if metrics is not None:
+                    bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
+                if line_due:
                     print(
                         f"epoch {epoch}/{config.epochs}: step {done}/{steps_per_epoch}  "
                         f"loss {metrics.loss:.2f}",
                         file=sys.stderr,
                         flush=True,
                     )
+        if resident is not None:
+            totals = _read(resident, state, epoch).sums
         loss, recon, kl = totals / n
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -697,6 +774,7 @@ def start_run(
     check_logger(config)
     check_run_dir(run_dir, force=force)  # on every rank, before rank 0 may write
     engine = engine_for(model, config, group)
+    check_data_on_device(config, data, engine)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     with _writer_lock(run_dir, main):
@@ -751,6 +829,7 @@ def resume_run(
     check_held_out(config, data)
     check_logger(config)
     engine = engine_for(model, config, group)
+    check_data_on_device(config, data, engine)
     with _writer_lock(run_dir, main):
         if main:
             checkpoint.recover(run_dir, model)  # finish or undo an interrupted save, first

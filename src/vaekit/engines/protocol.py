@@ -52,6 +52,40 @@ class StepMetrics:
     kl: float
 
 
+@dataclass(frozen=True)
+class DeviceReading:
+    """What :meth:`ResidentData.read` brings back from the device in one transfer: ``sums`` =
+    Σ rows·(loss, recon, kl) over the epoch's steps so far (nats), the ``last`` step's metrics,
+    and ``diverged``, (step, loss) of the first step whose loss, recon or kl was not finite
+    (None while there is none)."""
+
+    sums: np.ndarray
+    last: StepMetrics
+    diverged: tuple[int, float] | None
+
+
+class ResidentData(Protocol):
+    """A training set held on an engine's device for a run (:meth:`Engine.hold_training_data`),
+    whose steps never wait for the host: the loop reads numbers only through :meth:`read`."""
+
+    def shuffle(self, order: np.ndarray) -> None:
+        """Start an epoch: its order (a permutation of the rows, int64 (N,)) is uploaded once,
+        and the epoch's sums start from zero."""
+        ...
+
+    def train_step(self, start: int, stop: int, beta: float, step: int) -> None:
+        """:meth:`Engine.train_step` on the rows ``order[start:stop]`` (dynamically binarized
+        there, if asked), adding rows·(loss, recon, kl) to the epoch's sums. A non-finite value
+        is recorded with ``step``, the loop's step number, and from that step on no step changes
+        the weights or the optimizer's state."""
+        ...
+
+    def read(self) -> DeviceReading:
+        """The sums, last metrics and first non-finite step so far (one device sync); once it
+        reports a divergence, the engine's step count is that of the steps taken before it."""
+        ...
+
+
 class Engine(Protocol):
     """What an engine offers: one optimizer step, encode, decode, the model's objective (ELBO
     terms and importance log-weights), its prior and its state."""
@@ -68,6 +102,16 @@ class Engine(Protocol):
         Draws eps from the engine's own seeded generator. If the loss is not finite the weights
         are left unchanged and the (non-finite) metrics are returned for the caller to report.
         """
+        ...
+
+    def hold_training_data(
+        self, x: np.ndarray, y: np.ndarray | None, dynamic: bool, *, required: bool
+    ) -> ResidentData | None:
+        """Upload the training set ``x`` (and labels ``y``) to the engine's device for the run,
+        ``dynamic``: each batch a fresh Bernoulli sample drawn there from the engine's
+        generator. Unless ``required``, only where it pays and fits (the torch engine: a CUDA
+        GPU with twice x's float32 bytes free), else None. Optional: an engine without it (the
+        NumPy engine) trains from the host's memory, and ``data_on_device`` yes is refused."""
         ...
 
     def elbo_terms(

@@ -12,10 +12,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import objectives
 from vaekit.config import PRECISIONS, ModelConfig, check_device
-from vaekit.engines.protocol import EngineOptions, Posterior, StepMetrics
+from vaekit.engines.protocol import EngineOptions, Posterior, ResidentData, StepMetrics
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.engines.torch.model import VAE, Minibatch, TrainingObjective
+from vaekit.engines.torch.resident import HeldData
 from vaekit.errors import ConfigError
 from vaekit.priors import Prior
 
@@ -189,19 +190,40 @@ class TorchEngine:
         """One step on the global batch ``x``. Alone, on all of it; in a process group, on this
         rank's share of the rows, with the loss scaled by world size / global batch so that
         DDP's gradient average is the gradient of the global batch mean."""
-        self.model.train()
-        cfg = self.config
         batch = len(x)
-        shape = (batch, cfg.noise_dim)
-        if cfg.objective == "iwae":
-            shape = (cfg.iw_samples, *shape)
-        eps = torch.randn(shape, generator=self.generator, device=self.device)  # every rank alike
-        rows, world = slice(None), 1
-        if self.group is not None:
-            rows, world = self.group.rows(batch), self.group.world_size
+        eps = self.noise(batch)  # every rank alike
+        rows = slice(None) if self.group is None else self.group.rows(batch)
         xb = self._tensor(x[rows])
         yb = None if y is None else self._labels(y[rows])
-        eps = eps[..., rows, :]
+        values = self.backward(xb, yb, eps[..., rows, :], beta, batch).tolist()  # one sync
+        metrics = StepMetrics(*values)
+        if np.isfinite(values).all():  # the same decision on every rank: the totals are global
+            self.optimizer.step()
+            self.step += 1
+        return metrics
+
+    def noise(self, batch: int) -> torch.Tensor:
+        """ε ~ N(0, I) for a step on ``batch`` rows, from the engine's generator: (batch,
+        noise_dim), with the iwae objective (iw_samples, batch, noise_dim)."""
+        shape = (batch, self.config.noise_dim)
+        if self.config.objective == "iwae":
+            shape = (self.config.iw_samples, *shape)
+        return torch.randn(shape, generator=self.generator, device=self.device)
+
+    def backward(
+        self,
+        xb: torch.Tensor,
+        yb: torch.Tensor | None,
+        eps: torch.Tensor,
+        beta: float,
+        batch: int,
+    ) -> torch.Tensor:
+        """Gradients of the model's objective on this rank's rows ``xb`` (labels ``yb``, noise
+        ``eps``) of a global batch of ``batch`` rows, left in the parameters' ``.grad``; returns
+        the detached (loss, recon, kl), nats per example, still on the device."""
+        self.model.train()
+        cfg = self.config
+        world = 1 if self.group is None else self.group.world_size
         if cfg.objective == "iwae":
             bound, recon_sum, kl_sum = self.objective(xb, eps, yb, beta)
             totals = self._all_sum(torch.stack([bound, recon_sum, kl_sum]).detach()) / batch
@@ -218,12 +240,20 @@ class TorchEngine:
             loss, recon, kl, objective = self._elbo_loss(recon_sum, kl_sums, beta, batch)
         self.optimizer.zero_grad(set_to_none=True)
         (objective * (world / batch)).backward()
-        values = torch.stack([loss, recon, kl]).tolist()  # one device sync per step
-        metrics = StepMetrics(*values)
-        if np.isfinite(values).all():  # the same decision on every rank: the totals are global
-            self.optimizer.step()
-            self.step += 1
-        return metrics
+        return torch.stack([loss, recon, kl])
+
+    def hold_training_data(
+        self, x: np.ndarray, y: np.ndarray | None, dynamic: bool, *, required: bool
+    ) -> ResidentData | None:
+        """The training set on this engine's device (see :class:`HeldData`); unless
+        ``required``, only on a CUDA GPU where its float32 bytes are under half the free
+        memory (None otherwise)."""
+        x_bytes = 4 * x.size
+        if not required and not (
+            self.device.type == "cuda" and 2 * x_bytes < torch.cuda.mem_get_info(self.device)[0]
+        ):
+            return None
+        return HeldData(self, x, y, dynamic)
 
     def _elbo_loss(
         self, recon_sum: torch.Tensor, kl_sums: torch.Tensor, beta: float, batch: int
@@ -329,8 +359,8 @@ class TorchEngine:
                 if key in arrays:
                     state[torch_key] = torch.from_numpy(np.array(arrays[key])).to(self.device)
             if state:
-                if self.optimizer_name == "adam":
-                    state["step"] = torch.tensor(float(step))
+                if self.optimizer_name == "adam":  # fused: the count lives with the weights
+                    state["step"] = torch.tensor(float(step), device=self.device)
                 self.optimizer.state[param] = state
         self.step = step
         if "torch_generator" in meta:
