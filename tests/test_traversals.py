@@ -98,6 +98,24 @@ def test_cli_grid_npy_and_data_base(runs, tmp_path, capsys, monkeypatch):
     np.testing.assert_allclose(seen[0], engine.encode(x[2:3])[0][0], rtol=1e-6)
 
 
+def test_index_without_data_encodes_the_runs_held_out_input(runs, tmp_path, capsys, monkeypatch):
+    """--index alone starts from that input of the run's own held-out data (it used to be
+    ignored, silently leaving the prior's median); neither flag: the median (base None)."""
+    run = runs["normal"]
+    seen = []
+    real = run_figures.draw_traversals
+    monkeypatch.setattr(
+        run_figures, "draw_traversals", lambda *a, **k: seen.append(k["base"]) or real(*a, **k)
+    )
+    out = tmp_path / "t.png"
+    for extra in (["--index", "4"], []):
+        code, _, err = run_cli(capsys, "traverse", run, *extra, "--out", out)
+        assert code == 0, err
+    x = run_data(run, None, "heldout")[0].x
+    np.testing.assert_allclose(seen[0], checkpoint.open_run(run).encode(x[4:5])[0][0], rtol=1e-6)
+    assert seen[1] is None
+
+
 def test_train_writes_traversals_only_for_small_latents(runs, tmp_path, capsys):
     assert (runs["normal"] / "traversals.png").is_file()
     big = _train(capsys, tmp_path / "big", "--latent-dim", "11")

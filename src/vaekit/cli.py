@@ -572,10 +572,11 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
     base = None
-    if args.data is not None:
-        if args.index >= len(data.x):
-            raise ConfigError(f"--index {args.index} is past the {len(data.x):,} inputs")
-        i = slice(args.index, args.index + 1)
+    if args.data is not None or args.index is not None:
+        index = args.index or 0
+        if index >= len(data.x):
+            raise ConfigError(f"--index {index} is past the {len(data.x):,} inputs")
+        i = slice(index, index + 1)
         base = engine.encode(data.x[i], None if y is None else y[i])[0][0]
     out = args.out or args.run / "traversals.png"
     images = run_figures.draw_traversals(
@@ -1244,9 +1245,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw latent traversals, one row per dimension",
         description="Decode each latent dimension swept over its prior quantiles (--steps "
         "values of p from 0.05 to 0.95) from a base point: the prior's median, or the posterior "
-        "mean of input --index of --data. Rows are ordered by the mean KL(q(z_k|x) || p(z_k)) "
-        "over the run's held-out data (or --data) where the prior has it in closed form, else "
-        "by the variance of the posterior means.",
+        "mean of input --index of --data (or of the run's own --split). Rows are ordered by the "
+        "mean KL(q(z_k|x) || p(z_k)) over the run's held-out data (or --data) where the prior "
+        "has it in closed form, else by the variance of the posterior means.",
     )
     _add_run_flags(p)
     _add_data_flags(p)
@@ -1258,7 +1259,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="latent dimensions, one row each (default: the 10 most used)",
     )
     p.add_argument("--steps", type=_whole(2, MAX_GRID), default=9, help="columns (default 9)")
-    p.add_argument("--index", type=_whole(0, 10**9), default=0, help="input of --data (default 0)")
+    p.add_argument(
+        "--index",
+        type=_whole(0, 10**9),
+        help="start from this input of --data, or of the run's own --split (default 0 with --data; "
+        "neither: the prior's median)",
+    )
     p.add_argument("--label", type=_whole(0, MAX_UNITS), help="class to decode with (conditional)")
     p.add_argument("--npy", type=_output_file, help="also save the decoded array (rows, steps, …)")
     p.set_defaults(handler=cmd_traverse)
