@@ -4,7 +4,7 @@
    hidden layer), in this script — on the real training images, and reports its accuracy on the
    real test images.
 2. For each latent size (2, 10, 20 and 50 by default) trains the conditional MLP VAE (784-400-K,
-   ReLU, Bernoulli on grey levels, Adam 1e-3, batch 128, 20 epochs; the one-hot label joins the
+   ReLU, Bernoulli on grey levels, Adam 1e-3, batch 128, 40 epochs; the one-hot label joins the
    encoder's input and z) with each prior asked for: ``vamp`` (vaekit's default for conditional
    models: a VampPrior per class, 50 pseudo-inputs encoded with each class's label), ``class``
    (one learned Gaussian p(z|y) per class) and ``standard`` (N(0, I), the textbook conditional
@@ -88,7 +88,7 @@ def judge(engine, net: nn.Module, per_class: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
-    parser.add_argument("--epochs", type=int, help="VAE epochs (default 20; 10 with --quick)")
+    parser.add_argument("--epochs", type=int, help="VAE epochs (default 40; 10 with --quick)")
     parser.add_argument("--latent-dims", type=int, nargs="+", default=[2, 10, 20, 50])
     parser.add_argument("--priors", nargs="+", default=["vamp", "class", "standard"])
     parser.add_argument("--classifier-epochs", type=int, default=3)
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="mnist-small (a smoke run)")
     args = parser.parse_args()
     data_name = "mnist-small" if args.quick else "mnist"
-    epochs = args.epochs or (10 if args.quick else 20)
+    epochs = args.epochs or (10 if args.quick else 40)
     config = TrainConfig(
         data=data_name, data_dir=str(args.data_dir), epochs=epochs, seed=0, sample_every=epochs
     )
