@@ -70,11 +70,11 @@ def tiny_model(**fields) -> ModelConfig:
     return ModelConfig(input_shape=(1, 4, 4), hidden=(8,), latent_dim=3, **fields)
 
 
-def one_step(config: ModelConfig, beta: float, x: np.ndarray):
+def one_step(config: ModelConfig, beta: float, x: np.ndarray, y: np.ndarray | None = None):
     engine = build_engine(config, "torch", seed=3)
     engine.set_dataset_size(500)
     before = engine.get_weights()
-    metrics = engine.train_step(x, beta)
+    metrics = engine.train_step(x, beta, y)
     grads = {name: p.grad.clone() for name, p in engine.model.named_parameters()}
     return metrics, grads, before, engine.get_weights()
 
@@ -89,6 +89,20 @@ def test_beta_one_is_exactly_the_elbo_step(rng, free_bits):
         torch.testing.assert_close(tcvae[1][name], grad, rtol=0, atol=0)
     for name, weight in elbo[3].items():
         np.testing.assert_array_equal(tcvae[3][name], weight, err_msg=name)
+
+
+def test_a_conditional_model_at_beta_one_is_exactly_its_elbo_step(rng):
+    """q(z|x, y) of a conditional model: β = 1 leaves its ELBO step unchanged; β = 6 differs."""
+    x = (rng.random((20, 16)) > 0.5).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    fields = {"n_classes": 3, "prior": "standard"}
+    elbo = one_step(tiny_model(**fields), 1.0, x, y)
+    tcvae = one_step(tiny_model(**fields, objective="tcvae"), 1.0, x, y)
+    assert elbo[0] == tcvae[0]
+    for name, grad in elbo[1].items():
+        torch.testing.assert_close(tcvae[1][name], grad, rtol=0, atol=0)
+    six = one_step(tiny_model(**fields, objective="tcvae"), 6.0, x, y)
+    assert six[0].recon == elbo[0].recon and six[0].loss != elbo[0].loss
 
 
 def test_beta_weighs_the_total_correlation(rng):
@@ -175,6 +189,22 @@ def test_cli_trains_evaluates_samples_and_resumes_bit_exactly(tmp_path, capsys):
     assert code == 0, err
     result = json.loads(out)
     assert np.isfinite(result["nll"]) and result["nll"] <= -result["elbo"] + 1.0
+
+
+def test_cli_conditional_tcvae_trains_samples_the_label_and_evaluates(tmp_path, capsys):
+    run = tmp_path / "run"
+    train = ["train", "--data", "mnist-small", *SMALL, "--conditional", "--prior", "standard"]
+    code, _, err = run_cli(
+        capsys, *train, "--objective", "tcvae", "--beta", "6", "--epochs", "1", "--out", run
+    )
+    assert code == 0, err
+    samples = tmp_path / "s.npy"
+    code, _, err = run_cli(capsys, "sample", run, "-n", "4", "--label", "7", "--npy", samples)
+    assert code == 0, err
+    assert np.load(samples).shape == (4, 1, 28, 28)
+    code, out, err = run_cli(capsys, "evaluate", run, "--iw-samples", "5", "--json", "--quiet")
+    assert code == 0, err
+    assert np.isfinite(json.loads(out)["nll"])
 
 
 def test_estimator_fits_with_the_tcvae_objective(mnist_small):
