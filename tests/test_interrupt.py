@@ -13,6 +13,13 @@ from vaekit import checkpoint
 from vaekit.cli import main
 
 
+def _default_interrupt() -> None:
+    """In the child before exec: Ctrl-C's default disposition, as a terminal gives it. A test
+    runner started in the background by a shell without job control inherits SIGINT ignored,
+    and an ignored SIGINT stays ignored across exec (the child then trains all its epochs)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_training_cleanly_and_resume_continues(tmp_path, signum, capsys):
     run = tmp_path / "run"
@@ -34,7 +41,12 @@ def test_signal_stops_training_cleanly_and_resume_continues(tmp_path, signum, ca
     ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_default_interrupt,
     )
     try:
         for line in proc.stdout:
