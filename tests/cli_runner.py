@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
+
 from vaekit.cli import main
 
 
@@ -19,3 +24,17 @@ def user_error(capsys, *argv) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vaekit: error: "), err
     return lines[0]
+
+
+def sample_and_evaluate(capsys, run: Path, out: Path, *labelled) -> dict:
+    """``vaekit sample`` of 6 MNIST-shaped pictures (``labelled``: e.g. ``--label 3``) into
+    ``out`` (.npy) and ``vaekit evaluate --iw-samples 10 --json`` of ``run``, both succeeding;
+    returns the evaluation's record, whose NLL is finite and within a nat of its −ELBO."""
+    code, _, err = run_cli(capsys, "sample", run, "-n", "6", *labelled, "--npy", out)
+    assert code == 0, err
+    assert np.load(out).shape == (6, 1, 28, 28)
+    code, text, err = run_cli(capsys, "evaluate", run, "--iw-samples", "10", "--json", "--quiet")
+    assert code == 0, err
+    result = json.loads(text)
+    assert np.isfinite(result["nll"]) and result["nll"] <= -result["elbo"] + 1.0
+    return result

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_runner import run_cli
+from cli_runner import run_cli, sample_and_evaluate
 from vaekit import checkpoint, objectives
 from vaekit.config import ModelConfig, default_prior
 from vaekit.engines import build_engine
@@ -408,15 +408,8 @@ def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(flags, prior, tmp_
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert any(name.startswith("prior.") for name in a)
 
-    samples = tmp_path / "s.npy"
     labelled = ["--label", "3"] if config.n_classes else []
-    code, _, err = run_cli(capsys, "sample", cut, "-n", "6", *labelled, "--npy", samples)
-    assert code == 0, err
-    assert np.load(samples).shape == (6, 1, 28, 28)
-    code, out, err = run_cli(capsys, "evaluate", cut, "--iw-samples", "10", "--json", "--quiet")
-    assert code == 0, err
-    result = json.loads(out)
-    assert np.isfinite(result["nll"]) and result["nll"] <= -result["elbo"] + 1.0
+    result = sample_and_evaluate(capsys, cut, tmp_path / "s.npy", *labelled)
     if prior == "class":
         assert len(result["kl_per_dim"]) == 4
     else:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.cli_runner import run_cli, user_error
+from tests.cli_runner import run_cli, sample_and_evaluate, user_error
 
 from vaekit import checkpoint, objectives
 from vaekit.config import ModelConfig
@@ -181,14 +181,7 @@ def test_cli_trains_evaluates_samples_and_resumes_bit_exactly(tmp_path, capsys):
     lines = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2] and all(np.isfinite(r["loss"]) for r in lines)
 
-    samples = tmp_path / "s.npy"
-    code, _, err = run_cli(capsys, "sample", cut, "-n", "6", "--npy", samples)
-    assert code == 0, err
-    assert np.load(samples).shape == (6, 1, 28, 28)
-    code, out, err = run_cli(capsys, "evaluate", cut, "--iw-samples", "10", "--json", "--quiet")
-    assert code == 0, err
-    result = json.loads(out)
-    assert np.isfinite(result["nll"]) and result["nll"] <= -result["elbo"] + 1.0
+    sample_and_evaluate(capsys, cut, tmp_path / "s.npy")
 
 
 def test_cli_conditional_tcvae_trains_samples_the_label_and_evaluates(tmp_path, capsys):
@@ -198,13 +191,7 @@ def test_cli_conditional_tcvae_trains_samples_the_label_and_evaluates(tmp_path, 
         capsys, *train, "--objective", "tcvae", "--beta", "6", "--epochs", "1", "--out", run
     )
     assert code == 0, err
-    samples = tmp_path / "s.npy"
-    code, _, err = run_cli(capsys, "sample", run, "-n", "4", "--label", "7", "--npy", samples)
-    assert code == 0, err
-    assert np.load(samples).shape == (4, 1, 28, 28)
-    code, out, err = run_cli(capsys, "evaluate", run, "--iw-samples", "5", "--json", "--quiet")
-    assert code == 0, err
-    assert np.isfinite(json.loads(out)["nll"])
+    sample_and_evaluate(capsys, run, tmp_path / "s.npy", "--label", "7")
 
 
 def test_estimator_fits_with_the_tcvae_objective(mnist_small):
