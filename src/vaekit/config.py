@@ -64,7 +64,7 @@ IMAGE_MODES = ("auto", "grey", "rgb")
 KEEP = ("last", "best")
 LOGGERS = ("none", "tensorboard")
 #: Whether the training set lives on the engine's device for the run (see
-#: ``vaekit.training.data_on_device``): auto (on a lone CUDA GPU it fits on), yes, no.
+#: ``vaekit.training.hold_on_device``): auto (on a lone CUDA GPU it fits on), yes, no.
 DATA_ON_DEVICE = ("auto", "yes", "no")
 #: Largest side ``image_size`` may ask for, and the largest validation fraction.
 MAX_IMAGE_SIDE = 4096
