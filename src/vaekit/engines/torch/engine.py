@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.autograd.graph import increment_version
 from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import objectives
@@ -170,6 +171,11 @@ class TorchEngine:
             )
         else:
             self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum)
+        # the fused kernel writes the weights without advancing their version counters, which
+        # the VampPrior's cached components are keyed on: advance them after every step
+        self.optimizer.register_step_post_hook(
+            lambda optimizer, args, kwargs: increment_version(list(self.model.parameters()))
+        )
         self.step = 0
         self.dataset_size: int | None = None
 
