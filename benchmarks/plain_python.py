@@ -4,7 +4,7 @@ The original from-scratch NumPy VAE project claimed NumPy was roughly 500-1000x 
 plain Python. This script measures our own number. It:
 
 1. implements the VAE's forward and backward pass in plain Python (lists of floats, loops and
-   the ``math`` module; no NumPy), with exactly the math of ``vaekit.engines.numpy.model``:
+   the ``math`` module; no NumPy), with exactly the math of ``vaekit.engines.handwritten.model``:
    dense layers with weights stored (out, in), the hidden activation, the reparameterization
    z = mu + exp(logvar/2)*eps, a Bernoulli likelihood on logits and the closed-form KL, and
    the gradient of L = mean over the batch of (recon + beta*KL) w.r.t. every parameter;

@@ -71,9 +71,9 @@ def kl_per_dim(mu: Array, logvar: Array) -> Array:
     return kl_per_dim_to(mu, logvar, 0.0, 0.0)
 
 
-def kl_per_dim_grad(mu: np.ndarray, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(∂/∂mu, ∂/∂logvar) of :func:`kl_per_dim`, elementwise: (mu, ½·(e^logvar − 1)); for the NumPy
-    engine's backward pass."""
+def kl_per_dim_grad(mu: Array, logvar: Array) -> tuple[Array, Array]:
+    """(∂/∂mu, ∂/∂logvar) of :func:`kl_per_dim`, elementwise: (mu, ½·(e^logvar − 1)); for the
+    hand-written backward pass."""
     return kl_per_dim_to_grad(mu, logvar, 0.0, 0.0)[:2]
 
 
@@ -88,19 +88,17 @@ def kl_per_dim_to(mu: Array, logvar: Array, prior_mu: Array, prior_logvar: Array
 
 
 def kl_per_dim_to_grad(
-    mu: np.ndarray,
-    logvar: np.ndarray,
-    prior_mu: np.ndarray | float,
-    prior_logvar: np.ndarray | float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    mu: Array, logvar: Array, prior_mu: Array | float, prior_logvar: Array | float
+) -> tuple[Array, Array, Array, Array]:
     """(∂/∂mu, ∂/∂logvar, ∂/∂m, ∂/∂lv_p) of :func:`kl_per_dim_to`, elementwise, broadcast shape:
     ((mu − m)·e^−lv_p, ½·(e^(lv − lv_p) − 1), −(mu − m)·e^−lv_p,
-    ½·(1 − (e^lv + (mu − m)²)·e^−lv_p)); for the NumPy engine's backward pass."""
-    scale = np.exp(-np.asarray(prior_logvar, dtype=logvar.dtype))
+    ½·(1 − (e^lv + (mu − m)²)·e^−lv_p)); for the hand-written backward pass."""
+    xp = namespace(logvar)
+    scale = xp.exp(-as_array(prior_logvar, logvar))
     diff = mu - prior_mu
     d_mu = diff * scale
-    d_prior_logvar = 0.5 * (1.0 - (np.exp(logvar) + diff * diff) * scale)
-    return d_mu, 0.5 * np.expm1(logvar - prior_logvar), -d_mu, d_prior_logvar
+    d_prior_logvar = 0.5 * (1.0 - (xp.exp(logvar) + diff * diff) * scale)
+    return d_mu, 0.5 * xp.expm1(logvar - prior_logvar), -d_mu, d_prior_logvar
 
 
 def free_bits(kl_means: Array, free_bits: float) -> tuple[Array, Array | None]:
@@ -203,7 +201,7 @@ def bernoulli_nll_torch(logits: Array, x: Array, log_sigma: LogSigma = None) -> 
     return functional.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
 
 
-def bernoulli_grad(logits: np.ndarray, x: np.ndarray, log_sigma: LogSigma = None) -> tuple:
+def bernoulli_grad(logits: Array, x: Array, log_sigma: LogSigma = None) -> tuple:
     """(∂/∂l of the per-element −log p, None) = (σ(l) − x, None): Bernoulli has no σ."""
     grad = sigmoid(logits)
     grad -= x
@@ -221,18 +219,19 @@ def gaussian_nll(mean: Array, x: Array, log_sigma: LogSigma) -> Array:
     return (sq + (log_sigma + 0.5 * LOG_2PI)).sum(-1)
 
 
-def gaussian_grad(mean: np.ndarray, x: np.ndarray, log_sigma: LogSigma) -> tuple:
-    """(∂/∂mean of the per-element −log p, ∂/∂log σ summed over the rows, or None for a fixed σ).
+def gaussian_grad(mean: Array, x: Array, log_sigma: LogSigma) -> tuple:
+    """(∂/∂mean of the per-element −log p, ∂/∂log σ summed over the rows, or None for a fixed σ
+    (a float)).
 
     ∂/∂m_d = (m_d − x_d)/σ_d²;  ∂/∂log σ_d = 1 − (x_d − m_d)²/σ_d², summed to log σ's shape.
     """
-    inv_var = np.exp(-2.0 * np.asarray(log_sigma, dtype=mean.dtype))
+    inv_var = namespace(mean).exp(-2.0 * as_array(log_sigma, mean))
     resid = mean - x
     grad = resid * inv_var
-    if not isinstance(log_sigma, np.ndarray):
+    if isinstance(log_sigma, float):
         return grad, None
     per_dim = (1.0 - resid * resid * inv_var).sum(axis=0)
-    return grad, per_dim.sum(keepdims=True) if log_sigma.shape == (1,) else per_dim
+    return grad, per_dim.sum().reshape(1) if log_sigma.shape == (1,) else per_dim
 
 
 @dataclass(frozen=True)
@@ -242,13 +241,13 @@ class Likelihood:
     - ``nll(out, x, log_sigma)``: −log p(x|z) per example, nats, for arrays and tensors alike;
     - ``torch_nll``: the same by a fused torch kernel, where one exists (used for tensors);
     - ``mean(out)``: the mean of p(x|z) (what a decoded image shows);
-    - ``grad(out, x, log_sigma)``: for the NumPy engine, (∂(−log p)/∂out per element,
-      ∂(−log p)/∂log σ summed over the rows or None).
+    - ``grad(out, x, log_sigma)``: for the hand-written backward pass, (∂(−log p)/∂out per
+      element, ∂(−log p)/∂log σ summed over the rows or None).
     """
 
     nll_formula: Callable[[Array, Array, LogSigma], Array]
     mean: Callable[[Array], Array]
-    grad: Callable[[np.ndarray, np.ndarray, LogSigma], tuple]
+    grad: Callable[[Array, Array, LogSigma], tuple]
     torch_nll: Callable[[Array, Array, LogSigma], Array] | None = None
 
     def nll(self, out: Array, x: Array, log_sigma: LogSigma = None) -> Array:

@@ -9,7 +9,7 @@ import numpy as np
 
 from vaekit import objectives, priors
 from vaekit.config import ModelConfig
-from vaekit.engines.numpy import model
+from vaekit.engines.handwritten import model
 from vaekit.engines.numpy.optim import SGD, Adam
 from vaekit.engines.protocol import EngineOptions, Posterior, StepMetrics
 from vaekit.errors import CheckpointError, ConfigError
@@ -40,27 +40,13 @@ class NumpyEngine:
                 "the numpy engine computes in float32 (or float64), not bf16; --precision bf16 "
                 "is the torch engine's, for the conv architecture"
             )
-        if config.arch != "mlp" or config.objective != "elbo":
-            raise ConfigError(
-                "the numpy engine implements the MLP VAE with the ELBO objective; use "
-                "--engine torch for the conv architecture or the iwae or tcvae objective"
-            )
-        extensions = [
-            what
-            for what, used in (
-                (f"the {config.prior} prior", config.prior in ("vamp", "mog")),
-                ("a second stochastic layer", config.top_latent_dim > 0),
-                ("a flow", config.flow != "none"),
-                ("your own networks", bool(config.encoder_module or config.decoder_module)),
-            )
-            if used
-        ]
-        if extensions:
+        uncovered = model.covers(config)
+        if uncovered:
             alternative = " or --prior class" if config.n_classes else ""
             raise ConfigError(
-                f"the numpy engine's hand-written backward pass covers the standard and class "
-                f"priors of one stochastic layer, not {' or '.join(extensions)}; use --engine "
-                f"torch{alternative}"
+                f"the numpy engine's hand-written backward pass covers the MLP VAE with the "
+                f"ELBO objective and the standard and class priors of one stochastic layer, not "
+                f"{' or '.join(uncovered)}; use --engine torch{alternative}"
             )
         self.config = config
         self.dtype = np.dtype(dtype)
@@ -108,14 +94,11 @@ class NumpyEngine:
         L = mean(recon) + β·Σ_k max(free_bits, mean(kl_k)) (= mean(recon + β·kl) without free
         bits), recon = −log p(x|z) and kl_k the prior's KL of latent dimension k."""
         x, eps = self._flat(x), self._flat(eps)
-        f = model.forward(self.config, self.params, x, eps, self._onehot(y))
-        recon = model.reconstruction_nll(self.config, self.params, x, f.out)
-        prior = self._prior()
-        kl_dims = prior.kl_per_dim(f.mu, f.logvar, y)
-        kl_term, mask = objectives.free_bits(kl_dims.mean(axis=0), self.config.free_bits)
+        recon, kl_dims, grads = model.elbo_gradients(
+            self.config, self.params, self._prior(), x, eps, beta, self._onehot(y), y
+        )
+        kl_term, _ = objectives.free_bits(kl_dims.mean(axis=0), self.config.free_bits)
         objective = float(recon.mean()) + beta * float(kl_term)
-        kl_weight = beta / len(x) if mask is None else (beta / len(x)) * mask
-        grads = model.backward(self.config, self.params, prior, x, f, kl_weight, y)
         return objective, recon, kl_dims.sum(axis=1), grads
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:

@@ -64,6 +64,14 @@ def uses_onednn(h: torch.Tensor) -> bool:
     )
 
 
+def linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """h·Wᵀ (+ b) without autograd (the hand-written passes' product): oneDNN where
+    :class:`Dense` would use it, ``F.linear`` otherwise; either may be any strided view."""
+    if uses_onednn(h) and weight.dtype == torch.float32:
+        return onednn_linear(h, weight, bias)
+    return F.linear(h, weight, bias)
+
+
 class Dense(nn.Linear):
     """``nn.Linear`` with oneDNN matrix multiplies on the CPU (see the module docstring)."""
 

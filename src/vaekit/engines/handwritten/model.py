@@ -1,6 +1,8 @@
-"""The VAE's forward and backward passes, by hand, in NumPy.
+"""The VAE's forward and backward passes, by hand, for NumPy arrays and torch tensors alike.
 
-Parameters are a dict of named arrays (the names and shapes of ``ModelConfig.parameter_shapes``).
+Parameters are a dict of named arrays or tensors (the names and shapes of
+``ModelConfig.parameter_shapes``, which are also the torch model's parameter names); every
+function computes in its inputs' library (:func:`vaekit.objectives.namespace`).
 For a batch x (N, D) and noise eps (N, K), with L = (1/N) Σ_n (recon_n + β·kl_n):
 
 forward
@@ -32,24 +34,43 @@ import numpy as np
 
 from vaekit import objectives
 from vaekit.config import ModelConfig
-from vaekit.engines.numpy.layers import ACTIVATIONS, dense, dense_backward
+from vaekit.engines.handwritten.layers import ACTIVATIONS, dense, dense_backward, linear
+from vaekit.objectives import Array, namespace
 from vaekit.priors import Prior
 
-Params = dict[str, np.ndarray]
+Params = dict[str, Array]
+
+
+def covers(config: ModelConfig) -> list[str]:
+    """What of ``config`` the hand-written passes do not cover (empty: all of it). They cover the
+    MLP VAE with one stochastic layer, the ELBO objective, either likelihood, free bits, a
+    conditional model, and the standard and class priors."""
+    return [
+        what
+        for what, used in (
+            ("the conv architecture", config.arch != "mlp"),
+            (f"the {config.objective} objective", config.objective != "elbo"),
+            (f"the {config.prior} prior", config.prior in ("vamp", "mog")),
+            ("a second stochastic layer", config.top_latent_dim > 0),
+            ("a flow", config.flow != "none"),
+            ("your own networks", bool(config.encoder_module or config.decoder_module)),
+        )
+        if used
+    ]
 
 
 @dataclass
 class Forward:
     """What the backward pass needs from the forward pass (pre-activations and activations)."""
 
-    encoder: list[tuple[np.ndarray, np.ndarray]]  # (input, pre-activation) of each hidden layer
-    h: np.ndarray  # input of the encoder heads
-    mu: np.ndarray
-    logvar: np.ndarray
-    z: np.ndarray
-    decoder: list[tuple[np.ndarray, np.ndarray]]
-    g: np.ndarray  # input of the decoder's output layer
-    out: np.ndarray  # logits (Bernoulli) or mean (Gaussian)
+    encoder: list[tuple[Array, Array]]  # (input, pre-activation) of each hidden layer
+    h: Array  # input of the encoder heads
+    mu: Array
+    logvar: Array
+    z: Array
+    decoder: list[tuple[Array, Array]]
+    g: Array  # input of the decoder's output layer
+    out: Array  # logits (Bernoulli) or mean (Gaussian)
 
 
 def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> Params:
@@ -70,17 +91,19 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
     return params
 
 
-Cache = list[tuple[np.ndarray, np.ndarray]]  # (input, pre-activation) of each hidden layer
+Cache = list[tuple[Array, Array]]  # (input, pre-activation) of each hidden layer
 
 
-def with_label(h: np.ndarray, onehot: np.ndarray | None) -> np.ndarray:
+def with_label(h: Array, onehot: Array | None) -> Array:
     """[h, onehot(y)] for a conditional model; h itself otherwise."""
-    return h if onehot is None else np.concatenate([h, onehot.astype(h.dtype)], axis=1)
+    if onehot is None:
+        return h
+    return namespace(h).concatenate([h, objectives.as_array(onehot, h)], axis=1)
 
 
 def hidden_stack(
-    config: ModelConfig, p: Params, part: str, h: np.ndarray, layers: int
-) -> tuple[np.ndarray, Cache]:
+    config: ModelConfig, p: Params, part: str, h: Array, layers: int
+) -> tuple[Array, Cache]:
     """h_i = act(h_{i−1}·W_iᵀ + b_i) through ``part``'s hidden layers; (output, cache)."""
     act = ACTIVATIONS[config.activation].forward
     cache = []
@@ -91,7 +114,7 @@ def hidden_stack(
     return h, cache
 
 
-def encode(config: ModelConfig, p: Params, x: np.ndarray, onehot: np.ndarray | None = None):
+def encode(config: ModelConfig, p: Params, x: Array, onehot: Array | None = None):
     """(mu, logvar) of q(z|x[, y]) for flat x (N, D), the hidden layers' cache and the heads'
     input."""
     h, cache = hidden_stack(config, p, "encoder", with_label(x, onehot), len(config.hidden))
@@ -101,32 +124,30 @@ def encode(config: ModelConfig, p: Params, x: np.ndarray, onehot: np.ndarray | N
 
 
 def decode(
-    config: ModelConfig, p: Params, z: np.ndarray, onehot: np.ndarray | None = None
-) -> tuple[np.ndarray, Cache, np.ndarray]:
+    config: ModelConfig, p: Params, z: Array, onehot: Array | None = None
+) -> tuple[Array, Cache, Array]:
     """Decoder output (logits or mean) for z (N, K) [and y], the cache and the output layer's
     input."""
     g, cache = hidden_stack(config, p, "decoder", with_label(z, onehot), len(config.decoder_sizes))
     return dense(g, p["decoder.out.weight"], p["decoder.out.bias"]), cache, g
 
 
-def log_sigma(config: ModelConfig, p: Params) -> np.ndarray | float:
+def log_sigma(config: ModelConfig, p: Params) -> Array | float:
     """The Gaussian's log σ: the learned parameter, or log of the fixed σ."""
     return p.get("decoder.log_sigma", float(np.log(config.sigma)))
 
 
 def forward(
-    config: ModelConfig, p: Params, x: np.ndarray, eps: np.ndarray, onehot: np.ndarray | None = None
+    config: ModelConfig, p: Params, x: Array, eps: Array, onehot: Array | None = None
 ) -> Forward:
     """Run encoder, reparameterization and decoder, keeping what backward needs."""
     mu, logvar, enc, h = encode(config, p, x, onehot)
-    z = mu + np.exp(0.5 * logvar) * eps
+    z = mu + namespace(logvar).exp(0.5 * logvar) * eps
     out, dec, g = decode(config, p, z, onehot)
     return Forward(enc, h, mu, logvar, z, dec, g, out)
 
 
-def reconstruction_nll(
-    config: ModelConfig, p: Params, x: np.ndarray, out: np.ndarray
-) -> np.ndarray:
+def reconstruction_nll(config: ModelConfig, p: Params, x: Array, out: Array) -> Array:
     """−log p(x|z) per example, nats, from the decoder output ``out`` (logits or mean)."""
     return objectives.LIKELIHOODS[config.likelihood].nll(out, x, log_sigma(config, p))
 
@@ -135,10 +156,10 @@ def backward(
     config: ModelConfig,
     p: Params,
     prior: Prior,
-    x: np.ndarray,
+    x: Array,
     f: Forward,
-    kl_weight: float | np.ndarray,
-    labels: np.ndarray | None = None,
+    kl_weight: float | Array,
+    labels: Array | None = None,
 ) -> Params:
     """∂L/∂θ for every parameter θ, L = mean over the batch of recon + Σ_k N·w_k·kl_k, with the
     KL weight w = β/N, or (K,) of β/N and 0 (free bits); ``labels``: the class prior's y."""
@@ -167,7 +188,7 @@ def backward(
     # reparameterization and the closed-form KL
     kl_mu, kl_logvar, kl_prior = prior.kl_grad(f.mu, f.logvar, labels)
     for name, g in kl_prior.items():
-        grads[name] = (kl_weight * g).astype(p[name].dtype, copy=False)
+        grads[name] = objectives.as_array(kl_weight * g, p[name])
     d_mu = d_z + kl_weight * kl_mu
     d_logvar = d_z * 0.5 * (f.z - f.mu) + kl_weight * kl_logvar
 
@@ -182,8 +203,29 @@ def backward(
         h = f.h if i == len(f.encoder) - 1 else f.encoder[i + 1][0]
         d = act.backward(a, h, d)
         w = p[f"encoder.hidden.{i}.weight"]
-        grads[f"encoder.hidden.{i}.weight"] = d.T @ h_in
+        grads[f"encoder.hidden.{i}.weight"] = linear(d.T, h_in.T)
         grads[f"encoder.hidden.{i}.bias"] = d.sum(axis=0)
         if i > 0:
-            d = d @ w
+            d = linear(d, w.T)
     return grads
+
+
+def elbo_gradients(
+    config: ModelConfig,
+    p: Params,
+    prior: Prior,
+    x: Array,
+    eps: Array,
+    beta: float,
+    onehot: Array | None = None,
+    labels: Array | None = None,
+) -> tuple[Array, Array, Params]:
+    """(recon (N,), kl (N, K), ∂L/∂θ) for a batch x (N, D) and noise eps (N, K): recon = −log p(x|z)
+    and kl the prior's KL per dimension, nats, and the gradient of
+    L = mean(recon) + β·Σ_k max(λ, mean(kl_k)) (= mean(recon + β·kl) without free bits λ)."""
+    f = forward(config, p, x, eps, onehot)
+    recon = reconstruction_nll(config, p, x, f.out)
+    kl = prior.kl_per_dim(f.mu, f.logvar, labels)
+    _, mask = objectives.free_bits(kl.mean(axis=0), config.free_bits)
+    kl_weight = beta / len(x) if mask is None else (beta / len(x)) * mask
+    return recon, kl, backward(config, p, prior, x, f, kl_weight, labels)
