@@ -144,13 +144,18 @@ def mixture_log_density(z: Array, log_weights: Array, means: Array, logvars: Arr
     """log Σ_c w_c N(z; m_c, diag e^lv_c), nats, for z (…, K) against C components: log_weights
     (C,) = log w_c, means and logvars (C, K); shape (…).
 
-    Each component's log-density −½ Σ_k ((z_k − m_ck)² e^−lv_ck + lv_ck + log 2π) is expanded
-    into matrix products, −½ (z²·(e^−lv)ᵀ − 2 z·(m e^−lv)ᵀ + Σ_k (m² e^−lv + lv)_ck + K log 2π),
-    so only (…, C) arrays are formed, never (…, C, K)."""
-    precision = namespace(logvars).exp(-logvars)
+    Each weighted component's log-density, log w_c − ½ Σ_k ((z_k − m_ck)² e^−lv_ck + lv_ck
+    + log 2π), is expanded into one matrix product and a bias,
+    [z², z]·[−½ e^−lv, m e^−lv]ᵀ + (log w_c − ½ Σ_k (m² e^−lv + lv)_ck − ½ K log 2π),
+    so only (…, 2K) and (…, C) arrays are formed, never (…, C, K), and the (…, C) one is passed
+    over twice before the log-sum-exp (an importance-weighted evaluation's hot spot)."""
+    xp = namespace(logvars)
+    precision = xp.exp(-logvars)
+    coefficients = xp.concatenate([-0.5 * precision, means * precision], axis=-1)  # (C, 2K)
     constant = (means * means * precision + logvars).sum(-1) + means.shape[-1] * LOG_2PI
-    square = (z * z) @ precision.T - 2.0 * (z @ (means * precision).T)
-    return logsumexp(log_weights - 0.5 * (square + constant), axis=-1)
+    log_joint = xp.concatenate([z * z, z], axis=-1) @ coefficients.T
+    log_joint += log_weights - 0.5 * constant
+    return logsumexp(log_joint, axis=-1)
 
 
 def total_correlation(z: Array, mu: Array, logvar: Array, dataset_size: int) -> Array:
