@@ -11,7 +11,7 @@ from vaekit.engines.torch.dense import Dense
 
 
 def _forward_backward(layer: Dense, h: torch.Tensor, use_onednn: bool, monkeypatch):
-    monkeypatch.setattr(dense, "onednn_matmul_available", lambda: use_onednn)
+    monkeypatch.setattr(dense, "prefers_onednn", lambda: use_onednn)
     h = h.clone().requires_grad_(True)
     layer.zero_grad(set_to_none=True)
     out = layer(h)
@@ -43,3 +43,30 @@ def test_other_dtypes_and_shapes_take_the_plain_path(dtype):
     layer = Dense(3, 2).to(torch.float64)
     h64 = torch.randn(4, 3, dtype=torch.float64)
     torch.testing.assert_close(layer(h64), F.linear(h64, layer.weight, layer.bias))
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, vendor",
+    [
+        ("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: avx512f\n", "GenuineIntel"),
+        ("processor\t: 0\nvendor_id\t: AuthenticAMD\n", "AuthenticAMD"),
+        ("processor\t: 0\n", ""),
+    ],
+)
+def test_cpu_vendor_is_read_from_cpuinfo(cpuinfo, vendor, tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo)
+    assert dense.cpu_vendor(path) == vendor
+    assert dense.cpu_vendor(tmp_path / "absent") == ""
+
+
+@pytest.mark.skipif(not dense.onednn_matmul_available(), reason="this torch build has no oneDNN")
+@pytest.mark.parametrize("vendor, expected", [("GenuineIntel", False), ("AuthenticAMD", True)])
+def test_onednn_is_preferred_except_on_intel_cpus(vendor, expected, monkeypatch):
+    monkeypatch.setattr(dense, "cpu_vendor", lambda: vendor)
+    dense.prefers_onednn.cache_clear()
+    try:
+        assert dense.prefers_onednn() is expected
+        assert dense.uses_onednn(torch.randn(4, 3)) is expected
+    finally:
+        dense.prefers_onednn.cache_clear()

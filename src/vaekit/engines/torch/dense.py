@@ -1,11 +1,13 @@
 """Dense layers whose matrix multiplies run on the fastest float32 GEMM the CPU offers.
 
-``torch.nn.Linear`` on the CPU multiplies with MKL's sgemm, which on some processors (AMD's, for
-one) runs its AVX2 code path; oneDNN picks its kernels by instruction set and is about twice as
-fast there at this model's shapes (``benchmarks/run.py`` measures both). :class:`Dense` is an
+``torch.nn.Linear`` on the CPU multiplies with MKL's sgemm, which on processors other than
+Intel's (AMD's, for one) runs its AVX2 code path; oneDNN picks its kernels by instruction set and
+was about twice as fast there at this model's shapes, while on an Intel Xeon with AVX-512 MKL
+was the faster by a third (``benchmarks/run.py`` measures both). :class:`Dense` is an
 ``nn.Linear`` (same parameters, same names) whose forward and backward passes call oneDNN's
-matmul when the input is a float32 CPU matrix and PyTorch has oneDNN, and ``F.linear``
-otherwise (CUDA, other dtypes, or a build without oneDNN).
+matmul when the input is a float32 CPU matrix, PyTorch has oneDNN and the CPU is not Intel's
+(:func:`prefers_onednn`: a fixed rule, not a timing, so a run and its resume multiply alike), and
+``F.linear`` otherwise (Intel CPUs, CUDA, other dtypes, or a build without oneDNN).
 
 For a = h·Wᵀ + b and g = ∂L/∂a:  ∂L/∂h = g·W,  ∂L/∂W = gᵀ·h,  ∂L/∂b = Σ_rows g; each product
 is one oneDNN matmul on strided views (no transposed copies).
@@ -14,6 +16,7 @@ is one oneDNN matmul on strided views (no transposed copies).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +33,27 @@ def onednn_matmul_available() -> bool:
         return bool(torch.equal(op(a, w, None, "none", [], ""), a @ w.T))
     except (AttributeError, RuntimeError):
         return False
+
+
+def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD`` …) from Linux's cpuinfo, or
+    "" where there is none to read."""
+    try:
+        with cpuinfo.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+@functools.cache
+def prefers_onednn() -> bool:
+    """Whether float32 CPU products go to oneDNN: where it works and the CPU is not Intel's
+    (where MKL, behind ``F.linear``, runs its own best kernels)."""
+    return onednn_matmul_available() and cpu_vendor() != "GenuineIntel"
 
 
 def onednn_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -60,7 +84,7 @@ def uses_onednn(h: torch.Tensor) -> bool:
         and h.dtype == torch.float32
         and h.dim() == 2
         and h.shape[0] > 0
-        and onednn_matmul_available()
+        and prefers_onednn()
     )
 
 
