@@ -68,5 +68,20 @@ def test_onednn_is_preferred_except_on_intel_cpus(vendor, expected, monkeypatch)
     try:
         assert dense.prefers_onednn() is expected
         assert dense.uses_onednn(torch.randn(4, 3)) is expected
+        with torch.no_grad():  # scores: oneDNN everywhere, a row's result batch-independent
+            assert dense.uses_onednn(torch.randn(4, 3))
     finally:
         dense.prefers_onednn.cache_clear()
+
+
+@pytest.mark.skipif(not dense.onednn_matmul_available(), reason="this torch build has no oneDNN")
+def test_without_gradients_a_rows_product_does_not_depend_on_the_batch_size():
+    """What the estimator's row scores rely on: from two rows on, Dense's output for a row is the
+    same bits whatever the batch's size (MKL's is not, for small batches on an Intel Xeon)."""
+    torch.manual_seed(0)
+    layer = Dense(784, 400)
+    x = torch.randn(600, 784)
+    with torch.no_grad():
+        full = layer(x)
+        for rows in (2, 3, 7, 20, 40, 100, 500):
+            assert torch.equal(layer(x[:rows])[:2], full[:2]), rows

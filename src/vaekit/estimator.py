@@ -150,7 +150,8 @@ def batch_kernel(function: Any, x: np.ndarray, labels: np.ndarray | None) -> Any
     """``function(x, labels)`` (an array or a tuple of arrays, one row per row of x), a lone row
     passed twice: torch and BLAS multiply a single row with another kernel (matrix × vector)
     whose float32 rounding differs from the batch kernel's by ~1e-7, while from two rows on a
-    row's result does not depend on the rest of the batch (measured on both engines)."""
+    row's result does not depend on the rest of the batch (measured on both engines; the torch
+    engine scores with oneDNN for this, :func:`vaekit.engines.torch.dense.uses_onednn`)."""
     if len(x) != 1:
         return function(x, labels)
     pair = None if labels is None else np.concatenate([labels, labels])

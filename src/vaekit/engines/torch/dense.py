@@ -7,7 +7,8 @@ was the faster by a third (``benchmarks/run.py`` measures both). :class:`Dense` 
 ``nn.Linear`` (same parameters, same names) whose forward and backward passes call oneDNN's
 matmul when the input is a float32 CPU matrix, PyTorch has oneDNN and the CPU is not Intel's
 (:func:`prefers_onednn`: a fixed rule, not a timing, so a run and its resume multiply alike), and
-``F.linear`` otherwise (Intel CPUs, CUDA, other dtypes, or a build without oneDNN).
+``F.linear`` otherwise (Intel CPUs, CUDA, other dtypes, or a build without oneDNN); without
+gradients, oneDNN on every CPU (see :func:`uses_onednn`).
 
 For a = h·Wᵀ + b and g = ∂L/∂a:  ∂L/∂h = g·W,  ∂L/∂W = gᵀ·h,  ∂L/∂b = Σ_rows g; each product
 is one oneDNN matmul on strided views (no transposed copies).
@@ -51,8 +52,8 @@ def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 @functools.cache
 def prefers_onednn() -> bool:
-    """Whether float32 CPU products go to oneDNN: where it works and the CPU is not Intel's
-    (where MKL, behind ``F.linear``, runs its own best kernels)."""
+    """Whether float32 CPU training products go to oneDNN: where it works and the CPU is not
+    Intel's (where MKL, behind ``F.linear``, runs its own best kernels)."""
     return onednn_matmul_available() and cpu_vendor() != "GenuineIntel"
 
 
@@ -77,21 +78,32 @@ class _OneDnnLinear(torch.autograd.Function):
         return d_h, d_w, d_b
 
 
-def uses_onednn(h: torch.Tensor) -> bool:
-    """Whether :class:`Dense` sends this input to oneDNN."""
+def onednn_fits(h: torch.Tensor) -> bool:
+    """Whether oneDNN can multiply this input: a non-empty float32 CPU matrix, and PyTorch has
+    oneDNN."""
     return (
         h.device.type == "cpu"
         and h.dtype == torch.float32
         and h.dim() == 2
         and h.shape[0] > 0
-        and prefers_onednn()
+        and onednn_matmul_available()
     )
 
 
+def uses_onednn(h: torch.Tensor) -> bool:
+    """Whether :class:`Dense` sends this input to oneDNN: in training (gradients enabled) where
+    it is preferred (:func:`prefers_onednn`); without gradients (scores, samples, the test ELBO)
+    wherever it fits, because oneDNN's result for a row does not depend on the other rows of the
+    batch from two rows on, while MKL's does for small batches (up to 40 rows at the reference
+    model's output layer on an Intel Xeon), and a row's score must not
+    (:func:`vaekit.estimator.batch_kernel`)."""
+    return onednn_fits(h) and (prefers_onednn() or not torch.is_grad_enabled())
+
+
 def linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """h·Wᵀ (+ b) without autograd (the hand-written passes' product): oneDNN where
-    :class:`Dense` would use it, ``F.linear`` otherwise; either may be any strided view."""
-    if uses_onednn(h) and weight.dtype == torch.float32:
+    """h·Wᵀ (+ b) for the hand-written training step (no autograd): oneDNN where it is preferred
+    (:func:`prefers_onednn`), ``F.linear`` otherwise; either may be any strided view."""
+    if onednn_fits(h) and prefers_onednn() and weight.dtype == torch.float32:
         return onednn_linear(h, weight, bias)
     return F.linear(h, weight, bias)
 
