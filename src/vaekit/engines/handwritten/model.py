@@ -41,10 +41,10 @@ from vaekit.priors import Prior
 Params = dict[str, Array]
 
 
-def covers(config: ModelConfig) -> list[str]:
-    """What of ``config`` the hand-written passes do not cover (empty: all of it). They cover the
-    MLP VAE with one stochastic layer, the ELBO objective, either likelihood, free bits, a
-    conditional model, and the standard and class priors."""
+def uncovered(config: ModelConfig) -> list[str]:
+    """What of ``config`` the hand-written passes do not cover, in words (empty: they cover it
+    all). They cover the MLP VAE with one stochastic layer, the ELBO objective, either
+    likelihood, free bits, a conditional model, and the standard and class priors."""
     return [
         what
         for what, used in (

@@ -40,7 +40,7 @@ class NumpyEngine:
                 "the numpy engine computes in float32 (or float64), not bf16; --precision bf16 "
                 "is the torch engine's, for the conv architecture"
             )
-        uncovered = model.covers(config)
+        uncovered = model.uncovered(config)
         if uncovered:
             alternative = " or --prior class" if config.n_classes else ""
             raise ConfigError(

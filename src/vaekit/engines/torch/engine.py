@@ -163,7 +163,7 @@ class TorchEngine:
         # the hand-written passes, not autograd, where they cover the model with the standard
         # prior, in float32, in one process: the same gradients for about half the overhead
         self.handwritten = (
-            not handwritten.covers(config)
+            not handwritten.uncovered(config)
             and isinstance(self.model.prior, StandardNormal)
             and options.precision == "fp32"
             and group is None
