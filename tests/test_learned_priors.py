@@ -184,49 +184,6 @@ def test_torch_priors_density_equals_their_snapshot(rng):
         np.testing.assert_allclose(learned, engine.prior.log_prob(z.double()).numpy(), rtol=1e-5)
 
 
-def test_vamp_prior_encodes_its_pseudo_inputs_once_until_a_weight_changes(rng, mnist_small):
-    """Without gradients (evaluation, sampling) the components are cached; any change to the
-    weights (a training step, set_weights) is seen at the next call, which matches a fresh
-    encoding exactly."""
-    engine = TorchEngine(ModelConfig(hidden=(16,), latent_dim=3, prior="vamp", prior_components=6))
-    prior = engine.model.prior
-    calls = []
-    encode = engine.model.encode
-    engine.model.encode = lambda x, y=None: (
-        calls.append(len(x) == 6 and not torch.is_grad_enabled()) or encode(x, y)
-    )
-    x = mnist_small[0].x[:32]
-    z = torch.from_numpy(rng.normal(size=(4, 5, 3)).astype(np.float32))
-
-    def fresh() -> np.ndarray:  # encoded again, as without the cache
-        prior._cached = None
-        with torch.no_grad():
-            value = prior.log_prob(z).numpy()
-        calls.pop()
-        return value
-
-    with torch.no_grad():
-        before = prior.log_prob(z).numpy()
-        np.testing.assert_array_equal(prior.log_prob(z).numpy(), before)
-    assert calls.count(True) == 1
-    np.testing.assert_array_equal(before, fresh())
-    weights = {k: v + 0.01 for k, v in engine.get_weights().items()}
-    for change in (lambda: engine.train_step(x, 1.0), lambda: engine.set_weights(weights)):
-        calls.clear()
-        change()
-        with torch.no_grad():
-            changed = prior.log_prob(z).numpy()
-            np.testing.assert_array_equal(prior.log_prob(z).numpy(), changed)
-        assert calls.count(True) == 1
-        assert not np.array_equal(changed, before)
-        np.testing.assert_array_equal(changed, fresh())
-        before = changed
-    calls.clear()
-    for _ in range(2):  # evaluation's chunks reuse the components of the unchanged weights
-        w = engine.log_weights(x[:4], engine.encode(x[:4]), rng.normal(size=(3, 4, 3)))
-    assert np.isfinite(w).all() and calls.count(True) == 0
-
-
 # --- the class prior's KL -------------------------------------------------------------------------
 
 

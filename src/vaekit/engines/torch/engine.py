@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.autograd.graph import increment_version
 from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import objectives
@@ -161,7 +160,7 @@ class TorchEngine:
                 net.forward = InBfloat16(net.forward, self.device.type)
         self.objective: torch.nn.Module = TrainingObjective(self.model)
         # the hand-written passes, not autograd, where they cover the model with the standard
-        # prior, in float32, in one process: the same gradients for about half the overhead
+        # prior, in float32, in one process: the same gradients without building a graph
         self.handwritten = (
             not handwritten.uncovered(config)
             and isinstance(self.model.prior, StandardNormal)
@@ -181,11 +180,6 @@ class TorchEngine:
             )
         else:
             self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum)
-        # the fused kernel writes the weights without advancing their version counters, which
-        # the VampPrior's cached components are keyed on: advance them after every step
-        self.optimizer.register_step_post_hook(
-            lambda optimizer, args, kwargs: increment_version(list(self.model.parameters()))
-        )
         self.step = 0
         self.dataset_size: int | None = None
 
@@ -265,7 +259,8 @@ class TorchEngine:
         self, xb: torch.Tensor, yb: torch.Tensor | None, eps: torch.Tensor, beta: float, batch: int
     ) -> torch.Tensor:
         """:meth:`backward` by :func:`vaekit.engines.handwritten.model.elbo_gradients`: the
-        formulas the NumPy engine trains with, on this engine's tensors and its oneDNN products."""
+        formulas the NumPy engine trains with, on this engine's tensors and products
+        (:func:`vaekit.engines.torch.dense.linear`)."""
         params = dict(self.model.named_parameters())
         onehot = self.model.onehot(yb)
         recon, kl, grads = handwritten.elbo_gradients(

@@ -150,7 +150,7 @@ class VAE(nn.Module):
         )
         self.top = hierarchy.TopLayer(config) if config.top_latent_dim else None
         self.flow = flows.InverseAutoregressiveFlow(config) if config.flow == "iaf" else None
-        self.prior = learned_priors.build(config, self.top_posterior, self.parameters)
+        self.prior = learned_priors.build(config, self.top_posterior)
         self.likelihood = objectives.LIKELIHOODS[config.likelihood]
 
     def onehot(self, y: torch.Tensor | None) -> torch.Tensor | None:

@@ -14,7 +14,7 @@ Parameter names (``prior.*`` in the state dict) follow ``ModelConfig.parameter_s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -32,9 +32,6 @@ TopPosterior = Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor,
 #: Mean and standard deviation of the VampPrior's initial pseudo-inputs (Tomczak & Welling, 2018,
 #: on MNIST): every value drawn from N(0.05, 0.01²), near the background of the images.
 PSEUDO_INPUT_INIT = (0.05, 0.01)
-
-#: The weights the VampPrior's components depend on (the whole VAE's parameters).
-Weights = Callable[[], Iterator[torch.Tensor]]
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -72,22 +69,15 @@ class VampPrior(nn.Module):
     p(z|y) = (1/C_y) Σ_{c of class y} q(z|u_c, y): a prior per class that can follow the shape
     of that class's aggregate posterior, correlations included. Within a class the components'
     weights are learned (``logits`` (C,), init 0: uniform), so that pseudo-inputs the class's
-    codes do not use lose weight instead of being drawn as often as the others.
+    codes do not use lose weight instead of being drawn as often as the others."""
 
-    Without gradients (evaluation, sampling) the components are encoded once and kept until one
-    of ``weights()`` changes (its storage or its in-place version counter, which every optimizer
-    step and ``load_state_dict`` advance): an importance-weighted evaluation calls the prior for
-    every chunk of samples, and would otherwise encode the C pseudo-inputs each time."""
-
-    def __init__(self, config: ModelConfig, top_posterior: TopPosterior, weights: Weights) -> None:
+    def __init__(self, config: ModelConfig, top_posterior: TopPosterior) -> None:
         super().__init__()
         mean, sd = PSEUDO_INPUT_INIT
         count = config.prior_components
         self.pseudo_inputs = nn.Parameter(mean + sd * torch.randn(count, config.input_dim))
         self.clamp = config.likelihood == "bernoulli"
         self.top_posterior = top_posterior  # the VAE's encoder (a method: not a submodule)
-        self.weights = weights
-        self._cached: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.n_classes = config.n_classes
         self.classes = np.arange(count) % config.n_classes if config.n_classes else None
         # per class, learned weights w_c ∝ e^logits_c within the class (init 0: uniform)
@@ -105,14 +95,6 @@ class VampPrior(nn.Module):
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu_c, logvar_c), each (C, K): the posterior of each pseudo-input (and its class)."""
-        if torch.is_grad_enabled():
-            return self._encode_pseudo_inputs()
-        version = tuple((w.data_ptr(), w._version) for w in self.weights())
-        if self._cached is None or self._cached[0] != version:
-            self._cached = (version, self._encode_pseudo_inputs())
-        return self._cached[1]
-
-    def _encode_pseudo_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         u = F.hardtanh(self.pseudo_inputs, 0.0, 1.0) if self.clamp else self.pseudo_inputs
         return self.top_posterior(u, self.component_labels)
 
@@ -192,11 +174,11 @@ class ClassConditional(nn.Module):
         return priors.ClassConditional(_numpy(self.means), _numpy(self.logvars))
 
 
-def build(config: ModelConfig, top_posterior: TopPosterior, weights: Weights) -> nn.Module:
+def build(config: ModelConfig, top_posterior: TopPosterior) -> nn.Module:
     """The prior of ``config.prior`` over ``config.prior_dim`` dimensions; ``top_posterior``
-    gives the VampPrior its components, which depend on ``weights()``."""
+    gives the VampPrior its components."""
     if config.prior == "vamp":
-        return VampPrior(config, top_posterior, weights)
+        return VampPrior(config, top_posterior)
     if config.prior == "mog":
         return MixtureOfGaussians(config)
     if config.prior == "class":
