@@ -38,8 +38,9 @@ def test_dense_keeps_linear_parameter_names():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_other_dtypes_and_shapes_take_the_plain_path(dtype):
     h = torch.randn(4, 3, dtype=dtype)
-    assert not dense.uses_onednn(h)
-    assert not dense.uses_onednn(torch.randn(2, 4, 3))
+    assert not dense.uses_onednn(h, torch.randn(2, 3))
+    assert not dense.uses_onednn(torch.randn(2, 4, 3), torch.randn(2, 3))
+    assert not dense.uses_onednn(torch.randn(4, 3), torch.randn(2, 3, dtype=dtype))
     layer = Dense(3, 2).to(torch.float64)
     h64 = torch.randn(4, 3, dtype=torch.float64)
     torch.testing.assert_close(layer(h64), F.linear(h64, layer.weight, layer.bias))
@@ -67,9 +68,9 @@ def test_onednn_is_preferred_except_on_intel_cpus(vendor, expected, monkeypatch)
     dense.prefers_onednn.cache_clear()
     try:
         assert dense.prefers_onednn() is expected
-        assert dense.uses_onednn(torch.randn(4, 3)) is expected
+        assert dense.uses_onednn(torch.randn(4, 3), torch.randn(2, 3)) is expected
         with torch.no_grad():  # scores: oneDNN everywhere, a row's result batch-independent
-            assert dense.uses_onednn(torch.randn(4, 3))
+            assert dense.uses_onednn(torch.randn(4, 3), torch.randn(2, 3))
     finally:
         dense.prefers_onednn.cache_clear()
 

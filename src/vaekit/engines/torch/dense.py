@@ -78,32 +78,33 @@ class _OneDnnLinear(torch.autograd.Function):
         return d_h, d_w, d_b
 
 
-def onednn_fits(h: torch.Tensor) -> bool:
-    """Whether oneDNN can multiply this input: a non-empty float32 CPU matrix, and PyTorch has
-    oneDNN."""
+def onednn_fits(h: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether oneDNN can multiply this input by this weight: a non-empty float32 CPU matrix by a
+    float32 weight, and PyTorch has oneDNN."""
     return (
         h.device.type == "cpu"
         and h.dtype == torch.float32
+        and weight.dtype == torch.float32
         and h.dim() == 2
         and h.shape[0] > 0
         and onednn_matmul_available()
     )
 
 
-def uses_onednn(h: torch.Tensor) -> bool:
-    """Whether :class:`Dense` sends this input to oneDNN: in training (gradients enabled) where
-    it is preferred (:func:`prefers_onednn`); without gradients (scores, samples, the test ELBO)
-    wherever it fits, because oneDNN's result for a row does not depend on the other rows of the
-    batch from two rows on, while MKL's does for small batches (up to 40 rows at the reference
-    model's output layer on an Intel Xeon), and a row's score must not
+def uses_onednn(h: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :class:`Dense` sends this input and weight to oneDNN: in training (gradients
+    enabled) where it is preferred (:func:`prefers_onednn`); without gradients (scores, samples,
+    the test ELBO) wherever it fits, because oneDNN's result for a row does not depend on the
+    other rows of the batch from two rows on, while MKL's does for small batches (up to 40 rows
+    at the reference model's output layer on an Intel Xeon), and a row's score must not
     (:func:`vaekit.estimator.batch_kernel`)."""
-    return onednn_fits(h) and (prefers_onednn() or not torch.is_grad_enabled())
+    return onednn_fits(h, weight) and (prefers_onednn() or not torch.is_grad_enabled())
 
 
 def linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """h·Wᵀ (+ b) for the hand-written training step (no autograd): oneDNN where it is preferred
     (:func:`prefers_onednn`), ``F.linear`` otherwise; either may be any strided view."""
-    if onednn_fits(h) and prefers_onednn() and weight.dtype == torch.float32:
+    if onednn_fits(h, weight) and prefers_onednn():
         return onednn_linear(h, weight, bias)
     return F.linear(h, weight, bias)
 
@@ -112,7 +113,7 @@ class Dense(nn.Linear):
     """``nn.Linear`` with oneDNN matrix multiplies on the CPU (see the module docstring)."""
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if uses_onednn(h) and self.weight.dtype == torch.float32:
+        if uses_onednn(h, self.weight):
             return _OneDnnLinear.apply(h, self.weight, self.bias)
         return F.linear(h, self.weight, self.bias)
 
