@@ -31,7 +31,7 @@ take if everything but the GEMMs were free. % of roofline = that time / the meas
     python benchmarks/run.py --data-dir DIR
     python benchmarks/run.py --quick             # the bundled mnist-small, under a minute
     python benchmarks/run.py --only whole-command   # section 7 alone (about 6 minutes)
-    python benchmarks/run.py --only per-epoch       # sections 1 to 3 alone (about 3 minutes)
+    python benchmarks/run.py --only per-epoch       # sections 1 to 3 alone (about 90 s)
 """
 
 from __future__ import annotations

@@ -34,6 +34,21 @@ def test_benchmark_quick_mode_runs(script, expected, tmp_path):
     assert expected in proc.stdout
 
 
+def test_speed_suite_per_epoch_section_alone(tmp_path):
+    """``run.py --only per-epoch`` prints the GEMM rates and the per-epoch table, then stops
+    before the scaling section."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--only", "per-epoch"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| torch.mm (MKL) |" in proc.stdout
+    assert "| vaekit, torch engine |" in proc.stdout
+    assert "training samples/s against" not in proc.stdout
+
+
 def test_example_program_trains_and_saves_its_images(tmp_path):
     """The offline stand-in for PyTorch's VAE example: one epoch on mnist-small prints the
     example's two loss lines and saves the reconstruction and sample PNGs."""
