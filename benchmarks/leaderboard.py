@@ -19,7 +19,13 @@ OMP_WAIT_POLICY=PASSIVE (unless it is set) so that threads waiting for each othe
 of spinning: spinning burns CPU time without work, most when other processes share the cores
 (beside a busy core, 0.2 CPU-minutes of training on mnist-small reached 17 epochs spinning and 50
 passive). At the first epoch end past each budget the weights are saved as a run directory;
-afterwards each run is evaluated.
+afterwards each run is evaluated (a row evaluated before is read back, not evaluated again).
+
+The model's training run (``DATA-MODEL-training`` beside the rows) is checkpointed every epoch,
+weights, optimizer and generators, with the CPU and wall minutes spent so far: the same command
+after a stop resumes it where it stopped, losing at most one epoch, and a larger budget extends
+it (``--budgets 60 120`` after ``--budgets 30`` trains on from the 30-minute point). The resumed
+run takes exactly the steps the uninterrupted one would have taken.
 
     python benchmarks/leaderboard.py vae --budgets 30 120     # one model: both rows, one run
     python benchmarks/leaderboard.py --list                   # the models and their commands
@@ -38,7 +44,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # before torch loads OpenMP, which reads it once (see the module docstring)
@@ -48,8 +54,10 @@ import torch
 
 from vaekit import checkpoint
 from vaekit.config import ModelConfig, TrainConfig
+from vaekit.engines import Engine
+from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood
-from vaekit.training import TrainingData, engine_for, fit
+from vaekit.training import LoopState, TrainingData, engine_for, fit
 
 #: Where each data set is looked for when --data-dir is not given (if that directory exists).
 DATA_DIRS = {
@@ -133,36 +141,99 @@ def row_dir(args: argparse.Namespace, budget: float) -> Path:
     return args.out / f"{args.data}-{args.model}-{budget:g}min"
 
 
-def train(args: argparse.Namespace, entry: Entry, config: TrainConfig) -> list[Path]:
-    """Train until the largest budget; save a run at the first epoch end past each budget."""
+def training_dir(args: argparse.Namespace) -> Path:
+    """The resumable run that the rows of ``args.model`` on ``args.data`` are cut from."""
+    return args.out / f"{args.data}-{args.model}-training"
+
+
+def resume(
+    run_dir: Path, model: ModelConfig, config: TrainConfig, engine: Engine
+) -> tuple[LoopState, list[dict]]:
+    """The loop state and the epoch records (with their cumulative CPU and wall minutes) of an
+    earlier training run in ``run_dir``, with ``engine`` restored to its last epoch; a fresh
+    start when there is none. A run with other settings is refused (ConfigError)."""
+    if not checkpoint.is_run(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_config(run_dir, model, config, "benchmark")
+        return LoopState.fresh(config.seed), []
+    saved_model, saved_config, _ = checkpoint.read_config(run_dir)
+    if (saved_model, replace(saved_config, data_dir=None)) != (
+        model,
+        replace(config, data_dir=None),
+    ):
+        raise ConfigError(
+            f"{run_dir} was trained with other settings; remove it to start this model again"
+        )
+    checkpoint.recover(run_dir, model)  # finish or undo a save that a stop interrupted
+    if not (run_dir / checkpoint.STATE_FILE).exists():  # stopped before its first epoch ended
+        return LoopState.fresh(config.seed), []
+    state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
+    checkpoint.keep_metrics_until(run_dir, state.epoch)
+    return state, checkpoint.read_metrics(run_dir)
+
+
+def train(
+    args: argparse.Namespace, entry: Entry, config: TrainConfig, clock=cpu_minutes
+) -> list[Path]:
+    """Train until the largest budget (``clock`` minutes, CPU time by default), resuming the
+    model's training run where an earlier one stopped; save a row at the first epoch end past
+    each budget. Every epoch is checkpointed, so a stopped run loses at most one epoch."""
     data = TrainingData.load(config)
     model = ModelConfig(input_shape=tuple(data.train.shape[1:]), **entry.model)
     engine = engine_for(model, config)
-    budgets = sorted(args.budgets)
-    saved: list[Path] = []
-    records: list[dict] = []
-    cpu_start, wall_start = cpu_minutes(), time.perf_counter()
+    progress_dir = training_dir(args)
+    progress_dir.mkdir(parents=True, exist_ok=True)
+    with checkpoint.writing(progress_dir):
+        state, records = resume(progress_dir, model, config, engine)
+        spent = records[-1] if records else {"cpu_minutes": 0.0, "wall_minutes": 0.0}
+        budgets = sorted(args.budgets)
+        passed = [b for b in budgets if b <= spent["cpu_minutes"]]
+        for budget in passed:
+            if not (row_dir(args, budget) / checkpoint.CONFIG_FILE).exists():
+                raise ConfigError(
+                    f"{progress_dir} has trained past {budget:g} CPU-minutes "
+                    f"({spent['cpu_minutes']:.1f}) without saving that row; remove it to "
+                    "train the model again"
+                )
+        budgets = budgets[len(passed) :]
+        saved = [row_dir(args, b) for b in passed]
+        if state.epoch:
+            print(
+                f"resuming {progress_dir} after epoch {state.epoch} "
+                f"({spent['cpu_minutes']:.1f} CPU-min)"
+            )
+        cpu_start = clock() - spent["cpu_minutes"]
+        wall_start = time.perf_counter() - 60 * spent["wall_minutes"]
 
-    def on_epoch(engine, record, state) -> None:
-        cpu = cpu_minutes() - cpu_start
-        wall = (time.perf_counter() - wall_start) / 60
-        records.append(dict(record, cpu_minutes=cpu, wall_minutes=wall))
-        if record["epoch"] % 25 == 0:
-            print(f"epoch {record['epoch']}: loss {record['loss']:.2f} ({cpu:.1f} CPU-min)")
-        while budgets and cpu >= budgets[0]:
-            run_dir = row_dir(args, budgets.pop(0))
-            run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_config(run_dir, model, config, "benchmark")
-            checkpoint.save_weights(run_dir, engine)
-            checkpoint.write_metrics(run_dir, records)
-            saved.append(run_dir)
-            print(f"saved {run_dir} after {record['epoch']} epochs, {cpu:.1f} CPU-min")
-        if not budgets:
-            raise BudgetSpent
+        def on_epoch(engine, record, state) -> None:
+            cpu = clock() - cpu_start
+            wall = (time.perf_counter() - wall_start) / 60
+            records.append(dict(record, cpu_minutes=cpu, wall_minutes=wall))
+            if record["epoch"] % 25 == 0:
+                print(f"epoch {record['epoch']}: loss {record['loss']:.2f} ({cpu:.1f} CPU-min)")
+            while budgets and cpu >= budgets[0]:
+                run_dir = row_dir(args, budgets.pop(0))
+                run_dir.mkdir(parents=True, exist_ok=True)
+                checkpoint.write_config(run_dir, model, config, "benchmark")
+                checkpoint.save_weights(run_dir, engine)
+                checkpoint.write_metrics(run_dir, records)
+                saved.append(run_dir)
+                print(f"saved {run_dir} after {record['epoch']} epochs, {cpu:.1f} CPU-min")
+            checkpoint.append_metrics(progress_dir, records[-1])
+            checkpoint.save_checkpoint(progress_dir, engine, state.to_json())
+            if not budgets:
+                raise BudgetSpent
 
-    print(f"{args.model}: {model.parameter_count:,} parameters; {entry.description}")
-    with contextlib.suppress(BudgetSpent):
-        fit(engine, config, TrainingData(train=data.train, test=None), on_epoch=on_epoch)
+        print(f"{args.model}: {model.parameter_count:,} parameters; {entry.description}")
+        if budgets:
+            with contextlib.suppress(BudgetSpent):
+                fit(
+                    engine,
+                    config,
+                    TrainingData(train=data.train, test=None),
+                    state=state,
+                    on_epoch=on_epoch,
+                )
     return saved
 
 
@@ -193,6 +264,16 @@ def evaluate(args: argparse.Namespace, entry: Entry, config: TrainConfig, run_di
     }
     (run_dir / "leaderboard.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def evaluated_row(args: argparse.Namespace, run_dir: Path) -> dict | None:
+    """The row already evaluated for ``run_dir`` with ``args.iw_samples`` samples, if any: a
+    resumed training run lists the rows it saved before, which need no second evaluation."""
+    path = run_dir / "leaderboard.json"
+    if not path.exists():
+        return None
+    row = json.loads(path.read_text())
+    return row if row.get("iw_samples") == args.iw_samples else None
 
 
 def table(rows: list[dict]) -> str:
@@ -253,12 +334,19 @@ def main() -> None:
         args.data_dir = default_dir
     entry = MODELS[args.model]
     config = train_config(args)
-    runs = (
-        [row_dir(args, b) for b in sorted(args.budgets)]
-        if args.evaluate_only
-        else train(args, entry, config)
-    )
-    rows = [evaluate(args, entry, config, run_dir) for run_dir in runs]
+    try:
+        runs = (
+            [row_dir(args, b) for b in sorted(args.budgets)]
+            if args.evaluate_only
+            else train(args, entry, config)
+        )
+    except VaekitError as exc:
+        parser.exit(2, f"leaderboard.py: error: {exc}\n")
+    rows = [
+        (None if args.evaluate_only else evaluated_row(args, run_dir))
+        or evaluate(args, entry, config, run_dir)
+        for run_dir in runs
+    ]
     print()
     print(table(rows))
     print(f"\ncommand: python {' '.join(sys.argv)}  (seed {args.seed})")

@@ -1,10 +1,13 @@
 """The benchmark scripts still run against the current API (their quick modes, on mnist-small)."""
 
+import importlib.util
+import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -81,6 +84,71 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(tmp_path):
     assert table.returncode == 0 and "| mnist-small | vae |" in table.stdout
 
 
+def _leaderboard_module(monkeypatch):
+    """benchmarks/leaderboard.py as a module; the OMP_WAIT_POLICY it sets is restored after."""
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    spec = importlib.util.spec_from_file_location("leaderboard", BENCHMARKS / "leaderboard.py")
+    leaderboard = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "leaderboard", leaderboard)  # for its dataclasses
+    spec.loader.exec_module(leaderboard)
+    return leaderboard
+
+
+def _epoch_clock():
+    """A stand-in for the CPU clock that reads one minute more at each call: train() reads it
+    once at its start and once per epoch, so budgets count epochs, whatever the machine."""
+    ticks = itertools.count()
+    return lambda: float(next(ticks))
+
+
+def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_path):
+    """Training to budget 2, then again with budgets 2 and 4 (a second process, as after a
+    stop), saves the same 4-epoch row, bit for bit, as one run to budget 4; a budget passed
+    without its row, or other settings, is refused."""
+    import argparse
+
+    from vaekit import checkpoint
+    from vaekit.errors import ConfigError
+
+    leaderboard = _leaderboard_module(monkeypatch)
+    entry = leaderboard.MODELS["vae"]
+
+    def run(out, budgets, seed=0):
+        args = argparse.Namespace(
+            data="mnist-small",
+            data_dir=None,
+            engine="torch",
+            seed=seed,
+            model="vae",
+            out=out,
+            budgets=budgets,
+        )
+        config = leaderboard.train_config(args)
+        return leaderboard.train(args, entry, config, clock=_epoch_clock())
+
+    straight = run(tmp_path / "straight", [4])
+    assert run(tmp_path / "stopped", [2]) == [tmp_path / "stopped" / "mnist-small-vae-2min"]
+    resumed = run(tmp_path / "stopped", [2, 4])
+    assert [p.name for p in resumed] == ["mnist-small-vae-2min", "mnist-small-vae-4min"]
+    expected, got = (
+        checkpoint.load_weights(p, checkpoint.read_config(p)[0])
+        for p in (straight[-1], resumed[-1])
+    )
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert np.array_equal(expected[name], got[name]), name
+    records = checkpoint.read_metrics(resumed[-1])
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert [r["loss"] for r in records] == [
+        r["loss"] for r in checkpoint.read_metrics(straight[-1])
+    ]
+    assert [r["cpu_minutes"] for r in records] == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ConfigError, match="trained past 3 CPU-minutes"):
+        run(tmp_path / "stopped", [3, 6])
+    with pytest.raises(ConfigError, match="other settings; remove it"):
+        run(tmp_path / "stopped", [6], seed=1)
+
+
 def test_conditional_benchmark_judges_each_latent_size_and_prior():
     argv = [sys.executable, str(BENCHMARKS / "conditional.py"), "--quick", "--epochs", "1"]
     argv += ["--latent-dims", "2", "--priors", "vamp", "class", "--per-class", "20"]
@@ -96,16 +164,11 @@ def test_the_leaderboards_vamp_model_uses_its_latents(monkeypatch):
     from the fifth epoch on and stayed there)."""
     import argparse
     import dataclasses
-    import importlib.util
 
     from vaekit.config import ModelConfig
     from vaekit.training import TrainingData, engine_for, fit
 
-    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the script sets it; restored afterwards
-    spec = importlib.util.spec_from_file_location("leaderboard", BENCHMARKS / "leaderboard.py")
-    leaderboard = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "leaderboard", leaderboard)  # for its dataclasses
-    spec.loader.exec_module(leaderboard)
+    leaderboard = _leaderboard_module(monkeypatch)
     args = argparse.Namespace(data="mnist-small", data_dir=None, engine="torch", seed=0)
     config = dataclasses.replace(leaderboard.train_config(args), epochs=5)
     data = TrainingData.load(config)
