@@ -21,7 +21,9 @@ machine that speeds up or slows down during the run affects them alike. Prints:
    runs; 1 with --quick), from ``benchmarks/startup.py``;
 7. the whole command: ``vaekit train`` (checkpoints and figures as by default) against
    ``benchmarks/example_program.py`` (what PyTorch's VAE example does, written here), 3 and 10
-   epochs of MNIST, alternating fresh processes, medians of 3; and where vaekit's time goes.
+   epochs of MNIST, alternating fresh processes, medians of 3; and where vaekit's time goes;
+8. several trainings at once (one per core, as in a sweep): the libraries' default threads (one
+   per core in each run) against one thread each, beside one run alone, for both engines.
 
 Roofline: an epoch's model FLOPs divided by the time the model's matrix products alone take at
 the best measured rate (the fastest library, at the model's shapes): the time an epoch would
@@ -32,6 +34,7 @@ take if everything but the GEMMs were free. % of roofline = that time / the meas
     python benchmarks/run.py --quick             # the bundled mnist-small, under a minute
     python benchmarks/run.py --only whole-command   # section 7 alone (about 6 minutes)
     python benchmarks/run.py --only per-epoch       # sections 1 to 3 alone (about 90 s)
+    python benchmarks/run.py --only side-by-side    # section 8 alone
 """
 
 from __future__ import annotations
@@ -311,15 +314,52 @@ WORKERS = {
 def run_worker(kind: str, env: dict | None = None, **args) -> dict:
     """Run one measurement in a fresh Python process (``env``: its environment, default this
     one's); its result, with its peak RSS."""
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env=env or dict(os.environ),
+    return run_workers_at_once(kind, [env or dict(os.environ)], **args)[0]
+
+
+def run_workers_at_once(kind: str, envs: list[dict], **args) -> list[dict]:
+    """Run one measurement in as many fresh processes as ``envs`` (their environments), all at
+    the same time; their results, in order."""
+    argv = [sys.executable, __file__, "--worker", kind, json.dumps(args)]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for env in envs
+    ]
+    outputs = [proc.communicate() for proc in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            sys.exit(f"the {kind} measurement failed:\n{stderr[-3000:]}")
+    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
+
+
+# --- several runs at once -----------------------------------------------------------------------
+
+
+def side_by_side(common: dict, epochs: int) -> None:
+    """Section 8: as many trainings at once as the machine has cores (a sweep, say), each with
+    the libraries' default threads (one per core) against one thread each (OMP_NUM_THREADS=1,
+    which PyTorch's OpenMP and NumPy's OpenBLAS both read), beside one run alone."""
+    cores = os.cpu_count() or 1
+    default, one_thread = dict(os.environ), dict(os.environ, OMP_NUM_THREADS="1")
+    rows = []
+    for engine in ("torch", "numpy"):
+        for runs, env, threads in (
+            (1, default, f"{cores} (default)"),
+            (cores, default, f"{cores} (default)"),
+            (cores, one_thread, "1 (`OMP_NUM_THREADS=1`)"),
+        ):
+            results = run_workers_at_once(
+                "train", [env] * runs, engine=engine, epochs=epochs, **common
+            )
+            seconds = statistics.median(s for r in results for s in r["seconds"])
+            rows.append(
+                [engine, str(runs), threads, f"{seconds:.2f}", f"{60 * runs / seconds:.1f}"]
+            )
+    print(
+        f"several trainings at once ({cores} cores; the per-epoch model; median s/epoch over "
+        f"every run's {epochs} epochs):\n"
     )
-    if proc.returncode != 0:
-        sys.exit(f"the {kind} measurement failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    table(["engine", "runs at once", "threads each", "s/epoch", "epochs/min, all runs"], rows)
 
 
 # --- the whole command against the example program, each run a fresh process ------------------
@@ -445,9 +485,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="turns of the training loops")
     parser.add_argument(
         "--only",
-        choices=["whole-command", "per-epoch"],
+        choices=["whole-command", "per-epoch", "side-by-side"],
         help="run one section alone (whole-command: the vaekit train command against the "
-        "example program; per-epoch: the GEMM rates and the per-epoch table)",
+        "example program; per-epoch: the GEMM rates and the per-epoch table; side-by-side: "
+        "several trainings at once, default threads against one each)",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("worker_args", nargs="?", help=argparse.SUPPRESS)
@@ -470,6 +511,11 @@ def main() -> None:
     whole_epochs, whole_rounds = ([3, 10], 3) if full else ([1], 1)
     if args.only == "whole-command":
         whole_command(data, str(args.data_dir), whole_epochs, whole_rounds)
+        print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
+        return
+
+    if args.only == "side-by-side":
+        side_by_side(common, epochs)
         print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
         return
 
@@ -606,6 +652,7 @@ def main() -> None:
 
     startup_table(1 if args.quick else 5)
     whole_command(data, str(args.data_dir), whole_epochs, whole_rounds)
+    side_by_side(common, epochs)
     print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
 
 

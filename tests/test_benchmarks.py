@@ -17,7 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
     "script, expected",
     [
         ("plain_python.py", "speed-up"),
-        ("run.py", "| vaekit, numpy engine |"),
+        ("run.py", "| numpy | 2 | 1 (`OMP_NUM_THREADS=1`) |"),  # its last section
         ("distributed.py", "| 2 | 1 |"),
         ("anomaly.py", "| breast cancer (benign), 1 split |"),
         ("quality.py", "| 2 | "),
@@ -49,6 +49,7 @@ def test_speed_suite_per_epoch_section_alone(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| torch.mm (MKL) |" in proc.stdout
     assert "| vaekit, torch engine |" in proc.stdout
+    assert "| vaekit, numpy engine |" in proc.stdout
     assert "training samples/s against" not in proc.stdout
 
 
