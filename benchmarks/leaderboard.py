@@ -343,13 +343,13 @@ def main() -> None:
             if args.evaluate_only
             else train(args, entry, config)
         )
+        rows = [
+            (None if args.evaluate_only else evaluated_row(args, run_dir))
+            or evaluate(args, entry, config, run_dir)
+            for run_dir in runs
+        ]
     except VaekitError as exc:
         parser.exit(2, f"leaderboard.py: error: {exc}\n")
-    rows = [
-        (None if args.evaluate_only else evaluated_row(args, run_dir))
-        or evaluate(args, entry, config, run_dir)
-        for run_dir in runs
-    ]
     print()
     print(table(rows))
     print(f"\ncommand: python {' '.join(sys.argv)}  (seed {args.seed})")

@@ -83,6 +83,26 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(tmp_path):
     assert "command: python" in proc.stdout and "(seed 0)" in proc.stdout
     table = subprocess.run([*script, "--table", *out], capture_output=True, text=True)
     assert table.returncode == 0 and "| mnist-small | vae |" in table.stdout
+    row = tmp_path / "mnist-small-vae-0.02min" / "leaderboard.json"
+    before = row.read_bytes()
+    for extra, error in (
+        ([], None),  # the same command again: the row is read back, nothing trains
+        (["--seed", "1"], "was trained with other settings; remove it to start"),
+        (["--evaluate-only", "--budgets", "9"], "mnist-small-vae-9min does not exist"),
+    ):
+        again = subprocess.run(
+            [*script, "vae", "--quick", "--budgets", "0.02", *out, *extra],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if error is None:
+            assert again.returncode == 0, again.stderr[-2000:]
+            assert "| mnist-small | vae |" in again.stdout and "parameters;" in again.stdout
+        else:
+            assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+            assert error in again.stderr
+        assert row.read_bytes() == before
 
 
 def _leaderboard_module(monkeypatch):
