@@ -114,6 +114,10 @@ MODELS = {
 }
 
 
+#: A row's evaluation, beside its run.
+ROW_FILE = "leaderboard.json"
+
+
 class BudgetSpent(Exception):
     """Raised by the epoch hook once the last budget is reached."""
 
@@ -217,6 +221,7 @@ def train(
             while budgets and cpu >= budgets[0]:
                 run_dir = row_dir(args, budgets.pop(0))
                 run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / ROW_FILE).unlink(missing_ok=True)  # an earlier run's evaluation
                 checkpoint.write_config(run_dir, model, config, "benchmark")
                 checkpoint.save_weights(run_dir, engine)
                 checkpoint.write_metrics(run_dir, records)
@@ -265,14 +270,14 @@ def evaluate(args: argparse.Namespace, entry: Entry, config: TrainConfig, run_di
         "seed": args.seed,
         "command": "python " + " ".join(sys.argv),
     }
-    (run_dir / "leaderboard.json").write_text(json.dumps(row, indent=2) + "\n")
+    (run_dir / ROW_FILE).write_text(json.dumps(row, indent=2) + "\n")
     return row
 
 
 def evaluated_row(args: argparse.Namespace, run_dir: Path) -> dict | None:
     """The row already evaluated for ``run_dir`` with ``args.iw_samples`` samples, if any: a
     resumed training run lists the rows it saved before, which need no second evaluation."""
-    path = run_dir / "leaderboard.json"
+    path = run_dir / ROW_FILE
     if not path.exists():
         return None
     row = json.loads(path.read_text())
@@ -321,7 +326,7 @@ def main() -> None:
             print(f"           python benchmarks/leaderboard.py {name} --budgets 30 120")
         return
     if args.table:
-        rows = [json.loads(p.read_text()) for p in sorted(args.out.glob("*/leaderboard.json"))]
+        rows = [json.loads(p.read_text()) for p in sorted(args.out.glob(f"*/{ROW_FILE}"))]
         print(table(rows))
         return
     if args.model is None:

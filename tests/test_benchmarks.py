@@ -147,7 +147,11 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
         config = leaderboard.train_config(args)
         return leaderboard.train(args, entry, config, clock=_epoch_clock())
 
+    stale = tmp_path / "straight" / "mnist-small-vae-4min" / leaderboard.ROW_FILE
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")  # an earlier run's evaluation of this row
     straight = run(tmp_path / "straight", [4])
+    assert not stale.exists()
     assert run(tmp_path / "stopped", [2]) == [tmp_path / "stopped" / "mnist-small-vae-2min"]
     resumed = run(tmp_path / "stopped", [2, 4])
     assert [p.name for p in resumed] == ["mnist-small-vae-2min", "mnist-small-vae-4min"]
