@@ -164,7 +164,6 @@ def resume(
     earlier training run in ``run_dir``, with ``engine`` restored to its last epoch; a fresh
     start when there is none. A run with other settings is refused (ConfigError)."""
     if not checkpoint.is_run(run_dir):
-        run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.write_config(run_dir, model, config, "benchmark")
         return LoopState.fresh(config.seed), []
     saved_model, saved_config, _ = checkpoint.read_config(run_dir)
