@@ -174,6 +174,19 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
         run(tmp_path / "stopped", [6], seed=1)
 
 
+def test_leaderboard_entries_train_with_their_own_settings_on_the_protocol(monkeypatch):
+    """hvae-vamp's KL warm-up reaches the config its run trains with (and is checked on resume,
+    which compares whole configs); the other entries train by the protocol alone."""
+    import argparse
+
+    leaderboard = _leaderboard_module(monkeypatch)
+    args = argparse.Namespace(data="mnist", data_dir=None, engine="torch", seed=0)
+    configs = {name: leaderboard.train_config(args, e) for name, e in leaderboard.MODELS.items()}
+    assert configs["hvae-vamp"].kl_warmup == 50
+    assert all(c.kl_warmup == 0 for name, c in configs.items() if name != "hvae-vamp")
+    assert {c.lr for c in configs.values()} == {1e-3}
+
+
 def test_conditional_benchmark_judges_each_latent_size_and_prior():
     argv = [sys.executable, str(BENCHMARKS / "conditional.py"), "--quick", "--epochs", "1"]
     argv += ["--latent-dims", "2", "--priors", "vamp", "class", "--per-class", "20"]
