@@ -97,6 +97,9 @@ class Entry:
     training: dict = field(default_factory=dict)
 
 
+#: Epochs over which hvae-vamp's KL weight rises from 0 to 1 (see the module docstring).
+HVAE_VAMP_WARMUP_EPOCHS = 50
+
 MODELS = {
     "vae": Entry("VAE, one layer, ELBO", ONE_LAYER, "86.76 (Burda et al. 2015, k = 1)"),
     "iwae": Entry(
@@ -118,10 +121,11 @@ MODELS = {
         "83.89 (Burda et al. 2015, k = 5; 82.90 with k = 50)",
     ),
     "hvae-vamp": Entry(
-        "VAE + VampPrior, two stochastic layers (100, 50; ReLU), ELBO, KL warm-up over 50 epochs",
+        "VAE + VampPrior, two stochastic layers (100, 50; ReLU), ELBO, "
+        f"KL warm-up over {HVAE_VAMP_WARMUP_EPOCHS} epochs",
         {**TWO_LAYERS, "activation": "relu", "prior": "vamp"},
         "83.19 (Tomczak & Welling 2018, their HVAE)",
-        {"kl_warmup": 50},
+        {"kl_warmup": HVAE_VAMP_WARMUP_EPOCHS},
     ),
 }
 
