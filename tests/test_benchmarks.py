@@ -2,6 +2,7 @@
 
 import importlib.util
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -68,8 +69,9 @@ def test_example_program_trains_and_saves_its_images(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reconstruction_1.png", "sample_1.png"]
 
 
-def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(tmp_path):
-    """One quick row: the run is saved at the budget, evaluated, and --table reads it back."""
+def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(monkeypatch, tmp_path):
+    """One quick row: the run is saved at the budget, evaluated with the processor it trained
+    on, and --table reads it back."""
     script = [sys.executable, str(BENCHMARKS / "leaderboard.py")]
     out = ["--out", str(tmp_path)]
     proc = subprocess.run(
@@ -84,6 +86,9 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(tmp_path):
     table = subprocess.run([*script, "--table", *out], capture_output=True, text=True)
     assert table.returncode == 0 and "| mnist-small | vae |" in table.stdout
     row = tmp_path / "mnist-small-vae-0.02min" / "leaderboard.json"
+    processor = _leaderboard_module(monkeypatch).processor_name()
+    assert processor and json.loads(row.read_text())["processors"] == [processor]
+    assert f"| {processor} |" in table.stdout
     before = row.read_bytes()
     for extra, error in (
         ([], None),  # the same command again: the row is read back, nothing trains
@@ -124,8 +129,9 @@ def _epoch_clock():
 
 def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_path):
     """Training to budget 2, then again with budgets 2 and 4 (a second process, as after a
-    stop), saves the same 4-epoch row, bit for bit, as one run to budget 4; a budget passed
-    without its row, or other settings, is refused."""
+    stop, here on another processor), saves the same 4-epoch row, bit for bit, as one run to
+    budget 4, and names both processors; a budget passed without its row, or other
+    settings, is refused."""
     import argparse
 
     from vaekit import checkpoint
@@ -153,6 +159,7 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
     straight = run(tmp_path / "straight", [4])
     assert not stale.exists()
     assert run(tmp_path / "stopped", [2]) == [tmp_path / "stopped" / "mnist-small-vae-2min"]
+    monkeypatch.setattr(leaderboard, "processor_name", lambda: "another CPU")
     resumed = run(tmp_path / "stopped", [2, 4])
     assert [p.name for p in resumed] == ["mnist-small-vae-2min", "mnist-small-vae-4min"]
     expected, got = (
@@ -168,6 +175,9 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
         r["loss"] for r in checkpoint.read_metrics(straight[-1])
     ]
     assert [r["cpu_minutes"] for r in records] == [1.0, 2.0, 3.0, 4.0]
+    this_cpu = leaderboard.read_processors(straight[-1])
+    assert len(this_cpu) == 1 and leaderboard.read_processors(resumed[0]) == this_cpu
+    assert leaderboard.read_processors(resumed[-1]) == [*this_cpu, "another CPU"]
     with pytest.raises(ConfigError, match="trained past 3 CPU-minutes"):
         run(tmp_path / "stopped", [3, 6])
     with pytest.raises(ConfigError, match="other settings; remove it"):
