@@ -24,7 +24,7 @@ The budget is CPU time: the training process's CPU seconds divided by its thread
 row measured beside other work still gets the compute it is owed; the wall clock is printed too.
 A CPU-minute is worth more on a faster processor (``iwae`` reached 282 epochs in 30 CPU-minutes
 on an AMD EPYC and 438 on an Intel Xeon), so the training run keeps the names of the processors
-it trained on (``processors.json``) and each row lists those it had trained on when saved.
+it ran on (``processors.json``) and each row lists those its run had run on when it was saved.
 The script sets OMP_WAIT_POLICY=PASSIVE (unless it is set) so that threads waiting for each
 other sleep instead of spinning: spinning burns CPU time without work, most when other processes
 share the cores (beside a busy core, 0.2 CPU-minutes of training on mnist-small reached 17
@@ -136,7 +136,7 @@ MODELS = {
 
 #: A row's evaluation, beside its run.
 ROW_FILE = "leaderboard.json"
-#: The processors a training run (or a row cut from it) trained on, as a JSON list.
+#: The processors a training run (or a row cut from it) ran on, as a JSON list.
 PROCESSORS_FILE = "processors.json"
 
 
@@ -162,7 +162,7 @@ def processor_name() -> str:
 
 
 def read_processors(run_dir: Path) -> list[str]:
-    """The processors ``run_dir`` trained on, in the order it first ran on each."""
+    """The processors ``run_dir`` ran on, in the order it first ran on each."""
     path = run_dir / PROCESSORS_FILE
     return json.loads(path.read_text()) if path.exists() else []
 
@@ -258,6 +258,7 @@ def train(
         processors = read_processors(progress_dir)
         if (processor := processor_name()) not in processors:
             processors.append(processor)
+            write_processors(progress_dir, processors)
         cpu_start = clock() - spent["cpu_minutes"]
         wall_start = time.perf_counter() - 60 * spent["wall_minutes"]
 
@@ -278,7 +279,6 @@ def train(
                 saved.append(run_dir)
                 print(f"saved {run_dir} after {record['epoch']} epochs, {cpu:.1f} CPU-min")
             checkpoint.append_metrics(progress_dir, records[-1])
-            write_processors(progress_dir, processors)
             checkpoint.save_checkpoint(progress_dir, engine, state.to_json())
             if not budgets:
                 raise BudgetSpent
