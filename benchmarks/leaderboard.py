@@ -169,9 +169,7 @@ def read_processors(run_dir: Path) -> list[str]:
 
 def write_processors(run_dir: Path, processors: list[str]) -> None:
     """Replace ``run_dir``'s list of processors, atomically."""
-    part = run_dir / (PROCESSORS_FILE + ".part")
-    part.write_text(json.dumps(processors) + "\n")
-    part.replace(run_dir / PROCESSORS_FILE)
+    checkpoint.write_atomic(run_dir / PROCESSORS_FILE, (json.dumps(processors) + "\n").encode())
 
 
 def train_config(args: argparse.Namespace, entry: Entry) -> TrainConfig:
