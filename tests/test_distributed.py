@@ -98,6 +98,8 @@ def test_two_processes_follow_the_one_process_loss_curve(runs):
     one, two = losses(runs["single_dir"]), losses(runs["double_dir"])
     assert len(one) == len(two) == 2
     np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-5)
+    last = json.loads((runs["double_dir"] / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == STEPS
     w1, w2 = weights(runs["single_dir"]), weights(runs["double_dir"])
     for name in w1:
         gap = np.abs(w2[name] - w1[name])
