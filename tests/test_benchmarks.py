@@ -184,6 +184,20 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
         run(tmp_path / "stopped", [6], seed=1)
 
 
+def test_leaderboard_table_reads_a_row_saved_before_processors_were_recorded(monkeypatch):
+    """A row written before rows named their processors still tabulates, its CPU column
+    saying so instead of raising KeyError."""
+    leaderboard = _leaderboard_module(monkeypatch)
+    row = {
+        "data": "mnist", "model": "vae", "parameters": 1000, "budget_cpu_minutes": 30.0,
+        "wall_minutes": 30.2, "epochs": 7, "test_elbo_loss": 100.0, "test_nll": 95.0,
+        "iw_samples": 5000, "evaluation_minutes": 4.0, "published": "",
+    }  # fmt: skip
+    recorded = leaderboard.table([{**row, "processors": ["AMD EPYC"]}]).splitlines()[-1]
+    assert recorded.endswith("| 4.0 | AMD EPYC |  |")
+    assert leaderboard.table([row]).splitlines()[-1].endswith("| 4.0 | not recorded |  |")
+
+
 def test_leaderboard_entries_train_with_their_own_settings_on_the_protocol(monkeypatch):
     """hvae-vamp's KL warm-up reaches the config its run trains with (and is checked on resume,
     which compares whole configs); the other entries train by the protocol alone."""
