@@ -3,7 +3,6 @@ same global batch, disjoint shares of every batch, one writer, and --resume."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -62,8 +61,7 @@ def vaekit(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def losses(run: Path) -> list[tuple[float, float]]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [(r["loss"], r["test_loss"]) for r in map(json.loads, lines)]
+    return [(r["loss"], r["test_loss"]) for r in checkpoint.read_metrics(run)]
 
 
 def weights(run: Path) -> dict[str, np.ndarray]:
@@ -98,8 +96,7 @@ def test_two_processes_follow_the_one_process_loss_curve(runs):
     one, two = losses(runs["single_dir"]), losses(runs["double_dir"])
     assert len(one) == len(two) == 2
     np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-5)
-    last = json.loads((runs["double_dir"] / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["step"] == STEPS
+    assert checkpoint.read_metrics(runs["double_dir"])[-1]["step"] == STEPS
     w1, w2 = weights(runs["single_dir"]), weights(runs["double_dir"])
     for name in w1:
         gap = np.abs(w2[name] - w1[name])
