@@ -266,10 +266,10 @@ def test_a_reader_leaves_a_save_in_progress_alone(run):
 
 def test_a_reader_reads_again_when_saves_move_on_between_its_reads(run, monkeypatch):
     run_dir, engine, x = run
-    real_read, reads = checkpoint._read_bounded, []
+    real_read, reads = checkpoint.read_regular, []
 
-    def read_then_two_saves_happen(path, limit):
-        data = real_read(path, limit)
+    def read_then_two_saves_happen(path, limit, error):
+        data = real_read(path, limit, error)
         if path.name == "model.safetensors":
             reads.append(path)
             if len(reads) == 1:  # the writer commits epoch 2 and is renaming epoch 3 into place
@@ -279,7 +279,7 @@ def test_a_reader_reads_again_when_saves_move_on_between_its_reads(run, monkeypa
                 _interrupted_save(run_dir, engine, 3, ("model.safetensors",))
         return data
 
-    monkeypatch.setattr(checkpoint, "_read_bounded", read_then_two_saves_happen)
+    monkeypatch.setattr(checkpoint, "read_regular", read_then_two_saves_happen)
     _weights_equal(checkpoint.load_weights(run_dir, CFG), engine.get_weights())
     assert len(reads) == 2
 

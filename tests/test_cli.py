@@ -613,3 +613,42 @@ def test_training_without_a_terminal_reports_inside_long_epochs(tmp_path, capsys
     assert [line.split()[3] for line in lines] == [f"{20 * i}/200" for i in range(1, 10)]
     code, out, err = run_cli(capsys, *argv, *small, "--force", "--quiet")
     assert code == 0 and err == ""
+
+
+def test_readers_never_write_over_a_runs_files(trained_run, capsys):
+    """Every command that draws from a run writes, without --out, a new file named after its
+    settings beside the run's files, never over one of them (train's figures included)."""
+    import hashlib
+
+    def files() -> dict[str, str]:
+        return {
+            str(p.relative_to(trained_run)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in trained_run.rglob("*")
+            if p.is_file()
+        }
+
+    before = files()
+    assert {"manifold.png", "scatter.png", "curves.png", "samples.png"} <= set(before)
+    commands = [
+        ["sample", "-n", "4"],
+        ["sample", "-n", "64"],
+        ["reconstruct"],
+        ["manifold"],
+        ["manifold", "--dims", "1", "0"],
+        ["traverse"],
+        ["traverse", "--dims", "0", "--index", "3"],
+        ["scatter", "--quiet"],
+        ["scatter", "--method", "pca", "--quiet"],
+        ["interpolate"],
+        ["curves"],
+    ]
+    written = []
+    for command in commands:
+        code, out, err = run_cli(capsys, command[0], str(trained_run), *command[1:])
+        assert code == 0, (command, err)
+        written.append(out.split("wrote ")[1].split()[0])
+    after = files()
+    assert {name: after[name] for name in before} == before, "a reader changed a run's file"
+    new = set(after) - set(before)
+    assert {path.rsplit("/", 1)[1] for path in written} == new and len(new) == len(commands)
+    assert not new & set(checkpoint.RUN_ENTRIES)

@@ -108,7 +108,14 @@ def test_a_fresh_process_rebuilds_the_networks_with_the_same_outputs(runs, tmp_p
     code = f"""
 import numpy as np
 from vaekit.checkpoint import open_run
-engine = open_run({str(run)!r}, device="cpu")
+from vaekit.errors import ConfigError
+try:
+    open_run({str(run)!r}, device="cpu")
+except ConfigError as refusal:  # no consent: the module is not imported
+    assert "--trust-code" in str(refusal)
+else:
+    raise AssertionError("opened without consent")
+engine = open_run({str(run)!r}, device="cpu", trust_code=True)
 mu, logvar = engine.encode(np.load({str(tmp_path / "x.npy")!r}))
 np.save({str(tmp_path / "mu.npy")!r}, mu)
 np.save({str(tmp_path / "mean.npy")!r}, engine.decode(mu))
@@ -122,7 +129,7 @@ np.save({str(tmp_path / "mean.npy")!r}, engine.decode(mu))
 
 
 def test_a_run_whose_module_cannot_be_imported_is_refused_in_one_line(runs, tmp_path):
-    args = [str(runs["straight"]), "-n", "2", "--npy", str(tmp_path / "s.npy")]
+    args = [str(runs["straight"]), "-n", "2", "--npy", str(tmp_path / "s.npy"), "--trust-code"]
     code = f"import sys; from vaekit.cli import main; sys.exit(main({['sample', *args]!r}))"
     done = fresh_python(code, importable=False)
     assert done.returncode == 2, done.stderr
@@ -130,6 +137,63 @@ def test_a_run_whose_module_cannot_be_imported_is_refused_in_one_line(runs, tmp_
     assert len(lines) == 1 and lines[0].startswith("vaekit: error: "), done.stderr
     assert f"no module named '{NETS}'" in lines[0] and "PYTHONPATH" in lines[0]
     assert not (tmp_path / "s.npy").exists()
+
+
+CWD_NETWORKS = f"""
+from pathlib import Path
+(Path(__file__).parent / "imported.txt").write_text("the module ran")
+from {NETS} import ConvDecoder, ConvEncoder
+"""
+
+
+def test_a_run_naming_a_module_in_the_working_directory_runs_nothing_without_consent(
+    runs, tmp_path
+):
+    """``python -m vaekit`` puts the working directory on sys.path, so a module shipped beside
+    a downloaded run could be imported from there: without --trust-code the command refuses in
+    one line naming it, and the module's code never runs; with --trust-code the run opens."""
+    (tmp_path / "cwdnets.py").write_text(CWD_NETWORKS)
+    run = tmp_path / "downloaded"
+    run.mkdir()
+    for entry in runs["straight"].iterdir():
+        if entry.is_file():
+            (run / entry.name).write_bytes(entry.read_bytes())
+    record = json.loads((run / checkpoint.CONFIG_FILE).read_text())
+    record["model"].update(
+        encoder_module="cwdnets:ConvEncoder", decoder_module="cwdnets:ConvDecoder"
+    )
+    (run / checkpoint.CONFIG_FILE).write_text(json.dumps(record))
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    command = [sys.executable, "-m", "vaekit", "sample", "downloaded", "-n", "2", "--out", "s.png"]
+    for extra in ([], ["evaluate", "downloaded", "--quiet"]):
+        argv = command if not extra else [sys.executable, "-m", "vaekit", *extra]
+        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert "encoder_module cwdnets:ConvEncoder" in lines[0] and "--trust-code" in lines[0]
+        assert not (tmp_path / "imported.txt").exists(), "the module ran without consent"
+    done = subprocess.run(
+        [*command, "--trust-code"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "imported.txt").exists() and (tmp_path / "s.png").exists()
+
+
+def test_consent_is_the_flag_the_argument_or_a_module_already_imported(runs, tmp_path, capsys):
+    from vaekit.cli import main
+    from vaekit.estimator import VAE as Estimator
+
+    run = runs["straight"]
+    assert NETS in sys.modules  # imported by this test module: the user's own code
+    assert checkpoint.read_config(run)[0].encoder_module == f"{NETS}:ConvEncoder"
+    assert Estimator.load(run).transform(np.zeros((2, *SHAPE), np.float32)).shape == (2, 3)
+    assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.png")]) == 0
+    record = json.loads((run / checkpoint.CONFIG_FILE).read_text())["model"]
+    unknown = {**record, "encoder_module": "never_imported_module:Net"}
+    with pytest.raises(ConfigError, match="never_imported_module.*--trust-code"):
+        custom_networks.check_consent(unknown, "config.json", trust_code=False)
+    custom_networks.check_consent(unknown, "config.json", trust_code=True)  # consent given
+    assert "never_imported_module" not in sys.modules  # the check itself imports nothing
 
 
 @pytest.mark.parametrize(
@@ -235,7 +299,7 @@ def test_the_estimator_takes_classes_records_paths_and_reloads_in_a_fresh_proces
     code = f"""
 import numpy as np
 from vaekit.estimator import VAE
-model = VAE.load({str(tmp_path / "saved")!r}, device="cpu")
+model = VAE.load({str(tmp_path / "saved")!r}, device="cpu", trust_code=True)
 np.save({str(tmp_path / "z.npy")!r}, model.transform(np.load({str(tmp_path / "x.npy")!r})))
 """
     done = fresh_python(code)

@@ -317,3 +317,53 @@ def test_a_command_line_run_loads_its_best_or_last_weights_and_its_scaling(tmp_p
         np.testing.assert_array_equal(vae.transform(raw), engine.encode(stored.apply(raw))[0])
     with pytest.raises(ConfigError, match="which must be one of last, best"):
         VAE.load(run, checkpoint="first")
+
+
+def test_a_dataframes_column_names_survive_save_and_load(tmp_path):
+    """A model fitted on a DataFrame checks its column names, before and after a round trip
+    through save and load: columns in another order, or renamed, are refused."""
+    pandas = pytest.importorskip("pandas")
+
+    rows = np.random.default_rng(3).normal(size=(80, 3))
+    table = pandas.DataFrame(rows, columns=["age", "income", "score"])
+    vae = VAE(hidden=(8,), latent_dim=2, epochs=1, likelihood="gaussian", scale="standardize")
+    vae.fit(table)
+    vae.save(tmp_path / "model")
+    loaded = VAE.load(tmp_path / "model")
+    assert list(loaded.feature_names_in_) == ["age", "income", "score"]
+    np.testing.assert_allclose(loaded.transform(table), vae.transform(table), rtol=1e-6)
+    for model in (vae, loaded):
+        with pytest.raises(DataError, match="feature names"):
+            model.transform(table[["score", "income", "age"]])
+        with pytest.raises(DataError, match="feature names"):
+            model.transform(table.rename(columns={"age": "years"}))
+    assert not hasattr(VAE.load(_array_model(tmp_path)), "feature_names_in_")
+
+
+def _array_model(tmp_path):
+    path = tmp_path / "from-an-array"
+    VAE(hidden=(8,), latent_dim=2, epochs=1, likelihood="gaussian").fit(np.zeros((20, 3))).save(
+        path
+    )
+    return path
+
+
+def test_no_samples_a_link_or_a_full_folder_is_a_clear_error(fitted, tmp_path):
+    for n in (0, -1, 2.5):
+        with pytest.raises(ConfigError, match="number of samples must be a whole number of 1"):
+            fitted.sample(n)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        fitted.save(tmp_path / "link")
+    assert not any((tmp_path / "real").iterdir())  # the link was not followed
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not an empty directory"):
+        fitted.save(tmp_path / "full")
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
+
+
+def test_a_seed_beyond_32_bits_is_refused_as_the_flag_refuses_it(images):
+    with pytest.raises(ConfigError, match="seed must be a whole number from 0 to 4,294,967,295"):
+        VAE(hidden=(8,), latent_dim=2, epochs=1, seed=2**32).fit(images[:20])

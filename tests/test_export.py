@@ -187,3 +187,69 @@ def test_a_missing_extra_is_named_in_one_line(monkeypatch, tmp_path):
     )
     assert caught.value.extra == "onnx"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A run whose folder name is not UTF-8 (byte 0xFF), as a Linux file system allows."""
+    root = tmp_path_factory.mktemp("export")
+    run = root / os.fsdecode(b"run-\xff")
+    _save_run(run, ModelConfig(input_shape=SHAPE, **CASES["mlp-bernoulli-best"]), seed=1)
+    return run
+
+
+def test_a_run_whose_path_is_not_utf8_exports_with_its_path_kept(small_run, tmp_path, capsys):
+    from vaekit.cli import main
+
+    out = tmp_path / "out"
+    assert main(["export", str(small_run), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(export.EXPORT_FILES)
+    manifest = json.loads((out / export.MANIFEST_FILE).read_bytes())  # valid UTF-8 JSON
+    assert os.fsencode(manifest["run"]) == os.fsencode(small_run.resolve())  # lossless
+    out = tmp_path / os.fsdecode(b"out-\xfe")  # printed, escaped, not refused
+    assert main(["export", str(small_run), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert "out-\\udcfe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["a new folder", "an empty folder", "a previous export"])
+def test_an_export_that_fails_writing_leaves_all_or_none(small_run, tmp_path, monkeypatch, where):
+    """Writing the manifest fails (a full disk, say): a new or empty folder receives none of
+    the three files, and a previous export stays as it was, whole."""
+    import errno
+
+    out = tmp_path / "out"
+    if where != "a new folder":
+        out.mkdir()
+    if where == "a previous export":
+        export.export_onnx(small_run, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+    real = export.disk.write_atomic
+
+    def full_disk(path, data):
+        if path.name.startswith(export.MANIFEST_FILE):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(export.disk, "write_atomic", full_disk)
+    with pytest.raises(OSError):
+        export.export_onnx(small_run, out)
+    after = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+    assert after == before  # none of the new files, the previous export untouched
+    assert not (tmp_path / "out.tmp").exists()
+    monkeypatch.setattr(export.disk, "write_atomic", real)
+    export.export_onnx(small_run, out)  # what was left over is no obstacle
+    assert sorted(p.name for p in out.iterdir()) == sorted(export.EXPORT_FILES)
+
+
+def test_temporaries_of_a_stopped_export_are_no_obstacle(small_run, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / (export.ENCODER_FILE + ".tmp")).write_bytes(b"half an encoder")
+    export.export_onnx(small_run, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(export.EXPORT_FILES)
+    staged = tmp_path / "again.tmp"  # the staging folder of a stopped export into "again"
+    staged.mkdir()
+    (staged / export.DECODER_FILE).write_bytes(b"half a decoder")
+    export.export_onnx(small_run, tmp_path / "again")
+    assert not staged.exists()
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == sorted(export.EXPORT_FILES)

@@ -221,6 +221,50 @@ def test_failing_first_save_says_nothing_was_saved(tmp_path, monkeypatch, capsys
     assert len(err) == 1 and "no epoch was saved" in err[0], err
 
 
+def test_a_disk_that_fills_under_tensorboard_is_one_line_and_keeps_the_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    """TensorBoard writes its events in a thread of its own; the disk fills during epoch 2. One
+    line, exit 2, no thread traceback, and the line says the checkpoint of epoch 1 is intact
+    (it is: --resume, once the disk has room, finishes the run)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.summary.writer import record_writer
+
+    run = tmp_path / "run"
+    real, written = record_writer.RecordWriter.write, []
+
+    def filling(self, data):
+        if (run / checkpoint.STATE_FILE).exists():  # epoch 1 is saved: the disk is full now
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(len(data))
+        return real(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", filling)
+    argv = [*train_args("numpy", 3), "--logger", "tensorboard", "--out", str(run)]
+    argv[argv.index("--sample-every") + 1] = "1"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert "No space left on device" in lines[0] and "epoch 1 is intact" in lines[0], err
+    assert written and assert_checkpoint_whole(run) == 1
+    monkeypatch.setattr(record_writer.RecordWriter, "write", real)
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == [1, 2, 3]
+
+
+def test_a_divergence_on_data_of_a_huge_scale_points_at_the_scale(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(200, 5)) * 1e30
+    np.save(tmp_path / "huge.npy", x.astype(np.float32))
+    argv = ["train", "--data", str(tmp_path / "huge.npy"), "--likelihood", "gaussian"]
+    assert main([*argv, "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "the loss became" in lines[0], lines
+    assert "--scale standardize" in lines[0] and "lower learning rate" not in lines[0]
+    argv += ["--scale", "standardize", "--epochs", "1", "--quiet", "--force"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0  # the advice works
+
+
 def test_unwritable_output_directory_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     def refuse(self, *args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))

@@ -14,6 +14,7 @@ from vaekit.config import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError, DataError
 from vaekit.priors import StandardNormal
+from vaekit.text import plural
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -316,9 +317,10 @@ def test_a_png_carries_its_title(images, engine5, tmp_path):
 
 
 def test_plural():
-    assert figures.plural(1, "epoch") == "1 epoch"
-    assert figures.plural(0, "epoch") == "0 epochs"
-    assert figures.plural(12000, "example") == "12,000 examples"
+    assert plural(1, "epoch") == "1 epoch"
+    assert plural(0, "epoch") == "0 epochs"
+    assert plural(12000, "example") == "12,000 examples"
+    assert plural(2, "class", "classes") == "2 classes" and plural(1, "class") == "1 class"
 
 
 def test_a_failed_write_names_the_file_asked_for_not_its_temporary_file(images, tmp_path):

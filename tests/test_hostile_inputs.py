@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib
 import io
 import json
 import math
+import os
 import pickle
 import shutil
 import struct
@@ -120,6 +122,73 @@ def _set_raw(path: Path, key: str, text: str | None = None) -> None:
     if text is None:
         del record[key]
     path.write_text(json.dumps(record).replace('"@@raw@@"', text or ""))
+
+
+def _module_writing_the_canary(root: Path) -> str:
+    """A module in ``root`` (which the test puts on sys.path, as ``python -m`` or
+    ``PYTHONPATH=.`` would) whose import writes the canary; its name, unique to ``root``, so
+    that no earlier import of it can count."""
+    name = "canary_" + hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    (root / f"{name}.py").write_text(
+        "from pathlib import Path\n"
+        f"(Path(__file__).parent / {CANARY!r}).write_text('imported')\n"
+        "import torch\n\n\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, config):\n"
+        "        super().__init__()\n"
+    )
+    return name
+
+
+def _naming_the_canary(part: str) -> Callable[[Path], None]:
+    """Damage: config.json names the canary module as the run's own ``part`` network."""
+
+    def damage(run: Path) -> None:
+        module = _module_writing_the_canary(run.parent)
+        setting = {f"{part}_module": f"{module}:Net"}
+        _edit_json(run / checkpoint.CONFIG_FILE, lambda record: record["model"].update(setting))
+
+    return damage
+
+
+def _settings_file(root: Path, suffix: str, text: str) -> str:
+    path = root / f"settings{suffix}"
+    path.write_text(text)
+    return str(path)
+
+
+def _settings_naming_the_canary(root: Path, suffix: str) -> str:
+    module = _module_writing_the_canary(root)
+    if suffix == ".toml":
+        return _settings_file(root, suffix, f'[model]\nencoder_module = "{module}:Net"\n')
+    return _settings_file(root, suffix, json.dumps({"model": {"encoder_module": f"{module}:Net"}}))
+
+
+def _fifo(root: Path, name: str) -> str:
+    """A FIFO named ``name`` in ``root``: a reader that opens it waits for ever for a writer."""
+    os.mkfifo(root / name)
+    return str(root / name)
+
+
+def _no_checkpoint_yet(run: Path) -> None:
+    """A run stopped before its first epoch finished: config.json written, nothing else."""
+    for name in (checkpoint.STATE_FILE, checkpoint.WEIGHTS_FILE, checkpoint.OPTIMIZER_FILE):
+        (run / name).unlink()
+
+
+def _saved_by_the_estimator(run: Path) -> None:
+    """As VAE.save writes a run: created_by estimator, no optimizer state, no commit record."""
+    _edit_json(run / checkpoint.CONFIG_FILE, lambda record: record.update(created_by="estimator"))
+    (run / checkpoint.STATE_FILE).unlink()
+    (run / checkpoint.OPTIMIZER_FILE).unlink()
+
+
+def _fifo_in_place_of(name: str) -> Callable[[Path], None]:
+    def damage(run: Path) -> None:
+        (run / name).unlink()
+        os.mkfifo(run / name)
+
+    return damage
 
 
 def _directory(path: Path) -> None:
@@ -343,6 +412,23 @@ FILES: dict[str, Callable[[Path, Path], str]] = {
         _images(r, [_png_of_zeros(7072)])
     ),
     "empty image directory": lambda r, _: str(_images(r, [])),
+    "images 5000 pixels wide, no --image-size": lambda r, _: str(
+        _images(r, [Image.new("L", (5000, 3))] * 2)
+    ),
+    "csv with 1e39 on line 3": lambda r, _: str(
+        _write(r, "x.csv", b"a,b\n0.1,0.2\n0.3,1e39\n0.5,0.6\n")
+    ),
+    "csv with label 1.5 on line 3": lambda r, _: str(
+        _write(r, "x.csv", b"label,a\n0,0.2\n1.5,0.4\n1,0.6\n")
+    ),
+    "a FIFO in place of a csv": lambda r, _: _fifo(r, "x.csv"),
+}
+#: The words the error of a FILES case must contain, where they matter.
+FILE_WORDS = {
+    "images 5000 pixels wide, no --image-size": "--image-size H W",
+    "csv with 1e39 on line 3": "line 3 column 2 ('b') holds '1e39'",
+    "csv with label 1.5 on line 3": "label 1.5 at line 3 column 1",
+    "a FIFO in place of a csv": "is not a regular file",
 }
 
 #: Damage to a copy of a trained run ({run}); the command then uses that run.
@@ -395,6 +481,25 @@ RUN_DAMAGE: dict[str, Callable[[Path], None]] = {
     "metrics.jsonl with a loss of text": lambda run: (run / checkpoint.METRICS_FILE).write_text(
         '{"epoch": 1, "loss": "", "recon": 1, "kl": 1}\n'
     ),
+    "config.json naming an encoder module that writes a file when imported": (
+        _naming_the_canary("encoder")
+    ),
+    "config.json naming a decoder module that writes a file when imported": (
+        _naming_the_canary("decoder")
+    ),
+    "no checkpoint yet (stopped before its first epoch)": _no_checkpoint_yet,
+    "weights saved by VAE.save (no optimizer state)": _saved_by_the_estimator,
+    "a FIFO in place of scaling.json": _fifo_in_place_of(checkpoint.SCALING_FILE),
+    "a FIFO in place of state.json": _fifo_in_place_of(checkpoint.STATE_FILE),
+}
+#: The words the error of a RUN_DAMAGE case must contain, where they matter.
+DAMAGE_WORDS = {
+    "config.json naming an encoder module that writes a file when imported": "--trust-code",
+    "config.json naming a decoder module that writes a file when imported": "--trust-code",
+    "no checkpoint yet (stopped before its first epoch)": "no saved epoch",
+    "weights saved by VAE.save (no optimizer state)": "cannot be resumed",
+    "a FIFO in place of scaling.json": "not a regular file",
+    "a FIFO in place of state.json": "not a regular file",
 }
 
 #: Every command that reads a run, given {run} (and {out}: where it may write).
@@ -410,6 +515,9 @@ RUN_COMMANDS = {
     "curves": ["curves", "{run}", "--out", "{out}.png"],
     "serve": ["serve", "{run}", "--port", "0"],
     "resume": ["train", "--resume", "--out", "{run}"],
+    "traverse": ["traverse", "{run}", "--out", "{out}.png"],
+    "export": ["export", "{run}", "--out", "{out}"],
+    "train --config": ["train", "--config", "{run}/config.json", "--out", "{out}"],
 }
 
 TRAIN = ["train", "--epochs", "1", "--hidden", "16", "--latent-dim", "2", "--quiet"]
@@ -417,24 +525,74 @@ TRAIN = ["train", "--epochs", "1", "--hidden", "16", "--latent-dim", "2", "--qui
 #: (case, command with {bad}, {run} and {out} placeholders, words the error must contain)
 CASES: list[tuple[str, list[str], str]] = []
 for name in FILES:
+    words = FILE_WORDS.get(name, "")
     if name.startswith("idx"):
         CASES.append(
-            (name, [*TRAIN, "--data", "mnist", "--data-dir", "{bad}", "--out", "{out}"], "")
+            (name, [*TRAIN, "--data", "mnist", "--data-dir", "{bad}", "--out", "{out}"], words)
         )
     else:
-        CASES.append((f"train on {name}", [*TRAIN, "--data", "{bad}", "--out", "{out}"], ""))
+        CASES.append((f"train on {name}", [*TRAIN, "--data", "{bad}", "--out", "{out}"], words))
         if name.startswith(("npy", "npz")):
-            CASES.append((f"score {name}", ["score", "{run}", "{bad}", "--out", "{out}"], ""))
+            CASES.append((f"score {name}", ["score", "{run}", "{bad}", "--out", "{out}"], words))
+#: Damage that only some commands meet: the commands that read the damaged part.
+RESUME_ONLY = ("optimizer", "state.json", "metrics", "checkpoint yet", "VAE.save", "scaling.json")
 for name in RUN_DAMAGE:
+    words = DAMAGE_WORDS.get(name, "")
     if name.startswith("config.json"):  # every command reads it
         for command, argv in RUN_COMMANDS.items():
-            CASES.append((f"{command} a run with {name}", argv, ""))
+            if command != "train --config" or "module" in name:
+                CASES.append((f"{command} a run with {name}", argv, words))
     elif name.startswith("metrics.jsonl"):  # read by curves; a damaged line is skipped
         CASES.append((f"curves of a run with {name}", RUN_COMMANDS["curves"], "no finished"))
     else:
-        if not any(f in name for f in ("optimizer", "state.json", "metrics")):  # sample: unread
-            CASES.append((f"sample from a run with {name}", RUN_COMMANDS["sample"], ""))
-        CASES.append((f"resume a run with {name}", RUN_COMMANDS["resume"], ""))
+        if not any(f in name for f in RESUME_ONLY):  # sample reads the weights and the config
+            CASES.append((f"sample from a run with {name}", RUN_COMMANDS["sample"], words))
+        CASES.append((f"resume a run with {name}", RUN_COMMANDS["resume"], words))
+
+#: Settings files for train --config ({bad}) that must be refused in one line, and their words.
+SETTINGS_FILES: dict[str, tuple[Callable[[Path], str], str]] = {
+    "naming an encoder module that writes a file when imported (JSON)": (
+        lambda r: _settings_naming_the_canary(r, ".json"),
+        "--trust-code",
+    ),
+    "naming an encoder module that writes a file when imported (TOML)": (
+        lambda r: _settings_naming_the_canary(r, ".toml"),
+        "--trust-code",
+    ),
+    "with a 5000-digit integer (JSON)": (
+        lambda r: _settings_file(r, ".json", '{"epochs": ' + "9" * 5000 + "}"),
+        "4300 digits",
+    ),
+    "with a 5000-digit integer (TOML)": (
+        lambda r: _settings_file(r, ".toml", "epochs = " + "9" * 5000 + "\n"),
+        "4300 digits",
+    ),
+    "with seed 2^32 (JSON)": (
+        lambda r: _settings_file(r, ".json", '{"train": {"seed": 4294967296}}'),
+        "seed must be a whole number from 0 to 4,294,967,295",
+    ),
+    "with seed 2^32 (TOML)": (
+        lambda r: _settings_file(r, ".toml", "[train]\nseed = 4294967296\n"),
+        "seed must be a whole number from 0 to 4,294,967,295",
+    ),
+    "with sigma 10^400 (TOML)": (
+        lambda r: _settings_file(r, ".toml", "sigma = 1" + "0" * 400 + "\n"),
+        "sigma must be a finite number",
+    ),
+    "with patience 10^9 (JSON)": (
+        lambda r: _settings_file(r, ".json", '{"patience": 1000000000}'),
+        "patience must be a whole number from 0 to 1,000,000",
+    ),
+    "with a key given twice (JSON)": (
+        lambda r: _settings_file(r, ".json", '{"epochs": 1, "epochs": 2}'),
+        "the key 'epochs' is given twice",
+    ),
+    "that is a FIFO": (lambda r: _fifo(r, "settings.json"), "is not a regular file"),
+}
+for name, (_, words) in SETTINGS_FILES.items():
+    CASES.append(
+        (f"train --config {name}", ["train", "--config", "{bad}", "--out", "{out}"], words)
+    )
 
 #: Labels a conditional run ({crun}, 10 classes) cannot take: one of them is 10.
 for command, argv in RUN_COMMANDS.items():
@@ -470,6 +628,8 @@ for argv, words in (
     (["sample", "{run}", "--out", "{run}"], "is a directory"),
     (["sample", "{run}", "--npy", "{run}/figures"], "is a directory"),
     (["encode", "{run}", "--data", "mnist-small", "--out", "{run}"], "is a directory"),
+    (["sample", "{run}", "--grid-by-label"], "--grid-by-label needs one"),
+    (["serve", "{run}", "--port", "0", "--allowed-host", "evil:80"], "is not a host name"),
 ):
     CASES.append((f"flags {' '.join(argv)}", argv, words))
 for flags, words in (
@@ -547,6 +707,11 @@ def test_hostile_input_is_a_one_line_error_and_harms_nothing(
     for name, build in FILES.items():
         if case.endswith(name):
             bad = build(tmp_path, run)
+    for name, (build, _) in SETTINGS_FILES.items():
+        if case.endswith(name):
+            bad = build(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # a module here is importable, as with python -m
+    importlib.invalidate_caches()
     out = tmp_path / "out"
     argv = [a.format(bad=bad, run=run, crun=crun, out=out) for a in argv]
     before = snapshot(tmp_path)
@@ -604,6 +769,22 @@ def test_the_suite_covers_what_the_issue_lists():
         "config.json nested 100,000 deep",
         "metrics.jsonl nested 100,000 deep",
         "serve a run with",
+        "sample a run with config.json naming an encoder module that writes a file",
+        "evaluate a run with config.json naming a decoder module",
+        "serve a run with config.json naming an encoder module",
+        "export a run with config.json naming an encoder module",
+        "train --config a run with config.json naming an encoder module",
+        "resume a run with config.json naming an encoder module",
+        "train --config naming an encoder module that writes a file when imported (TOML)",
+        "train --config with a 5000-digit integer (JSON)",
+        "train --config with seed 2^32 (TOML)",
+        "train --config that is a FIFO",
+        "train --config with a key given twice (JSON)",
+        "images 5000 pixels wide, no --image-size",
+        "resume a run with no checkpoint yet",
+        "resume a run with weights saved by VAE.save",
+        "csv with 1e39 on line 3",
+        "--grid-by-label",
     ):
         assert needed in names, needed
     assert len(CASES) >= 200

@@ -225,7 +225,8 @@ def test_a_failed_download_is_one_short_line(tmp_path, monkeypatch, capsys, offl
         f"fashion-mnist is not in the cache {cache} and could not be downloaded (ConnectionError, "
         "from 2 mirrors); pass --data-dir DIR for a directory DIR whose fashion-mnist/ holds "
         "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        "t10k-labels-idx1-ubyte.gz."
+        "t10k-labels-idx1-ubyte.gz; vaekit also looks in /usr/share/datasets/fashion-mnist, "
+        "where 'apt-get install dataset-fashion-mnist' (Debian) puts it."
     )
     assert [url.rsplit("/", 1)[1] for url in offline] == ["train-images-idx3-ubyte.gz"] * 2
     assert list(tmp_path.iterdir()) == [] and not cache.parent.exists()
@@ -317,7 +318,7 @@ def test_commands_default_to_the_runs_own_data(tmp_path, monkeypatch, capsys, da
                  ["reconstruct", run]):  # fmt: skip
         assert "wrote" in ok(capsys, *argv)
     assert {p.name for p in (tmp_path / "run").glob("*.png")} >= {
-        "manifold.png", "scatter.png", "interpolations-linear.png",
+        "manifold-n20.png", "scatter-auto-n20.png", "interpolations-linear-seed0.png",
         "reconstructions-n8-seed0.png",
     }  # fmt: skip
     result = json.loads(ok(capsys, "evaluate", run, "--json", "--data", "mnist-small"))

@@ -19,6 +19,9 @@ from vaekit.run_figures import posterior_means
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import LIMIT_FACTOR, Explorer
 
+#: The base URL of the test client: a Host the explorer answers (see create_app).
+LOCAL = "http://localhost"
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -27,7 +30,9 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(runs):
-    return TestClient(create_app(Explorer.open(runs["plain"]), max_body_bytes=50_000))
+    return TestClient(
+        create_app(Explorer.open(runs["plain"]), max_body_bytes=50_000), base_url=LOCAL
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,7 @@ def conditional_explorer(runs):
 
 @pytest.fixture(scope="module")
 def conditional(conditional_explorer):
-    return TestClient(create_app(conditional_explorer))
+    return TestClient(create_app(conditional_explorer), base_url=LOCAL)
 
 
 def png(size=(28, 28), mode="L", value=0, fmt="PNG") -> str:
@@ -495,7 +500,7 @@ class ScaledNormal(StandardNormal):
 def test_the_explorer_samples_and_ranges_follow_the_runs_prior(runs, monkeypatch):
     engine = checkpoint.open_run(runs["plain"])
     monkeypatch.setattr(type(engine), "prior", ScaledNormal(2))
-    client = TestClient(create_app(Explorer(engine, None, None)))
+    client = TestClient(create_app(Explorer(engine, None, None)), base_url=LOCAL)
     drawn = client.get("/api/sample", params={"seed": 5}).json()["z"]
     np.testing.assert_allclose(drawn, 3 * np.random.default_rng(5).standard_normal((1, 2))[0])
     many = np.array([client.get("/api/sample").json()["z"] for _ in range(200)])
@@ -530,7 +535,7 @@ def test_the_maps_axes_are_the_manifolds_principal_axes(runs, conditional_explor
     unit = axes / np.linalg.norm(axes, axis=1, keepdims=True)
     np.testing.assert_allclose(conditional_explorer.axes, unit, atol=1e-12)
     np.testing.assert_allclose(conditional_explorer.centre, means.mean(axis=0))
-    latent_map = TestClient(create_app(conditional_explorer)).get("/api/map").json()
+    latent_map = TestClient(create_app(conditional_explorer), base_url=LOCAL).get("/api/map").json()
     np.testing.assert_allclose(latent_map["axes"], unit, atol=1e-12)
 
 
@@ -569,3 +574,132 @@ def test_uploads_are_read_with_the_runs_image_size_and_scaling(runs):
 def test_the_explorer_opens_the_best_weights_of_a_run_that_kept_them(runs, tmp_path):
     with pytest.raises(Exception, match="kept no best checkpoint"):
         Explorer.open(runs["plain"], which="best")
+
+
+# --- only its own host; requests that arrive whole, or are dropped --------------------------
+
+#: Deadlock guard for the socket tests (never a pass/fail criterion: they wait for events).
+GUARD = 120
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost:8000", "127.0.0.1", "127.0.0.1:8000", "[::1]", "[::1]:8000"]
+)
+def test_the_loopback_names_are_answered(client, host):
+    assert client.get("/api/model", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "attacker.example",
+        "attacker.example:8000",
+        "localhost.attacker.example",
+        "127.0.0.1.nip.io",
+        "[::2]",
+        "",
+    ],
+)
+def test_a_foreign_host_reads_nothing(client, host):
+    """DNS rebinding: a page of attacker.example whose name now resolves to 127.0.0.1 sends its
+    own name as Host; the explorer answers only its loopback names."""
+    for path in ("/", "/api/model", "/api/map", "/api/decode?z=0,0"):
+        response = client.get(path, headers={"Host": host})
+        assert response.status_code == 400, (path, host)
+        assert b"z" not in response.content.lower().replace(b"host", b"")  # no latent, no map
+
+
+def test_allowed_hosts_add_names_and_an_open_address_answers_any(runs):
+    from vaekit.serve.server import allowed_hosts
+
+    explorer = Explorer.open(runs["plain"])
+    hosts = allowed_hosts("127.0.0.1", ["vae.lan", "*.lab.example"])
+    app = TestClient(create_app(explorer, allowed_hosts=hosts), base_url=LOCAL)
+    for host, status in (
+        ("vae.lan:8000", 200),
+        ("gpu.lab.example", 200),
+        ("localhost", 200),
+        ("other.lan", 400),
+    ):
+        assert app.get("/api/model", headers={"Host": host}).status_code == status, host
+    assert allowed_hosts("0.0.0.0") == ("*",)  # every name the machine has: any Host
+    assert allowed_hosts("0.0.0.0", ["vae.lan"]) == ("vae.lan",)
+    assert allowed_hosts("192.0.2.7", ["vae.lan"]) == ("vae.lan", "192.0.2.7")
+    assert allowed_hosts("::1") == ("localhost", "127.0.0.1", "[::1]")
+
+
+def _raw_request(url: str, head: bytes, body: bytes = b"") -> bytes:
+    """Send ``head`` and ``body`` to the server at ``url``; everything it answers until it
+    closes the connection."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=GUARD) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_real_server_refuses_a_foreign_host(runs):
+    from vaekit.serve.server import BackgroundServer
+
+    with BackgroundServer(create_app(Explorer.open(runs["plain"]))) as server:
+        foreign = b"GET /api/model HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n"
+        own = foreign.replace(b"attacker.example", b"127.0.0.1")
+        assert _raw_request(server.url, foreign).startswith(b"HTTP/1.1 400")
+        assert _raw_request(server.url, own).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("sent", ["half the headers", "the headers and part of the body"])
+def test_a_request_that_does_not_arrive_whole_is_dropped(runs, sent):
+    """The server closes the connection of a request not whole within its deadline (here a
+    fraction of a second): the test waits for the close, whenever it comes."""
+    from vaekit.serve.server import BackgroundServer
+
+    app = create_app(Explorer.open(runs["plain"]))
+    head = (
+        b"POST /api/analyse HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
+        b"Content-Length: 1000\r\n"
+    )
+    head, body = (head, b"") if sent == "half the headers" else (head + b"\r\n", b"\x89PNG")
+    with BackgroundServer(app, request_seconds=0.2) as server:
+        assert _raw_request(server.url, head, body) == b""  # closed, unanswered
+        own = b"GET /api/model HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        assert _raw_request(server.url, own).startswith(b"HTTP/1.1 200")  # still serving
+
+
+def test_a_client_that_disconnects_mid_upload_is_one_log_line(runs):
+    import logging
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from vaekit.serve.server import BackgroundServer
+
+    records: list[logging.LogRecord] = []
+    seen = threading.Event()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            seen.set()
+
+    handler = Collect(level=logging.DEBUG)
+    with BackgroundServer(create_app(Explorer.open(runs["plain"]))) as server:
+        logging.getLogger("uvicorn.error").addHandler(handler)
+        try:
+            where = urlsplit(server.url)
+            with socket.create_connection((where.hostname, where.port), timeout=GUARD) as sock:
+                sock.sendall(
+                    b"POST /api/analyse HTTP/1.1\r\nHost: localhost\r\n"
+                    b"Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG"
+                )
+            assert seen.wait(GUARD), "the server logged nothing"
+        finally:
+            logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert len(records) == 1, [r.getMessage() for r in records]
+    assert records[0].exc_info is None and "\n" not in records[0].getMessage()
+    assert "disconnected before its request was whole" in records[0].getMessage()

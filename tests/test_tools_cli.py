@@ -40,9 +40,9 @@ def test_tensorboard_logger_writes_steps_epochs_figures_and_settings(tmp_path, c
     records = checkpoint.read_metrics(run)
     steps = records[-1]["step"]  # 10 batches of 500 per epoch
     assert [e.step for e in reader.Scalars("step/loss")] == list(range(1, steps + 1))
-    for key in ("loss", "recon", "kl", "test_loss"):
+    for key in ("epoch", "loss", "recon", "kl", "test_loss"):  # at the step ending the epoch
         logged = [(e.step, e.value) for e in reader.Scalars(f"epoch/{key}")]
-        assert logged == [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in records]
+        assert logged == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in records]
     for tag in ("samples", "reconstructions"):
         assert [i.step for i in reader.Images(tag)] == [r["step"] for r in records]
     content = reader.PluginTagToContent("hparams")

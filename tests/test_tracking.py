@@ -59,12 +59,12 @@ def test_scalars_images_and_settings_read_back(tmp_path):
     for column, name in enumerate(("loss", "recon", "kl", "beta", "lr"), start=1):
         expected = [(s[0], pytest.approx(s[column], rel=1e-6)) for s in steps]
         assert _scalars(accumulator, f"step/{name}") == expected
-    for key in ("loss", "recon", "kl", "beta", "val_loss", "seconds"):
-        expected = [(r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in records]
-        assert _scalars(accumulator, f"epoch/{key}") == expected
+    for key in ("epoch", "loss", "recon", "kl", "beta", "val_loss", "seconds"):
+        expected = [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in records]
+        assert _scalars(accumulator, f"epoch/{key}") == expected  # at the epoch's last step
     tags = accumulator.Tags()["scalars"]
-    for absent in ("epoch/epoch", "epoch/step", "epoch/note", "epoch/flag", "epoch/test_loss"):
-        assert absent not in tags  # the axes, text, bools and non-finite values are no scalars
+    for absent in ("epoch/step", "epoch/note", "epoch/flag", "epoch/test_loss"):
+        assert absent not in tags  # the axis, text, bools and non-finite values are no scalars
     assert _scalars(accumulator, "final/val_loss") == [(4, 9.0)]
 
     samples = accumulator.Images("samples")
@@ -139,3 +139,34 @@ def test_a_resumed_run_replaces_the_steps_it_trains_again(tmp_path):
     again.close({"loss": 0.5})
     accumulator = _reader(tmp_path / tracking.TENSORBOARD_DIR)
     assert _scalars(accumulator, "step/loss") == [(1, 11.0), (2, 12.0), (3, 0.5)]
+
+
+def test_an_interrupted_and_resumed_run_shows_each_epoch_and_step_once(
+    tmp_path, monkeypatch, capsys
+):
+    """Epoch 2's record reaches TensorBoard before its checkpoint is saved; the attempt is
+    stopped between the two and resumed, which trains epoch 2 again: TensorBoard's reader
+    shows each epoch and each step once (the epochs sit on the step axis, which the resumed
+    writer purges from the first step it trains again)."""
+    from vaekit import checkpoint
+    from vaekit.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", "mnist-small", "--epochs", "3", "--hidden", "8", "--latent-dim"]
+    argv += ["2", "--engine", "numpy", "--logger", "tensorboard", "--out", str(run), "--quiet"]
+    real = checkpoint.save_checkpoint
+
+    def stopped_at_epoch_2(run_dir, engine, state):
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real(run_dir, engine, state)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", stopped_at_epoch_2)
+    assert main(argv) == 130
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real)
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
+
+    accumulator = _reader(run / tracking.TENSORBOARD_DIR)
+    assert [value for _, value in _scalars(accumulator, "epoch/epoch")] == [1.0, 2.0, 3.0]
+    steps = [step for step, _ in _scalars(accumulator, "step/loss")]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 3 * 40  # 5,000 / 128

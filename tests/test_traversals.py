@@ -11,6 +11,9 @@ from vaekit.cli import main
 from vaekit.evaluation import latent_statistics
 from vaekit.runs import run_data
 
+#: The base URL of the test client: a Host the explorer answers (see create_app).
+LOCAL = "http://localhost"
+
 SMALL = ["--hidden", "32", "--latent-dim", "3", "--batch-size", "250", "--epochs", "1", "--quiet"]
 
 
@@ -168,7 +171,7 @@ def test_explorer_endpoint_returns_the_row(runs):
     from vaekit.serve.explorer import Explorer, png_bytes
 
     explorer = Explorer.open(runs["cond"])
-    client = TestClient(create_app(explorer))
+    client = TestClient(create_app(explorer), base_url=LOCAL)
     params = {"dim": 1, "base": "0.1,-0.2,0.3", "steps": 5, "label": 4}
     response = client.get("/api/traverse", params=params)
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"

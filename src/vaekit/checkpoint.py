@@ -11,6 +11,7 @@ A run directory holds::
     best.safetensors        with --keep best: the weights of the best held-out −ELBO so far
     best.json               its record: epoch, held-out loss (nats), split, SHA-256 of the weights
     outliers.json           a model saved by the estimator: its outlier threshold (nats), k, seed
+    features.json           a model the estimator fitted on a DataFrame: its column names
     writer.lock             the one-writer lock; names the process training the run
 
 One process at a time writes a run: it holds an exclusive ``flock`` on ``writer.lock`` (see
@@ -23,7 +24,8 @@ otherwise (:func:`recover`), so a checkpoint is always one whole epoch. Readers 
 they take the last committed checkpoint, even while the writer renames a new one into place.
 Every weights file is checked to be a regular file of a size its config allows before it is
 read. No pickle is ever read: weights go through ``safetensors`` only, and every other file is
-JSON.
+JSON. A run that names its own networks by import path is opened only with consent
+(``trust_code``), since importing a module runs its code.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ from safetensors.numpy import save as save_safetensors
 
 from vaekit import __version__
 from vaekit.config import ModelConfig, TrainConfig
+from vaekit.custom_networks import check_consent
+from vaekit.disk import (
+    TMP_SUFFIX,
+    fsync_dir,
+    parse_json,
+    read_regular,
+    write_atomic,
+    write_atomic_chunks,
+)
 from vaekit.engines import Engine, build_engine
 from vaekit.errors import CheckpointError, ConfigError
 
@@ -63,12 +74,13 @@ BEST_WEIGHTS_FILE = "best.safetensors"
 BEST_FILE = "best.json"
 #: The outlier threshold of a model saved by the estimator (vaekit.estimator.VAE.save).
 OUTLIERS_FILE = "outliers.json"
+#: The column names of the DataFrame a model saved by the estimator was fitted on.
+FEATURES_FILE = "features.json"
 #: Which weights a command loads: the last checkpoint, or the best one (--keep best).
 WHICH = ("last", "best")
 RUN_FORMAT = "vaekit-run"
 LOCK_FILE = "writer.lock"
 FIGURES_DIR = "figures"
-TMP_SUFFIX = ".tmp"
 #: The figures a run draws into ``figures/`` (see training.RunWriter), and their temporaries.
 #: The folder of TensorBoard event files (``--logger tensorboard``), and the files vaekit writes
 #: there (TensorBoard's own naming).
@@ -93,37 +105,6 @@ CURVE_KEYS = (
 _PICKLE_PREFIXES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch.save)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename: all or nothing."""
-    _write_atomic_chunks(path, [data])
-
-
-def _write_atomic_chunks(path: Path, chunks: Iterable[bytes]) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:  # leave no temporary file behind
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):  # name the file asked for, not the temporary one
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
@@ -134,8 +115,8 @@ def _read_json(path: Path) -> Any:
     if not path.is_symlink() and not path.exists():
         raise CheckpointError(f"{path} is missing; is {path.parent} a vaekit run?")
     try:
-        return json.loads(_read_bounded(path, MAX_RECORD_BYTES))
-    except ValueError as exc:  # not JSON, not UTF-8, an integer of more than 4300 digits
+        return parse_json(read_regular(path, MAX_RECORD_BYTES, CheckpointError))
+    except ValueError as exc:  # not JSON, not UTF-8, a repeated key, a 4300-digit integer
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
     except RecursionError:
         raise CheckpointError(f"{path} is not a vaekit record (it is nested too deeply)") from None
@@ -156,20 +137,33 @@ def write_config(run_dir: Path, model: ModelConfig, train: TrainConfig, created_
     write_atomic(Path(run_dir) / CONFIG_FILE, _json_bytes(record))
 
 
-def read_config(run_dir: Path) -> tuple[ModelConfig, TrainConfig, dict[str, Any]]:
-    """(model config, training config, the whole record) from ``config.json``, validated."""
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """The JSON record of ``config.json`` as it is (format checked, settings not built)."""
     path = Path(run_dir) / CONFIG_FILE
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
     record = _read_json(path)
     if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{path} is not a vaekit run config")
+    return record
+
+
+def read_config(
+    run_dir: Path, *, trust_code: bool = False
+) -> tuple[ModelConfig, TrainConfig, dict[str, Any]]:
+    """(model config, training config, the whole record) from ``config.json``, validated. A run
+    that names its own networks by import path is refused unless their modules are imported
+    already or ``trust_code`` (see :func:`vaekit.custom_networks.check_consent`)."""
+    path = Path(run_dir) / CONFIG_FILE
+    record = read_record(run_dir)
     train = record.get("train")
     if isinstance(train, dict) and "val_fraction" not in train:
         train = {**train, "val_fraction": 0.0}  # a run from before held-out splits trained on all
     model = record.get("model")
     if isinstance(model, dict) and "prior" not in model:
         model = {**model, "prior": "standard"}  # a run from before learned priors had N(0, I)
+    if isinstance(model, dict):
+        check_consent(model, str(path), trust_code)
     try:
         return (
             ModelConfig.from_dict(model),
@@ -201,25 +195,6 @@ def safetensors_size_limit(config: ModelConfig, arrays_per_parameter: int) -> in
     arrays = arrays_per_parameter * len(shapes)
     values = arrays_per_parameter * sum(math.prod(shape) for shape in shapes)
     return 8 + _HEADER_BYTES + _HEADER_BYTES_PER_ARRAY * arrays + 8 * values
-
-
-def _read_bounded(path: Path, limit: int) -> bytes:
-    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes; both are
-    checked before anything is read, so a FIFO, a device or a huge sparse file costs nothing."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CheckpointError(f"{path} is not a regular file")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise CheckpointError(
-            f"{path} is larger than the {limit:,} bytes its config.json allows; it is not this "
-            "run's file"
-        )
-    return data
 
 
 def _decode_safetensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
@@ -260,7 +235,7 @@ def _damaged(path: Path) -> CheckpointError:
 
 
 def _read_verified(path: Path, sha256: str, limit: int) -> dict[str, np.ndarray]:
-    data = _read_bounded(path, limit)
+    data = read_regular(path, limit, CheckpointError)
     if _sha256(data) != sha256:
         raise _damaged(path)
     return _decode_safetensors(path, data)
@@ -270,7 +245,7 @@ def _recorded_sha256(record: Path, name: str) -> str | None:
     """The SHA-256 that the commit record ``record`` gives file ``name``; None when the record
     is missing, unreadable or incomplete (a save cut short, or renamed away meanwhile)."""
     try:
-        files = json.loads(_read_bounded(record, MAX_RECORD_BYTES))["files"]
+        files = json.loads(read_regular(record, MAX_RECORD_BYTES, CheckpointError))["files"]
         return files[name] if isinstance(files[name], str) else None
     except (CheckpointError, ValueError, RecursionError, KeyError, TypeError):
         return None
@@ -298,7 +273,7 @@ def load_weights(run_dir: Path, config: ModelConfig) -> dict[str, np.ndarray]:
     for _ in range(READ_ATTEMPTS):
         if not path.exists() and not records[1].exists():
             raise CheckpointError(f"{run_dir} has no saved weights yet: no epoch has finished")
-        data = _read_bounded(path, limit)
+        data = read_regular(path, limit, CheckpointError)
         present = [record for record in records if record.exists()]
         sha = _sha256(data)
         if not present or any(_recorded_sha256(r, WEIGHTS_FILE) == sha for r in present):
@@ -333,7 +308,7 @@ def save_checkpoint(run_dir: Path, engine: Engine, state: dict[str, Any]) -> Non
         f.write(_json_bytes(record))
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
     _roll_forward(run_dir)
 
 
@@ -342,7 +317,7 @@ def _roll_forward(run_dir: Path) -> None:
         tmp = run_dir / (name + TMP_SUFFIX)
         if tmp.exists():
             os.replace(tmp, run_dir / name)
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
 
 
 def _size_limits(config: ModelConfig) -> dict[str, int]:
@@ -362,7 +337,7 @@ def recover(run_dir: Path, config: ModelConfig) -> None:
     if commit.exists():
         limits = _size_limits(config)
         try:
-            record = json.loads(_read_bounded(commit, MAX_RECORD_BYTES))
+            record = json.loads(read_regular(commit, MAX_RECORD_BYTES, CheckpointError))
             complete = all(
                 _file_matches(run_dir, name, sha, limits[name])
                 for name, sha in record["files"].items()
@@ -381,7 +356,7 @@ def _file_matches(run_dir: Path, name: str, sha: str, limit: int) -> bool:
     """The new version of ``name`` (still temporary, or already renamed) has checksum ``sha``."""
     for candidate in (run_dir / (name + TMP_SUFFIX), run_dir / name):
         with contextlib.suppress(CheckpointError):
-            if _sha256(_read_bounded(candidate, limit)) == sha:
+            if _sha256(read_regular(candidate, limit, CheckpointError)) == sha:
                 return True
     return False
 
@@ -432,7 +407,7 @@ def save_best(run_dir: Path, engine: Engine, epoch: int, loss: float, split: str
     with their SHA-256, each atomically, so that a crash leaves a best that verifies or none."""
     run_dir = Path(run_dir)
     (run_dir / BEST_FILE).unlink(missing_ok=True)
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
     data = save_safetensors(engine.get_weights(), metadata={"format": "vaekit"})
     write_atomic(run_dir / BEST_WEIGHTS_FILE, data)
     record = {"epoch": epoch, "loss": loss, "split": split, "sha256": _sha256(data)}
@@ -540,7 +515,7 @@ def keep_metrics_until(run_dir: Path, epoch: int) -> None:
         for line, record in _metric_lines(run_dir)
         if record["epoch"] <= epoch
     )
-    _write_atomic_chunks(Path(run_dir) / METRICS_FILE, kept)
+    write_atomic_chunks(Path(run_dir) / METRICS_FILE, kept)
 
 
 def last_metrics(run_dir: Path, epoch: int) -> dict[str, Any] | None:
@@ -556,7 +531,7 @@ def last_metrics(run_dir: Path, epoch: int) -> dict[str, Any] | None:
 def write_metrics(run_dir: Path, records: Iterable[dict[str, Any]]) -> None:
     """Replace ``metrics.jsonl`` with ``records``, atomically."""
     lines = ((json.dumps(r) + "\n").encode() for r in records)
-    _write_atomic_chunks(Path(run_dir) / METRICS_FILE, lines)
+    write_atomic_chunks(Path(run_dir) / METRICS_FILE, lines)
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
@@ -580,6 +555,7 @@ RUN_ENTRIES = (
     BEST_WEIGHTS_FILE,
     BEST_FILE,
     OUTLIERS_FILE,
+    FEATURES_FILE,
     LOCK_FILE,
     "samples.png",
     "reconstructions.png",
@@ -641,19 +617,52 @@ def clear_run(run_dir: Path) -> None:
                     path.rmdir()
 
 
+def check_resumable(run_dir: Path) -> None:
+    """Refuse, in one line that says why and what to do instead, a run that cannot be resumed:
+    one that saved nothing yet (stopped before its first epoch finished), or one that the
+    estimator saved (weights, but no optimizer state and no data to train on)."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and holds_nothing(run_dir):
+        raise CheckpointError(
+            f"there is no run to resume in {run_dir}: nothing was saved there (a run stopped "
+            "before it began saves nothing); start it with the command that started it, "
+            "without --resume"
+        )
+    record = read_record(run_dir)
+    if record.get("created_by") == "estimator":
+        raise CheckpointError(
+            f"{run_dir} was saved by VAE.save(): it holds the weights but no optimizer state or "
+            "training data, so it cannot be resumed; fit a new model, or train with vaekit train"
+        )
+    commits = (run_dir / STATE_FILE, run_dir / (STATE_FILE + TMP_SUFFIX))
+    if not any(path.exists() or path.is_symlink() for path in commits):
+        raise CheckpointError(
+            f"{run_dir} has no saved epoch (training stopped before its first epoch finished), "
+            "so there is nothing to resume; start it again with the command that started it "
+            f"and --force, or with 'vaekit train --config {run_dir / CONFIG_FILE} --out "
+            f"{run_dir} --force'"
+        )
+
+
 def open_run(
-    run_dir: Path, engine: str | None = None, device: str = "auto", which: str = "last"
+    run_dir: Path,
+    engine: str | None = None,
+    device: str = "auto",
+    which: str = "last",
+    *,
+    trust_code: bool = False,
 ) -> Engine:
     """An engine holding a run's trained weights, ready to encode, decode and evaluate; it only
     reads the run, so it is safe while another process trains it.
 
     ``engine`` defaults to the one the run was trained with; either engine loads either's runs.
     ``which`` is ``last`` (the last checkpoint) or ``best`` (the best held-out −ELBO, kept by
-    ``--keep best``).
+    ``--keep best``). ``trust_code``: import the networks the run names by import path (see
+    :func:`read_config`).
     """
     if which not in WHICH:
         raise ConfigError(f"which must be one of {', '.join(WHICH)}, not {which!r}")
-    model, train, _ = read_config(run_dir)
+    model, train, _ = read_config(run_dir, trust_code=trust_code)
     load = load_best_weights if which == "best" else load_weights
     weights = load(run_dir, model)
     runner = build_engine(model, engine or train.engine, seed=train.seed, device=device)

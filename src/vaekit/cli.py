@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import os
@@ -35,8 +36,10 @@ from vaekit.config import (
     LOGGERS,
     LR_SCHEDULES,
     MAX_CLASSES,
+    MAX_EPOCHS,
     MAX_IMAGE_SIDE,
     MAX_IW_SAMPLES,
+    MAX_SEED,
     MAX_UNITS,
     MAX_VAL_FRACTION,
     OBJECTIVES,
@@ -66,6 +69,7 @@ from vaekit.evaluation import (
 from vaekit.presets import PRESETS, Preset, get_preset
 from vaekit.runs import SPLITS, held_out, part_read, run_data
 from vaekit.sampling import sample_prior
+from vaekit.text import plural
 from vaekit.training import TrainingData, resume_run, start_run
 
 DEMO_DIR = Path("runs") / "demo"
@@ -116,7 +120,6 @@ class _Parser(argparse.ArgumentParser):
 
 #: Bounds of integer flags: roomy for any real use, tight enough that a typo (10**9 for 10) is
 #: refused at once instead of running for hours or exhausting memory.
-MAX_SEED = 2**32 - 1
 MAX_IMAGES = 10_000  # images in one sample grid (with --grid-by-label, -n × classes)
 MAX_GRID = 100  # reconstruct -n, manifold -n (n × n decoded images), interpolate --pairs, --steps
 MAX_POINTS = 1_000_000  # scatter --max-points
@@ -214,7 +217,8 @@ class Settings(NamedTuple):
 def _settings(args: argparse.Namespace) -> Settings:
     """The settings of a command line (see :class:`Settings`), with a data file or folder and
     --data-dir made absolute (relative to the working directory)."""
-    file = read_settings(args.config) if getattr(args, "config", None) else None
+    trusted = getattr(args, "trust_code", False)
+    file = read_settings(args.config, trust_code=trusted) if getattr(args, "config", None) else None
     name = getattr(args, "preset", None) or (file.preset if file else None)
     preset = get_preset(name) if name else None
     model = {
@@ -322,14 +326,14 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
         n_classes=n_classes,
         **{**settings.model, "prior": prior},
     )
-    kind = f"conditional ({n_classes} classes) " if n_classes else ""
+    kind = f"conditional ({plural(n_classes, 'class', 'classes')}) " if n_classes else ""
     group = distributed.from_environment()
     processes = f" on {group.world_size} processes" if group else ""
     held = data.held_out()
     holding = "" if held is None else f", {len(held[0]):,} held out ({held[2]})"
     announcement = (
         f"training {model.parameter_count:,}-parameter {kind}{model.arch} VAE on {train.data} "
-        f"({len(data.train):,} examples{holding}, scale {data.scaling.method}) with the "
+        f"({plural(len(data.train), 'example')}{holding}, scale {data.scaling.method}) with the "
         f"{train.engine} engine{processes} into {out}"
     )
     with _stopping_cleanly(out):
@@ -355,18 +359,18 @@ def _logger(args: argparse.Namespace):
 def _print_summary(last: dict, out: Path) -> None:
     if "val_loss" in last:
         print(
-            f"validation -ELBO after {figures.plural(last['epoch'], 'epoch')}: "
+            f"validation -ELBO after {plural(last['epoch'], 'epoch')}: "
             f"{last['val_loss']:.2f} nats per example "
             f"(recon {last['val_recon']:.2f}, KL {last['val_kl']:.2f})"
         )
     if "test_loss" in last:
         print(
-            f"test -ELBO after {figures.plural(last['epoch'], 'epoch')}: {last['test_loss']:.2f} "
+            f"test -ELBO after {plural(last['epoch'], 'epoch')}: {last['test_loss']:.2f} "
             "nats per example "
             f"(recon {last['test_recon']:.2f}, KL {last['test_kl']:.2f})"
         )
     if "val_loss" not in last and "test_loss" not in last:
-        epochs = figures.plural(last["epoch"], "epoch")
+        epochs = plural(last["epoch"], "epoch")
         print(f"training -ELBO after {epochs}: {last['loss']:.2f} nats per example")
     best = checkpoint.read_best(out)
     if best is not None:
@@ -393,6 +397,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
             raise ConfigError("--resume needs --out RUN, the run directory to continue")
+        checkpoint.check_resumable(args.out)
         conflicts = _resume_conflicts(args, args.out)
         if conflicts:
             raise ConfigError(
@@ -424,7 +429,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not force and out.is_dir() and not checkpoint.holds_nothing(out):
         if not (out / checkpoint.CONFIG_FILE).exists():
             raise ConfigError(f"{out} is not empty and holds no run; choose another --out")
-        if checkpoint.read_config(out)[2].get("created_by") != "demo":
+        if checkpoint.read_record(out).get("created_by") != "demo":
             raise ConfigError(
                 f"{out} holds a run that demo did not make; pass --force to replace it, or "
                 "choose another --out"
@@ -445,7 +450,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
     classes = engine.config.n_classes
     if (args.label is not None or args.grid_by_label) and not classes:
-        raise ConfigError(f"{args.run} is not a conditional model; --label needs one")
+        flag = "--label" if args.label is not None else "--grid-by-label"
+        raise ConfigError(f"{args.run} is not a conditional model; {flag} needs one")
     if args.grid_by_label and n * classes > MAX_IMAGES:
         raise ConfigError(
             f"-n {n} with --grid-by-label draws {n * classes:,} images ({classes} classes); "
@@ -454,15 +460,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.grid_by_label:
         out = args.out or args.run / f"samples-by-label-n{n}-seed{args.seed}.png"
         run_figures.draw_label_grid(engine, out, per_class=n, seed=args.seed)
-        print(f"wrote {out} ({classes} rows, one per class, {n} samples each)")
+        print(f"wrote {out} ({plural(classes, 'row')}, one per class, {plural(n, 'sample')} each)")
         return 0
     which = f"-label{args.label}" if args.label is not None else ""
     out = args.out or args.run / f"samples{which}-n{n}-seed{args.seed}.png"
     images = sample_prior(engine, n, seed=args.seed, labels=args.label)
     if figures.can_draw(engine.config.input_shape):
-        title = f"{n} samples from the prior (seed {args.seed})"
+        title = f"{plural(n, 'sample')} from the prior (seed {args.seed})"
         if args.label is not None:
-            title = f"{n} samples of class {args.label} (seed {args.seed})"
+            title = f"{plural(n, 'sample')} of class {args.label} (seed {args.seed})"
         figures.save_sample_grid(images, out, title)
         print(f"wrote {out}")
     if args.npy:
@@ -556,7 +562,8 @@ def cmd_manifold(args: argparse.Namespace) -> int:
     _unconditional(engine, "the latent manifold")
     pca_plane = engine.config.latent_dim > 2 and args.dims is None
     x = _run_data(args, args.data, args.split)[0].x if pca_plane else None
-    out = args.out or args.run / "manifold.png"
+    dims = "" if args.dims is None else f"-dims{args.dims[0]}-{args.dims[1]}"
+    out = args.out or args.run / f"manifold-n{args.n}{dims}.png"
     run_figures.draw_manifold(engine, out, x, n=args.n, dims=args.dims)
     print(f"wrote {out}")
     return 0
@@ -575,10 +582,10 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     if args.data is not None or args.index is not None:
         index = args.index or 0
         if index >= len(data.x):
-            raise ConfigError(f"--index {index} is past the {len(data.x):,} inputs")
+            raise ConfigError(f"--index {index} is past the {plural(len(data.x), 'input')}")
         i = slice(index, index + 1)
         base = engine.encode(data.x[i], None if y is None else y[i])[0][0]
-    out = args.out or args.run / "traversals.png"
+    out = args.out or args.run / _traversals_name(args)
     images = run_figures.draw_traversals(
         engine, out, data.x, y, dims=args.dims, steps=args.steps, base=base, label=args.label
     )
@@ -587,6 +594,19 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     if args.npy:
         _save_decoded_npy(args.run, args.npy, images)
     return 0
+
+
+def _traversals_name(args: argparse.Namespace) -> str:
+    """The default file of ``traverse``: its settings in the name, never train's
+    traversals.png."""
+    parts = ["traversals"]
+    if args.dims is not None:
+        parts.append("dims" + "-".join(map(str, args.dims)))
+    if args.index is not None:
+        parts.append(f"index{args.index}")
+    if args.label is not None:
+        parts.append(f"label{args.label}")
+    return "-".join([*parts, f"steps{args.steps}"]) + ".png"
 
 
 def cmd_scatter(args: argparse.Namespace) -> int:
@@ -599,7 +619,7 @@ def cmd_scatter(args: argparse.Namespace) -> int:
             engine, data.x, y, limit=args.max_points, progress=progress
         )
     labels = None if data.y is None else data.y[: len(latents)]
-    out = args.out or args.run / "scatter.png"
+    out = args.out or args.run / f"scatter-{args.method}-n{len(latents)}.png"
     figures.save_latent_scatter(latents, labels, out, method=args.method)
     print(f"wrote {out}")
     return 0
@@ -610,7 +630,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     _drawable(engine)
     _unconditional(engine, "an interpolation")
     x = _run_data(args, args.data, args.split)[0].x
-    out = args.out or args.run / f"interpolations-{args.method}.png"
+    out = args.out or args.run / f"interpolations-{args.method}-seed{args.seed}.png"
     run_figures.draw_interpolations(
         engine, x, out, pairs=args.pairs, steps=args.steps, method=args.method, seed=args.seed
     )
@@ -623,7 +643,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     records = checkpoint.read_metrics(args.run, checkpoint.CURVE_KEYS)
     if not records:
         raise ConfigError(f"{args.run} has no finished epochs in metrics.jsonl yet")
-    out = args.out or args.run / "curves.png"
+    out = args.out or args.run / f"curves-epoch{records[-1]['epoch']}.png"
     figures.save_training_curves(records, out)
     print(f"wrote {out}")
     return 0
@@ -644,7 +664,7 @@ def _progress(
     if args.quiet:
         yield None
     elif not sys.stderr.isatty():
-        print(f"{what}: {total:,} examples", file=sys.stderr, flush=True)
+        print(f"{what}: {plural(total, 'example')}", file=sys.stderr, flush=True)
         yield None
     else:
         from tqdm import tqdm  # imported when a bar is shown: it costs start-up time
@@ -694,7 +714,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     p = result["protocol"]
     print(
-        f"{args.run}: {p['data']} {p['split']} ({result['n']:,} examples), binarize "
+        f"{args.run}: {p['data']} {p['split']} ({plural(result['n'], 'example')}), binarize "
         f"{p['binarize']}, {engine.name} engine, seed {args.seed}"
     )
     print(f"  ELBO                {result['elbo']:10.2f} nats per example")
@@ -718,25 +738,29 @@ def cmd_score(args: argparse.Namespace) -> int:
         with _progress(args, f"scoring the {name} data", len(reference.x)) as progress:
             scores = _log_px(args, engine, reference.x, reference_labels, progress)
         threshold = outlier_threshold(scores, args.threshold_fpr)
-    rows = ["input,index,label,log_px" + (",threshold,anomaly" if threshold is not None else "")]
+    header = ["input", "index", "label", "log_px"]
+    rows: list[list] = []
     summary = []
     for (source, data), y in zip(inputs, labels_of, strict=True):
         with _progress(args, f"scoring {source}, k={args.iw_samples}", len(data.x)) as progress:
             log_px = _log_px(args, engine, data.x, y, progress)
         labels = data.y if data.y is not None else [""] * len(data.x)
-        cells = [
-            f"{source},{i},{label},{v:.4f}"
+        cell = csv_name(source)
+        rows += [
+            [cell, i, label, f"{v:.4f}"]
             for i, (label, v) in enumerate(zip(labels, log_px, strict=True))
         ]
         if threshold is not None:
             flags = log_px < threshold
-            cells = [f"{c},{threshold:.4f},{int(f)}" for c, f in zip(cells, flags, strict=True)]
-        rows += cells
+            for row, flag in zip(rows[-len(log_px) :], flags, strict=True):
+                row += [f"{threshold:.4f}", int(flag)]
         flagged = float(np.mean(log_px < threshold)) if threshold is not None else None
         summary.append(
             (source, len(log_px), float(log_px.mean()), float(np.median(log_px)), flagged)
         )
-    text = "\n".join(rows) + "\n"
+    if threshold is not None:
+        header += ["threshold", "anomaly"]
+    text = csv_text(header, rows)
     if args.out is None:
         sys.stdout.write(text)
         if threshold is not None and not args.quiet:
@@ -755,6 +779,27 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """A CSV table (RFC 4180: cells with a comma, a quote or a line break are quoted), lines
+    ending in \\n."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def csv_name(name: str) -> str:
+    """A file name as a CSV cell, losslessly: its bytes as UTF-8, with ``%`` and each byte that
+    is not part of UTF-8 text percent-encoded (``%25``, ``%FF``), so that
+    ``os.fsdecode(urllib.parse.unquote_to_bytes(cell))`` gives the name back."""
+    text = os.fsencode(name).decode("utf-8", "surrogateescape")
+    return "".join(
+        f"%{ord(c) - 0xDC00:02X}" if "\udc80" <= c <= "\udcff" else "%25" if c == "%" else c
+        for c in text
+    )
+
+
 def _log_px(args: argparse.Namespace, engine, x: np.ndarray, y, progress) -> np.ndarray:
     """The IWAE estimate of log p(x) of every example ``x`` (labels ``y``) with the command's k
     and seed, nats."""
@@ -764,19 +809,27 @@ def _log_px(args: argparse.Namespace, engine, x: np.ndarray, y, progress) -> np.
 def _threshold_line(args: argparse.Namespace, threshold: float, name: str, n: int) -> str:
     return (
         f"anomaly threshold {threshold:.2f} nats: at most a share {args.threshold_fpr:g} of the "
-        f"log p(x) of {n:,} {name} examples lies below it; inputs below it are flagged (anomaly 1)"
+        f"log p(x) of {plural(n, name + ' example')} lies below it; inputs below it are flagged "
+        "(anomaly 1)"
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from vaekit.serve.app import create_app
     from vaekit.serve.explorer import Explorer
-    from vaekit.serve.server import bind, serve, url_of
+    from vaekit.serve.server import allowed_hosts, bind, serve, url_of
 
+    hosts = allowed_hosts(args.host, args.allowed_host)
     sock = bind(args.host, args.port)  # a busy port fails before the model loads
     with sock:
-        app = create_app(Explorer.open(args.run, args.engine, args.device, args.checkpoint))
+        explorer = Explorer.open(args.run, args.engine, args.device, args.checkpoint)
+        app = create_app(explorer, allowed_hosts=hosts)
         print(f"vaekit explorer for {args.run}: {url_of(sock)}  (API: /docs; Ctrl-C stops)")
+        if hosts == ("*",):
+            print(
+                f"answering any Host header on {args.host}; --allowed-host NAME answers only "
+                "the names you give"
+            )
         serve(app, sock)
     return 0
 
@@ -800,15 +853,15 @@ def cmd_encode(args: argparse.Namespace) -> int:
         k = mu.shape[1]
         header = [f"mu_{i}" for i in range(k)] + [f"logvar_{i}" for i in range(k)] + ["label"]
         labels = data.y if data.y is not None else [""] * len(mu)
-        lines = [",".join(header)] + [
-            ",".join(f"{v:.6g}" for v in (*m, *lv)) + f",{label}"
+        rows = [
+            [*(f"{v:.6g}" for v in (*m, *lv)), label]
             for m, lv, label in zip(mu, logvar, labels, strict=True)
         ]
-        buffer.write(("\n".join(lines) + "\n").encode())
+        buffer.write(csv_text(header, rows).encode())
     checkpoint.write_atomic(args.out, buffer.getvalue())
     print(
         f"wrote posterior {'means' if suffix == '.npy' else 'means and log-variances'} of "
-        f"{len(mu):,} examples ({mu.shape[1]} dimensions) to {args.out}"
+        f"{plural(len(mu), 'example')} ({plural(mu.shape[1], 'dimension')}) to {args.out}"
     )
     return 0
 
@@ -1060,14 +1113,24 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument(
         "--patience",
-        type=_whole(0, 1_000_000),
+        type=_whole(0, MAX_EPOCHS),
         metavar="N",
         help="stop when the held-out -ELBO has not improved for N epochs (default 0: never)",
     )
 
 
+def _add_trust_flag(p: argparse.ArgumentParser, what: str = "RUN") -> None:
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help=f"import the encoder_module or decoder_module that {what} names (importing a module "
+        "runs its code: only for runs and files you trust; see docs/opening-runs.md)",
+    )
+
+
 def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
+    _add_trust_flag(p)
     p.add_argument("--seed", type=_whole(0, MAX_SEED), default=0, help="random seed (default 0)")
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
     p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
@@ -1076,7 +1139,8 @@ def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
         p.add_argument(
             "--out",
             type=_picture_file,
-            help="picture to write, .png, .jpg or .jpeg (default: a PNG inside RUN)",
+            help="picture to write, .png, .jpg or .jpeg (default: a new PNG in RUN named after "
+            "the command's settings; train's own figures are never overwritten)",
         )
 
 
@@ -1156,6 +1220,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings from a TOML or JSON file (a run's config.json, 'vaekit presets --show "
         "NAME --format toml', or [model]/[train] tables); flags given as well override it",
     )
+    _add_trust_flag(p, "the --config file or the --resume run")
     _add_training_flags(p)
     p.set_defaults(handler=cmd_train)
 
@@ -1208,6 +1273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the only one)")
     p.add_argument("--out", type=Path, required=True, help="folder to write (new or empty)")
     _add_checkpoint_flag(p)
+    _add_trust_flag(p)
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser(
@@ -1310,8 +1376,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         type=_picture_file,
-        help="picture to write, .png, .jpg or .jpeg (default RUN/curves.png)",
+        help="picture to write, .png, .jpg or .jpeg (default RUN/curves-epochN.png, N the "
+        "last epoch)",
     )
+    _add_trust_flag(p)
     p.set_defaults(handler=cmd_curves)
 
     p = sub.add_parser(
@@ -1424,19 +1492,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory written by train")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for the host NAME (repeatable); a loopback --host answers "
+        "only localhost, 127.0.0.1 and [::1] otherwise, so that no other site's page can read "
+        "the explorer (DNS rebinding)",
+    )
+    p.add_argument(
         "--port", type=_whole(0, 65_535), default=8000, help="port (default 8000; 0: any free one)"
     )
     p.add_argument("--engine", choices=ENGINES, help="engine to run it with (default: its own)")
     p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
     _add_checkpoint_flag(p)
+    _add_trust_flag(p)
     p.set_defaults(handler=cmd_serve)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 success, 2 user error, 130 interrupted)."""
+    for stream in (sys.stdout, sys.stderr):  # a path that is not UTF-8 is printed, escaped
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
+        _import_trusted_code(args)
         return args.handler(args)
     except VaekitError as exc:
         _fail(str(exc))
@@ -1450,6 +1533,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
     return 2
+
+
+def _import_trusted_code(args: argparse.Namespace) -> None:
+    """With --trust-code, import the networks that the command's run names (RUN, or --out of
+    --resume) now, with consent: every later read of the run in this command then finds their
+    modules imported (a --config file is read with consent where it is read)."""
+    if not getattr(args, "trust_code", False):
+        return
+    run = getattr(args, "run", None) or (args.out if getattr(args, "resume", False) else None)
+    if run is not None:
+        checkpoint.read_config(run, trust_code=True)
 
 
 def _fail(message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -78,19 +79,46 @@ MAX_CLASSES = 10_000
 #: Most values in one input (one example), and most importance samples per example.
 MAX_INPUT_VALUES = 50_000_000
 MAX_IW_SAMPLES = 10_000
+#: Largest seed (NumPy's and torch's generators take any 32-bit seed), and the most epochs (also
+#: of patience, and between sample grids), steps between sample grids, and examples per batch.
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 10**12
+MAX_BATCH = 1_000_000
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message; an integer too long to print in full (Python refuses more than
+    4300 digits) by its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"a number of about {int(abs(value).bit_length() * math.log10(2)) + 1:,} digits"
+    return repr(value)
 
 
 def _positive_int(name: str, value: Any, upper: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+        raise ConfigError(f"{name} must be a positive whole number, got {_shown(value)}")
     if upper is not None and value > upper:
-        raise ConfigError(f"{name} = {value} is larger than the limit of {upper}")
+        raise ConfigError(f"{name} = {_shown(value)} is larger than the limit of {upper}")
+    return value
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` if it is a whole number (not a bool) from ``low`` to ``high``, else a
+    ConfigError naming the setting and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"{name} must be a whole number from {low:,} to {high:,}, got {_shown(value)}"
+        )
     return value
 
 
 def _finite(name: str, value: Any, *, positive: bool = False, nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    finite = isinstance(value, float) and math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        finite = abs(value) <= sys.float_info.max  # math.isfinite raises for a larger int
+    if not finite:
+        raise ConfigError(f"{name} must be a finite number, got {_shown(value)}")
     if positive and value <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {value!r}")
     if nonnegative and value < 0:
@@ -219,12 +247,7 @@ class ModelConfig:
         _choice("objective", self.objective, OBJECTIVES)
         channels = _sizes("conv_channels", self.conv_channels, allow_empty=False)
         object.__setattr__(self, "conv_channels", channels)
-        if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int):
-            raise ConfigError(f"n_classes must be a whole number, got {self.n_classes!r}")
-        if not 0 <= self.n_classes <= MAX_CLASSES:
-            raise ConfigError(
-                f"n_classes must be between 0 and {MAX_CLASSES:,}, got {self.n_classes}"
-            )
+        _whole("n_classes", self.n_classes, 0, MAX_CLASSES)
         free = _finite("free_bits", self.free_bits, nonnegative=True)
         object.__setattr__(self, "free_bits", free)
         _positive_int("iw_samples", self.iw_samples, MAX_IW_SAMPLES)
@@ -253,22 +276,14 @@ class ModelConfig:
             object.__setattr__(self, "prior", default_prior(self.n_classes))
         _choice("prior", self.prior, PRIORS)
         _positive_int("prior_components", self.prior_components, MAX_COMPONENTS)
-        top = self.top_latent_dim
-        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_UNITS:
-            raise ConfigError(f"top_latent_dim must be a whole number from 0 to {MAX_UNITS}")
+        top = _whole("top_latent_dim", self.top_latent_dim, 0, MAX_UNITS)
         object.__setattr__(
             self, "top_hidden", _sizes("top_hidden", self.top_hidden, allow_empty=True)
         )
         _choice("flow", self.flow, FLOWS)
         if self.flow_steps is None:
             object.__setattr__(self, "flow_steps", DEFAULT_FLOW_STEPS if self.flow != "none" else 0)
-        steps = self.flow_steps
-        if (
-            isinstance(steps, bool)
-            or not isinstance(steps, int)
-            or not 0 <= steps <= MAX_FLOW_STEPS
-        ):
-            raise ConfigError(f"flow_steps must be a whole number from 0 to {MAX_FLOW_STEPS}")
+        steps = _whole("flow_steps", self.flow_steps, 0, MAX_FLOW_STEPS)
         flow_hidden = _sizes("flow_hidden", self.flow_hidden, allow_empty=False)
         object.__setattr__(self, "flow_hidden", flow_hidden)
         for name in ("encoder_module", "decoder_module"):
@@ -562,13 +577,11 @@ class TrainConfig:
         check_device(self.device)
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _positive_int("epochs", self.epochs, 1_000_000)
-        _positive_int("batch_size", self.batch_size, 1_000_000)
-        _positive_int("sample_every", self.sample_every)
+        _positive_int("epochs", self.epochs, MAX_EPOCHS)
+        _positive_int("batch_size", self.batch_size, MAX_BATCH)
+        _positive_int("sample_every", self.sample_every, MAX_EPOCHS)
         _positive_int("sample_count", self.sample_count, 10_000)
-        steps = self.sample_every_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ConfigError(f"sample_every_steps must be 0 or more, got {steps!r}")
+        _whole("sample_every_steps", self.sample_every_steps, 0, MAX_STEPS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         object.__setattr__(self, "adam_eps", _finite("adam_eps", self.adam_eps, positive=True))
         object.__setattr__(self, "lr", _finite("lr", self.lr, positive=True))
@@ -580,8 +593,7 @@ class TrainConfig:
             raise ConfigError(f"momentum must be below 1, got {self.momentum}")
         warmup = _finite("kl_warmup", self.kl_warmup, nonnegative=True)
         object.__setattr__(self, "kl_warmup", warmup)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a whole number 0 or more, got {self.seed!r}")
+        _whole("seed", self.seed, 0, MAX_SEED)
         _choice("scale", self.scale, SCALINGS)
         _choice("image_mode", self.image_mode, IMAGE_MODES)
         _choice("keep", self.keep, KEEP)
@@ -602,9 +614,7 @@ class TrainConfig:
                     f"val_fraction must be at most {MAX_VAL_FRACTION}, got {self.val_fraction}"
                 )
             object.__setattr__(self, "val_fraction", fraction)
-        patience = self.patience
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ConfigError(f"patience must be a whole number 0 or more, got {patience!r}")
+        _whole("patience", self.patience, 0, MAX_EPOCHS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 
 from vaekit.checkpoint import RUN_FORMAT
 from vaekit.config import ModelConfig, TrainConfig
+from vaekit.custom_networks import check_consent
+from vaekit.disk import parse_json, read_regular
 from vaekit.errors import ConfigError
 from vaekit.presets import get_preset
 
@@ -63,31 +65,28 @@ class Settings(NamedTuple):
     conditional: bool | None
 
 
-def read_settings(path: str | Path) -> Settings:
+def read_settings(path: str | Path, *, trust_code: bool = False) -> Settings:
     """The settings in the TOML or JSON file ``path`` (by its suffix), validated: unknown keys,
-    values of the wrong kind, syntax errors and unreadable files raise :class:`ConfigError`
-    with one line that names the file."""
+    keys given twice, values of the wrong kind, syntax errors and unreadable files raise
+    :class:`ConfigError` with one line that names the file. A file that names your own
+    networks by import path is refused unless their modules are imported already or
+    ``trust_code`` (see :func:`vaekit.custom_networks.check_consent`)."""
     path = Path(path)
     document = _parse(path, _read_text(path))
     try:
-        return _settings(document)
+        return _settings(document, trust_code)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
 def _read_text(path: Path) -> str:
-    """The file's text, at most :data:`MAX_BYTES` of UTF-8."""
+    """The file's text: a regular file (not a FIFO or a device, which could block or never end)
+    of at most :data:`MAX_BYTES` of UTF-8."""
     if path.suffix.lower() not in SUFFIXES:
         raise ConfigError(
             f"{path}: a settings file is .toml or .json, not {path.suffix or '(none)'}"
         )
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"could not read {path} ({exc.strerror or exc})") from None
-    if len(data) > MAX_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_BYTES:,} bytes; it is no settings file")
+    data = read_regular(path, MAX_BYTES, ConfigError)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -97,14 +96,15 @@ def _read_text(path: Path) -> str:
 def _parse(path: Path, text: str) -> dict[str, Any]:
     """The document of a TOML or JSON text, which must be a table (an object)."""
     try:
-        parse = tomllib.loads if path.suffix.lower() == ".toml" else json.loads
-        document = parse(text)
+        document = tomllib.loads(text) if path.suffix.lower() == ".toml" else parse_json(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})"
         ) from None
+    except ValueError as exc:  # a key given twice, an integer of more than 4300 digits
+        raise ConfigError(f"{path} is not a settings file: {_first_clause(exc)}") from None
     except RecursionError:
         raise ConfigError(f"{path} is nested too deeply for a settings file") from None
     if not isinstance(document, dict):
@@ -112,7 +112,12 @@ def _parse(path: Path, text: str) -> dict[str, Any]:
     return document
 
 
-def _settings(document: dict[str, Any]) -> Settings:
+def _first_clause(exc: Exception) -> str:
+    """The first clause of Python's message (its advice to raise a limit is not ours)."""
+    return str(exc).split(";")[0]
+
+
+def _settings(document: dict[str, Any], trust_code: bool) -> Settings:
     """Sort a document's keys into sections, check every name, then validate the values."""
     if "format" in document and document["format"] != RUN_FORMAT:
         raise ConfigError(
@@ -134,6 +139,7 @@ def _settings(document: dict[str, Any]) -> Settings:
     preset = _preset_name(document)
     conditional = _conditional(document, model)
     model.pop("input_shape", None)
+    check_consent(model, "the file", trust_code)
     _validate(model, train, conditional)
     return Settings(model, train, preset, conditional)
 

@@ -20,12 +20,18 @@ module again and builds the class, so nothing is pickled. The interface (see
 Every failure (a module that does not import, no such class, not a module, a constructor or a
 forward that raises, wrong output shapes) is one :class:`~vaekit.errors.ConfigError` line.
 torch is imported only here, when a custom network is asked for.
+
+Importing a module runs its code, so a path that comes from a file (a run's ``config.json``, a
+settings file) is imported only with consent (:func:`check_consent`): ``--trust-code`` on the
+command line, ``trust_code=True`` in Python, or the module already imported by your own code.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
+import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from vaekit.errors import ConfigError
@@ -40,6 +46,26 @@ PARTS = ("encoder", "decoder")
 LOG_SIGMA = "log_sigma"
 #: Rows of the zero input that :func:`build` checks a network's output shapes with.
 CHECK_ROWS = 2
+
+
+def check_consent(model: Mapping[str, Any], source: str, trust_code: bool) -> None:
+    """Refuse, in one line naming it, a network that the model settings ``model`` (read from
+    the file ``source``) name by import path when its module is not imported yet, unless
+    ``trust_code``: importing it would run code that came with the file. A module your own code
+    has imported already runs nothing new."""
+    if trust_code:
+        return
+    for part in PARTS:
+        path = model.get(_field(part))
+        if not isinstance(path, str):
+            continue  # none, or a value the config's own check refuses
+        module = path.partition(":")[0]
+        if module not in sys.modules:
+            raise ConfigError(
+                f"{source} names {_field(part)} {path}: opening it would import {module} and "
+                "run its code, which vaekit does only with your consent; if you trust where it "
+                "came from, pass --trust-code (trust_code=True in Python)"
+            )
 
 
 def _field(part: str) -> str:

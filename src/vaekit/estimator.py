@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from vaekit.checkpoint import (
+    FEATURES_FILE,
+    MAX_RECORD_BYTES,
     OUTLIERS_FILE,
     open_run,
     read_config,
@@ -44,6 +46,7 @@ from vaekit.data.files import as_examples
 from vaekit.data.labels import class_labels
 from vaekit.data.scaling import Scaling, fit_array
 from vaekit.data.splits import validation_split
+from vaekit.disk import parse_json, read_regular
 from vaekit.engines import Engine
 from vaekit.errors import CheckpointError, ConfigError, DataError, MissingExtra
 from vaekit.evaluation import iwae_log_likelihood, outlier_threshold
@@ -295,9 +298,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         """``fit(X, y)``, then the posterior means of X (``y``: a conditional model's labels)."""
         return self.fit(X, y).transform(X, y)
 
-    def _calibrate(self, X: np.ndarray, y: np.ndarray | None, contamination: float) -> None:
-        """Set ``threshold_``: the ``contamination``-quantile of log p(x) over the rows X."""
-        scores = self.score_samples(X, y, k=SCORE_K, seed=SCORE_SEED)
+    def _calibrate(self, x: np.ndarray, y: np.ndarray | None, contamination: float) -> None:
+        """Set ``threshold_``: the ``contamination``-quantile of log p(x) over the raw rows x
+        (checked by ``fit`` already), scored as :meth:`score_samples` scores."""
+        scores = self._scores(self._scaled(x), y, SCORE_K, SCORE_SEED)
         self.threshold_ = outlier_threshold(scores, contamination)
         self.threshold_k_, self.threshold_seed_, self.threshold_size_ = (
             SCORE_K,
@@ -363,7 +367,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         """Model inputs: ``X``'s raw values, of the model's example shape, scaled by
         ``scaling_`` (a run saved before scalings were stored: by ``auto``, per call)."""
         self._engine()
-        x = self._validated(X, reset=False)
+        return self._scaled(self._validated(X, reset=False))
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        """Raw rows x as model inputs: scaled by ``scaling_`` (a run saved before scalings were
+        stored: by ``auto``, per call)."""
         scaling = self.scaling_ if self.scaling_ is not None else fit_array("auto", x, source="X")
         return scaling.apply(x, "X")
 
@@ -425,14 +433,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         row's k samples come from a generator seeded by (``seed``, a hash of the row's scaled
         values), so a row gets the same score in any batch, at any position, alone or not."""
         x = self._inputs(X)
-        if self._engine().config.likelihood == "bernoulli":
-            check_unit_range(float(x.min()), float(x.max()), "X", self.scaling_)
+        return self._scores(x, self._labels(y, len(x)), k, seed)
+
+    def _scores(self, x: np.ndarray, labels: np.ndarray | None, k: int, seed: int) -> np.ndarray:
+        """:meth:`score_samples` of model inputs ``x`` (scaled)."""
         engine = self._engine()
-
-        def scores(rows: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-            return iwae_log_likelihood(engine, rows, k, y=labels, seed=seed, per_row=True)
-
-        return batch_kernel(scores, x, self._labels(y, len(x)))
+        if engine.config.likelihood == "bernoulli":
+            check_unit_range(float(x.min()), float(x.max()), "X", self.scaling_)
+        return iwae_log_likelihood(engine, x, k, y=labels, seed=seed)
 
     def score(self, X: Any, y: Any = None, k: int = SCORE_K) -> float:
         """The mean of ``score_samples``: the average log p(x) estimate over X, nats per example
@@ -470,10 +478,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     def _restore_outliers(self, run_dir: Path) -> None:
         """``threshold_`` and its settings from ``run_dir``'s outliers.json, when it has one."""
         path = run_dir / OUTLIERS_FILE
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return
         try:
-            record = json.loads(path.read_bytes()[: 64 * 1024])
+            record = parse_json(read_regular(path, MAX_RECORD_BYTES, CheckpointError))
             contamination = check_contamination(record["contamination"])
             threshold, k, seed, size = (
                 record[key] for key in ("threshold", "k", "seed", "held_out")
@@ -496,9 +504,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         """Write the model as a run directory (config.json, model.safetensors, metrics.jsonl,
         scaling.json and outliers.json) that :meth:`load` and the command line (``vaekit
         sample PATH``) read. It holds no optimizer state, so it cannot be resumed. Refuses a
-        non-empty directory."""
+        non-empty directory, and a symbolic link (it is not followed)."""
         engine = self._engine()
         run_dir = Path(path)
+        if run_dir.is_symlink():
+            raise ConfigError(f"{run_dir} is a symbolic link; save to a directory path")
         if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
             raise ConfigError(f"{run_dir} exists and is not an empty directory")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -509,6 +519,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             self.scaling_.save(run_dir)
         if hasattr(self, "threshold_"):
             write_atomic(run_dir / OUTLIERS_FILE, json.dumps(self._outliers_record()).encode())
+        if hasattr(self, "feature_names_in_"):
+            names = {"feature_names": [str(name) for name in self.feature_names_in_]}
+            write_atomic(run_dir / FEATURES_FILE, json.dumps(names).encode())
 
     @classmethod
     def load(
@@ -517,12 +530,16 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         engine: str | None = None,
         device: str = "auto",
         checkpoint: str = "last",
+        *,
+        trust_code: bool = False,
     ) -> VAE:
         """A :class:`VAE` holding the weights of the run directory ``path`` (any vaekit run):
         its ``checkpoint`` ``last`` or ``best`` (a run trained with ``--keep best``), its
-        stored scaling and, for a run :meth:`save` wrote, its outlier threshold."""
+        stored scaling and, for a run :meth:`save` wrote, its outlier threshold. A run that
+        names its own networks by import path needs ``trust_code=True`` (importing a module
+        runs its code), unless your code has imported their modules already."""
         run_dir = Path(path)
-        model, train, _ = read_config(run_dir)
+        model, train, _ = read_config(run_dir, trust_code=trust_code)
         vae = VAE(
             conditional=model.conditional,
             **{name: getattr(model, name) for name in MODEL_PARAMS},
@@ -538,4 +555,26 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         vae.n_features_in_ = math.prod(model.input_shape)
         vae.scaling_ = Scaling.load(run_dir)
         vae._restore_outliers(run_dir)
+        vae._restore_feature_names(run_dir)
         return vae
+
+    def _restore_feature_names(self, run_dir: Path) -> None:
+        """``feature_names_in_`` from ``run_dir``'s features.json, when it has one: the column
+        names that every later X (a DataFrame) must have, in order."""
+        path = run_dir / FEATURES_FILE
+        if not path.exists() and not path.is_symlink():
+            return
+        try:
+            names = parse_json(read_regular(path, MAX_RECORD_BYTES, CheckpointError))
+            names = names["feature_names"]
+            if not (
+                isinstance(names, list)
+                and len(names) == self.n_features_in_
+                and all(isinstance(name, str) for name in names)
+            ):
+                raise ValueError(f"not {self.n_features_in_} column names")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise CheckpointError(
+                f"{path} is not a vaekit record of column names ({exc})"
+            ) from None
+        self.feature_names_in_ = np.asarray(names, dtype=object)

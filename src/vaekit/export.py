@@ -21,14 +21,16 @@ encoder or decoder (:mod:`vaekit.custom_networks`) is exported the same way when
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaekit import __version__, checkpoint
+from vaekit import __version__, checkpoint, disk
 from vaekit.config import ModelConfig
 from vaekit.data.scaling import Scaling
 from vaekit.errors import ConfigError, MissingExtra
@@ -55,23 +57,28 @@ def require_onnx() -> None:
         raise MissingExtra(FEATURE, "onnx")
 
 
-def export_onnx(run_dir: str | Path, out_dir: str | Path, *, which: str = "last") -> Path:
+def export_onnx(
+    run_dir: str | Path, out_dir: str | Path, *, which: str = "last", trust_code: bool = False
+) -> Path:
     """Export run ``run_dir``'s ``which`` checkpoint (``last`` or ``best``) into ``out_dir``
     (created; a folder holding anything but a previous export is refused) and return
-    ``out_dir``. The manifest is written last, so its presence marks a complete export."""
+    ``out_dir``. Everything is computed before anything is written; a new or empty ``out_dir``
+    then receives the three files at once (see :func:`write_export`). ``trust_code`` as
+    :func:`vaekit.checkpoint.open_run`."""
     require_onnx()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_out_dir(out_dir)
-    engine = checkpoint.open_run(run_dir, "torch", "cpu", which)
+    engine = checkpoint.open_run(run_dir, "torch", "cpu", which, trust_code=trust_code)
     scaling = scaling_record(Scaling.load(run_dir))
     config: ModelConfig = engine.config
     vae = _plain_linears(engine.model.eval())
     signatures = model_signatures(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)  # a previous export is complete no more
-    for name, module in _wrappers(vae).items():
-        data = _traced(module, signatures[name], getattr(config, f"{name}_module"))
-        checkpoint.write_atomic(out_dir / signatures[name]["file"], data)
+    files = {
+        signatures[name]["file"]: _traced(
+            module, signatures[name], getattr(config, f"{name}_module")
+        )
+        for name, module in _wrappers(vae).items()
+    }
     manifest = {
         "format": MANIFEST_FORMAT,
         "vaekit_version": __version__,
@@ -84,20 +91,70 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path, *, which: str = "last"
         "posterior": posterior_record(config),
         "scaling": scaling,
     }
-    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
-    checkpoint.write_atomic(out_dir / MANIFEST_FILE, text.encode())
+    # ASCII JSON: a path that is not UTF-8 is kept losslessly as \udcXX escapes
+    files[MANIFEST_FILE] = (json.dumps(manifest, indent=2) + "\n").encode()
+    write_export(out_dir, files)
     return out_dir
+
+
+def write_export(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name → bytes) into ``out_dir`` so that they appear together: a new or
+    empty folder is filled as the sibling ``<out_dir>.tmp`` and renamed into place, all or
+    nothing. Over a previous export, the new files are written as temporaries first (a failure
+    there leaves the previous export as it was), then the old manifest is removed and the files
+    are renamed in, the manifest last: a folder that holds the manifest holds a whole export."""
+    out_dir = Path(os.path.abspath(out_dir))
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        staging = out_dir.with_name(out_dir.name + disk.TMP_SUFFIX)
+        _remove_export(staging)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        try:
+            for name, data in files.items():
+                disk.write_atomic(staging / name, data)
+            os.replace(staging, out_dir)  # an empty out_dir is replaced too
+        except BaseException:
+            with contextlib.suppress(OSError):
+                _remove_export(staging)
+            raise
+        disk.fsync_dir(out_dir.parent)
+        return
+    temporaries = {name: out_dir / (name + disk.TMP_SUFFIX) for name in files}
+    try:
+        for name, data in files.items():
+            disk.write_atomic(temporaries[name], data)
+    except BaseException:
+        for path in temporaries.values():
+            path.unlink(missing_ok=True)
+        raise
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    for name in sorted(files, key=lambda name: name == MANIFEST_FILE):
+        os.replace(temporaries[name], out_dir / name)
+    disk.fsync_dir(out_dir)
+
+
+def _remove_export(folder: Path) -> None:
+    """Remove ``folder``, left by an export that was stopped, when it holds only export files;
+    a folder of anything else is refused."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    check_out_dir(folder)
+    for entry in folder.iterdir():
+        entry.unlink()
+    folder.rmdir()
 
 
 def check_out_dir(out_dir: Path) -> None:
     """Refuse an ``out_dir`` that is not a folder, or that holds anything besides the files of a
-    previous export (regular files of those names), so that no other file is overwritten."""
+    previous export and their temporaries (regular files of those names), so that no other file
+    is overwritten."""
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise ConfigError(f"{out_dir} is not a folder; choose a folder for the ONNX export")
     if not out_dir.exists():
         return
+    own = {*EXPORT_FILES, *(name + disk.TMP_SUFFIX for name in EXPORT_FILES)}
     for entry in out_dir.iterdir():
-        if entry.name not in EXPORT_FILES or entry.is_symlink() or not entry.is_file():
+        if entry.name not in own or entry.is_symlink() or not entry.is_file():
             raise ConfigError(
                 f"{out_dir} holds {entry.name}, which is not part of a vaekit ONNX export; "
                 "choose an empty or new folder"

@@ -21,6 +21,7 @@ from vaekit.checkpoint import write_atomic
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError
 from vaekit.priors import Prior, StandardNormal, standard_normal_quantile
+from vaekit.text import plural
 
 # matplotlib is imported by the functions that draw: a command that draws nothing never loads it.
 if TYPE_CHECKING:
@@ -32,11 +33,6 @@ QUANTILE_RANGE = (0.05, 0.95)  # the manifold's grid of Gaussian quantiles, p in
 MAX_IMAGE_PIXELS = 760  # the longest side of an image grid on screen, in pixels
 GAP = 6  # extra white pixels between an interpolation strip and its two inputs
 IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}  # file suffix → format written
-
-
-def plural(n: int, noun: str) -> str:
-    """A count and its noun as titles and messages print them: "1 epoch", "1,000 epochs"."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def can_draw(shape: tuple[int, ...]) -> bool:

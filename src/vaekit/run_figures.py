@@ -14,6 +14,7 @@ from vaekit.engines import Engine
 from vaekit.errors import ConfigError
 from vaekit.evaluation import latent_statistics
 from vaekit.sampling import reconstruct, sample_prior
+from vaekit.text import plural
 
 SCATTER_POINTS = 10_000  # posterior means drawn in scatter.png (and used for the PCA plane)
 
@@ -54,7 +55,7 @@ def draw_samples(
         draw_label_grid(engine, path, per_class=per_class, seed=seed, epoch=epoch, step=step)
         return
     images = sample_prior(engine, n, seed=seed)
-    title = f"{n} samples from the prior{_when(epoch, step)} (seed {seed})"
+    title = f"{plural(n, 'sample')} from the prior{_when(epoch, step)} (seed {seed})"
     figures.save_sample_grid(images, path, title)
 
 

@@ -36,6 +36,8 @@ def sample_prior(
 
     A conditional model draws the digits of ``labels`` (one label, or one per sample; default:
     the classes in turn), z from p(z|y) where its prior is the class prior."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"the number of samples must be a whole number of 1 or more, got {n!r}")
     labels = check_labels(engine, labels, n)
     z = engine.prior.sample(n, np.random.default_rng(seed), labels)
     return engine.decode(z.astype(np.float32), labels)

@@ -8,9 +8,11 @@ training loop. :func:`make_logger` builds the one ``--logger`` asks for (``none`
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ from vaekit.checkpoint import TENSORBOARD_DIR
 from vaekit.config import LOGGERS, ModelConfig, TrainConfig
 from vaekit.errors import ConfigError, MissingExtra
 
-#: Keys of an epoch record that are its position (the x axis), not scalars to plot.
-AXES = ("epoch", "step")
+#: The key of an epoch record that is its position on TensorBoard's x axis (every series of a
+#: run shares one axis: the optimizer step), not a scalar to plot.
+AXIS = "step"
 
 
 def make_logger(
@@ -66,7 +69,9 @@ def _summary_writer():
 class TensorBoardLogger:
     """Writes TensorBoard event files into ``log_dir``: per step ``step/loss``, ``step/recon``,
     ``step/kl``, ``step/beta``, ``step/lr``; per epoch ``epoch/<key>`` for each number of its
-    metrics record (x axis: the epoch); images; and, when closed, the run's settings as
+    metrics record (the epoch too), at the step that ended it, so that on resuming TensorBoard
+    drops what an interrupted attempt wrote after its checkpoint, epochs as steps; images; and,
+    when closed, the run's settings as
     hyperparameters with the final metrics (``final/<key>``)."""
 
     def __init__(
@@ -82,6 +87,21 @@ class TensorBoardLogger:
         self.settings = hparams_of(model_config, train_config)
         self.writer = writer_class(log_dir=str(self.log_dir), purge_step=purge_step)
         self.last_step = 0
+        # TensorBoard writes in a thread of its own; an error there (a full disk) is raised
+        # again by the next write in the training loop, which reports it in one line, so the
+        # thread's own traceback is not printed.
+        self._previous_hook = threading.excepthook
+        threading.excepthook = self._quiet_writer_thread
+
+    def _quiet_writer_thread(self, args: threading.ExceptHookArgs) -> None:
+        thread = type(args.thread)
+        if thread.__module__.startswith("tensorboard.") and issubclass(args.exc_type, OSError):
+            return
+        self._previous_hook(args)
+
+    def _restore_hook(self) -> None:
+        if threading.excepthook == self._quiet_writer_thread:
+            threading.excepthook = self._previous_hook
 
     def step(self, step: int, loss: float, recon: float, kl: float, beta: float, lr: float) -> None:
         """One optimizer step's batch means (nats per example), its KL weight β and learning
@@ -92,14 +112,15 @@ class TensorBoardLogger:
         self.last_step = max(self.last_step, step)
 
     def epoch(self, record: Mapping[str, Any]) -> None:
-        """Every number of an epoch's metrics record (loss, recon, kl, beta, val_loss,
-        test_loss, seconds, …) as ``epoch/<key>`` at step ``record["epoch"]``; then flush, so
-        that a TensorBoard watching the run sees the epoch."""
-        epoch = int(record["epoch"])
+        """Every number of an epoch's metrics record (epoch, loss, recon, kl, beta, val_loss,
+        test_loss, seconds, …) as ``epoch/<key>`` at the step that ended the epoch,
+        ``record["step"]``; then flush, so that a TensorBoard watching the run sees the
+        epoch."""
+        step = int(record[AXIS])
         for key, value in numbers(record).items():
-            if key not in AXES:
-                self.writer.add_scalar(f"epoch/{key}", value, epoch)
-        self.last_step = max(self.last_step, int(record.get("step", 0)))
+            if key != AXIS:
+                self.writer.add_scalar(f"epoch/{key}", value, step)
+        self.last_step = max(self.last_step, step)
         self.writer.flush()
 
     def image(self, tag: str, image: str | Path | np.ndarray, step: int) -> None:
@@ -112,17 +133,23 @@ class TensorBoardLogger:
         last epoch's record, say) as ``final/<key>``, and close the event file."""
         from torch.utils.tensorboard.summary import hparams
 
-        metrics = {f"final/{k}": v for k, v in numbers(final_metrics).items() if k not in AXES}
-        file_writer = self.writer._get_file_writer()
-        for summary in hparams(self.settings, metrics):
-            file_writer.add_summary(summary)
-        for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, self.last_step)
-        self.writer.close()
+        metrics = {f"final/{k}": v for k, v in numbers(final_metrics).items() if k != AXIS}
+        try:
+            file_writer = self.writer._get_file_writer()
+            for summary in hparams(self.settings, metrics):
+                file_writer.add_summary(summary)
+            for tag, value in metrics.items():
+                self.writer.add_scalar(tag, value, self.last_step)
+            self.writer.close()
+        finally:
+            self._restore_hook()
 
     def stop(self) -> None:
-        """Close the event file without the final summary (training stopped by an error)."""
-        self.writer.close()
+        """Close the event file without the final summary (training stopped by an error; an
+        error of the file itself, such as a full disk, was reported already)."""
+        with contextlib.suppress(OSError):
+            self.writer.close()
+        self._restore_hook()
 
 
 def numbers(record: Mapping[str, Any]) -> dict[str, float]:

@@ -16,7 +16,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from vaekit.evaluation import evaluate_elbo
+from vaekit.text import plural
 
 Log = Callable[[str], None]
 
@@ -51,6 +52,9 @@ PROGRESS_LINE_STEPS = 100
 STREAM_BYTES = 2**30
 #: The held-out share of data without a test split when ``val_fraction`` is not given.
 DEFAULT_VAL_FRACTION = 0.1
+#: Inputs larger than this in magnitude (after scaling) are named as the likely cause when the
+#: loss diverges: the weights start at the scale of unit inputs.
+LARGE_INPUT = 1e4
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class TrainingData:
                 train.x.dtype,
                 pixels=train.pixels,
                 source=train.name,
+                rows=train_idx,
             )
         if stream is None:
             stream = (
@@ -634,6 +639,12 @@ class RunWriter:
     def step_done(
         self, engine: Engine, state: LoopState, metrics: StepMetrics, beta: float
     ) -> None:
+        with self._writing(f"step {state.step:,} of epoch {state.epoch + 1}", state.epoch):
+            self._save_step(engine, state, metrics, beta)
+
+    def _save_step(
+        self, engine: Engine, state: LoopState, metrics: StepMetrics, beta: float
+    ) -> None:
         if self.tracker is not None:
             lr = learning_rate(self.config, state.epoch + 1)
             self.tracker.step(state.step, metrics.loss, metrics.recon, metrics.kl, beta, lr)
@@ -657,12 +668,19 @@ class RunWriter:
     def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         if not self.writes:
             return
-        try:
+        with self._writing(f"epoch {state.epoch}", state.epoch - 1):
             self._save_epoch(engine, record, state)
-        except OSError as exc:  # disk full, directory made read-only, …: keep the last checkpoint
+        self.log(format_epoch(record, self.config.epochs))
+
+    @contextlib.contextmanager
+    def _writing(self, what: str, kept: int) -> Iterator[None]:
+        """Turn an OSError while writing ``what`` (a full disk, a folder made read-only) into
+        one line saying that the checkpoint of epoch ``kept`` is intact and how to go on."""
+        try:
+            yield
+        except OSError as exc:
             with contextlib.suppress(OSError):
-                checkpoint.recover(self.run_dir, self.model)
-            kept = state.epoch - 1
+                checkpoint.recover(self.run_dir, self.model)  # undo a save cut short
             then = (
                 f"the checkpoint of epoch {kept} is intact: fix the cause, then continue with "
                 f"'vaekit train --resume --out {self.run_dir}'"
@@ -670,10 +688,8 @@ class RunWriter:
                 else "no epoch was saved: fix the cause and start again (--force replaces it)"
             )
             raise CheckpointError(
-                f"could not save epoch {state.epoch} in {self.run_dir} "
-                f"({exc.strerror or exc}); {then}"
+                f"could not save {what} in {self.run_dir} ({exc.strerror or exc}); {then}"
             ) from None
-        self.log(format_epoch(record, self.config.epochs))
 
     def _save_epoch(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
         checkpoint.append_metrics(self.run_dir, record)
@@ -694,15 +710,23 @@ class RunWriter:
             checkpoint.save_best(self.run_dir, engine, epoch, state.best_loss, split)
         checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
 
-    def _after_divergence(self, saved: int) -> str:
+    def _after_divergence(self, saved: int, scaling: Scaling | None) -> str:
         """What is kept after the loss diverged with ``saved`` epochs saved, and what to do:
-        --resume keeps the run's settings and would take the same steps again, so the way to a
-        lower learning rate is a new run."""
+        inputs of a huge scale (by the range ``scaling`` recorded) need scaling first; else a
+        lower learning rate, which takes a new run (--resume keeps the run's settings and would
+        take the same steps again)."""
         lr = self.config.lr
         again = (
             f"start again with a lower learning rate than {lr:g} (the same command with --force "
             f"and e.g. --lr {lr / 10:g})"
         )
+        largest = 0.0 if scaling is None else max(abs(scaling.low), abs(scaling.high))
+        if largest > LARGE_INPUT:
+            again = (
+                f"the inputs reach {largest:.3g} after --scale {scaling.method}, far from the "
+                "unit scale the model's first steps assume: start again with --scale "
+                "standardize (the same command with --force)"
+            )
         if saved == 0:
             return f"no epoch was saved; {again}"
         return (
@@ -726,20 +750,22 @@ class RunWriter:
             )
         except TrainingDiverged as exc:
             self._stop_tracking()
-            raise TrainingDiverged(f"{exc}; {self._after_divergence(state.epoch)}") from None
+            advice = self._after_divergence(state.epoch, data.scaling)
+            raise TrainingDiverged(f"{exc}; {advice}") from None
         except BaseException:
             self._stop_tracking()
             raise
         if state.epoch < self.config.epochs and state.stalled(self.config.patience):
             self.log(
                 f"stopped early after epoch {state.epoch}: the held-out -ELBO has not improved "
-                f"for {figures.plural(self.config.patience, 'epoch')} (best "
+                f"for {plural(self.config.patience, 'epoch')} (best "
                 f"{state.best_loss:.2f} nats at epoch {state.best_epoch})"
             )
-        if self.writes:
-            run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
-        if self.tracker is not None:
-            self.tracker.close(history[-1] if history else {})
+        with self._writing("the final figures", state.epoch):
+            if self.writes:
+                run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
+            if self.tracker is not None:
+                self.tracker.close(history[-1] if history else {})
         return history
 
     def _stop_tracking(self) -> None:
@@ -812,6 +838,7 @@ def resume_run(
     run_dir = Path(run_dir)
     group = distributed.from_environment()
     main = group is None or group.is_main
+    checkpoint.check_resumable(run_dir)
     model, config, record = checkpoint.read_config(run_dir)
     checkpoint.check_not_busy(run_dir)  # on every rank, before anything is loaded
     if epochs is not None and epochs != config.epochs:
@@ -837,7 +864,8 @@ def resume_run(
         state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
         if state.epoch > config.epochs:
             raise ConfigError(
-                f"{run_dir} has already trained {state.epoch} epochs; pass --epochs with a "
+                f"{run_dir} has already trained {plural(state.epoch, 'epoch')}; pass --epochs "
+                "with a "
                 f"number larger than {state.epoch} to train longer"
             )
         if main:
@@ -850,7 +878,7 @@ def resume_run(
                 log(f"{run_dir} stopped early; drawing its figures")
             elif state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
                 log(
-                    f"{run_dir} has trained all {figures.plural(config.epochs, 'epoch')}; "
+                    f"{run_dir} has trained all {plural(config.epochs, 'epoch')}; "
                     "drawing its figures (pass --epochs with a larger number to train longer)"
                 )
             else:

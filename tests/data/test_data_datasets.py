@@ -218,7 +218,7 @@ def test_failed_download_reasons_are_a_few_words(tmp_path, monkeypatch):
         monkeypatch.setattr(datasets, "_download", failing)
         with pytest.raises(DataError, match=f"could not be downloaded \\({reason}") as info:
             load_dataset("fashion-mnist")
-        assert len(str(info.value)) < 400
+        assert len(str(info.value)) < 500  # the reason, where to put the files, what to install
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])

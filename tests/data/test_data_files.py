@@ -362,7 +362,7 @@ def test_class_labels_beyond_the_model_name_its_classes():
 
 def test_csv_labels_beyond_int64_are_refused_not_wrapped(tmp_path):
     path = write(tmp_path / "d.csv", "label,a\n1e300,0.5\n0,0.2\n")
-    refused(path, r"label 1e\+300 at index 0 is too large")
+    refused(path, r"label 1e\+300 at line 2 column 1 is too large")
 
 
 # --- .npz members: anything but a numeric .npy array is refused, nothing allocated ---------

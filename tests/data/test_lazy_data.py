@@ -159,6 +159,24 @@ def test_image_size_covers_then_keeps_the_middle(tmp_path, width, height):
     assert read_file(tmp_path, image_size=(10, 10)).x[:].shape == (1, 1, 10, 10)
 
 
+def test_every_source_size_reads_at_every_target_size():
+    """The crop box is computed in floating point; it must never fall a rounding error outside
+    the image (which Pillow refuses: "box offset can't be negative"). Every source size from
+    40 to 90 pixels a side against a grid of targets, wide, tall and square."""
+    import io
+
+    targets = [(28, 28), (32, 32), (64, 64), (28, 45), (45, 28), (90, 40), (7, 100)]
+    for width in range(40, 91):
+        for height in range(40, 91):
+            buffer = io.BytesIO()
+            Image.new("L", (width, height), 90).save(buffer, format="PNG")
+            data = buffer.getvalue()
+            for target in targets:
+                image = read_image(data, target)
+                assert image.shape == (1, *target), (width, height, target)
+                assert image[0, 1:-1, 1:-1].min() == 90, (width, height, target)
+
+
 def test_image_size_enlarges_and_sets_any_aspect(tmp_path):
     save(tmp_path / "a.png", np.full((3, 5), 90))
     image = read_image(tmp_path / "a.png", (12, 7))

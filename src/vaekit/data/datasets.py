@@ -80,7 +80,12 @@ _MIRRORS = {
     ),
 }
 
-_SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
+#: Debian's packages of named sets: (package, the directory it installs them in, which vaekit
+#: searches after the data directory).
+_SYSTEM_PACKAGES = {
+    "fashion-mnist": ("dataset-fashion-mnist", Path("/usr/share/datasets/fashion-mnist")),
+}
+_SYSTEM_DIRS = {name: (folder,) for name, (_, folder) in _SYSTEM_PACKAGES.items()}
 
 _PACKAGED_DIR = Path(__file__).parent / "mnist_small"
 
@@ -330,10 +335,11 @@ def _fetch(name: str, needed: tuple[str, ...], data_dir: str | Path | None, down
     if named_by is not None:
         raise DataError(
             f"{name} not found in {root} ({named_by}): expected {' and '.join(missing)} "
-            f"(or without .gz) in {target}/"
+            f"(or without .gz) in {target}/{_system_hint(name)}"
         )
     files = ", ".join(f"{stem}.gz" for stem in _ALL_FILES)
     where = f"pass --data-dir DIR for a directory DIR whose {name}/ holds {files}"
+    where += _system_hint(name)
     if not download:
         raise DataError(f"{name} is not in the cache {target} and downloading is off; {where}.")
     created = [d for d in (target, *target.parents) if not d.exists()]
@@ -355,6 +361,14 @@ def _fetch(name: str, needed: tuple[str, ...], data_dir: str | Path | None, down
                 f"({_reason(error)}, from {len(_MIRRORS[name])} mirrors); {where}."
             )
     return target
+
+
+def _system_hint(name: str) -> str:
+    """Where else vaekit looked for ``name`` and how that place gets it, as a clause (or "")."""
+    if name not in _SYSTEM_PACKAGES:
+        return ""
+    package, folder = _SYSTEM_PACKAGES[name]
+    return f"; vaekit also looks in {folder}, where 'apt-get install {package}' (Debian) puts it"
 
 
 def _reason(error: Exception) -> str:

@@ -87,7 +87,8 @@ def read_file(
     elif path.is_dir():
         (x, y), pixels = _read_image_dir(path, image_size, image_mode), True
     elif not path.is_file():
-        raise DataError(f"{path} does not exist.")
+        there = path.exists() or path.is_symlink()
+        raise DataError(f"{path} {'is not a regular file' if there else 'does not exist'}.")
     elif path.suffix.lower() == ".npy":
         x, y = _read_npy(path), None
     elif path.suffix.lower() == ".npz":
@@ -344,10 +345,22 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                 f"{path} line {line_num} column {col + 1}{name} holds {row[col]!r}, "
                 "which is not a number."
             ) from None
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(values.astype(np.float32))  # NaN, ±inf, or beyond float32
+    bad[:, label_cols] = False  # labels are checked as labels, below
+    if bad.any():
+        i, col = np.unravel_index(np.argmax(bad), bad.shape)
+        line_num, row = lines[i]
+        name = f" ({header[col]!r})" if header else ""
+        raise DataError(
+            f"{path} line {line_num} column {col + 1}{name} holds {row[col].strip()!r}, which is "
+            "not a finite number within float32 (±3.4e38)."
+        )
     if not label_cols:
         return values, None
     keep = [j for j in range(width) if j != label_cols[0]]
-    return values[:, keep], values[:, label_cols[0]]
+    position = [f"line {line_num} column {label_cols[0] + 1}" for line_num, _ in lines]
+    return values[:, keep], class_labels(values[:, label_cols[0]], str(path), where=position)
 
 
 def _is_number(cell: str) -> bool:
@@ -499,7 +512,7 @@ def _cover_and_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
     (height, width), (w, h) = size, img.size
     s = max(width / w, height / h)
-    box_w, box_h = width / s, height / s
+    box_w, box_h = min(w, width / s), min(h, height / s)  # the covering side is whole: w or h
     box = ((w - box_w) / 2, (h - box_h) / 2, (w + box_w) / 2, (h + box_h) / 2)
     return img.resize((width, height), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
 
@@ -519,6 +532,11 @@ def _read_images(
         image_mode = "rgb" if any(channels == 3 for _, _, channels, _ in headers) else "grey"
     size = image_size or headers[0][:2]
     if image_size is None:
+        if max(size) > MAX_IMAGE_SIDE:
+            raise DataError(
+                f"{files[0]} is {size[1]}x{size[0]} pixels; vaekit trains on images of at most "
+                f"{MAX_IMAGE_SIDE:,} pixels a side, so bring them to a size with --image-size H W."
+            )
         for path, header in zip(files, headers, strict=True):
             if header[:2] != size:
                 raise DataError(

@@ -29,9 +29,12 @@ from typing import Any
 import numpy as np
 
 from vaekit.config import SCALINGS
+from vaekit.disk import parse_json, read_regular
 from vaekit.errors import ConfigError, DataError
 
 SCALING_FILE = "scaling.json"
+#: The largest scaling.json read: a shift and a scale per input value, as JSON numbers.
+MAX_SCALING_BYTES = 64 * 2**20
 #: Examples per chunk when statistics are fitted on data read in pieces.
 FIT_CHUNK = 4096
 
@@ -102,11 +105,11 @@ class Scaling:
         """The scaling stored in ``run_dir``, or None for a run written before scalings were
         stored (its inputs are scaled by ``auto``, as they were then)."""
         path = Path(run_dir) / SCALING_FILE
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return None
         try:
-            record = json.loads(path.read_bytes()[: 64 * 2**20])
-        except (OSError, ValueError) as exc:
+            record = parse_json(read_regular(path, MAX_SCALING_BYTES, DataError))
+        except (ValueError, RecursionError) as exc:
             raise DataError(f"{path} could not be read ({exc})") from None
         return cls.from_json(record, str(path))
 
@@ -128,16 +131,23 @@ def fit(
     *,
     pixels: bool = False,
     source: str = "the data",
+    rows: np.ndarray | None = None,
 ) -> Scaling:
     """Fit ``method`` on the training examples given as ``chunks`` (arrays (n, *shape) of raw
     values, read once, in any number of pieces): per-feature mean and standard deviation or
     minimum and maximum, accumulated in float64 (Chan et al.'s pairwise update of the mean and
-    the sum of squared deviations), and the range of the scaled data."""
+    the sum of squared deviations), and the range of the scaled data. ``rows``: the number of
+    each example in the data it was read from (the training part's indices), by which a bad
+    value is named."""
     method = resolve(method, dtype, pixels)
     count, mean, m2 = 0, None, None
     low = high = None
     for raw in chunks:
-        x = _numbers(raw, source).astype(np.float64)
+        try:
+            x = _numbers(raw, source).astype(np.float64)
+        except BadValue as bad:
+            example = count + bad.where[0]
+            raise bad.at(example if rows is None else rows[example]) from None
         if len(x) == 0:
             continue
         n = len(x)
@@ -180,8 +190,22 @@ def fit_array(method: str, x: np.ndarray, *, pixels: bool = False, source: str =
     return fit(method, chunks, x.dtype, pixels=pixels, source=source)
 
 
+class BadValue(DataError):
+    """A value that is no finite float32 number, at index ``where`` (example, then position in
+    the example) of the array it was found in; :meth:`at` names it by its example in the data
+    the array was read from."""
+
+    def __init__(self, source: str, what: str, where: tuple[int, ...]) -> None:
+        super().__init__(f"{source} has {what} at index {where}.")
+        self.source, self.what, self.where = source, what, where
+
+    def at(self, example: int) -> BadValue:
+        return BadValue(self.source, self.what, (int(example), *self.where[1:]))
+
+
 def _numbers(raw: np.ndarray, source: str) -> np.ndarray:
-    """``raw`` as finite float32 values, else one DataError naming the first bad index."""
+    """``raw`` as finite float32 values, else one :class:`BadValue` naming the first bad
+    index."""
     x = np.asarray(raw)
     if x.dtype.kind not in "biuf":
         raise DataError(f"{source} holds values of type {x.dtype}; numbers are needed.")
@@ -199,4 +223,4 @@ def _refuse_non_finite(x: np.ndarray, source: str, what: str) -> None:
     finite = np.isfinite(x)
     if not finite.all():
         where = np.unravel_index(np.argmin(finite), x.shape)
-        raise DataError(f"{source} has {what} at index {tuple(map(int, where))}.")
+        raise BadValue(source, what, tuple(map(int, where)))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.data.scaling import Scaling
+from vaekit.data.scaling import BadValue, Scaling
 from vaekit.errors import DataError
 
 #: Examples per read when a view is copied whole into memory.
@@ -66,7 +66,21 @@ class Scaled(Examples):
         self.dtype = np.dtype(np.float32)
 
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
-        return self.scaling.apply(self.base[key], self.name)
+        try:
+            return self.scaling.apply(self.base[key], self.name)
+        except BadValue as bad:  # named by the example of the data it was read from
+            read = np.arange(len(self))[key]
+            raise bad.at(origin(self.base, int(read[bad.where[0]]))) from None
+
+
+def origin(view: Any, i: int) -> int:
+    """The number of example ``i`` of ``view`` in the data it was read from, through the
+    :class:`Subset` and :class:`Scaled` views above it."""
+    while isinstance(view, (Subset, Scaled)):
+        if isinstance(view, Subset):
+            i = int(view.index[i])
+        view = view.base
+    return i
 
 
 def chunks(x: Any, size: int = READ_CHUNK):

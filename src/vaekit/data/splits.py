@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vaekit.errors import DataError
+from vaekit.text import plural
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -17,7 +18,8 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     n_val = max(1, round(fraction * n))
     if n_val >= n:
         raise DataError(
-            f"holding out {fraction:g} of {n:,} examples leaves none to train on; use more "
+            f"holding out {fraction:g} of {plural(n, 'example')} leaves none to train on; use "
+            "more "
             "data or a smaller --val-fraction"
         )
     held_out = np.random.default_rng((seed, 2)).choice(n, size=n_val, replace=False)

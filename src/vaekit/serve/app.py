@@ -4,11 +4,16 @@ at ``/docs``) and one static page that uses it. Decoding runs on the server with
 Errors are JSON ``{"detail": "one sentence"}`` that never repeats the request's bytes: 400 for a
 bad latent, label or image, 413 for a body over the size limit (counted as it arrives, so a
 chunked upload is cut off there too), 415 for a body of another type, 422 for a malformed request.
+A request whose Host header is not one of ``allowed_hosts`` gets 400 (Starlette's
+``TrustedHostMiddleware``): a page of another site that reaches the explorer through DNS
+rebinding carries its own host name, so it reads nothing. A client that disconnects before its
+request is whole is one log line.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -21,10 +26,13 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaekit import __version__
 from vaekit.serve.explorer import Explorer, InputError, decode_data_url
+from vaekit.serve.server import LOOPBACK_HOSTS
 
 #: Largest request body accepted (an upload of a 28×28 PNG is about 1 KB).
 MAX_BODY_BYTES = 2_000_000
@@ -217,8 +225,15 @@ async def read_form(request: Request) -> tuple[bytes, int | None]:
         await form.close()
 
 
-def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The web app for ``explorer``."""
+def create_app(
+    explorer: Explorer,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+) -> FastAPI:
+    """The web app for ``explorer``, answering requests whose Host is one of ``allowed_hosts``
+    (names, IP literals with IPv6 in brackets, ``*.domain`` or ``*`` for any; the port is not
+    compared)."""
     app = FastAPI(
         title="vaekit latent-space explorer",
         version=__version__,
@@ -227,7 +242,17 @@ def create_app(explorer: Explorer, *, max_body_bytes: int = MAX_BODY_BYTES) -> F
     static = resources.files("vaekit.serve") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     config = explorer.config
+
+    @app.exception_handler(ClientDisconnect)
+    async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        logging.getLogger("uvicorn.error").warning(
+            "%s %s: the client disconnected before its request was whole",
+            request.method,
+            request.url.path,
+        )
+        return Response(status_code=400)  # never delivered: the client is gone
 
     @app.exception_handler(InputError)
     async def refuse(request: Request, exc: InputError) -> JSONResponse:

@@ -121,11 +121,17 @@ class Explorer:
 
     @classmethod
     def open(
-        cls, run_dir: str | Path, engine: str | None = None, device: str = "auto", which="last"
+        cls,
+        run_dir: str | Path,
+        engine: str | None = None,
+        device: str = "auto",
+        which="last",
+        *,
+        trust_code: bool = False,
     ):
         """The explorer of a run (its ``which`` weights: last or best), with its held-out data
-        as the map (if the data can be found)."""
-        runner = checkpoint.open_run(Path(run_dir), engine, device, which)
+        as the map (if the data can be found); ``trust_code`` as :func:`checkpoint.open_run`."""
+        runner = checkpoint.open_run(Path(run_dir), engine, device, which, trust_code=trust_code)
         _, train, _ = checkpoint.read_config(run_dir)
         reading = {"scaling": Scaling.load(run_dir), "image_size": train.image_size}
         try:
