@@ -40,7 +40,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
-from vaekit.estimator import VAE
+from vaekit.api.estimator import VAE
 
 TRAIN_SHARE = 0.7  # of the normal rows; the rest join the anomalies in the test split
 

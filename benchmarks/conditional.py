@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.sampling import sample_prior
-from vaekit.training import TrainingData, engine_for, fit
+from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.engines.sampling import sample_prior
+from vaekit.train.loop import TrainingData, engine_for, fit
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

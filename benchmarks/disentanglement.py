@@ -37,7 +37,7 @@ from pathlib import Path
 from PIL import Image
 
 from vaekit.cli import main as vaekit
-from vaekit.run_disentanglement import score_run
+from vaekit.measure.run_disentanglement import score_run
 
 #: (name, file stem for its traversal figure, train flags, published dSprites MIG). The published
 #: values are the best reported results for each objective collected in Table 1 of Lin et al.

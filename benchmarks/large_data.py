@@ -60,8 +60,8 @@ def generate(path: Path, examples: int, features: int) -> None:
 def worker(path: str, mode: str, steps: int, batch_size: int) -> dict:
     """Train ``steps`` steps on ``path`` in ``mode``: seconds to load, examples per second
     after the first tenth of the steps (warm-up: kernels, the reader thread), peak RSS."""
-    from vaekit.config import ModelConfig, TrainConfig
-    from vaekit.training import TrainingData, engine_for, fit
+    from vaekit.config.settings import ModelConfig, TrainConfig
+    from vaekit.train.loop import TrainingData, engine_for, fit
 
     class Done(Exception):
         pass

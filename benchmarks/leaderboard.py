@@ -68,12 +68,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
-from vaekit import checkpoint
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood
-from vaekit.training import LoopState, TrainingData, engine_for, fit
+from vaekit.measure.evaluation import evaluate_elbo, iwae_log_likelihood
+from vaekit.runs import checkpoint
+from vaekit.train.loop import LoopState, TrainingData, engine_for, fit
 
 #: Where each data set is looked for when --data-dir is not given (if that directory exists).
 DATA_DIRS = {

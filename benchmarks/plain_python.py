@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.data import load_dataset
 from vaekit.engines.numpy.engine import NumpyEngine
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from vaekit.cli import main as vaekit
-from vaekit.quality import score_run
+from vaekit.measure.quality import score_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

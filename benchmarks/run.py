@@ -65,14 +65,14 @@ def peak_rss_gb() -> float:
 
 
 def model_config(hidden: int = 400):
-    from vaekit.config import ModelConfig
+    from vaekit.config.settings import ModelConfig
 
     return ModelConfig(hidden=(hidden,), latent_dim=REFERENCE["latent_dim"])
 
 
 def load_data(name: str, data_dir: str):
-    from vaekit.config import TrainConfig
-    from vaekit.training import TrainingData
+    from vaekit.config.settings import TrainConfig
+    from vaekit.train.loop import TrainingData
 
     return TrainingData.load(TrainConfig(data=name, data_dir=data_dir))
 
@@ -216,8 +216,8 @@ def conventional_epochs(args: dict) -> dict:
 
 def vaekit_epochs(args: dict) -> dict:
     """vaekit's training loop (``fit``: training and the test ELBO, no checkpoints or figures)."""
-    from vaekit.config import TrainConfig
-    from vaekit.training import engine_for, fit
+    from vaekit.config.settings import TrainConfig
+    from vaekit.train.loop import engine_for, fit
 
     data = load_data(args["data"], args["data_dir"])
     config = TrainConfig(
@@ -244,8 +244,8 @@ def worker_scaling(args: dict) -> dict:
     """samples/s of training steps alone for each (batch size, hidden width)."""
     import numpy as np
 
-    from vaekit.config import TrainConfig
-    from vaekit.training import engine_for
+    from vaekit.config.settings import TrainConfig
+    from vaekit.train.loop import engine_for
 
     data = load_data(args["data"], args["data_dir"]).train
     samples = min(args["samples"], len(data))
@@ -265,9 +265,9 @@ def worker_scaling(args: dict) -> dict:
 def worker_iwae(args: dict) -> dict:
     """The k-sample importance-weighted bound on the test set, with the reference model after
     one epoch of training (the time does not depend on the weights)."""
-    from vaekit.config import TrainConfig
-    from vaekit.evaluation import iwae_log_likelihood
-    from vaekit.training import engine_for, fit
+    from vaekit.config.settings import TrainConfig
+    from vaekit.measure.evaluation import iwae_log_likelihood
+    from vaekit.train.loop import engine_for, fit
 
     data = load_data(args["data"], args["data_dir"])
     config = TrainConfig(data=args["data"], engine="torch", epochs=1, seed=0)

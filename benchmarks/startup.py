@@ -3,8 +3,8 @@ draw, each in a fresh interpreter, and the heavy libraries each one loads.
 
 The console script ``vaekit`` beside this interpreter is timed (``python -m vaekit`` where there
 is none), beside ``python -c pass`` (the interpreter's own floor) and ``python -c "import numpy"``
-(which every command imports: the configs name the likelihoods of :mod:`vaekit.objectives`, NumPy
-code), twice: with vaekit's bytecode cached (as after an install; kept in a temporary
+(which every command imports: the configs name the likelihoods of :mod:`vaekit.model.objectives`,
+NumPy code), twice: with vaekit's bytecode cached (as after an install; kept in a temporary
 ``PYTHONPYCACHEPREFIX``, written by one untimed run first) and with every vaekit module compiled
 from source on each run (``PYTHONDONTWRITEBYTECODE=1`` and no cache). Which libraries a command
 loads is read from ``python -X importtime`` (its own run, not the timed ones).

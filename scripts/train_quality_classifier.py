@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vaekit.data.idx import read_idx
-from vaekit.quality import build_network
+from vaekit.measure.quality import build_network
 
 EPOCHS = 3
 SEED = 0

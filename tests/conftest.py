@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import load_dataset
-from vaekit.training import TrainingData
+from vaekit.train.loop import TrainingData
 
 
 @pytest.fixture(scope="session")

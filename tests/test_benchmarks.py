@@ -134,8 +134,8 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
     settings, is refused."""
     import argparse
 
-    from vaekit import checkpoint
     from vaekit.errors import ConfigError
+    from vaekit.runs import checkpoint
 
     leaderboard = _leaderboard_module(monkeypatch)
     entry = leaderboard.MODELS["vae"]
@@ -228,8 +228,8 @@ def test_the_leaderboards_vamp_models_use_their_latents(monkeypatch, name):
     import argparse
     import dataclasses
 
-    from vaekit.config import ModelConfig
-    from vaekit.training import TrainingData, engine_for, fit
+    from vaekit.config.settings import ModelConfig
+    from vaekit.train.loop import TrainingData, engine_for, fit
 
     leaderboard = _leaderboard_module(monkeypatch)
     args = argparse.Namespace(data="mnist-small", data_dir=None, engine="torch", seed=0)

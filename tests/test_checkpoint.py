@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save, save_file
 
-from vaekit import checkpoint
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.errors import CheckpointError
+from vaekit.runs import checkpoint
 
 CFG = ModelConfig(hidden=(16,), latent_dim=3)
 
@@ -177,8 +177,8 @@ def test_clear_run_removes_every_file_train_writes(tmp_path):
     record): --force's clearing leaves only the user's own file and the lock (which --force
     holds while it clears)."""
     from vaekit.cli import main
-    from vaekit.run_disentanglement import RESULT_FILE
-    from vaekit.run_figures import TRAVERSALS
+    from vaekit.draw.gallery import TRAVERSALS
+    from vaekit.measure.run_disentanglement import RESULT_FILE
 
     run_dir = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", "--epochs", "1", "--latent-dim", "2"]

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from vaekit import checkpoint
 from vaekit.cli import main
-from vaekit.run_figures import RUN_FIGURES
+from vaekit.draw.gallery import RUN_FIGURES
+from vaekit.runs import checkpoint
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250"]
 

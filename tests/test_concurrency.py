@@ -17,9 +17,9 @@ import pytest
 from safetensors.numpy import load_file
 
 from test_faults import train_args
-from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
+from vaekit.runs import checkpoint
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 STEPS_PER_EPOCH = 20  # mnist-small's 5,000 training images in batches of 250

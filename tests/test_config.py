@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.errors import ConfigError
 
 

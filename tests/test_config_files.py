@@ -8,12 +8,12 @@ import re
 
 import pytest
 
-from vaekit import checkpoint
 from vaekit.cli import shown_preset
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.config_files import MAX_BYTES, read_settings, to_toml
+from vaekit.config.files import MAX_BYTES, read_settings, to_toml
+from vaekit.config.presets import PRESETS
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.errors import ConfigError
-from vaekit.presets import PRESETS
+from vaekit.runs import checkpoint
 
 try:
     import tomllib

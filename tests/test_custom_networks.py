@@ -1,4 +1,4 @@
-"""Your own encoder and decoder (vaekit.custom_networks): recorded by import path, rebuilt on
+"""Your own encoder and decoder (vaekit.model.custom_networks): recorded by import path, rebuilt on
 load in a fresh process with the same outputs, resumed bit for bit, kept in safetensors (nothing
 pickled), exported to ONNX, and every wrong network refused in one line."""
 
@@ -18,10 +18,11 @@ from safetensors.numpy import load_file
 
 import networks_for_tests
 from cli_runner import run_cli, user_error
-from vaekit import checkpoint, custom_networks
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError
+from vaekit.model import custom_networks
+from vaekit.runs import checkpoint
 
 TESTS = Path(__file__).resolve().parent
 SHAPE = (1, 8, 8)
@@ -107,7 +108,7 @@ def test_a_fresh_process_rebuilds_the_networks_with_the_same_outputs(runs, tmp_p
     np.save(tmp_path / "x.npy", x)
     code = f"""
 import numpy as np
-from vaekit.checkpoint import open_run
+from vaekit.runs.checkpoint import open_run
 from vaekit.errors import ConfigError
 try:
     open_run({str(run)!r}, device="cpu")
@@ -180,8 +181,8 @@ def test_a_run_naming_a_module_in_the_working_directory_runs_nothing_without_con
 
 
 def test_consent_is_the_flag_the_argument_or_a_module_already_imported(runs, tmp_path, capsys):
+    from vaekit.api.estimator import VAE as Estimator
     from vaekit.cli import main
-    from vaekit.estimator import VAE as Estimator
 
     run = runs["straight"]
     assert NETS in sys.modules  # imported by this test module: the user's own code
@@ -285,7 +286,7 @@ def test_the_shape_check_leaves_the_random_stream_and_the_training_mode_alone():
 def test_the_estimator_takes_classes_records_paths_and_reloads_in_a_fresh_process(tmp_path):
     from sklearn.base import clone
 
-    from vaekit.estimator import VAE as Estimator
+    from vaekit.api.estimator import VAE as Estimator
 
     x = np.random.default_rng(2).random((60, 16), dtype=np.float32)
     params = dict(latent_dim=2, epochs=1, batch_size=20, seed=0)
@@ -298,7 +299,7 @@ def test_the_estimator_takes_classes_records_paths_and_reloads_in_a_fresh_proces
     np.save(tmp_path / "x.npy", x)
     code = f"""
 import numpy as np
-from vaekit.estimator import VAE
+from vaekit.api.estimator import VAE
 model = VAE.load({str(tmp_path / "saved")!r}, device="cpu", trust_code=True)
 np.save({str(tmp_path / "z.npy")!r}, model.transform(np.load({str(tmp_path / "x.npy")!r})))
 """
@@ -308,7 +309,7 @@ np.save({str(tmp_path / "z.npy")!r}, model.transform(np.load({str(tmp_path / "x.
 
 
 def test_the_estimator_refuses_a_class_it_could_not_import_again():
-    from vaekit.estimator import VAE as Estimator
+    from vaekit.api.estimator import VAE as Estimator
 
     class Local(networks_for_tests.MLPEncoder):
         pass
@@ -335,7 +336,7 @@ needs_onnx = pytest.mark.skipif(
 def test_the_own_networks_export_to_onnx_and_agree_with_the_engine(runs, tmp_path):
     import onnxruntime
 
-    from vaekit.export import export_onnx
+    from vaekit.api.export import export_onnx
 
     out = export_onnx(runs["straight"], tmp_path / "onnx")
     engine = checkpoint.open_run(runs["straight"], "torch", "cpu")

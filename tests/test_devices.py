@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from conftest import quick_config
-from vaekit import checkpoint
 from vaekit.cli import main
-from vaekit.config import MAX_CUDA_INDEX, ModelConfig, TrainConfig, check_device
+from vaekit.config.settings import MAX_CUDA_INDEX, ModelConfig, TrainConfig, check_device
 from vaekit.engines import build_engine
 from vaekit.engines.torch import engine as torch_engine
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import ConfigError
-from vaekit.training import TrainingData, start_run
+from vaekit.runs import checkpoint
+from vaekit.train.loop import TrainingData, start_run
 
 ACCEPTED = ["auto", "cpu", "cuda", "mps", "cuda:0", "cuda:7", f"cuda:{MAX_CUDA_INDEX}"]
 REFUSED = ["gpu", "CPU", "cuda:", "cuda:N", "cuda:01", "cuda:-1", "cuda:1024", "cuda:0 ", "mps:0"]

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from vaekit.disentanglement import (
+from vaekit.errors import ConfigError
+from vaekit.measure.disentanglement import (
     MIG_BINS,
     dci,
     dci_scores,
@@ -16,7 +17,6 @@ from vaekit.disentanglement import (
     mig,
     mutual_information,
 )
-from vaekit.errors import ConfigError
 
 pytest.importorskip("sklearn")
 

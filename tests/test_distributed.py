@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from vaekit import checkpoint
 from vaekit.engines.torch.distributed import Group, from_environment
+from vaekit.runs import checkpoint
 
 #: Seconds a command may take before it counts as hung: a guard, never a pass/fail criterion.
 GUARD = 900

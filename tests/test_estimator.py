@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from vaekit import checkpoint, estimator, learner
+from vaekit.api import estimator, learner
+from vaekit.api.estimator import VAE
 from vaekit.cli import main
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data.scaling import Scaling
 from vaekit.data.splits import validation_split
 from vaekit.errors import ConfigError, DataError
-from vaekit.estimator import VAE
-from vaekit.evaluation import evaluate_elbo
+from vaekit.measure.evaluation import evaluate_elbo
+from vaekit.runs import checkpoint
 
 
 @pytest.fixture(scope="module")

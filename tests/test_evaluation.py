@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from vaekit import evaluation, objectives
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.handwritten import model as handwritten_model
 from vaekit.engines.numpy import NumpyEngine
-from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood, row_generators
+from vaekit.measure import evaluation
+from vaekit.measure.evaluation import evaluate_elbo, iwae_log_likelihood, row_generators
+from vaekit.model import objectives
 
 
 @pytest.fixture(scope="module")

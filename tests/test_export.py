@@ -8,11 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from vaekit import checkpoint, export
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.api import export
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import scaling
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError, MissingExtra
+from vaekit.runs import checkpoint
 
 if os.environ.get("CI") != "true":  # CI installs the onnx extra and must run these tests
     for package in ("onnxruntime", *export.ONNX_PACKAGES):

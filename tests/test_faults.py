@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.engines import build_engine
+from vaekit.runs import checkpoint
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 #: mnist-small's 5,000 training images in batches of 250 (train_args)

@@ -1,5 +1,5 @@
-"""Tests of vaekit.figures: every picture is a readable PNG of a sensible size, inputs are checked
-before anything is written, and the interpolation paths have the right ends and norms."""
+"""Tests of vaekit.draw.figures: every picture is a readable PNG of a sensible size, inputs are
+checked before anything is written, and the interpolation paths have the right ends and norms."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaekit import figures
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
+from vaekit.draw import figures
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError, DataError
-from vaekit.priors import StandardNormal
+from vaekit.model.priors import StandardNormal
 from vaekit.text import plural
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -14,12 +14,12 @@ import torch
 from safetensors.numpy import load_file
 
 from cli_runner import run_cli, user_error
-from vaekit import checkpoint
 from vaekit.cli import main
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.engines.torch.flows import InverseAutoregressiveFlow, made_masks
 from vaekit.engines.torch.model import VAE
+from vaekit.runs import checkpoint
 
 SMALL = ["--hidden", "32", "--latent-dim", "3", "--batch-size", "250", "--quiet"]
 FLOW = ["--flow", "iaf", "--flow-steps", "2", "--flow-hidden", "16"]
@@ -335,7 +335,7 @@ def test_the_numpy_engine_refuses_a_flow_in_one_line(capsys, tmp_path):
 
 
 def test_the_estimator_fits_samples_and_scores_with_a_flow(mnist_small):
-    from vaekit.estimator import VAE as Estimator
+    from vaekit.api.estimator import VAE as Estimator
 
     images = mnist_small[0].x[:600]
     model = Estimator(
@@ -352,7 +352,7 @@ def test_onnx_export_of_a_flow_model_is_its_base_posterior_and_says_so(tmp_path)
     """The encoder exports q0(z0|x) (mu, logvar before the flow), the decoder p(x|z); the
     manifest says the flow is not exported."""
     onnxruntime = pytest.importorskip("onnxruntime")
-    from vaekit import export
+    from vaekit.api import export
 
     config = ModelConfig(
         input_shape=(1, 8, 8), hidden=(16,), latent_dim=3, flow="iaf", flow_hidden=(8,)

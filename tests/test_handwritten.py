@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines.torch.engine import TorchEngine
 
 COVERED = [

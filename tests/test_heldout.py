@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from cli_runner import run_cli, user_error
-from vaekit import checkpoint, training
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import RawData
 from vaekit.data.splits import validation_split
-from vaekit.evaluation import ElboResult
-from vaekit.training import LoopState, TrainingData, resume_run, start_run
+from vaekit.measure.evaluation import ElboResult
+from vaekit.runs import checkpoint
+from vaekit.train import loop
+from vaekit.train.loop import LoopState, TrainingData, resume_run, start_run
 
 TINY = ["--hidden", "8", "--latent-dim", "2", "--batch-size", "50", "--quiet"]
 MODEL = ModelConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=2)
@@ -93,7 +94,7 @@ def scripted(monkeypatch, losses):
         last[0] = next(calls, last[0])
         return ElboResult(last[0], last[0], 0.0, len(x))
 
-    monkeypatch.setattr(training, "evaluate_elbo", fake)
+    monkeypatch.setattr(loop, "evaluate_elbo", fake)
 
 
 def test_keep_best_keeps_the_weights_of_the_lowest_held_out_loss(images, tmp_path, monkeypatch):
@@ -132,7 +133,7 @@ def test_patience_stops_early_and_a_resumed_run_stops_again_at_once(images, tmp_
     records = resume_run(tmp_path / "run", progress=False, log=lines.append)
     assert [r["epoch"] for r in records] == [4]  # nothing more trained
     assert "stopped early" in lines[0] and "stopped early after epoch 4" in lines[-1]
-    # a larger patience on --resume goes on training
+    # a larger patience on --resume goes on loop
     records = resume_run(tmp_path / "run", patience=3, progress=False, log=quiet)
     assert [r["epoch"] for r in records][:2] == [4, 5]
 
@@ -266,7 +267,7 @@ def test_resume_keeps_the_data_settings_but_patience_may_change(images, tmp_path
 
 @pytest.mark.parametrize("binarize", ["none", "threshold", "dynamic"])
 def test_streamed_training_data_train_as_data_held_in_memory(images, binarize):
-    from vaekit.data.files import read_file
+    from vaekit.data.readers import read_file
 
     cfg = config(images, epochs=1, binarize=binarize)
     raw = read_file(images)
@@ -275,8 +276,8 @@ def test_streamed_training_data_train_as_data_held_in_memory(images, binarize):
     for stream in (True, False):
         data = TrainingData.prepare(cfg, raw, None, stream=stream)
         assert data.streamed == stream and isinstance(data.train, np.ndarray) != stream
-        engine = training.engine_for(MODEL, cfg)
-        history = training.fit(engine, cfg, data)
+        engine = loop.engine_for(MODEL, cfg)
+        history = loop.fit(engine, cfg, data)
         weights.append((engine.get_weights(), history[0]["val_loss"]))
     (streamed, streamed_val), (held, held_val) = weights
     assert streamed_val == held_val
@@ -285,7 +286,7 @@ def test_streamed_training_data_train_as_data_held_in_memory(images, binarize):
 
 
 def test_static_binarization_of_streamed_data_is_refused(images):
-    from vaekit.data.files import read_file
+    from vaekit.data.readers import read_file
     from vaekit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--binarize dynamic or threshold"):

@@ -18,12 +18,13 @@ from safetensors.numpy import load_file
 from torch.distributions import Bernoulli, Normal
 
 from cli_runner import run_cli, user_error
-from vaekit import checkpoint, evaluation
-from vaekit.config import ModelConfig
+from vaekit.api.estimator import VAE
+from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.torch import hierarchy
 from vaekit.errors import ConfigError
-from vaekit.estimator import VAE
+from vaekit.measure import evaluation
+from vaekit.runs import checkpoint
 
 TINY = ModelConfig(input_shape=(5,), hidden=(6,), latent_dim=3, top_latent_dim=2, top_hidden=(4,))
 #: The command line's small two-layer model.

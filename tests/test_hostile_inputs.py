@@ -27,9 +27,9 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
-from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data.idx import write_idx
+from vaekit.runs import checkpoint
 from vaekit.serve import server
 
 CANARY = "code-ran.txt"

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from vaekit import checkpoint
 from vaekit.cli import main
+from vaekit.runs import checkpoint
 from vaekit.serve import server
 
 RUNS = {"plain": [], "conditional": ["--conditional"]}

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from vaekit import checkpoint
 from vaekit.cli import main
+from vaekit.runs import checkpoint
 
 
 def _default_interrupt() -> None:

@@ -14,10 +14,15 @@ SRC = Path(vaekit.__file__).resolve().parent
 #: What an engine may import from vaekit, besides other engine modules.
 BELOW_ENGINES = {
     "vaekit.config",
-    "vaekit.custom_networks",
+    "vaekit.config.settings",
+    "vaekit.model",
+    "vaekit.data.labels",
+    "vaekit.model.custom_networks",
     "vaekit.errors",
-    "vaekit.objectives",
-    "vaekit.priors",
+    "vaekit.text",
+    "vaekit.disk",
+    "vaekit.model.objectives",
+    "vaekit.model.priors",
 }
 
 
@@ -83,18 +88,18 @@ def test_the_graph_reader_sees_a_cycle_and_skips_type_checking_imports(tmp_path)
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     source = tmp_path / "m.py"
     source.write_text(
-        "from typing import TYPE_CHECKING\nfrom vaekit import config\n"
+        "from typing import TYPE_CHECKING\nfrom vaekit.config import settings\n"
         "if TYPE_CHECKING:\n    from vaekit.errors import ConfigError\n"
-        "def f():\n    import vaekit.priors\n",
+        "def f():\n    import vaekit.model.priors\n",
         encoding="utf-8",
     )
-    modules = {"vaekit", "vaekit.config", "vaekit.errors", "vaekit.priors"}
-    assert imported_modules(source, modules) == {"vaekit.config", "vaekit.priors"}
+    modules = {"vaekit", "vaekit.config.settings", "vaekit.errors", "vaekit.model.priors"}
+    assert imported_modules(source, modules) == {"vaekit.config.settings", "vaekit.model.priors"}
 
 
 def test_src_has_no_import_cycles():
     graph = import_graph()
-    assert "vaekit.engines.numpy.engine" in graph and "vaekit.learner" in graph
+    assert "vaekit.engines.numpy.engine" in graph and "vaekit.api.learner" in graph
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph))
 
 
@@ -118,9 +123,9 @@ def test_numpy_engine_imports_and_trains_with_torch_blocked():
 import sys
 sys.modules["torch"] = None
 import numpy as np
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
-from vaekit.evaluation import evaluate_elbo, iwae_log_likelihood
+from vaekit.measure.evaluation import evaluate_elbo, iwae_log_likelihood
 
 engine = build_engine(ModelConfig(input_shape=(6,), hidden=(5,), latent_dim=2), "numpy")
 x = np.random.default_rng(0).uniform(size=(8, 6)).astype(np.float32)
@@ -130,7 +135,7 @@ for _ in range(20):
 assert last < first, (first, last)
 assert np.isfinite(evaluate_elbo(engine, x).loss)
 assert np.isfinite(iwae_log_likelihood(engine, x, 3)).all()
-heavy = {"matplotlib", "vaekit.training", "vaekit.estimator", "vaekit.checkpoint"}
+heavy = {"matplotlib", "vaekit.train.loop", "vaekit.api.estimator", "vaekit.runs.checkpoint"}
 print("loaded:", sorted(heavy & set(sys.modules)))
 """
     done = subprocess.run(

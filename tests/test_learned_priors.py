@@ -11,14 +11,15 @@ import pytest
 import torch
 
 from cli_runner import run_cli, sample_and_evaluate
-from vaekit import checkpoint, objectives
-from vaekit.config import ModelConfig, default_prior
+from vaekit.config.settings import ModelConfig, default_prior
 from vaekit.engines import build_engine
 from vaekit.engines.numpy.engine import NumpyEngine
+from vaekit.engines.sampling import sample_prior
 from vaekit.engines.torch.engine import TorchEngine
 from vaekit.errors import ConfigError
-from vaekit.priors import ClassConditional, GaussianMixture, has_closed_form_kl
-from vaekit.sampling import sample_prior
+from vaekit.model import objectives
+from vaekit.model.priors import ClassConditional, GaussianMixture, has_closed_form_kl
+from vaekit.runs import checkpoint
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250", "--quiet"]
 
@@ -433,7 +434,7 @@ def test_class_prior_samples_draw_each_labels_gaussian(tmp_path, capsys, monkeyp
 
 
 def test_estimator_with_a_mixture_prior_fits_samples_and_scores(mnist_small):
-    from vaekit.estimator import VAE
+    from vaekit.api.estimator import VAE
 
     x = (mnist_small[0].x[:500] * 255).astype(np.uint8)
     model = VAE(prior="mog", prior_components=5, epochs=1, hidden=(32,), latent_dim=3, seed=0)
@@ -460,7 +461,7 @@ def test_an_old_conditional_run_loads_with_the_standard_prior(tmp_path, capsys):
 
 @pytest.mark.parametrize(("engine", "prior"), [("torch", "vamp"), ("numpy", "class")])
 def test_a_conditional_model_gets_its_engine_default_prior(engine, prior, tmp_path, capsys):
-    from vaekit.estimator import VAE
+    from vaekit.api.estimator import VAE
 
     run = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", *SMALL, "--conditional", "--engine", engine]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
+from vaekit.engines.sampling import sample_prior
 from vaekit.errors import ConfigError
-from vaekit.sampling import sample_prior
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from conftest import quick_config
-from vaekit import checkpoint, objectives
-from vaekit.config import ACTIVATIONS, ModelConfig
+from vaekit.config.settings import ACTIVATIONS, ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.numpy import NumpyEngine
 from vaekit.engines.torch import TorchEngine
-from vaekit.training import TrainingData, resume_run, start_run
+from vaekit.model import objectives
+from vaekit.runs import checkpoint
+from vaekit.train.loop import TrainingData, resume_run, start_run
 
 LIKELIHOODS = [
     {"likelihood": "bernoulli"},

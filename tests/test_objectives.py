@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit import objectives
+from vaekit.model import objectives
 
 
 def test_kl_closed_form_matches_monte_carlo(rng):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
+from vaekit.api.estimator import SCORE_K, SCORE_SEED, VAE
 from vaekit.data.splits import validation_split
 from vaekit.errors import CheckpointError, ConfigError
-from vaekit.estimator import SCORE_K, SCORE_SEED, VAE
-from vaekit.evaluation import outlier_threshold
+from vaekit.measure.evaluation import outlier_threshold
 
 MEAN = np.array([40.0, 5e4, -3.0, 0.5])
 SCALE = np.array([10.0, 1e4, 2.0, 0.1])

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.training import TrainingData, engine_for, fit
+from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.train.loop import TrainingData, engine_for, fit
 
 #: (train loss, test −ELBO) per epoch, nats per example, for seed 0.
 PINNED = {

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from test_cli import assert_user_error, run_cli
-from vaekit import checkpoint
-from vaekit.presets import PRESETS
-from vaekit.training import learning_rate
+from vaekit.config.presets import PRESETS
+from vaekit.runs import checkpoint
+from vaekit.train.loop import learning_rate
 
 REFERENCE = {
     "pytorch-example": (
@@ -141,7 +141,7 @@ def test_pytorch_example_writes_samples_and_reconstructions_each_epoch(subset, t
 
 
 def test_burda_learning_rate_schedule():
-    from vaekit.config import TrainConfig
+    from vaekit.config.settings import TrainConfig
 
     config = TrainConfig(lr=1e-3, lr_schedule="burda")
     # stage i lasts 3^i epochs: epochs 1 | 2-4 | 5-13 | ... ; rate 1e-3 · 10^(−i/7)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from vaekit import figures, objectives
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
+from vaekit.draw import figures
+from vaekit.draw.gallery import draw_label_grid
 from vaekit.engines import build_engine
-from vaekit.priors import StandardNormal, for_config
-from vaekit.run_figures import draw_label_grid
-from vaekit.sampling import sample_prior
+from vaekit.engines.sampling import sample_prior
+from vaekit.model import objectives
+from vaekit.model.priors import StandardNormal, for_config
 
 
 def test_standard_normal_log_prob_is_the_gaussian_density(rng):

@@ -1,4 +1,5 @@
-"""vaekit.quality: the Fréchet distance, precision/recall, the shipped classifier, the CLI."""
+"""vaekit.measure.quality: the Fréchet distance, precision/recall, the shipped classifier, the
+CLI."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from cli_runner import run_cli, user_error
-from vaekit.quality import (
+from vaekit.measure.quality import (
     confidence_entropy,
     features,
     frechet_distance,
@@ -157,7 +158,7 @@ def test_the_score_ranks_a_1_epoch_model_below_a_20_epoch_one(tmp_path):
     20: the longer-trained model's samples are closer to the test digits and cover more of them
     (benchmarks/quality.py measures the same on MNIST: 156.6 → 47.8)."""
     from vaekit.cli import main
-    from vaekit.quality import score_run
+    from vaekit.measure.quality import score_run
 
     run = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", "--quiet", "--out", str(run)]

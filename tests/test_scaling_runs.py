@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from cli_runner import run_cli, user_error
-from vaekit import checkpoint
 from vaekit.cli import main
 from vaekit.data import scaling as scaling_module
-from vaekit.data.files import read_file
+from vaekit.data.readers import read_file
 from vaekit.data.splits import validation_split
-from vaekit.evaluation import iwae_log_likelihood
+from vaekit.measure.evaluation import iwae_log_likelihood
+from vaekit.runs import checkpoint
 
 TINY = ["--hidden", "8", "--latent-dim", "2", "--batch-size", "50", "--quiet"]
 
@@ -194,7 +194,7 @@ def test_images_of_mixed_sizes_train_at_image_size_and_later_inputs_are_resized(
     rows = scores(capsys, run, odd, "--iw-samples", "5")
     assert len(rows) == 1 and np.isfinite(float(rows[0]["log_px"]))
     # read as the run reads images: brought to 32×32, grey, levels / 255
-    from vaekit.data.files import read_image
+    from vaekit.data.readers import read_image
 
     x = read_image(odd, (32, 32), "grey")[None].astype(np.float32) / 255
     engine = checkpoint.open_run(run)

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from cli_runner import run_cli
+from vaekit.api.estimator import VAE
 from vaekit.cli import csv_name, main
 from vaekit.data import load_dataset
-from vaekit.estimator import VAE
-from vaekit.evaluation import iwae_log_likelihood
+from vaekit.measure.evaluation import iwae_log_likelihood
 from vaekit.serve.explorer import Explorer
 
 K = 20

@@ -11,11 +11,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import explorer_runs
-from vaekit import checkpoint, figures
 from vaekit.cli import main
 from vaekit.data import load_dataset
-from vaekit.priors import StandardNormal
-from vaekit.run_figures import posterior_means
+from vaekit.draw import figures
+from vaekit.draw.gallery import posterior_means
+from vaekit.model.priors import StandardNormal
+from vaekit.runs import checkpoint
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import LIMIT_FACTOR, Explorer
 
@@ -86,7 +87,7 @@ def test_decode_gives_the_decoder_mean_as_a_png(client, runs):
     a = image_of(client.get("/api/decode", params={"z": "0,0"}))
     b = image_of(client.get("/api/decode", params={"z": "2.5,-1.5"}))
     assert a.shape == (28, 28) and a.dtype == np.uint8 and not np.array_equal(a, b)
-    from vaekit import checkpoint
+    from vaekit.runs import checkpoint
 
     engine = checkpoint.open_run(runs["plain"])
     want = engine.decode(np.array([[2.5, -1.5]], np.float32))[0, 0]
@@ -555,7 +556,7 @@ def test_principal_axes_have_one_orientation_for_a_reflected_input(rng):
 
 
 def test_uploads_are_read_with_the_runs_image_size_and_scaling(runs):
-    from vaekit.data.files import read_image
+    from vaekit.data.readers import read_image
     from vaekit.data.scaling import fit_array
 
     engine = checkpoint.open_run(runs["plain"])

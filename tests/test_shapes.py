@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vaekit import shapes
+from vaekit.data import shapes
+from vaekit.data.shapes import (
+    FULL,
+    SMALL,
+    ShapesGrid,
+    factor_table,
+    generate,
+    render,
+    shapes_dataset,
+)
 from vaekit.errors import ConfigError, DataError
-from vaekit.shapes import FULL, SMALL, ShapesGrid, factor_table, generate, render, shapes_dataset
 
 SQUARE, ELLIPSE, HEART = range(3)
 

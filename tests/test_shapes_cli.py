@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from cli_runner import run_cli, user_error
-from vaekit import run_disentanglement, shapes
-from vaekit.config import ModelConfig
-from vaekit.data import dataset_status, has_test_split, load_raw
-from vaekit.shapes import SMALL
+from vaekit.config.settings import ModelConfig
+from vaekit.data import dataset_status, has_test_split, load_raw, shapes
+from vaekit.data.shapes import SMALL
+from vaekit.measure import run_disentanglement
 
 pytest.importorskip("sklearn")
 

@@ -18,12 +18,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
-from vaekit import estimator, learner
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.data.files import read_file
+from vaekit.api import estimator, learner
+from vaekit.api.estimator import EXPECTED_FAILED_CHECKS, VAE
+from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.data.readers import read_file
 from vaekit.errors import ConfigError, DataError
-from vaekit.estimator import EXPECTED_FAILED_CHECKS, VAE
-from vaekit.evaluation import row_generators
+from vaekit.measure.evaluation import row_generators
 
 #: Small and fast: the NumPy engine, 8 hidden units, 2 epochs.
 FAST = dict(hidden=(8,), latent_dim=2, engine="numpy", epochs=2, batch_size=16)
@@ -203,7 +203,7 @@ def test_row_noise_is_the_same_in_another_process():
         """
         import json
         import numpy as np
-        from vaekit.evaluation import row_generators
+        from vaekit.measure.evaluation import row_generators
         rows = np.arange(12, dtype=np.float32).reshape(3, 4)
         print(json.dumps([g.standard_normal(3).tolist() for g in row_generators(rows, seed=5)]))
         """
@@ -241,7 +241,7 @@ def test_without_scikit_learn_vaekit_and_its_command_line_work_and_the_estimator
         from vaekit.errors import MissingExtra
         assert main(["presets"]) == 0
         try:
-            import vaekit.estimator
+            import vaekit.api.estimator
         except MissingExtra as exc:
             print("refused:", exc)
         """
@@ -249,6 +249,6 @@ def test_without_scikit_learn_vaekit_and_its_command_line_work_and_the_estimator
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == (
-        "refused: vaekit.estimator (the scikit-learn interface) needs the sklearn extra: "
+        "refused: vaekit.api.estimator (the scikit-learn interface) needs the sklearn extra: "
         "pip install 'vaekit[sklearn]'"
     )

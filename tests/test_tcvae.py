@@ -11,10 +11,11 @@ import pytest
 import torch
 from tests.cli_runner import run_cli, sample_and_evaluate, user_error
 
-from vaekit import checkpoint, objectives
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError
+from vaekit.model import objectives
+from vaekit.runs import checkpoint
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250", "--quiet"]
 
@@ -196,7 +197,7 @@ def test_cli_conditional_tcvae_trains_samples_the_label_and_evaluates(tmp_path, 
 
 
 def test_estimator_fits_with_the_tcvae_objective(mnist_small):
-    from vaekit.estimator import VAE
+    from vaekit.api.estimator import VAE
 
     x = (mnist_small[0].x[:300] * 255).astype(np.uint8)
     model = VAE(hidden=(32,), latent_dim=3, epochs=1, objective="tcvae", beta=6.0, seed=1)

@@ -11,7 +11,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from cli_runner import run_cli, user_error
-from vaekit import checkpoint, tracking
+from vaekit.runs import checkpoint
+from vaekit.train import tracking
 
 TINY = ["--data", "mnist-small", "--hidden", "16", "--latent-dim", "2", "--batch-size", "500"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaekit import tracking
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.errors import ConfigError, MissingExtra
+from vaekit.train import tracking
 
 if os.environ.get("CI") != "true":  # CI installs the tensorboard extra and must run these tests
     pytest.importorskip("tensorboard")
@@ -148,8 +148,8 @@ def test_an_interrupted_and_resumed_run_shows_each_epoch_and_step_once(
     stopped between the two and resumed, which trains epoch 2 again: TensorBoard's reader
     shows each epoch and each step once (the epochs sit on the step axis, which the resumed
     writer purges from the first step it trains again)."""
-    from vaekit import checkpoint
     from vaekit.cli import main
+    from vaekit.runs import checkpoint
 
     run = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", "--epochs", "3", "--hidden", "8", "--latent-dim"]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import quick_config
-from vaekit import checkpoint
 from vaekit.cli import main
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.errors import ConfigError, DataError, TrainingDiverged
-from vaekit.training import TrainingData, kl_weight, resume_run, start_run
+from vaekit.runs import checkpoint
+from vaekit.train.loop import TrainingData, kl_weight, resume_run, start_run
 
 
 def _quiet(_line):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from cli_runner import run_cli, user_error
-from vaekit import checkpoint, figures, run_figures
 from vaekit.cli import main
-from vaekit.evaluation import latent_statistics
-from vaekit.runs import run_data
+from vaekit.draw import figures, gallery
+from vaekit.measure.evaluation import latent_statistics
+from vaekit.runs import checkpoint
+from vaekit.runs.inputs import run_data
 
 #: The base URL of the test client: a Host the explorer answers (see create_app).
 LOCAL = "http://localhost"
@@ -54,7 +55,7 @@ def test_rows_sweep_the_prior_quantiles_from_the_median(runs, name, tmp_path, mo
     seen = []
     decode = engine.decode
     monkeypatch.setattr(engine, "decode", lambda z, y=None: seen.append(z) or decode(z, y))
-    images = run_figures.draw_traversals(engine, tmp_path / "t.png", x, dims=[1, 0], steps=5)
+    images = gallery.draw_traversals(engine, tmp_path / "t.png", x, dims=[1, 0], steps=5)
     assert images.shape[:2] == (2, 5)
     z = seen[-1].reshape(2, 5, 3).astype(np.float64)
     q = engine.prior.quantile(np.linspace(0.05, 0.95, 5))
@@ -73,8 +74,8 @@ def test_rows_sweep_the_prior_quantiles_from_the_median(runs, name, tmp_path, mo
 def test_order_is_descending_kl_as_evaluate_reports(runs):
     engine = checkpoint.open_run(runs["normal"])
     x = run_data(runs["normal"])[0].x
-    order, score, name = run_figures.dimension_order(engine, x)
-    stats = latent_statistics(engine, x[: run_figures.TRAVERSAL_ORDER_POINTS])
+    order, score, name = gallery.dimension_order(engine, x)
+    stats = latent_statistics(engine, x[: gallery.TRAVERSAL_ORDER_POINTS])
     assert name == "KL"
     np.testing.assert_allclose(score, stats.kl_per_dim)
     assert list(np.diff(score[order]) <= 0) == [True] * 2
@@ -88,9 +89,9 @@ def test_cli_grid_npy_and_data_base(runs, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert np.load(npy).shape == (3, 4, 1, 28, 28) and out.is_file()
     seen = []
-    real = run_figures.draw_traversals
+    real = gallery.draw_traversals
     monkeypatch.setattr(
-        run_figures, "draw_traversals", lambda *a, **k: seen.append(k["base"]) or real(*a, **k)
+        gallery, "draw_traversals", lambda *a, **k: seen.append(k["base"]) or real(*a, **k)
     )
     code, _, err = run_cli(
         capsys, "traverse", run, "--data", "mnist-small", "--index", "2", "--out", out
@@ -106,9 +107,9 @@ def test_index_without_data_encodes_the_runs_held_out_input(runs, tmp_path, caps
     ignored, silently leaving the prior's median); neither flag: the median (base None)."""
     run = runs["normal"]
     seen = []
-    real = run_figures.draw_traversals
+    real = gallery.draw_traversals
     monkeypatch.setattr(
-        run_figures, "draw_traversals", lambda *a, **k: seen.append(k["base"]) or real(*a, **k)
+        gallery, "draw_traversals", lambda *a, **k: seen.append(k["base"]) or real(*a, **k)
     )
     out = tmp_path / "t.png"
     for extra in (["--index", "4"], []):
@@ -150,7 +151,7 @@ def test_label_reaches_decode(runs, tmp_path, monkeypatch):
     seen = []
     decode = engine.decode
     monkeypatch.setattr(engine, "decode", lambda z, y=None: seen.append(y) or decode(z, y))
-    run_figures.draw_traversals(
+    gallery.draw_traversals(
         engine, tmp_path / "t.png", data.x[:100], data.y[:100], dims=[0], steps=3, label=7
     )
     np.testing.assert_array_equal(seen[-1], [7, 7, 7])

@@ -1,6 +1,6 @@
 """vaekit: variational autoencoders you can read, train and trust."""
 
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged, VaekitError
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from vaekit.config import MAX_INPUT_VALUES
-from vaekit.data import files
-from vaekit.data.files import MAX_DATA_VALUES, read_file
+from vaekit.config.settings import MAX_INPUT_VALUES
+from vaekit.data import readers
 from vaekit.data.labels import MAX_CLASSES, class_labels
+from vaekit.data.readers import MAX_DATA_VALUES, read_file
 from vaekit.data.sources import Decoded, NpyFile
 from vaekit.errors import ConfigError, DataError
 
@@ -476,7 +476,7 @@ def test_image_larger_than_one_input_is_refused_before_decoding(tmp_path, no_dec
 def test_folder_of_images_is_refused_by_total_size_before_decoding(tmp_path, monkeypatch):
     for name in ("a.png", "b.png", "c.png"):
         save(tmp_path / name, np.zeros((6, 6)))
-    monkeypatch.setattr(files, "MAX_DATA_VALUES", 100)  # 3 × 36 = 108 values
+    monkeypatch.setattr(readers, "MAX_DATA_VALUES", 100)  # 3 × 36 = 108 values
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels were decoded"))
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
     refused(tmp_path, "108 values in all; vaekit reads at most 100")

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vaekit.data.files import read_file
 from vaekit.data.idx import parse_idx
+from vaekit.data.readers import read_file
 from vaekit.errors import DataError
 
 FUZZ = settings(

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaekit.data import files
-from vaekit.data.files import read_file, read_image
+from vaekit.data import readers
 from vaekit.data.prefetch import THREAD_NAME, batches
+from vaekit.data.readers import read_file, read_image
 from vaekit.data.sources import Concatenated, NpyFile, Subset, in_memory
 from vaekit.errors import ConfigError, DataError
 
@@ -370,7 +370,7 @@ def test_data_in_memory_are_sliced_without_a_thread():
 def test_a_npy_file_beyond_the_in_memory_limit_is_read_in_batches(tmp_path):
     """Arrays read on demand have no size limit but their file's: a sparse file of more values
     than MAX_DATA_VALUES (4 GB of float32) opens, and its rows read as they are stored."""
-    shape = (files.MAX_DATA_VALUES // 1000 + 1, 1000)
+    shape = (readers.MAX_DATA_VALUES // 1000 + 1, 1000)
     path = tmp_path / "big.npy"
     with path.open("wb") as f:
         np.lib.format.write_array_header_1_0(

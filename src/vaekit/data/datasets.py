@@ -18,7 +18,7 @@ fails with one line saying which files are expected where, and nothing is create
 downloaded. Downloads go only into the cache (4), when the set is not there and downloading is
 allowed. ``mnist-small`` is shipped inside the package (``mnist_small/``, see its README).
 
-``shapes`` and ``shapes-small`` (:mod:`vaekit.shapes`: 64×64 binary sprites with known
+``shapes`` and ``shapes-small`` (:mod:`vaekit.data.shapes`: 64×64 binary sprites with known
 generative factors, the full dSprites-like grid of 737,280 and a small grid of 4,608) are drawn
 by vaekit, never downloaded. They have no test split: training holds out its seeded validation
 part, as for user data. Their file (packed bits, 377 MB for ``shapes``) is looked for in
@@ -41,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit import shapes
 from vaekit.data import scaling as scaling_module
+from vaekit.data import shapes
 from vaekit.data.dataset import Dataset, RawData
-from vaekit.data.files import read_file
 from vaekit.data.idx import parse_idx, read_idx_bytes
+from vaekit.data.readers import read_file
 from vaekit.errors import DataError
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-small", *shapes.DATASETS)
@@ -168,9 +168,9 @@ def load_raw(
     A named set (see ``DATASET_NAMES``) gives uint8 images ``(N, 1, 28, 28)`` (``pixels``) and
     int64 labels, for split ``train`` or ``test``, from ``data_dir`` or else as the module's
     docstring says; a set missing from the cache is downloaded into it when ``download`` is
-    true. ``shapes`` and ``shapes-small`` give the images of :mod:`vaekit.shapes` (an array-like
-    unpacking the rows read, uint8 {0, 255}), no labels, and no test split (None). User data
-    (see :func:`vaekit.data.files.read_file`, which ``image_size`` and
+    true. ``shapes`` and ``shapes-small`` give the images of :mod:`vaekit.data.shapes` (an
+    array-like unpacking the rows read, uint8 {0, 255}), no labels, and no test split (None). User
+    data (see :func:`vaekit.data.readers.read_file`, which ``image_size`` and
     ``image_mode`` are passed to) has no splits: ``train`` returns all of it and ``test``
     returns ``None``.
     """

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config import SCALINGS
+from vaekit.config.settings import SCALINGS
 from vaekit.disk import parse_json, read_regular
 from vaekit.errors import ConfigError, DataError
 
@@ -96,7 +96,7 @@ class Scaling:
         return cls(method, shift, scale, low, high)
 
     def save(self, run_dir: str | Path) -> None:
-        from vaekit.checkpoint import write_atomic
+        from vaekit.runs.checkpoint import write_atomic
 
         write_atomic(Path(run_dir) / SCALING_FILE, json.dumps(self.to_json()).encode())
 

@@ -131,7 +131,7 @@ class NpyFile(Examples):
 
     ``x[key]`` reads the requested rows in file order, one system call per run of consecutive
     rows, scattered straight into their places in the result (the order asked for). The
-    header must have been checked (see :mod:`vaekit.data.files`); the file's size is checked
+    header must have been checked (see :mod:`vaekit.data.readers`); the file's size is checked
     against it at every read, so a file cut short after it was opened is a :class:`DataError`,
     never a crash.
     """

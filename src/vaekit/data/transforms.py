@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaekit.config import BINARIZATIONS
+from vaekit.config.settings import BINARIZATIONS
 from vaekit.errors import ConfigError
 
 STATIC_SEED = 20240601

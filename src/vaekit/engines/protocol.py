@@ -5,7 +5,7 @@ Arrays cross the protocol as NumPy arrays: data batches of shape (N, *input_shap
 float32 in the model's units; latents (N, K); labels y, int64 (N,), which a conditional model
 (``config.n_classes > 0``) requires and an unconditional one ignores. Weights cross it as a
 dict of named arrays whose names and shapes are
-:attr:`vaekit.config.ModelConfig.parameter_shapes`.
+:attr:`vaekit.config.settings.ModelConfig.parameter_shapes`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.priors import Prior
+from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.model.priors import Prior
 
 #: (mu, logvar) of q(z|x) = N(mu, diag e^logvar), each (N, K): what ``encode`` returns.
 Posterior = tuple[np.ndarray, np.ndarray]
@@ -26,7 +26,7 @@ Posterior = tuple[np.ndarray, np.ndarray]
 class EngineOptions:
     """How an engine is built and trains: its seed, device, precision (``fp32``, or ``bf16``:
     bfloat16 autocast around the networks' forward passes) and optimizer. Each field is the
-    :class:`~vaekit.config.TrainConfig` setting of the same name (defaults included)."""
+    :class:`~vaekit.config.settings.TrainConfig` setting of the same name (defaults included)."""
 
     seed: int = TrainConfig.seed
     device: str = TrainConfig.device
@@ -156,7 +156,7 @@ class Engine(Protocol):
     def set_weights(self, weights: dict[str, np.ndarray]) -> None: ...
 
     def get_training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Optimizer arrays (engine-neutral names, see :mod:`vaekit.checkpoint`) and JSON-able
+        """Optimizer arrays (engine-neutral names, see :mod:`vaekit.runs.checkpoint`) and JSON-able
         scalars: optimizer step count and the state of the engine's random generator."""
         ...
 

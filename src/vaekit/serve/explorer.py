@@ -2,12 +2,12 @@
 decoding, interpolation, and the analysis of a drawn or uploaded image.
 
 The map: posterior means E[z|x] of (up to ``map_size``) images of the run's held-out data (its
-validation split, else its test split; see :mod:`vaekit.runs`), projected to
+validation split, else its test split; see :mod:`vaekit.runs.inputs`), projected to
 2-D — the identity for a 2-d latent, else the two principal axes of the means that
 ``manifold.png`` and ``scatter.png`` use (the first ``run_figures.SCATTER_POINTS``), by the same
-function (:func:`vaekit.figures.principal_components`), so that the map is oriented as they are.
-A point (u, v) of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at the
-centre), and ``axis_titles`` says what u and v are.
+function (:func:`vaekit.draw.figures.principal_components`), so that the map is oriented as they
+are. A point (u, v) of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at
+the centre), and ``axis_titles`` says what u and v are.
 
 The latent space's extent comes from the run's prior p(z) (``engine.prior``), never from an assumed
 N(0, I): the sliders span the least and greatest of the z_k's ``RANGE_PROBABILITIES`` quantiles
@@ -33,14 +33,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vaekit import checkpoint, figures
-from vaekit.data.files import read_image
+from vaekit.data.readers import read_image
 from vaekit.data.scaling import Scaling, fit_array
+from vaekit.draw import figures
+from vaekit.draw.gallery import posterior_means
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError, VaekitError
-from vaekit.evaluation import iwae_log_likelihood
-from vaekit.run_figures import posterior_means
-from vaekit.runs import run_data
+from vaekit.measure.evaluation import iwae_log_likelihood
+from vaekit.runs import checkpoint
+from vaekit.runs.inputs import run_data
 
 #: The probabilities whose prior quantiles bound the sliders (and the map's least extent).
 RANGE_PROBABILITIES = (0.001, 0.999)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vaekit.objectives import Array, namespace, sigmoid, softplus
+from vaekit.model.objectives import Array, namespace, sigmoid, softplus
 
 LEAKY_SLOPE = 0.01  # as torch.nn.functional.leaky_relu
 

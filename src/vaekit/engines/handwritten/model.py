@@ -2,7 +2,7 @@
 
 Parameters are a dict of named arrays or tensors (the names and shapes of
 ``ModelConfig.parameter_shapes``, which are also the torch model's parameter names); every
-function computes in its inputs' library (:func:`vaekit.objectives.namespace`).
+function computes in its inputs' library (:func:`vaekit.model.objectives.namespace`).
 For a batch x (N, D) and noise eps (N, K), with L = (1/N) Σ_n (recon_n + β·kl_n):
 
 forward
@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vaekit import objectives
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines.handwritten.layers import ACTIVATIONS, dense, dense_backward, linear
-from vaekit.objectives import Array, namespace
-from vaekit.priors import Prior
+from vaekit.model import objectives
+from vaekit.model.objectives import Array, namespace
+from vaekit.model.priors import Prior
 
 Params = dict[str, Array]
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import objectives, priors
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines.handwritten import model
 from vaekit.engines.numpy.optim import SGD, Adam
 from vaekit.engines.protocol import EngineOptions, Posterior, StepMetrics
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.model import objectives, priors
 
 
 class NumpyEngine:

@@ -97,7 +97,7 @@ def uses_onednn(h: torch.Tensor, weight: torch.Tensor) -> bool:
     the test ELBO) wherever it fits, because oneDNN's result for a row does not depend on the
     other rows of the batch from two rows on, while MKL's does for small batches (up to 40 rows
     at the reference model's output layer on an Intel Xeon), and a row's score must not
-    (:func:`vaekit.estimator.batch_kernel`)."""
+    (:func:`vaekit.api.estimator.batch_kernel`)."""
     return onednn_fits(h, weight) and (prefers_onednn() or not torch.is_grad_enabled())
 
 

@@ -10,17 +10,17 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from vaekit import objectives
-from vaekit.config import PRECISIONS, ModelConfig, check_device
+from vaekit.config.settings import PRECISIONS, ModelConfig, check_device
 from vaekit.engines.handwritten import model as handwritten
 from vaekit.engines.protocol import EngineOptions, Posterior, ResidentData, StepMetrics
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.engines.torch.model import VAE, Minibatch, TrainingObjective
-from vaekit.engines.torch.priors import StandardNormal
+from vaekit.engines.torch.prior_modules import StandardNormal
 from vaekit.engines.torch.resident import HeldData
 from vaekit.errors import ConfigError
-from vaekit.priors import Prior
+from vaekit.model import objectives
+from vaekit.model.priors import Prior
 
 #: Engine-neutral names of optimizer state arrays, by optimizer: checkpoint name → torch name.
 OPTIMIZER_SLOTS = {
@@ -37,7 +37,7 @@ def available_devices() -> list[str]:
 
 
 def resolve_device(device: str) -> torch.device:
-    """The torch device for a ``--device`` value (see :func:`vaekit.config.check_device`):
+    """The torch device for a ``--device`` value (see :func:`vaekit.config.settings.check_device`):
     ``auto`` → CUDA when PyTorch sees a GPU, else the CPU (MPS only when asked for); ``cuda``,
     ``cuda:N`` or ``mps`` that this machine lacks is a ConfigError naming what it has."""
     check_device(device)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaekit import objectives
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines.torch.dense import ACTIVATIONS, Dense
 from vaekit.errors import ConfigError
-from vaekit.priors import Prior
+from vaekit.model import objectives
+from vaekit.model.priors import Prior
 
 #: Draws of the Monte Carlo sample :meth:`MarginalPrior.quantile` reads, and its seed.
 QUANTILE_DRAWS = 20_000
@@ -91,7 +91,7 @@ class TopLayer(nn.Module):
 
 class MarginalPrior:
     """The prior of z1 in a two-layer model, p(z1) = ∫ p(z1|z2) p(z2) dz2, as sampling, the
-    figures and the explorer ask it (:class:`vaekit.priors.Prior`'s ``sample`` and
+    figures and the explorer ask it (:class:`vaekit.model.priors.Prior`'s ``sample`` and
     ``quantile``). It has no closed-form density or KL: the model's ELBO uses the estimate
     log q − log p over both layers instead."""
 

@@ -1,13 +1,13 @@
 """The VAE as a ``torch.nn.Module``: MLP or convolutional, optionally conditional on a label.
 
-Parameter names equal :attr:`vaekit.config.ModelConfig.parameter_shapes`, so the state dict is a
-vaekit checkpoint. The loss terms are :mod:`vaekit.objectives`' formulas and the prior's, in nats
-per example.
+Parameter names equal :attr:`vaekit.config.settings.ModelConfig.parameter_shapes`, so the state
+dict is a vaekit checkpoint. The loss terms are :mod:`vaekit.model.objectives`' formulas and the
+prior's, in nats per example.
 Labels ``y`` are int64 class indices; a conditional model concatenates their one-hot code to the
 encoder's dense input and to z.
 
 The parts, each its own module: the encoder and decoder (vaekit's below, or your own:
-:mod:`vaekit.custom_networks`), the prior p(z) (:mod:`.priors`), an optional second stochastic
+:mod:`vaekit.model.custom_networks`), the prior p(z) (:mod:`.priors`), an optional second stochastic
 layer (:mod:`.hierarchy`) and an optional flow on the posterior (:mod:`.flows`).
 :meth:`VAE.latents` puts them together: from eps ~ N(0, I) it draws z ~ q(z|x) and returns
 log q(z|x) and log p(z) (over both layers, the flow's log-determinant included), so the ELBO and
@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit import custom_networks, objectives
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.engines.torch import flows, hierarchy
-from vaekit.engines.torch import priors as learned_priors
+from vaekit.engines.torch import prior_modules as learned_priors
 from vaekit.engines.torch.dense import ACTIVATIONS, Dense
 from vaekit.errors import ConfigError
-from vaekit.priors import Prior
+from vaekit.model import custom_networks, objectives
+from vaekit.model.priors import Prior
 
 
 def _stack(sizes: list[int]) -> nn.ModuleList:
@@ -224,7 +224,7 @@ class VAE(nn.Module):
         return Latents(z, log_q + log_q2, log_p1 + self.prior.log_prob(z2))
 
     def prior_snapshot(self) -> Prior:
-        """p(z) as the rest of vaekit asks it (:class:`vaekit.priors.Prior`), with the current
+        """p(z) as the rest of vaekit asks it (:class:`vaekit.model.priors.Prior`), with the current
         weights: the prior's own, or with two stochastic layers the marginal of z1."""
         top = self.prior.snapshot()
         return top if self.top is None else self.top.marginal(top)
@@ -297,7 +297,7 @@ class VAE(nn.Module):
         - IWAE (eps (k, N, ·)): (Σ L_k, Σ mean recon, Σ KL estimate), with
           L_k = logsumexp_i log w_i − log k and log w = log p(x|z) + β·(log p(z) − log q(z|x));
         - β-TCVAE (eps (N, K)): the ELBO's two sums and Σ TC_i, the minibatch-weighted estimate
-          of :func:`vaekit.objectives.total_correlation` against the posteriors of the whole
+          of :func:`vaekit.model.objectives.total_correlation` against the posteriors of the whole
           batch (``minibatch``: the data set's size and how to gather them).
         """
         if self.config.objective == "tcvae":

@@ -50,8 +50,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from vaekit import __version__
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.custom_networks import check_consent
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.disk import (
     TMP_SUFFIX,
     fsync_dir,
@@ -62,6 +61,7 @@ from vaekit.disk import (
 )
 from vaekit.engines import Engine, build_engine
 from vaekit.errors import CheckpointError, ConfigError
+from vaekit.model.custom_networks import check_consent
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -72,7 +72,7 @@ METRICS_FILE = "metrics.jsonl"
 SCALING_FILE = "scaling.json"
 BEST_WEIGHTS_FILE = "best.safetensors"
 BEST_FILE = "best.json"
-#: The outlier threshold of a model saved by the estimator (vaekit.estimator.VAE.save).
+#: The outlier threshold of a model saved by the estimator (vaekit.api.estimator.VAE.save).
 OUTLIERS_FILE = "outliers.json"
 #: The column names of the DataFrame a model saved by the estimator was fitted on.
 FEATURES_FILE = "features.json"
@@ -153,7 +153,7 @@ def read_config(
 ) -> tuple[ModelConfig, TrainConfig, dict[str, Any]]:
     """(model config, training config, the whole record) from ``config.json``, validated. A run
     that names its own networks by import path is refused unless their modules are imported
-    already or ``trust_code`` (see :func:`vaekit.custom_networks.check_consent`)."""
+    already or ``trust_code`` (see :func:`vaekit.model.custom_networks.check_consent`)."""
     path = Path(run_dir) / CONFIG_FILE
     record = read_record(run_dir)
     train = record.get("train")

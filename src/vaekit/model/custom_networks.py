@@ -6,7 +6,8 @@ weights (in ``model.safetensors``, under ``encoder.`` / ``decoder.``); loading i
 module again and builds the class, so nothing is pickled. The interface (see
 ``docs/custom-networks.md``):
 
-- the constructor takes the run's :class:`~vaekit.config.ModelConfig` (``Class(config)``) and
+- the constructor takes the run's :class:`~vaekit.config.settings.ModelConfig` (``Class(config)``)
+and
   creates every parameter (vaekit seeds torch's generator first, so weights follow the seed);
 - an encoder's ``forward(x)`` takes x, float32 (N, D) with D = ``config.input_dim`` (reshape to
   ``config.input_shape`` yourself), and returns ``(mu, logvar)``, each (N, ``latent_dim``): the
@@ -39,7 +40,7 @@ from vaekit.errors import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
-    from vaekit.config import ModelConfig
+    from vaekit.config.settings import ModelConfig
 
 PARTS = ("encoder", "decoder")
 #: The name vaekit keeps on a decoder for the learned log σ of a Gaussian likelihood.

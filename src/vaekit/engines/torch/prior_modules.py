@@ -1,12 +1,13 @@
 """The prior p(z) as a ``torch.nn.Module``: fixed, or learned with the rest of the model.
 
 Each prior offers ``log_prob(z, y=None)`` (nats, summed over the last axis of z (…, N, K)),
-``snapshot()`` (the prior with its current weights as a :class:`vaekit.priors.Prior`, detached,
-float64, which sampling, figures and the explorer ask), and, where the KL to a diagonal Gaussian
-posterior has a closed form (``config.closed_form_kl``), ``kl_per_dim(mu, logvar, y=None)`` (N, K).
-The formulas are :mod:`vaekit.objectives`' (shared with the NumPy engine); a mixture's density
-is computed as matrix products (:func:`vaekit.objectives.mixture_log_density`), so z (S, N, K)
-against C components forms (S, N, C) arrays, never (S, N, C, K).
+``snapshot()`` (the prior with its current weights as a :class:`vaekit.model.priors.Prior`,
+detached, float64, which sampling, figures and the explorer ask), and, where the KL to a diagonal
+Gaussian posterior has a closed form (``config.closed_form_kl``), ``kl_per_dim(mu, logvar,
+y=None)`` (N, K). The formulas are :mod:`vaekit.model.objectives`' (shared with the NumPy engine);
+a mixture's density is computed as matrix products
+(:func:`vaekit.model.objectives.mixture_log_density`), so z (S, N, K) against C components forms
+(S, N, C) arrays, never (S, N, C, K).
 
 Parameter names (``prior.*`` in the state dict) follow ``ModelConfig.parameter_shapes``.
 """
@@ -21,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaekit import objectives, priors
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.errors import ConfigError
+from vaekit.model import objectives, priors
 
 #: (mu, logvar) of the posterior over the prior's latent layer, for inputs x and, in a conditional
 #: model, their labels y (the VampPrior's components).
@@ -40,7 +41,7 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 class StandardNormal(nn.Module):
-    """p(z) = N(0, I): :class:`vaekit.priors.StandardNormal`'s formulas, nothing learned."""
+    """p(z) = N(0, I): :class:`vaekit.model.priors.StandardNormal`'s formulas, nothing learned."""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -89,8 +90,8 @@ class VampPrior(nn.Module):
         )
 
     def log_weights_of_class(self) -> torch.Tensor:
-        """(n_classes, C): row y the log-weights of p(z|y) (:func:`vaekit.priors.class_log_weights`
-        of the learned logits)."""
+        """(n_classes, C): row y the log-weights of p(z|y)
+        (:func:`vaekit.model.priors.class_log_weights` of the learned logits)."""
         return priors.class_log_weights(self.logits, self.classes, self.n_classes)
 
     def components(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,7 +147,7 @@ class MixtureOfGaussians(nn.Module):
 class ClassConditional(nn.Module):
     """p(z|y) = N(z; m_y, diag e^lv_y) for a conditional model: ``means`` and ``logvars``
     (n_classes, K), init 0 (it starts as N(0, I) for every class). Its KL to q(z|x, y) has a
-    closed form (:func:`vaekit.objectives.kl_per_dim_to`)."""
+    closed form (:func:`vaekit.model.objectives.kl_per_dim_to`)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

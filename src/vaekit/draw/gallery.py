@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit import checkpoint, figures
+from vaekit.draw import figures
 from vaekit.engines import Engine
+from vaekit.engines.sampling import reconstruct, sample_prior
 from vaekit.errors import ConfigError
-from vaekit.evaluation import latent_statistics
-from vaekit.sampling import reconstruct, sample_prior
+from vaekit.measure.evaluation import latent_statistics
+from vaekit.runs import checkpoint
 from vaekit.text import plural
 
 SCATTER_POINTS = 10_000  # posterior means drawn in scatter.png (and used for the PCA plane)
@@ -159,7 +160,7 @@ def dimension_order(
     """Latent dimensions by decreasing use over the first TRAVERSAL_ORDER_POINTS inputs x:
     (order, score per dimension, the score's name). The score is the mean
     KL(q(z_k|x) ‖ p(z_k)) in nats where the model has it in closed form
-    (:func:`vaekit.evaluation.latent_statistics`), else Var_x(E[z_k|x]), the variance of the
+    (:func:`vaekit.measure.evaluation.latent_statistics`), else Var_x(E[z_k|x]), the variance of the
     posterior means across the inputs (a mixture or VampPrior, a flow, two layers)."""
     y = None if labels is None or not engine.config.conditional else labels
     x = x[:TRAVERSAL_ORDER_POINTS]

@@ -21,8 +21,10 @@ from typing import NamedTuple, NoReturn
 
 import numpy as np
 
-from vaekit import __version__, checkpoint, figures, run_figures, shapes
-from vaekit.config import (
+from vaekit import __version__
+from vaekit.config.files import FROM_THE_DATA, read_settings, to_toml
+from vaekit.config.presets import PRESETS, Preset, get_preset
+from vaekit.config.settings import (
     ACTIVATIONS,
     ARCHITECTURES,
     BINARIZATIONS,
@@ -53,24 +55,24 @@ from vaekit.config import (
     check_device,
     default_prior,
 )
-from vaekit.config_files import FROM_THE_DATA, read_settings, to_toml
-from vaekit.data import Dataset, dataset_status, load_raw
+from vaekit.data import Dataset, dataset_status, load_raw, shapes
 from vaekit.data.datasets import absolute_source
 from vaekit.data.labels import class_labels
 from vaekit.data.scaling import Scaling
+from vaekit.draw import figures, gallery
+from vaekit.engines.sampling import sample_prior
 from vaekit.engines.torch import distributed
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.evaluation import (
+from vaekit.measure.evaluation import (
     evaluate_elbo,
     iwae_log_likelihood,
     latent_statistics,
     outlier_threshold,
 )
-from vaekit.presets import PRESETS, Preset, get_preset
-from vaekit.runs import SPLITS, held_out, part_read, run_data
-from vaekit.sampling import sample_prior
+from vaekit.runs import checkpoint
+from vaekit.runs.inputs import SPLITS, held_out, part_read, run_data
 from vaekit.text import plural
-from vaekit.training import TrainingData, resume_run, start_run
+from vaekit.train.loop import TrainingData, resume_run, start_run
 
 DEMO_DIR = Path("runs") / "demo"
 DEMO_EPOCHS = 20
@@ -172,8 +174,8 @@ def _picture_file(text: str) -> Path:
 
 
 def _device(text: str) -> str:
-    """An argparse ``type``: a device :func:`vaekit.config.check_device` accepts (auto, cpu,
-    cuda, cuda:N, mps), refused with its message."""
+    """An argparse ``type``: a device :func:`vaekit.config.settings.check_device` accepts (auto,
+    cpu, cuda, cuda:N, mps), refused with its message."""
     try:
         return check_device(text)
     except ConfigError as error:
@@ -459,7 +461,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
     if args.grid_by_label:
         out = args.out or args.run / f"samples-by-label-n{n}-seed{args.seed}.png"
-        run_figures.draw_label_grid(engine, out, per_class=n, seed=args.seed)
+        gallery.draw_label_grid(engine, out, per_class=n, seed=args.seed)
         print(f"wrote {out} ({plural(classes, 'row')}, one per class, {plural(n, 'sample')} each)")
         return 0
     which = f"-label{args.label}" if args.label is not None else ""
@@ -506,7 +508,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vaekit.export import EXPORT_FILES, export_onnx  # torch's exporter: only when asked for
+    from vaekit.api.export import EXPORT_FILES, export_onnx  # torch's exporter: only when asked for
 
     out = export_onnx(args.run, args.out, which=args.checkpoint)
     print(f"wrote {', '.join(EXPORT_FILES)} ({args.checkpoint} weights) to {out}")
@@ -531,7 +533,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
     out = args.out or args.run / f"reconstructions-n{args.n}-seed{args.seed}.png"
-    run_figures.draw_reconstructions(engine, data.x[: args.n], out, args.seed, y)
+    gallery.draw_reconstructions(engine, data.x[: args.n], out, args.seed, y)
     print(f"wrote {out}")
     return 0
 
@@ -564,7 +566,7 @@ def cmd_manifold(args: argparse.Namespace) -> int:
     x = _run_data(args, args.data, args.split)[0].x if pca_plane else None
     dims = "" if args.dims is None else f"-dims{args.dims[0]}-{args.dims[1]}"
     out = args.out or args.run / f"manifold-n{args.n}{dims}.png"
-    run_figures.draw_manifold(engine, out, x, n=args.n, dims=args.dims)
+    gallery.draw_manifold(engine, out, x, n=args.n, dims=args.dims)
     print(f"wrote {out}")
     return 0
 
@@ -586,7 +588,7 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         i = slice(index, index + 1)
         base = engine.encode(data.x[i], None if y is None else y[i])[0][0]
     out = args.out or args.run / _traversals_name(args)
-    images = run_figures.draw_traversals(
+    images = gallery.draw_traversals(
         engine, out, data.x, y, dims=args.dims, steps=args.steps, base=base, label=args.label
     )
     if figures.can_draw(engine.config.input_shape):
@@ -615,7 +617,7 @@ def cmd_scatter(args: argparse.Namespace) -> int:
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
     with _progress(args, "encoding", min(len(data.x), args.max_points)) as progress:
-        latents = run_figures.posterior_means(
+        latents = gallery.posterior_means(
             engine, data.x, y, limit=args.max_points, progress=progress
         )
     labels = None if data.y is None else data.y[: len(latents)]
@@ -631,7 +633,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     _unconditional(engine, "an interpolation")
     x = _run_data(args, args.data, args.split)[0].x
     out = args.out or args.run / f"interpolations-{args.method}-seed{args.seed}.png"
-    run_figures.draw_interpolations(
+    gallery.draw_interpolations(
         engine, x, out, pairs=args.pairs, steps=args.steps, method=args.method, seed=args.seed
     )
     print(f"wrote {out}")
@@ -650,7 +652,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def _run_data(args: argparse.Namespace, source: str | None, split: str) -> tuple[Dataset, str]:
-    """:func:`vaekit.runs.run_data` for the command's RUN, --data-dir and --binarize."""
+    """:func:`vaekit.runs.inputs.run_data` for the command's RUN, --data-dir and --binarize."""
     return run_data(args.run, source, split, data_dir=args.data_dir, binarize_mode=args.binarize)
 
 
@@ -867,7 +869,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from vaekit.quality import score_run  # torch and the classifier, on demand
+    from vaekit.measure.quality import score_run  # torch and the classifier, on demand
 
     result = score_run(
         args.run,
@@ -892,7 +894,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
 
 def cmd_disentanglement(args: argparse.Namespace) -> int:
-    from vaekit import run_disentanglement as rd  # scikit-learn and torch, on demand
+    from vaekit.measure import run_disentanglement as rd  # scikit-learn and torch, on demand
 
     result = rd.score_run(
         args.run,
@@ -1187,7 +1189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="train a small VAE on the bundled MNIST subset (< 1 minute)",
         description="Train the reference 784-400-20 VAE on mnist-small and write the checkpoint "
-        f"and {', '.join(run_figures.RUN_FIGURES)} into --out.",
+        f"and {', '.join(gallery.RUN_FIGURES)} into --out.",
     )
     p.add_argument("--out", type=Path, default=DEMO_DIR, help=f"run directory (default {DEMO_DIR})")
     p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"default {DEMO_EPOCHS}")

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit import checkpoint
-from vaekit.config import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, has_test_split, load_raw
 from vaekit.data.dataset import RawData
 from vaekit.data.datasets import run_data_dir
@@ -37,7 +36,8 @@ from vaekit.data.scaling import Scaling, fit_array
 from vaekit.data.sources import Subset, in_memory
 from vaekit.data.splits import validation_split
 from vaekit.errors import ConfigError, DataError
-from vaekit.training import check_unit_range, fixed_binarization, held_out_fraction
+from vaekit.runs import checkpoint
+from vaekit.train.loop import check_unit_range, fixed_binarization, held_out_fraction
 
 #: The parts of a run's own data a command can ask for (see the module docstring).
 SPLITS = ("heldout", "train", "val", "test", "all")

@@ -32,7 +32,8 @@ def weights_path(name: str):
         raise ConfigError(
             f"quality scores need MNIST-like data ({', '.join(WEIGHTS_FOR)}), not {name!r}"
         )
-    return resources.files("vaekit") / "quality_weights" / f"{WEIGHTS_FOR[name]}.safetensors"
+    folder = resources.files("vaekit.measure") / "quality_weights"
+    return folder / f"{WEIGHTS_FOR[name]}.safetensors"
 
 
 def build_network():
@@ -166,10 +167,10 @@ def score_run(
     """:func:`score` of n prior samples of the run (classes in turn for a conditional run)
     against the test split of the run's own data set, which must be MNIST-like (else
     :class:`ConfigError`); adds n, the real count, the data set and the classifier used."""
-    from vaekit import checkpoint
     from vaekit.data.scaling import Scaling
-    from vaekit.runs import run_data
-    from vaekit.sampling import sample_prior
+    from vaekit.engines.sampling import sample_prior
+    from vaekit.runs import checkpoint
+    from vaekit.runs.inputs import run_data
 
     model, train, _ = checkpoint.read_config(run_dir)
     if train.data not in WEIGHTS_FOR or tuple(model.input_shape) != (1, 28, 28):

@@ -6,7 +6,7 @@
 >>> images = vae.reconstruct(X)
 >>> new = vae.generate()              # one image from z ~ p(z), the prior; or vae.generate(z)
 
-It is :class:`vaekit.estimator.VAE` (``transform``, ``sample``, ``score_samples``, ``save``,
+It is :class:`vaekit.api.estimator.VAE` (``transform``, ``sample``, ``score_samples``, ``save``,
 ``load`` …, and a scikit-learn estimator) with ``engine="numpy"`` and a constructor in the
 original from-scratch style.
 """
@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from vaekit import estimator
+from vaekit.api import estimator
 from vaekit.errors import ConfigError
 
 #: Reconstruction losses by their common names → vaekit likelihoods.
@@ -31,7 +31,7 @@ class VAE(estimator.VAE):
     ``sigma``: squared error / (2σ²) plus a constant). ``scale`` turns raw values into inputs
     (``auto``: uint8 / 255, other data as it is; ``standardize`` or ``minmax`` for tables), and
     ``contamination`` is the share of held-out rows that ``predict`` flags (see
-    :class:`vaekit.estimator.VAE`). ``__init__`` stores its arguments as they are; ``fit``
+    :class:`vaekit.api.estimator.VAE`). ``__init__`` stores its arguments as they are; ``fit``
     checks them and derives the configs' fields from them.
     """
 

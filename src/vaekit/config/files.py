@@ -1,7 +1,7 @@
 """Settings files: ``vaekit train --config FILE`` (TOML or JSON) and TOML for ``presets --show``.
 
-A settings file names :class:`~vaekit.config.ModelConfig` and
-:class:`~vaekit.config.TrainConfig` fields by their names, in one of these shapes:
+A settings file names :class:`~vaekit.config.settings.ModelConfig` and
+:class:`~vaekit.config.settings.TrainConfig` fields by their names, in one of these shapes:
 
 - a run's ``config.json`` (``format``, ``vaekit_version``, ``created_by``, ``model``,
   ``train``), so that a run can be repeated;
@@ -27,12 +27,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from vaekit.checkpoint import RUN_FORMAT
-from vaekit.config import ModelConfig, TrainConfig
-from vaekit.custom_networks import check_consent
+from vaekit.config.presets import get_preset
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.disk import parse_json, read_regular
 from vaekit.errors import ConfigError
-from vaekit.presets import get_preset
+from vaekit.model.custom_networks import check_consent
+from vaekit.runs.checkpoint import RUN_FORMAT
 
 try:
     import tomllib
@@ -70,7 +70,7 @@ def read_settings(path: str | Path, *, trust_code: bool = False) -> Settings:
     keys given twice, values of the wrong kind, syntax errors and unreadable files raise
     :class:`ConfigError` with one line that names the file. A file that names your own
     networks by import path is refused unless their modules are imported already or
-    ``trust_code`` (see :func:`vaekit.custom_networks.check_consent`)."""
+    ``trust_code`` (see :func:`vaekit.model.custom_networks.check_consent`)."""
     path = Path(path)
     document = _parse(path, _read_text(path))
     try:

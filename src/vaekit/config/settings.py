@@ -13,8 +13,8 @@ import sys
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from vaekit import objectives
 from vaekit.errors import ConfigError
+from vaekit.model import objectives
 
 ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
 LIKELIHOODS = tuple(objectives.LIKELIHOODS)  # the names of objectives' table of likelihoods
@@ -65,7 +65,7 @@ IMAGE_MODES = ("auto", "grey", "rgb")
 KEEP = ("last", "best")
 LOGGERS = ("none", "tensorboard")
 #: Whether the training set lives on the engine's device for the run (see
-#: ``vaekit.training.hold_on_device``): auto (on a lone CUDA GPU it fits on), yes, no.
+#: ``vaekit.train.loop.hold_on_device``): auto (on a lone CUDA GPU it fits on), yes, no.
 DATA_ON_DEVICE = ("auto", "yes", "no")
 #: Largest side ``image_size`` may ask for, and the largest validation fraction.
 MAX_IMAGE_SIDE = 4096
@@ -191,8 +191,8 @@ class ModelConfig:
     autoregressive flow steps (MADE networks of ``flow_hidden`` units, conditioned on the encoder's
     last hidden layer); log q(z|x) includes the log-determinant. ``encoder_module`` /
     ``decoder_module`` name your own ``torch.nn.Module`` classes as ``"package.module:ClassName"``
-    (see :mod:`vaekit.custom_networks` for the interface); they replace vaekit's encoder or decoder
-    and are rebuilt from that path when a run is loaded.
+    (see :mod:`vaekit.model.custom_networks` for the interface); they replace vaekit's encoder or
+    decoder and are rebuilt from that path when a run is loaded.
 
     ``sigma`` is the Gaussian standard deviation (fixed, or the starting value when
     ``learn_sigma`` is ``scalar`` or ``per-dim``). The training objective is
@@ -200,7 +200,7 @@ class ModelConfig:
     batch mean) held at least ``free_bits`` nats; or, with ``objective="iwae"``, the negative
     importance-weighted bound with ``iw_samples`` samples per example; or, with
     ``objective="tcvae"``, recon + KL + (beta − 1)·TC (β-TCVAE: beta weighs only the total
-    correlation TC of the aggregate posterior, :func:`vaekit.objectives.total_correlation`).
+    correlation TC of the aggregate posterior, :func:`vaekit.model.objectives.total_correlation`).
     """
 
     input_shape: tuple[int, ...] = (1, 28, 28)
@@ -401,7 +401,7 @@ class ModelConfig:
 
     def _encoder_shapes(self) -> dict[str, tuple[int, ...]]:
         if self.encoder_module is not None:
-            from vaekit.custom_networks import module_shapes
+            from vaekit.model.custom_networks import module_shapes
 
             return module_shapes(self, "encoder")
         shapes: dict[str, tuple[int, ...]] = {}
@@ -425,7 +425,7 @@ class ModelConfig:
 
     def _decoder_shapes(self) -> dict[str, tuple[int, ...]]:
         if self.decoder_module is not None:
-            from vaekit.custom_networks import module_shapes
+            from vaekit.model.custom_networks import module_shapes
 
             return module_shapes(self, "decoder")
         shapes: dict[str, tuple[int, ...]] = {}

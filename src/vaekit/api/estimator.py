@@ -27,7 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.checkpoint import (
+from vaekit.config.settings import ModelConfig, TrainConfig, default_prior
+from vaekit.data import RawData
+from vaekit.data.labels import class_labels
+from vaekit.data.readers import as_examples
+from vaekit.data.scaling import Scaling, fit_array
+from vaekit.data.splits import validation_split
+from vaekit.disk import parse_json, read_regular
+from vaekit.engines import Engine
+from vaekit.engines.sampling import check_labels, reconstruct, sample_prior
+from vaekit.errors import CheckpointError, ConfigError, DataError, MissingExtra
+from vaekit.measure.evaluation import iwae_log_likelihood, outlier_threshold
+from vaekit.model.custom_networks import import_path
+from vaekit.runs.checkpoint import (
     FEATURES_FILE,
     MAX_RECORD_BYTES,
     OUTLIERS_FILE,
@@ -39,19 +51,7 @@ from vaekit.checkpoint import (
     write_config,
     write_metrics,
 )
-from vaekit.config import ModelConfig, TrainConfig, default_prior
-from vaekit.custom_networks import import_path
-from vaekit.data import RawData
-from vaekit.data.files import as_examples
-from vaekit.data.labels import class_labels
-from vaekit.data.scaling import Scaling, fit_array
-from vaekit.data.splits import validation_split
-from vaekit.disk import parse_json, read_regular
-from vaekit.engines import Engine
-from vaekit.errors import CheckpointError, ConfigError, DataError, MissingExtra
-from vaekit.evaluation import iwae_log_likelihood, outlier_threshold
-from vaekit.sampling import check_labels, reconstruct, sample_prior
-from vaekit.training import (
+from vaekit.train.loop import (
     LoopState,
     TrainingData,
     check_compatible,
@@ -71,7 +71,7 @@ try:
     )
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError:
-    raise MissingExtra("vaekit.estimator (the scikit-learn interface)", "sklearn") from None
+    raise MissingExtra("vaekit.api.estimator (the scikit-learn interface)", "sklearn") from None
 
 ARRAY_SOURCE = "<array>"  # TrainConfig.data of a model fitted on an in-memory array
 #: The config fields that are not hyperparameters: the data decide ``input_shape`` and
@@ -172,12 +172,12 @@ def check_contamination(value: Any) -> float:
 class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseEstimator):
     """A variational autoencoder over arrays of shape (N, D), (N, H, W) or (N, C, H, W).
 
-    Hyperparameters, all keywords: every field of :class:`~vaekit.config.ModelConfig` and
-    :class:`~vaekit.config.TrainConfig` but ``EXCLUDED_FIELDS``, with the config's default
+    Hyperparameters, all keywords: every field of :class:`~vaekit.config.settings.ModelConfig` and
+    :class:`~vaekit.config.settings.TrainConfig` but ``EXCLUDED_FIELDS``, with the config's default
     (``SIGNATURE``), and ``conditional``, ``verbose`` and ``contamination``. ``__init__`` only
     stores them (an unknown keyword is a TypeError); ``fit`` validates them, as scikit-learn
     requires. ``encoder_module`` and ``decoder_module`` take your own ``torch.nn.Module`` class
-    or its import path "package.module:ClassName" (:mod:`vaekit.custom_networks`); ``fit``
+    or its import path "package.module:ClassName" (:mod:`vaekit.model.custom_networks`); ``fit``
     records a class by its import path, so it must be importable by it.
 
     ``fit(X)`` holds out ``val_fraction`` of X (default None: 0.1, a draw seeded by ``seed``;

@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit import checkpoint, figures, run_figures
-from vaekit.config import MAX_VAL_FRACTION, ModelConfig, TrainConfig
+from vaekit.config.settings import MAX_VAL_FRACTION, ModelConfig, TrainConfig
 from vaekit.data import RawData, binarize, load_raw
 from vaekit.data.datasets import run_data_dir
 from vaekit.data.prefetch import batches
@@ -32,12 +31,14 @@ from vaekit.data.scaling import Scaling
 from vaekit.data.scaling import fit as fit_scaling
 from vaekit.data.sources import Scaled, Subset, chunks, in_memory
 from vaekit.data.splits import validation_split
+from vaekit.draw import figures, gallery
 from vaekit.engines import Engine, EngineOptions, StepMetrics, build_engine
 from vaekit.engines.protocol import DeviceReading, ResidentData
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
-from vaekit.evaluation import evaluate_elbo
+from vaekit.measure.evaluation import evaluate_elbo
+from vaekit.runs import checkpoint
 from vaekit.text import plural
 
 Log = Callable[[str], None]
@@ -164,7 +165,7 @@ class TrainingData:
         x, y, _ = self.held_out() or (self.train, self.train_labels, "training")
         if isinstance(x, np.ndarray):
             return x, y
-        limit = run_figures.SCATTER_POINTS
+        limit = gallery.SCATTER_POINTS
         return x[:limit], None if y is None else y[:limit]
 
 
@@ -270,7 +271,7 @@ def check_unit_range(low: float, high: float, what: str, scaling: Scaling | None
 def check_logger(config: TrainConfig) -> None:
     """Refuse a ``config.logger`` whose package is missing before anything is written."""
     if config.logger != "none":
-        from vaekit import tracking  # torch's TensorBoard writer: only when asked for
+        from vaekit.train import tracking  # torch's TensorBoard writer: only when asked for
 
         tracking.check_available(config.logger)
 
@@ -606,7 +607,7 @@ class RunWriter:
 
     With ``writes=False`` (the ranks after 0 of a distributed run) it trains but writes and logs
     nothing. With ``config.logger`` ``tensorboard`` it also feeds a
-    :class:`~vaekit.tracking.TensorBoardLogger`: each step's scalars, each epoch's record and
+    :class:`~vaekit.train.tracking.TensorBoardLogger`: each step's scalars, each epoch's record and
     figures, and at the end the settings with the final metrics."""
 
     def __init__(
@@ -624,7 +625,7 @@ class RunWriter:
         self.figure_inputs: tuple[np.ndarray, np.ndarray | None] | None = None
         self.tracker = None
         if writes and config.logger != "none":
-            from vaekit import tracking  # torch's TensorBoard writer: only when asked for
+            from vaekit.train import tracking  # torch's TensorBoard writer: only when asked for
 
             resumed = first_step + 1 if first_step else None
             self.tracker = tracking.make_logger(
@@ -651,7 +652,7 @@ class RunWriter:
         every = self.config.sample_every_steps
         if self.drawable and every and state.step % every == 0:
             path = self._figure(f"samples-step-{state.step:07d}.png")
-            run_figures.draw_samples(
+            gallery.draw_samples(
                 engine,
                 path,
                 self.config.sample_count,
@@ -699,11 +700,11 @@ class RunWriter:
         if self.drawable and epoch % self.config.sample_every == 0:
             seed = self.config.seed
             path = self._figure(f"samples-epoch-{epoch:03d}.png")
-            run_figures.draw_samples(engine, path, self.config.sample_count, seed, epoch=epoch)
+            gallery.draw_samples(engine, path, self.config.sample_count, seed, epoch=epoch)
             self._track_image("samples", path, state.step)
             x, y = self.figure_inputs
             path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
-            run_figures.draw_reconstructions(engine, x[:8], path, seed, y, epoch=epoch)
+            gallery.draw_reconstructions(engine, x[:8], path, seed, y, epoch=epoch)
             self._track_image("reconstructions", path, state.step)
         if self.config.keep == "best" and state.best_epoch == epoch:
             split = "val" if "val_loss" in record else "test"
@@ -763,7 +764,7 @@ class RunWriter:
             )
         with self._writing("the final figures", state.epoch):
             if self.writes:
-                run_figures.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
+                gallery.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
             if self.tracker is not None:
                 self.tracker.close(history[-1] if history else {})
         return history

@@ -9,7 +9,7 @@ axis), and whose ``y`` is int64 labels of shape ``(N,)`` or ``None`` (see
 What a file declares is checked before memory is allocated for it: an array header's shape and
 type against the bytes the file (or archive member) really holds and, for arrays read whole,
 against :data:`MAX_DATA_VALUES`; an image's width × height × channels against
-:data:`~vaekit.config.MAX_INPUT_VALUES` (the most values one model input may have), and a
+:data:`~vaekit.config.settings.MAX_INPUT_VALUES` (the most values one model input may have), and a
 folder's images together against :data:`MAX_DATA_VALUES`, before any pixel is decoded.
 
 Data larger than memory stay on disk: a ``.npy`` file, or a folder of ``.npy`` shards, is read
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from vaekit.config import IMAGE_MODES, MAX_IMAGE_SIDE, MAX_INPUT_VALUES
+from vaekit.config.settings import IMAGE_MODES, MAX_IMAGE_SIDE, MAX_INPUT_VALUES
 from vaekit.data.dataset import RawData
 from vaekit.data.labels import class_labels
 from vaekit.data.sources import Concatenated, Decoded, NpyFile

@@ -25,10 +25,10 @@ from typing import Protocol
 
 import numpy as np
 
-from vaekit import objectives
-from vaekit.config import ModelConfig
+from vaekit.config.settings import ModelConfig
 from vaekit.errors import ConfigError
-from vaekit.objectives import Array
+from vaekit.model import objectives
+from vaekit.model.objectives import Array
 
 #: Halvings of the bracket in :meth:`GaussianMixture.quantile`: (bracket width)·2⁻⁶⁰.
 BISECTIONS = 60
@@ -175,8 +175,8 @@ class GaussianMixture:
 
     def log_prob(self, z: Array, labels: Array | None = None) -> Array:
         """log p(z), nats, for z (…, K): the mixture's log-density
-        (:func:`vaekit.objectives.mixture_log_density`), or with ``labels`` (N,) for z (…, N, K)
-        log p(z|y) of each example's class (the same density with that class's log-weights)."""
+        (:func:`vaekit.model.objectives.mixture_log_density`), or with ``labels`` (N,) for z (…, N,
+        K) log p(z|y) of each example's class (the same density with that class's log-weights)."""
         means, logvars = (objectives.as_array(a, z) for a in (self.means, self.logvars))
         if labels is None:
             log_weights = np.log(self.weights)
@@ -244,7 +244,7 @@ class ClassConditional(GaussianMixture):
 
     def kl_per_dim(self, mu: Array, logvar: Array, labels: Array | None = None) -> Array:
         """KL(N(mu, e^logvar) ‖ N(m_y, e^lv_y)) per example and dimension, (N, K), nats
-        (:func:`vaekit.objectives.kl_per_dim_to`)."""
+        (:func:`vaekit.model.objectives.kl_per_dim_to`)."""
         means, logvars = (objectives.as_array(a, logvar) for a in self._prior_of(labels))
         return objectives.kl_per_dim_to(mu, logvar, means, logvars)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vaekit.engines import Engine
-from vaekit.priors import has_closed_form_kl
+from vaekit.model.priors import has_closed_form_kl
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
 #: 2**21 float32 values (8 MB) keep each chunk's logits in the CPU's cache: measured with

@@ -15,7 +15,7 @@
 
 The models are the torch engine's own modules (:class:`vaekit.engines.torch.model.VAE`),
 traced with ``torch.export`` and translated by ``torch.onnx`` (the ``onnx`` extra). Your own
-encoder or decoder (:mod:`vaekit.custom_networks`) is exported the same way when
+encoder or decoder (:mod:`vaekit.model.custom_networks`) is exported the same way when
 ``torch.export`` can trace it; one it cannot is refused in one line naming it.
 """
 
@@ -30,10 +30,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaekit import __version__, checkpoint, disk
-from vaekit.config import ModelConfig
+from vaekit import __version__, disk
+from vaekit.config.settings import ModelConfig
 from vaekit.data.scaling import Scaling
 from vaekit.errors import ConfigError, MissingExtra
+from vaekit.runs import checkpoint
 
 if TYPE_CHECKING:
     from vaekit.engines.torch.model import VAE
@@ -64,7 +65,7 @@ def export_onnx(
     (created; a folder holding anything but a previous export is refused) and return
     ``out_dir``. Everything is computed before anything is written; a new or empty ``out_dir``
     then receives the three files at once (see :func:`write_export`). ``trust_code`` as
-    :func:`vaekit.checkpoint.open_run`."""
+    :func:`vaekit.runs.checkpoint.open_run`."""
     require_onnx()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_out_dir(out_dir)

@@ -2,12 +2,12 @@
 generative factors (``shapes``, ``shapes-small``).
 
 n images are drawn without replacement from the run's grid by the seed
-(:func:`vaekit.shapes.generate`: the same images and factors for the same n and seed, all of
+(:func:`vaekit.data.shapes.generate`: the same images and factors for the same n and seed, all of
 them when n is the grid's size), read as the run's inputs (its scaling and binarization,
-:func:`vaekit.runs.model_inputs`), and encoded; the code is the posterior mean μ(x) (K
+:func:`vaekit.runs.inputs.model_inputs`), and encoded; the code is the posterior mean μ(x) (K
 dimensions: z1's with two stochastic layers, before any flow). MIG and DCI
-(:mod:`vaekit.disentanglement`) score the code against the images' factor indices. The images
-come from the grid the run trained on, its validation part included: the metrics describe the
+(:mod:`vaekit.measure.disentanglement`) score the code against the images' factor indices. The
+images come from the grid the run trained on, its validation part included: the metrics describe the
 representation of the data distribution, not generalisation.
 """
 
@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit import checkpoint, disentanglement, shapes
+from vaekit.data import shapes
 from vaekit.data.dataset import RawData
+from vaekit.draw.gallery import posterior_means
 from vaekit.errors import ConfigError
-from vaekit.run_figures import posterior_means
-from vaekit.runs import model_inputs
+from vaekit.measure import disentanglement
+from vaekit.runs import checkpoint
+from vaekit.runs.inputs import model_inputs
 
 #: Images drawn when n is not given (or the whole grid when it is smaller).
 DEFAULT_N = 10_000

@@ -1,7 +1,7 @@
 """Disentanglement metrics of a code against known generative factors: MIG and DCI.
 
 Inputs: ``codes`` (N, K) real numbers (e.g. the encoder's means), ``factors`` (N, F) whole
-numbers (each factor's value index, e.g. :attr:`vaekit.shapes.Shapes.factors`). Entropies and
+numbers (each factor's value index, e.g. :attr:`vaekit.data.shapes.Shapes.factors`). Entropies and
 mutual informations are in nats.
 
 MIG, the mutual information gap (Chen et al. 2018): each code dimension z_k is discretised into
@@ -39,7 +39,7 @@ MIG_BINS = 20
 DCI_TREES = 30
 DCI_DEPTH = 8
 DCI_TEST_FRACTION = 0.2
-_FEATURE = "vaekit.disentanglement (MIG and DCI)"
+_FEATURE = "vaekit.measure.disentanglement (MIG and DCI)"
 
 
 @dataclass(frozen=True)

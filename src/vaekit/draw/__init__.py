@@ -1,0 +1,2 @@
+"""Pictures of a model: the figures (matplotlib), the latent geometry they use, and the set a run
+gets."""

@@ -1,0 +1,1 @@
+"""Measuring a trained model: likelihood bounds, sample quality, disentanglement."""

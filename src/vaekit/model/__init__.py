@@ -1,0 +1,2 @@
+"""The model's mathematics, independent of any engine: the loss terms, the priors as densities, the
+parameters' names and shapes, and your own networks."""
