@@ -68,11 +68,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
+from vaekit import disk
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.measure.evaluation import evaluate_elbo, iwae_log_likelihood
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file, layout, loading, lock
+from vaekit.runs.metrics import append_metrics, keep_metrics_until, read_metrics, write_metrics
 from vaekit.train.loop import LoopState, TrainingData, engine_for, fit
 
 #: Where each data set is looked for when --data-dir is not given (if that directory exists).
@@ -169,7 +171,7 @@ def read_processors(run_dir: Path) -> list[str]:
 
 def write_processors(run_dir: Path, processors: list[str]) -> None:
     """Replace ``run_dir``'s list of processors, atomically."""
-    checkpoint.write_atomic(run_dir / PROCESSORS_FILE, (json.dumps(processors) + "\n").encode())
+    disk.write_atomic(run_dir / PROCESSORS_FILE, (json.dumps(processors) + "\n").encode())
 
 
 def train_config(args: argparse.Namespace, entry: Entry) -> TrainConfig:
@@ -204,10 +206,10 @@ def resume(
     """The loop state and the epoch records (with their cumulative CPU and wall minutes) of an
     earlier training run in ``run_dir``, with ``engine`` restored to its last epoch; a fresh
     start when there is none. A run with other settings is refused (ConfigError)."""
-    if not checkpoint.is_run(run_dir):
-        checkpoint.write_config(run_dir, model, config, "benchmark")
+    if not layout.is_run(run_dir):
+        config_file.write_config(run_dir, model, config, "benchmark")
         return LoopState.fresh(config.seed), []
-    saved_model, saved_config, _ = checkpoint.read_config(run_dir)
+    saved_model, saved_config, _ = config_file.read_config(run_dir)
     if (saved_model, replace(saved_config, data_dir=None)) != (
         model,
         replace(config, data_dir=None),
@@ -216,11 +218,11 @@ def resume(
             f"{run_dir} was trained with other settings; remove it to start this model again"
         )
     checkpoint.recover(run_dir, model)  # finish or undo a save that a stop interrupted
-    if not (run_dir / checkpoint.STATE_FILE).exists():  # stopped before its first epoch ended
+    if not (run_dir / layout.STATE_FILE).exists():  # stopped before its first epoch ended
         return LoopState.fresh(config.seed), []
     state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
-    checkpoint.keep_metrics_until(run_dir, state.epoch)
-    return state, checkpoint.read_metrics(run_dir)
+    keep_metrics_until(run_dir, state.epoch)
+    return state, read_metrics(run_dir)
 
 
 def train(
@@ -234,13 +236,13 @@ def train(
     engine = engine_for(model, config)
     progress_dir = training_dir(args)
     progress_dir.mkdir(parents=True, exist_ok=True)
-    with checkpoint.writing(progress_dir):
+    with lock.writing(progress_dir):
         state, records = resume(progress_dir, model, config, engine)
         spent = records[-1] if records else {"cpu_minutes": 0.0, "wall_minutes": 0.0}
         budgets = sorted(args.budgets)
         passed = [b for b in budgets if b <= spent["cpu_minutes"]]
         for budget in passed:
-            if not (row_dir(args, budget) / checkpoint.CONFIG_FILE).exists():
+            if not (row_dir(args, budget) / layout.CONFIG_FILE).exists():
                 raise ConfigError(
                     f"{progress_dir} has trained past {budget:g} CPU-minutes "
                     f"({spent['cpu_minutes']:.1f}) without saving that row; remove it to "
@@ -270,13 +272,13 @@ def train(
                 run_dir = row_dir(args, budgets.pop(0))
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / ROW_FILE).unlink(missing_ok=True)  # an earlier run's evaluation
-                checkpoint.write_config(run_dir, model, config, "benchmark")
+                config_file.write_config(run_dir, model, config, "benchmark")
                 checkpoint.save_weights(run_dir, engine)
-                checkpoint.write_metrics(run_dir, records)
+                write_metrics(run_dir, records)
                 write_processors(run_dir, processors)
                 saved.append(run_dir)
                 print(f"saved {run_dir} after {record['epoch']} epochs, {cpu:.1f} CPU-min")
-            checkpoint.append_metrics(progress_dir, records[-1])
+            append_metrics(progress_dir, records[-1])
             checkpoint.save_checkpoint(progress_dir, engine, state.to_json())
             if not budgets:
                 raise BudgetSpent
@@ -297,8 +299,8 @@ def train(
 def evaluate(args: argparse.Namespace, entry: Entry, config: TrainConfig, run_dir: Path) -> dict:
     """The row of a saved run: test −ELBO and NLL (−L_k), with their evaluation time."""
     test = TrainingData.load(config).test
-    engine = checkpoint.open_run(run_dir, "torch")
-    last = checkpoint.read_metrics(run_dir)[-1]
+    engine = loading.open_run(run_dir, "torch")
+    last = read_metrics(run_dir)[-1]
     started = time.perf_counter()
     elbo = evaluate_elbo(engine, test, seed=0)
     nll = -iwae_log_likelihood(engine, test, args.iw_samples, seed=0).mean()

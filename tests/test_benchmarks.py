@@ -135,7 +135,8 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
     import argparse
 
     from vaekit.errors import ConfigError
-    from vaekit.runs import checkpoint
+    from vaekit.runs import checkpoint, config_file
+    from vaekit.runs.metrics import read_metrics
 
     leaderboard = _leaderboard_module(monkeypatch)
     entry = leaderboard.MODELS["vae"]
@@ -163,17 +164,15 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
     resumed = run(tmp_path / "stopped", [2, 4])
     assert [p.name for p in resumed] == ["mnist-small-vae-2min", "mnist-small-vae-4min"]
     expected, got = (
-        checkpoint.load_weights(p, checkpoint.read_config(p)[0])
+        checkpoint.load_weights(p, config_file.read_config(p)[0])
         for p in (straight[-1], resumed[-1])
     )
     assert expected.keys() == got.keys()
     for name in expected:
         assert np.array_equal(expected[name], got[name]), name
-    records = checkpoint.read_metrics(resumed[-1])
+    records = read_metrics(resumed[-1])
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
-    assert [r["loss"] for r in records] == [
-        r["loss"] for r in checkpoint.read_metrics(straight[-1])
-    ]
+    assert [r["loss"] for r in records] == [r["loss"] for r in read_metrics(straight[-1])]
     assert [r["cpu_minutes"] for r in records] == [1.0, 2.0, 3.0, 4.0]
     this_cpu = leaderboard.read_processors(straight[-1])
     assert len(this_cpu) == 1 and leaderboard.read_processors(resumed[0]) == this_cpu

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save, save_file
 
+from vaekit import disk
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.errors import CheckpointError
-from vaekit.runs import checkpoint
+from vaekit.runs import best_weights, checkpoint, config_file, layout, loading, lock
+from vaekit.runs.metrics import keep_metrics_until, last_metrics, read_metrics
 
 CFG = ModelConfig(hidden=(16,), latent_dim=3)
 
@@ -26,7 +28,7 @@ def run(tmp_path, rng):
     x = rng.uniform(size=(8, 1, 28, 28)).astype(np.float32)
     engine.train_step(x, 1.0)
     engine.train_step(x, 1.0)
-    checkpoint.write_config(tmp_path, CFG, TrainConfig(), "train")
+    config_file.write_config(tmp_path, CFG, TrainConfig(), "train")
     checkpoint.save_checkpoint(tmp_path, engine, {"epoch": 1, "step": 2})
     return tmp_path, engine, x
 
@@ -47,9 +49,9 @@ def test_round_trip_restores_everything(run):
 
 def test_open_run_gives_the_trained_model(run):
     run_dir, engine, x = run
-    loaded = checkpoint.open_run(run_dir)
+    loaded = loading.open_run(run_dir)
     np.testing.assert_array_equal(loaded.encode(x)[0], engine.encode(x)[0])
-    model, train, record = checkpoint.read_config(run_dir)
+    model, train, record = config_file.read_config(run_dir)
     assert model == CFG and train == TrainConfig() and record["created_by"] == "train"
 
 
@@ -58,10 +60,10 @@ def test_truncated_weights_are_refused(run):
     path = run_dir / "model.safetensors"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="checksum"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
     (run_dir / "state.json").unlink()  # without the checksum, the format check still catches it
     with pytest.raises(CheckpointError, match="safetensors"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
 
 
 def test_pickle_in_place_of_safetensors_is_refused_without_running_it(run, tmp_path_factory):
@@ -75,7 +77,7 @@ def test_pickle_in_place_of_safetensors_is_refused_without_running_it(run, tmp_p
     (run_dir / "model.safetensors").write_bytes(pickle.dumps(Exploit()))
     (run_dir / "state.json").unlink()
     with pytest.raises(CheckpointError, match="pickle"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
     assert not marker.exists()
 
 
@@ -86,7 +88,7 @@ def test_shape_mismatch_is_refused(run):
     (run_dir / "state.json").unlink()
     save_file(weights, str(run_dir / "model.safetensors"))
     with pytest.raises(CheckpointError, match="encoder.mu.weight has shape"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
 
 
 def test_edited_config_is_refused(run):
@@ -96,21 +98,21 @@ def test_edited_config_is_refused(run):
     record["model"]["latent_dim"] = 5
     path.write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match="shape"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
     record["model"]["latent_dim"] = -5
     path.write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match="latent_dim"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
     path.write_text("{not json")
     with pytest.raises(CheckpointError, match="JSON"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
 
 
 def test_missing_run_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        checkpoint.open_run(tmp_path / "nope")
+        loading.open_run(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="missing"):
-        checkpoint.open_run(tmp_path)
+        loading.open_run(tmp_path)
 
 
 def _interrupted_save(run_dir, engine, epoch, renamed):
@@ -163,12 +165,12 @@ def test_clear_run_removes_only_run_files(run):
     for name in ("samples-epoch-003.png", "reconstructions-epoch-003.png"):
         (run_dir / "figures" / name).write_bytes(b"x")
     (run_dir / "figures" / "samples-step-0000100.png.tmp").write_bytes(b"x")
-    checkpoint.clear_run(run_dir)
+    layout.clear_run(run_dir)
     assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
     (run_dir / "figures").mkdir()
     (run_dir / "figures" / "samples-epoch-001.png").write_bytes(b"x")
     (run_dir / "figures" / "my-poster.png").write_bytes(b"mine")
-    checkpoint.clear_run(run_dir)
+    layout.clear_run(run_dir)
     assert [p.name for p in (run_dir / "figures").iterdir()] == ["my-poster.png"]
 
 
@@ -183,10 +185,10 @@ def test_clear_run_removes_every_file_train_writes(tmp_path):
     run_dir = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", "--epochs", "1", "--latent-dim", "2"]
     assert main([*argv, "--hidden", "16", "--quiet", "--out", str(run_dir)]) == 0
-    assert (run_dir / TRAVERSALS).is_file() and RESULT_FILE in checkpoint.RUN_ENTRIES
+    assert (run_dir / TRAVERSALS).is_file() and RESULT_FILE in layout.RUN_ENTRIES
     (run_dir / "notes.txt").write_text("mine")
-    checkpoint.clear_run(run_dir)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt", checkpoint.LOCK_FILE]
+    layout.clear_run(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt", layout.LOCK_FILE]
 
 
 def test_clear_run_never_follows_a_symbolic_link(run, tmp_path_factory):
@@ -196,7 +198,7 @@ def test_clear_run_never_follows_a_symbolic_link(run, tmp_path_factory):
     (user / "config.json").write_text("{}")
     (run_dir / "figures").symlink_to(user, target_is_directory=True)
     (run_dir / "metrics.jsonl").symlink_to(user / "config.json")
-    checkpoint.clear_run(run_dir)
+    layout.clear_run(run_dir)
     assert not (run_dir / "figures").exists() and not (run_dir / "metrics.jsonl").exists()
     assert sorted(p.name for p in user.iterdir()) == ["config.json", "samples-epoch-001.png"]
     assert (user / "samples-epoch-001.png").read_bytes() == b"my picture"
@@ -250,7 +252,7 @@ def test_a_reader_during_a_save_gets_a_whole_checkpoint_and_changes_nothing(run,
         (run_dir / "state.json").write_text(json.dumps(state))  # the old commit record
     before = snapshot(run_dir)
     _weights_equal(checkpoint.load_weights(run_dir, CFG), engine.get_weights() if new else old)
-    checkpoint.open_run(run_dir)
+    loading.open_run(run_dir)
     assert snapshot(run_dir) == before
 
 
@@ -260,7 +262,7 @@ def test_a_reader_leaves_a_save_in_progress_alone(run):
     (run_dir / "model.safetensors.tmp").write_bytes(b"half of the next epoch's weights")
     (run_dir / "optimizer.safetensors.tmp").write_bytes(b"")
     before = snapshot(run_dir)
-    _weights_equal(checkpoint.open_run(run_dir).get_weights(), engine.get_weights())
+    _weights_equal(loading.open_run(run_dir).get_weights(), engine.get_weights())
     assert snapshot(run_dir) == before
 
 
@@ -289,7 +291,7 @@ def test_a_run_without_weights_yet_says_so(run):
     for name in ("model.safetensors", "optimizer.safetensors", "state.json"):
         (run_dir / name).unlink()
     with pytest.raises(CheckpointError, match="no saved weights yet"):
-        checkpoint.open_run(run_dir)
+        loading.open_run(run_dir)
 
 
 # --- hostile weights files: checked before they are read ----------------------------------------
@@ -320,7 +322,7 @@ def test_weights_that_are_not_a_regular_file_of_a_fitting_size_are_refused_unrea
         with pytest.raises(CheckpointError, match="not a regular file|larger than"):
             if name == "model.safetensors":
                 (run_dir / "state.json").unlink()  # nothing to check the weights against
-                checkpoint.open_run(run_dir)
+                loading.open_run(run_dir)
             else:  # only resuming reads the optimizer state
                 checkpoint.load_checkpoint(run_dir, build_engine(CFG))
         assert tracemalloc.get_traced_memory()[1] < 16 * 2**20  # nothing big was read
@@ -341,20 +343,20 @@ def test_size_limit_follows_the_parameter_shapes():
 
 
 def test_the_writer_lock_names_its_holder_and_is_released(tmp_path):
-    with checkpoint.writing(tmp_path):
-        holder = json.loads((tmp_path / checkpoint.LOCK_FILE).read_text())
+    with lock.writing(tmp_path):
+        holder = json.loads((tmp_path / layout.LOCK_FILE).read_text())
         assert holder["pid"] == os.getpid()
-        assert checkpoint.holds_nothing(tmp_path)  # the lock does not make a folder non-empty
-        for attempt in (checkpoint.check_not_busy, lambda d: checkpoint.writing(d).__enter__()):
+        assert layout.holds_nothing(tmp_path)  # the lock does not make a folder non-empty
+        for attempt in (lock.check_not_busy, lambda d: lock.writing(d).__enter__()):
             with pytest.raises(CheckpointError, match=f"another process \\(pid {os.getpid()}: "):
                 attempt(tmp_path)
-        checkpoint.clear_run(tmp_path)  # --force keeps the lock it holds
-        assert (tmp_path / checkpoint.LOCK_FILE).exists()
-    assert (tmp_path / checkpoint.LOCK_FILE).read_text() == ""
-    checkpoint.check_not_busy(tmp_path)
-    with checkpoint.writing(tmp_path):
+        layout.clear_run(tmp_path)  # --force keeps the lock it holds
+        assert (tmp_path / layout.LOCK_FILE).exists()
+    assert (tmp_path / layout.LOCK_FILE).read_text() == ""
+    lock.check_not_busy(tmp_path)
+    with lock.writing(tmp_path):
         pass
-    assert checkpoint.LOCK_FILE in checkpoint.RUN_ENTRIES
+    assert layout.LOCK_FILE in layout.RUN_ENTRIES
 
 
 # --- metrics, read as a stream ----------------------------------------------------------------
@@ -364,13 +366,13 @@ def test_metrics_are_read_line_by_line_and_a_huge_line_is_skipped(tmp_path):
     lines = [json.dumps({"epoch": 1, "loss": 2.0}), "x" * (20 * 2**20), '{"epoch": 2, "loss": 1.0}']
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"epoch": 3, "lo')
     tracemalloc.start()
-    records = checkpoint.read_metrics(tmp_path)
+    records = read_metrics(tmp_path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert records == [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.0}]
     assert peak < 2**20  # the 20 MB line is never held whole
-    assert checkpoint.read_metrics(tmp_path, keys=("epoch",)) == [{"epoch": 1}, {"epoch": 2}]
-    assert checkpoint.last_metrics(tmp_path, 3) == {"epoch": 2, "loss": 1.0}  # epoch 3's is cut
+    assert read_metrics(tmp_path, keys=("epoch",)) == [{"epoch": 1}, {"epoch": 2}]
+    assert last_metrics(tmp_path, 3) == {"epoch": 2, "loss": 1.0}  # epoch 3's is cut
 
 
 def test_resume_drops_the_epochs_after_the_checkpoint_as_a_stream(tmp_path):
@@ -380,56 +382,54 @@ def test_resume_drops_the_epochs_after_the_checkpoint_as_a_stream(tmp_path):
             f.write(json.dumps(dict(record, epoch=epoch)) + "\n")
         f.write("x" * (2**20) + "\n")
     tracemalloc.start()
-    checkpoint.keep_metrics_until(tmp_path, 40_000)
-    last = checkpoint.last_metrics(tmp_path, 40_000)
+    keep_metrics_until(tmp_path, 40_000)
+    last = last_metrics(tmp_path, 40_000)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 2**20
     assert last == dict(record, epoch=40_000)
-    assert [r["epoch"] for r in checkpoint.read_metrics(tmp_path, ("epoch",))] == list(
-        range(1, 40_001)
-    )
+    assert [r["epoch"] for r in read_metrics(tmp_path, ("epoch",))] == list(range(1, 40_001))
     assert not (tmp_path / "metrics.jsonl.tmp").exists()
 
 
 def test_best_weights_verify_or_are_absent_whenever_a_save_stops(run, monkeypatch):
     run_dir, engine, x = run
-    checkpoint.save_best(run_dir, engine, 1, 2.5, "val")
-    best = checkpoint.open_run(run_dir, which="best")
+    best_weights.save_best(run_dir, engine, 1, 2.5, "val")
+    best = loading.open_run(run_dir, which="best")
     np.testing.assert_array_equal(best.encode(x)[0], engine.encode(x)[0])
-    assert checkpoint.read_best(run_dir)["epoch"] == 1
+    assert best_weights.read_best(run_dir)["epoch"] == 1
     # stopped after the new weights, before their record: no best, the last checkpoint intact
-    original = checkpoint.write_atomic
+    original = disk.write_atomic
 
     def stop_at_the_record(path, data):
-        if path.name == checkpoint.BEST_FILE:
+        if path.name == layout.BEST_FILE:
             raise KeyboardInterrupt
         original(path, data)
 
-    monkeypatch.setattr(checkpoint, "write_atomic", stop_at_the_record)
+    monkeypatch.setattr(best_weights, "write_atomic", stop_at_the_record)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save_best(run_dir, build_engine(CFG, seed=5), 2, 2.0, "val")
-    assert checkpoint.read_best(run_dir) is None
+        best_weights.save_best(run_dir, build_engine(CFG, seed=5), 2, 2.0, "val")
+    assert best_weights.read_best(run_dir) is None
     with pytest.raises(CheckpointError, match="kept no best checkpoint"):
-        checkpoint.open_run(run_dir, which="best")
-    checkpoint.open_run(run_dir)  # the last checkpoint verifies
-    monkeypatch.setattr(checkpoint, "write_atomic", original)
+        loading.open_run(run_dir, which="best")
+    loading.open_run(run_dir)  # the last checkpoint verifies
+    monkeypatch.setattr(best_weights, "write_atomic", original)
     # a best whose bytes changed is refused; one of an epoch after the checkpoint is dropped
-    checkpoint.save_best(run_dir, engine, 3, 2.0, "val")
-    weights = run_dir / checkpoint.BEST_WEIGHTS_FILE
+    best_weights.save_best(run_dir, engine, 3, 2.0, "val")
+    weights = run_dir / layout.BEST_WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(CheckpointError, match="damaged"):
-        checkpoint.open_run(run_dir, which="best")
-    checkpoint.keep_best_until(run_dir, 1)
-    assert checkpoint.read_best(run_dir) is None and not weights.exists()
+        loading.open_run(run_dir, which="best")
+    best_weights.keep_best_until(run_dir, 1)
+    assert best_weights.read_best(run_dir) is None and not weights.exists()
 
 
 def test_the_run_files_include_scaling_and_the_best_weights():
     from vaekit.data import scaling
 
-    assert checkpoint.SCALING_FILE == scaling.SCALING_FILE
-    for name in (checkpoint.SCALING_FILE, checkpoint.BEST_FILE, checkpoint.BEST_WEIGHTS_FILE):
-        assert name in checkpoint.RUN_ENTRIES
+    assert layout.SCALING_FILE == scaling.SCALING_FILE
+    for name in (layout.SCALING_FILE, layout.BEST_FILE, layout.BEST_WEIGHTS_FILE):
+        assert name in layout.RUN_ENTRIES
 
 
 def test_a_safetensors_header_length_that_starts_like_a_pickle_still_loads(tmp_path):

@@ -7,9 +7,10 @@ import sys
 import numpy as np
 import pytest
 
+from vaekit import disk
 from vaekit.cli import main
 from vaekit.draw.gallery import RUN_FIGURES
-from vaekit.runs import checkpoint
+from vaekit.runs import config_file, layout
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250"]
 
@@ -452,11 +453,11 @@ def test_demo_into_a_folder_left_by_a_killed_demo_starts_again(tmp_path, capsys)
     lock and temporaries: the folder counts as empty for demo, as it does for train."""
     out = tmp_path / "demo"
     out.mkdir()
-    (out / checkpoint.LOCK_FILE).write_text("")
-    (out / (checkpoint.CONFIG_FILE + checkpoint.TMP_SUFFIX)).write_text("{")
+    (out / layout.LOCK_FILE).write_text("")
+    (out / (layout.CONFIG_FILE + disk.TMP_SUFFIX)).write_text("{")
     code, _, err = run_cli(capsys, "demo", "--out", str(out), "--epochs", "1", "--quiet")
     assert code == 0, err
-    assert checkpoint.read_config(out)[2]["created_by"] == "demo"
+    assert config_file.read_config(out)[2]["created_by"] == "demo"
 
 
 def test_one_epoch_is_singular(tmp_path, capsys):
@@ -651,4 +652,4 @@ def test_readers_never_write_over_a_runs_files(trained_run, capsys):
     assert {name: after[name] for name in before} == before, "a reader changed a run's file"
     new = set(after) - set(before)
     assert {path.rsplit("/", 1)[1] for path in written} == new and len(new) == len(commands)
-    assert not new & set(checkpoint.RUN_ENTRIES)
+    assert not new & set(layout.RUN_ENTRIES)

@@ -19,7 +19,8 @@ from safetensors.numpy import load_file
 from test_faults import train_args
 from vaekit.cli import main
 from vaekit.errors import CheckpointError
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, layout, loading
+from vaekit.runs.metrics import read_metrics
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 STEPS_PER_EPOCH = 20  # mnist-small's 5,000 training images in batches of 250
@@ -34,15 +35,15 @@ def reference(tmp_path_factory) -> dict[str, np.ndarray]:
     """The weights of the run trained without interruption."""
     run = tmp_path_factory.mktemp("reference") / "run"
     assert main([*TRAIN, "--out", str(run)]) == 0
-    return load_file(run / checkpoint.WEIGHTS_FILE)
+    return load_file(run / layout.WEIGHTS_FILE)
 
 
 def assert_same_weights(run: Path, want: dict[str, np.ndarray]) -> None:
-    got = load_file(run / checkpoint.WEIGHTS_FILE)
+    got = load_file(run / layout.WEIGHTS_FILE)
     assert got.keys() == want.keys()
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == list(range(1, EPOCHS + 1))
+    assert [r["epoch"] for r in read_metrics(run)] == list(range(1, EPOCHS + 1))
 
 
 def snapshot(run: Path) -> dict[str, str]:
@@ -88,10 +89,10 @@ def test_readers_at_every_write_of_a_training_run_get_whole_checkpoints(
 
     def read_then(function):
         def boundary(*args):
-            if (run / checkpoint.CONFIG_FILE).exists():
+            if (run / layout.CONFIG_FILE).exists():
                 before = snapshot(run)
                 try:
-                    reads.append(checkpoint.open_run(run).get_weights())
+                    reads.append(loading.open_run(run).get_weights())
                 except CheckpointError as exc:
                     failures.append(str(exc))
                 assert snapshot(run) == before, "a reader changed the run"
@@ -121,7 +122,7 @@ def test_a_reader_loop_beside_a_training_process(tmp_path, reference, capsys):
         text=True,
     )
     while trainer.poll() is None:  # read until the trainer ends, however long it takes
-        if not (run / checkpoint.CONFIG_FILE).exists():
+        if not (run / layout.CONFIG_FILE).exists():
             time.sleep(0.05)  # the interval of a poll for the run to appear
             continue
         code = main(["sample", str(run), "--out", str(tmp_path / "samples.png")])

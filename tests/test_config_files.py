@@ -13,7 +13,7 @@ from vaekit.config.files import MAX_BYTES, read_settings, to_toml
 from vaekit.config.presets import PRESETS
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.errors import ConfigError
-from vaekit.runs import checkpoint
+from vaekit.runs import config_file, layout
 
 try:
     import tomllib
@@ -89,8 +89,8 @@ def test_a_runs_config_json_repeats_the_run(tmp_path):
         patience=2,
         kl_warmup=1.5,
     )
-    checkpoint.write_config(tmp_path, model, train, "train")
-    settings = read_settings(tmp_path / checkpoint.CONFIG_FILE)
+    config_file.write_config(tmp_path, model, train, "train")
+    settings = read_settings(tmp_path / layout.CONFIG_FILE)
     assert settings.preset is None and settings.conditional is True
     assert "input_shape" not in settings.model and "n_classes" not in settings.model
     assert _configs(settings, (3, 8, 8), 5) == (model, train)

@@ -22,7 +22,8 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError
 from vaekit.model import custom_networks
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file, layout, loading
+from vaekit.runs.metrics import read_metrics
 
 TESTS = Path(__file__).resolve().parent
 SHAPE = (1, 8, 8)
@@ -78,11 +79,11 @@ def runs(images, tmp_path_factory) -> dict[str, Path]:
 
 def test_the_run_records_the_import_paths_and_safetensors_hold_the_weights(runs):
     run = runs["straight"]
-    record = json.loads((run / checkpoint.CONFIG_FILE).read_text())["model"]
+    record = json.loads((run / layout.CONFIG_FILE).read_text())["model"]
     assert record["encoder_module"] == f"{NETS}:ConvEncoder"
     assert record["decoder_module"] == f"{NETS}:ConvDecoder"
-    weights = load_file(run / checkpoint.WEIGHTS_FILE)
-    shapes = checkpoint.read_config(run)[0].parameter_shapes
+    weights = load_file(run / layout.WEIGHTS_FILE)
+    shapes = config_file.read_config(run)[0].parameter_shapes
     assert {k: v.shape for k, v in weights.items()} == shapes
     assert shapes["encoder.conv.weight"] == (4, 1, 3, 3)
     assert shapes["decoder.deconv.weight"] == (4, 1, 4, 4)
@@ -95,12 +96,12 @@ def test_resume_is_bit_exact(runs, capsys):
     cut, straight = runs["cut"], runs["straight"]
     code, _, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
     assert code == 0, err
-    got, want = load_file(cut / checkpoint.WEIGHTS_FILE), load_file(straight / "model.safetensors")
+    got, want = load_file(cut / layout.WEIGHTS_FILE), load_file(straight / "model.safetensors")
     assert sorted(got) == sorted(want)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    losses = [r["loss"] for r in checkpoint.read_metrics(cut)]
-    assert losses == [r["loss"] for r in checkpoint.read_metrics(straight)]
+    losses = [r["loss"] for r in read_metrics(cut)]
+    assert losses == [r["loss"] for r in read_metrics(straight)]
 
 
 def test_a_fresh_process_rebuilds_the_networks_with_the_same_outputs(runs, tmp_path):
@@ -108,7 +109,7 @@ def test_a_fresh_process_rebuilds_the_networks_with_the_same_outputs(runs, tmp_p
     np.save(tmp_path / "x.npy", x)
     code = f"""
 import numpy as np
-from vaekit.runs.checkpoint import open_run
+from vaekit.runs.loading import open_run
 from vaekit.errors import ConfigError
 try:
     open_run({str(run)!r}, device="cpu")
@@ -123,7 +124,7 @@ np.save({str(tmp_path / "mean.npy")!r}, engine.decode(mu))
 """
     done = fresh_python(code)
     assert done.returncode == 0, done.stderr
-    engine = checkpoint.open_run(run, device="cpu")
+    engine = loading.open_run(run, device="cpu")
     mu, _ = engine.encode(x)
     np.testing.assert_array_equal(np.load(tmp_path / "mu.npy"), mu)
     np.testing.assert_array_equal(np.load(tmp_path / "mean.npy"), engine.decode(mu))
@@ -159,11 +160,11 @@ def test_a_run_naming_a_module_in_the_working_directory_runs_nothing_without_con
     for entry in runs["straight"].iterdir():
         if entry.is_file():
             (run / entry.name).write_bytes(entry.read_bytes())
-    record = json.loads((run / checkpoint.CONFIG_FILE).read_text())
+    record = json.loads((run / layout.CONFIG_FILE).read_text())
     record["model"].update(
         encoder_module="cwdnets:ConvEncoder", decoder_module="cwdnets:ConvDecoder"
     )
-    (run / checkpoint.CONFIG_FILE).write_text(json.dumps(record))
+    (run / layout.CONFIG_FILE).write_text(json.dumps(record))
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     command = [sys.executable, "-m", "vaekit", "sample", "downloaded", "-n", "2", "--out", "s.png"]
     for extra in ([], ["evaluate", "downloaded", "--quiet"]):
@@ -186,10 +187,10 @@ def test_consent_is_the_flag_the_argument_or_a_module_already_imported(runs, tmp
 
     run = runs["straight"]
     assert NETS in sys.modules  # imported by this test module: the user's own code
-    assert checkpoint.read_config(run)[0].encoder_module == f"{NETS}:ConvEncoder"
+    assert config_file.read_config(run)[0].encoder_module == f"{NETS}:ConvEncoder"
     assert Estimator.load(run).transform(np.zeros((2, *SHAPE), np.float32)).shape == (2, 3)
     assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.png")]) == 0
-    record = json.loads((run / checkpoint.CONFIG_FILE).read_text())["model"]
+    record = json.loads((run / layout.CONFIG_FILE).read_text())["model"]
     unknown = {**record, "encoder_module": "never_imported_module:Net"}
     with pytest.raises(ConfigError, match="never_imported_module.*--trust-code"):
         custom_networks.check_consent(unknown, "config.json", trust_code=False)
@@ -339,7 +340,7 @@ def test_the_own_networks_export_to_onnx_and_agree_with_the_engine(runs, tmp_pat
     from vaekit.api.export import export_onnx
 
     out = export_onnx(runs["straight"], tmp_path / "onnx")
-    engine = checkpoint.open_run(runs["straight"], "torch", "cpu")
+    engine = loading.open_run(runs["straight"], "torch", "cpu")
     rng = np.random.default_rng(0)
     x = rng.random((3, *SHAPE), dtype=np.float32)
     z = rng.standard_normal((3, 3), dtype=np.float32)
@@ -362,7 +363,7 @@ def test_a_network_torch_export_cannot_trace_is_refused_in_one_line(tmp_path, ca
     engine = build_engine(cfg, "torch", seed=0, device="cpu")
     run = tmp_path / "run"
     run.mkdir()
-    checkpoint.write_config(run, cfg, TrainConfig(), "train")
+    config_file.write_config(run, cfg, TrainConfig(), "train")
     checkpoint.save_checkpoint(run, engine, {"epoch": 1, "step": 1})
     line = user_error(capsys, "export", run, "--format", "onnx", "--out", tmp_path / "onnx")
     assert f"cannot trace your network {NETS}:BranchingDecoder" in line

@@ -16,7 +16,7 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import binarize
 from vaekit.engines.torch import engine as torch_engine
 from vaekit.errors import ConfigError, TrainingDiverged
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file
 from vaekit.train import loop
 from vaekit.train.loop import TrainingData, fit, hold_on_device, resume_run, start_run
 
@@ -226,7 +226,7 @@ def test_the_cli_flag_is_stored_in_the_run(tmp_path, capsys):
     flags = ["--data-on-device", "yes", "--sample-every-steps", "20", "--quiet"]
     code, _, err = run_cli(capsys, *argv, *flags, "--out", run)
     assert code == 0, err
-    assert checkpoint.read_config(run)[1].data_on_device == "yes"
+    assert config_file.read_config(run)[1].data_on_device == "yes"
     assert (run / "figures" / "samples-step-0000020.png").is_file()
     line = user_error(capsys, "train", *argv, "--data-on-device", "maybe", "--out", tmp_path / "b")
     assert "--data-on-device" in line

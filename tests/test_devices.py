@@ -21,7 +21,8 @@ from vaekit.engines import build_engine
 from vaekit.engines.torch import engine as torch_engine
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import ConfigError
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file
+from vaekit.runs.metrics import read_metrics
 from vaekit.train.loop import TrainingData, start_run
 
 ACCEPTED = ["auto", "cpu", "cuda", "mps", "cuda:0", "cuda:7", f"cuda:{MAX_CUDA_INDEX}"]
@@ -231,9 +232,9 @@ def test_conv_bf16_trains_on_cuda(tmp_path, capsys):
         argv = ["train", "--data", "mnist-small", "--arch", "conv", "--epochs", "1", "--quiet"]
         argv += ["--device", "cuda", "--precision", precision, "--out", str(run)]
         assert main(argv) == 0
-        (record,) = checkpoint.read_metrics(run)
+        (record,) = read_metrics(run)
         losses[precision] = record["test_loss"]
-        weights = checkpoint.load_weights(run, checkpoint.read_config(run)[0])
+        weights = checkpoint.load_weights(run, config_file.read_config(run)[0])
         assert {w.dtype for w in weights.values()} == {np.dtype(np.float32)}
     assert math.isfinite(losses["bf16"])
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)

@@ -13,7 +13,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from vaekit.engines.torch.distributed import Group, from_environment
-from vaekit.runs import checkpoint
+from vaekit.runs import layout
+from vaekit.runs.metrics import read_metrics
 
 #: Seconds a command may take before it counts as hung: a guard, never a pass/fail criterion.
 GUARD = 900
@@ -61,11 +62,11 @@ def vaekit(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def losses(run: Path) -> list[tuple[float, float]]:
-    return [(r["loss"], r["test_loss"]) for r in checkpoint.read_metrics(run)]
+    return [(r["loss"], r["test_loss"]) for r in read_metrics(run)]
 
 
 def weights(run: Path) -> dict[str, np.ndarray]:
-    return load_file(run / checkpoint.WEIGHTS_FILE)
+    return load_file(run / layout.WEIGHTS_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_two_processes_follow_the_one_process_loss_curve(runs):
     one, two = losses(runs["single_dir"]), losses(runs["double_dir"])
     assert len(one) == len(two) == 2
     np.testing.assert_allclose(np.array(two), np.array(one), rtol=1e-5)
-    assert checkpoint.read_metrics(runs["double_dir"])[-1]["step"] == STEPS
+    assert read_metrics(runs["double_dir"])[-1]["step"] == STEPS
     w1, w2 = weights(runs["single_dir"]), weights(runs["double_dir"])
     for name in w1:
         gap = np.abs(w2[name] - w1[name])
@@ -116,7 +117,7 @@ def test_only_rank_0_writes_and_speaks(runs):
     assert len(losses(runs["double_dir"])) == 2  # one metrics line per epoch, not per rank
     assert (runs["double_dir"] / "samples.png").is_file()
     assert not list(runs["double_dir"].glob("*.tmp"))
-    assert (runs["double_dir"] / checkpoint.LOCK_FILE).read_text() == ""  # rank 0's, released
+    assert (runs["double_dir"] / layout.LOCK_FILE).read_text() == ""  # rank 0's, released
 
 
 def test_resume_under_torchrun_continues_the_same_run(runs):

@@ -16,7 +16,7 @@ from vaekit.data.scaling import Scaling
 from vaekit.data.splits import validation_split
 from vaekit.errors import ConfigError, DataError
 from vaekit.measure.evaluation import evaluate_elbo
-from vaekit.runs import checkpoint
+from vaekit.runs import config_file, loading
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_save_load_round_trip_and_cli_reads_it(fitted, images, tmp_path, capsys)
     assert main(["sample", str(tmp_path / "model"), "-n", "4"]) == 0
     with pytest.raises(ConfigError, match="not an empty directory"):
         fitted.save(tmp_path / "model")
-    assert checkpoint.read_config(tmp_path / "model")[2]["created_by"] == "estimator"
+    assert config_file.read_config(tmp_path / "model")[2]["created_by"] == "estimator"
 
 
 def test_errors(fitted):
@@ -314,7 +314,7 @@ def test_a_command_line_run_loads_its_best_or_last_weights_and_its_scaling(tmp_p
     for which in ("last", "best"):
         vae = VAE.load(run, checkpoint=which)
         assert vae.scaling_.method == "standardize"
-        engine = checkpoint.open_run(run, which=which)
+        engine = loading.open_run(run, which=which)
         np.testing.assert_array_equal(vae.transform(raw), engine.encode(stored.apply(raw))[0])
     with pytest.raises(ConfigError, match="which must be one of last, best"):
         VAE.load(run, checkpoint="first")

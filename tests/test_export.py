@@ -13,7 +13,7 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import scaling
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError, MissingExtra
-from vaekit.runs import checkpoint
+from vaekit.runs import best_weights, checkpoint, config_file
 
 if os.environ.get("CI") != "true":  # CI installs the onnx extra and must run these tests
     for package in ("onnxruntime", *export.ONNX_PACKAGES):
@@ -44,7 +44,7 @@ def _save_run(run_dir, config: ModelConfig, seed: int):
     """A run of ``config`` holding the weights of an engine seeded ``seed``; that engine."""
     engine = build_engine(config, "torch", seed=seed, device="cpu")
     run_dir.mkdir()
-    checkpoint.write_config(run_dir, config, TrainConfig(), "train")
+    config_file.write_config(run_dir, config, TrainConfig(), "train")
     checkpoint.save_checkpoint(run_dir, engine, {"epoch": 1, "step": 1})
     return engine
 
@@ -74,7 +74,7 @@ def test_exported_models_agree_with_the_engine(tmp_path, case):
     engine = _save_run(run_dir, config, seed=1)
     which = "best" if case.endswith("best") else "last"
     if which == "best":  # the best weights are seed 1's, the last checkpoint another's
-        checkpoint.save_best(run_dir, engine, 1, 100.0, "val")
+        best_weights.save_best(run_dir, engine, 1, 100.0, "val")
         other = build_engine(config, "torch", seed=2, device="cpu")
         checkpoint.save_checkpoint(run_dir, other, {"epoch": 2, "step": 2})
     rng = np.random.default_rng(0)

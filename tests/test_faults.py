@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from vaekit import disk
 from vaekit.cli import main
 from vaekit.engines import build_engine
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file, layout
+from vaekit.runs.metrics import read_metrics
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 #: mnist-small's 5,000 training images in batches of 250 (train_args)
@@ -82,8 +84,8 @@ def assert_checkpoint_whole(run: Path) -> int:
     """The run's committed checkpoint verifies against its record (or a complete pending save
     rolls forward) and loads; a reader gets its weights and changes nothing; returns its epoch
     (0: none yet)."""
-    state_file = run / checkpoint.STATE_FILE
-    pending = run / (checkpoint.STATE_FILE + checkpoint.TMP_SUFFIX)
+    state_file = run / layout.STATE_FILE
+    pending = run / (layout.STATE_FILE + disk.TMP_SUFFIX)
     if state_file.exists() and not pending.exists():
         files = json.loads(state_file.read_text())["files"]
         for name, digest in files.items():
@@ -92,11 +94,11 @@ def assert_checkpoint_whole(run: Path) -> int:
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(run, copy)
     try:
-        if not (copy / checkpoint.CONFIG_FILE).exists():
+        if not (copy / layout.CONFIG_FILE).exists():
             return 0
-        model, train, _ = checkpoint.read_config(copy)
+        model, train, _ = config_file.read_config(copy)
         checkpoint.recover(copy, model)
-        if not (copy / checkpoint.STATE_FILE).exists():
+        if not (copy / layout.STATE_FILE).exists():
             return 0
         engine = build_engine(model, train.engine, seed=train.seed)
         epoch = int(checkpoint.load_checkpoint(copy, engine)["epoch"])
@@ -108,14 +110,14 @@ def assert_checkpoint_whole(run: Path) -> int:
     whole = [engine.get_weights()]  # the checkpoint recovery rolls forward to, or the one before
     if state_file.exists():
         files = json.loads(state_file.read_text())["files"]
-        if sha256(run / checkpoint.WEIGHTS_FILE) == files[checkpoint.WEIGHTS_FILE]:
-            whole.append(load_file(run / checkpoint.WEIGHTS_FILE))
+        if sha256(run / layout.WEIGHTS_FILE) == files[layout.WEIGHTS_FILE]:
+            whole.append(load_file(run / layout.WEIGHTS_FILE))
     assert any(all(np.array_equal(read[k], w[k]) for k in w) for w in whole), "a torn read"
     return epoch
 
 
 def losses(run: Path) -> list[tuple[float, float, float]]:
-    return [(r["loss"], r["recon"], r["kl"]) for r in checkpoint.read_metrics(run)]
+    return [(r["loss"], r["recon"], r["kl"]) for r in read_metrics(run)]
 
 
 @pytest.mark.parametrize("engine, epochs", [("numpy", 24), ("torch", 16)])
@@ -128,8 +130,8 @@ def test_kill_9_again_and_again_then_resume_ends_with_the_same_weights(tmp_path,
     rng = random.Random(f"{engine}-kills")
     kills, saved, code = [], 0, None
     for attempt in range(KILLS + 1):
-        if (run / checkpoint.STATE_FILE).exists() or (
-            run / (checkpoint.STATE_FILE + checkpoint.TMP_SUFFIX)
+        if (run / layout.STATE_FILE).exists() or (
+            run / (layout.STATE_FILE + disk.TMP_SUFFIX)
         ).exists():
             argv = ["train", "--resume", "--out", str(run), "--quiet"]
         else:  # killed before its first checkpoint: start again
@@ -152,17 +154,17 @@ def test_kill_9_again_and_again_then_resume_ends_with_the_same_weights(tmp_path,
     assert len(kills) >= 8, kills
     print(f"{engine}: {len(kills)} kills survived ({', '.join(kills)})")
 
-    assert not list(run.glob(f"*{checkpoint.TMP_SUFFIX}"))
+    assert not list(run.glob(f"*{disk.TMP_SUFFIX}"))
     got, want = (
-        load_file(run / checkpoint.WEIGHTS_FILE),
-        load_file(reference / checkpoint.WEIGHTS_FILE),
+        load_file(run / layout.WEIGHTS_FILE),
+        load_file(reference / layout.WEIGHTS_FILE),
     )
     for name in want:
         if engine == "numpy":
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
         else:
             np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7, err_msg=name)
-    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == list(range(1, epochs + 1))
+    assert [r["epoch"] for r in read_metrics(run)] == list(range(1, epochs + 1))
     np.testing.assert_allclose(
         losses(run), losses(reference), rtol=0 if engine == "numpy" else 1e-6
     )
@@ -200,12 +202,12 @@ def test_a_failing_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, cap
     monkeypatch.setattr(os, "fsync", real_fsync)
     monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
 
-    assert not list(run.glob(f"*{checkpoint.TMP_SUFFIX}"))
+    assert not list(run.glob(f"*{disk.TMP_SUFFIX}"))
     assert assert_checkpoint_whole(run) == 1
     assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
     got, want = (
-        load_file(run / checkpoint.WEIGHTS_FILE),
-        load_file(reference / checkpoint.WEIGHTS_FILE),
+        load_file(run / layout.WEIGHTS_FILE),
+        load_file(reference / layout.WEIGHTS_FILE),
     )
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
@@ -234,7 +236,7 @@ def test_a_disk_that_fills_under_tensorboard_is_one_line_and_keeps_the_checkpoin
     real, written = record_writer.RecordWriter.write, []
 
     def filling(self, data):
-        if (run / checkpoint.STATE_FILE).exists():  # epoch 1 is saved: the disk is full now
+        if (run / layout.STATE_FILE).exists():  # epoch 1 is saved: the disk is full now
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         written.append(len(data))
         return real(self, data)
@@ -250,7 +252,7 @@ def test_a_disk_that_fills_under_tensorboard_is_one_line_and_keeps_the_checkpoin
     assert written and assert_checkpoint_whole(run) == 1
     monkeypatch.setattr(record_writer.RecordWriter, "write", real)
     assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
-    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == [1, 2, 3]
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]
 
 
 def test_a_divergence_on_data_of_a_huge_scale_points_at_the_scale(tmp_path, capsys):
@@ -293,10 +295,10 @@ def test_the_kill_driver_kills_at_the_event_it_is_told(tmp_path):
     proc = launch("write:1", [*train_args("numpy", 3), "--out", str(run)])
     assert proc.wait(timeout=GUARD) == -9  # before the first fsync, of config.json's temporary
     assert sorted(p.name for p in run.iterdir()) == [
-        checkpoint.CONFIG_FILE + checkpoint.TMP_SUFFIX,
-        checkpoint.LOCK_FILE,
+        layout.CONFIG_FILE + disk.TMP_SUFFIX,
+        layout.LOCK_FILE,
     ]
     proc = launch(f"step:{STEPS_PER_EPOCH + 1}", [*train_args("numpy", 3), "--out", str(run)])
     assert proc.wait(timeout=GUARD) == -9  # the first step of epoch 2: epoch 1 saved, no more
-    assert json.loads((run / checkpoint.STATE_FILE).read_text())["epoch"] == 1
-    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == [1]
+    assert json.loads((run / layout.STATE_FILE).read_text())["epoch"] == 1
+    assert [r["epoch"] for r in read_metrics(run)] == [1]

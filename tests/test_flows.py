@@ -19,7 +19,8 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.engines.torch.flows import InverseAutoregressiveFlow, made_masks
 from vaekit.engines.torch.model import VAE
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file, layout
+from vaekit.runs.metrics import read_metrics
 
 SMALL = ["--hidden", "32", "--latent-dim", "3", "--batch-size", "250", "--quiet"]
 FLOW = ["--flow", "iaf", "--flow-steps", "2", "--flow-hidden", "16"]
@@ -304,17 +305,17 @@ def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(
     flow_runs, objective, capsys, tmp_path
 ):
     cut, straight = flow_runs[f"{objective}-cut"], flow_runs[f"{objective}-straight"]
-    config = checkpoint.read_config(cut)[0]
+    config = config_file.read_config(cut)[0]
     assert config.flow == "iaf" and config.flow_steps == 2 and config.flow_hidden == (16,)
     code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
     assert code == 0, err
-    got = load_file(cut / checkpoint.WEIGHTS_FILE)
-    want = load_file(straight / checkpoint.WEIGHTS_FILE)
+    got = load_file(cut / layout.WEIGHTS_FILE)
+    want = load_file(straight / layout.WEIGHTS_FILE)
     assert sorted(got) == sorted(want) and any(k.startswith("flow.1.") for k in got)
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    losses = [r["loss"] for r in checkpoint.read_metrics(cut)]
-    assert losses == [r["loss"] for r in checkpoint.read_metrics(straight)]
+    losses = [r["loss"] for r in read_metrics(cut)]
+    assert losses == [r["loss"] for r in read_metrics(straight)]
 
     code, _, err = run_cli(capsys, "sample", straight, "-n", "4", "--npy", tmp_path / "s.npy")
     assert code == 0, err
@@ -360,7 +361,7 @@ def test_onnx_export_of_a_flow_model_is_its_base_posterior_and_says_so(tmp_path)
     engine = build_engine(config, "torch", seed=0, device="cpu")
     run = tmp_path / "run"
     run.mkdir()
-    checkpoint.write_config(run, config, TrainConfig(), "train")
+    config_file.write_config(run, config, TrainConfig(), "train")
     checkpoint.save_checkpoint(run, engine, {"epoch": 1, "step": 1})
     export.export_onnx(run, tmp_path / "onnx")
     manifest = json.loads((tmp_path / "onnx" / export.MANIFEST_FILE).read_text())

@@ -16,7 +16,8 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import RawData
 from vaekit.data.splits import validation_split
 from vaekit.measure.evaluation import ElboResult
-from vaekit.runs import checkpoint
+from vaekit.runs import best_weights, checkpoint, config_file, loading
+from vaekit.runs.metrics import read_metrics
 from vaekit.train import loop
 from vaekit.train.loop import LoopState, TrainingData, resume_run, start_run
 
@@ -77,10 +78,10 @@ def test_resume_with_a_validation_split_is_bit_exact(images, tmp_path):
     cut = checkpoint.load_weights(tmp_path / "cut", MODEL)
     for name, array in whole.items():
         np.testing.assert_array_equal(cut[name], array, err_msg=name)
-    metrics = checkpoint.read_metrics(tmp_path / "cut")
+    metrics = read_metrics(tmp_path / "cut")
     assert all("val_loss" in m and np.isfinite(m["val_loss"]) for m in metrics)
     assert [m["val_loss"] for m in metrics] == [
-        m["val_loss"] for m in checkpoint.read_metrics(tmp_path / "whole")
+        m["val_loss"] for m in read_metrics(tmp_path / "whole")
     ]
 
 
@@ -100,8 +101,8 @@ def scripted(monkeypatch, losses):
 def test_keep_best_keeps_the_weights_of_the_lowest_held_out_loss(images, tmp_path, monkeypatch):
     scripted(monkeypatch, [5.0, 3.0, 4.0])
     start_run(MODEL, config(images, keep="best"), tmp_path / "run", progress=False, log=quiet)
-    losses = [m["val_loss"] for m in checkpoint.read_metrics(tmp_path / "run")]
-    best = checkpoint.read_best(tmp_path / "run")
+    losses = [m["val_loss"] for m in read_metrics(tmp_path / "run")]
+    best = best_weights.read_best(tmp_path / "run")
     assert losses == [5.0, 3.0, 4.0]
     assert best["epoch"] == 1 + int(np.argmin(losses)) == 2
     assert best["loss"] == 3.0 and best["split"] == "val"
@@ -109,8 +110,8 @@ def test_keep_best_keeps_the_weights_of_the_lowest_held_out_loss(images, tmp_pat
     scripted(monkeypatch, [5.0, 3.0])
     start_run(MODEL, config(images, epochs=2), tmp_path / "two", progress=False, log=quiet)
     two = checkpoint.load_weights(tmp_path / "two", MODEL)
-    engine = checkpoint.open_run(tmp_path / "run", which="best")
-    last = checkpoint.open_run(tmp_path / "run")
+    engine = loading.open_run(tmp_path / "run", which="best")
+    last = loading.open_run(tmp_path / "run")
     for name, array in engine.get_weights().items():
         np.testing.assert_array_equal(array, two[name], err_msg=name)
     assert any(
@@ -171,8 +172,8 @@ def test_checkpoint_best_through_the_command_line(images, tmp_path, capsys):
     )
     assert code == 0, err
     assert "best held-out -ELBO" in out
-    best = checkpoint.read_best(run)
-    losses = [m["val_loss"] for m in checkpoint.read_metrics(run)]
+    best = best_weights.read_best(run)
+    losses = [m["val_loss"] for m in read_metrics(run)]
     assert best["epoch"] == 1 + int(np.argmin(losses))
     # the held-out −ELBO of the best weights, measured again, is the recorded one
     code, out, err = run_cli(capsys, "evaluate", run, "--checkpoint", "best", "--json", "--quiet")
@@ -191,7 +192,7 @@ def test_checkpoint_best_through_the_command_line(images, tmp_path, capsys):
         capsys, "train", "--data", images, "--epochs", "1", *TINY, "--out", run, "--force"
     )
     assert code == 0, err
-    assert checkpoint.read_best(run) is None and not (run / "best.safetensors").exists()
+    assert best_weights.read_best(run) is None and not (run / "best.safetensors").exists()
 
 
 def test_an_old_config_without_a_validation_fraction_trains_on_every_example(images, tmp_path):
@@ -200,7 +201,7 @@ def test_an_old_config_without_a_validation_fraction_trains_on_every_example(ima
     record = json.loads((run / "config.json").read_text())
     del record["train"]["val_fraction"]
     (run / "config.json").write_text(json.dumps(record))
-    assert checkpoint.read_config(run)[1].val_fraction == 0.0
+    assert config_file.read_config(run)[1].val_fraction == 0.0
 
 
 def test_threshold_fpr_flags_at_most_that_share_of_the_held_out_data(images, tmp_path, capsys):
@@ -262,7 +263,7 @@ def test_resume_keeps_the_data_settings_but_patience_may_change(images, tmp_path
         capsys, "train", "--resume", "--out", run, "--epochs", "2", "--patience", "3", "--quiet"
     )
     assert code == 0, err
-    assert checkpoint.read_config(run)[1].patience == 3
+    assert config_file.read_config(run)[1].patience == 3
 
 
 @pytest.mark.parametrize("binarize", ["none", "threshold", "dynamic"])

@@ -24,7 +24,8 @@ from vaekit.engines import build_engine
 from vaekit.engines.torch import hierarchy
 from vaekit.errors import ConfigError
 from vaekit.measure import evaluation
-from vaekit.runs import checkpoint
+from vaekit.runs import layout
+from vaekit.runs.metrics import read_metrics
 
 TINY = ModelConfig(input_shape=(5,), hidden=(6,), latent_dim=3, top_latent_dim=2, top_hidden=(4,))
 #: The command line's small two-layer model.
@@ -254,11 +255,11 @@ def test_cli_resume_of_a_two_layer_model_is_bit_exact(capsys, tmp_path, digits):
     train(capsys, digits, cut, "--epochs", "1")
     code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
     assert code == 0 and "resuming" in out, err
-    want, got = (load_file(run / checkpoint.WEIGHTS_FILE) for run in (whole, cut))
+    want, got = (load_file(run / layout.WEIGHTS_FILE) for run in (whole, cut))
     assert any(name.startswith("top.") for name in want)
     for name, array in want.items():
         np.testing.assert_array_equal(got[name], array, err_msg=name)
-    losses = [[r["loss"] for r in checkpoint.read_metrics(run)] for run in (whole, cut)]
+    losses = [[r["loss"] for r in read_metrics(run)] for run in (whole, cut)]
     assert losses[0] == losses[1]
 
 

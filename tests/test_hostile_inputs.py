@@ -29,7 +29,7 @@ from safetensors.numpy import save_file
 
 from vaekit.cli import main
 from vaekit.data.idx import write_idx
-from vaekit.runs import checkpoint
+from vaekit.runs import layout
 from vaekit.serve import server
 
 CANARY = "code-ran.txt"
@@ -102,7 +102,7 @@ def _truncate(path: Path) -> None:
 def _weights_of(run: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
-    return load_file(run / checkpoint.WEIGHTS_FILE)
+    return load_file(run / layout.WEIGHTS_FILE)
 
 
 def _edit_json(path: Path, edit: Callable[[dict], None]) -> None:
@@ -146,7 +146,7 @@ def _naming_the_canary(part: str) -> Callable[[Path], None]:
     def damage(run: Path) -> None:
         module = _module_writing_the_canary(run.parent)
         setting = {f"{part}_module": f"{module}:Net"}
-        _edit_json(run / checkpoint.CONFIG_FILE, lambda record: record["model"].update(setting))
+        _edit_json(run / layout.CONFIG_FILE, lambda record: record["model"].update(setting))
 
     return damage
 
@@ -172,15 +172,15 @@ def _fifo(root: Path, name: str) -> str:
 
 def _no_checkpoint_yet(run: Path) -> None:
     """A run stopped before its first epoch finished: config.json written, nothing else."""
-    for name in (checkpoint.STATE_FILE, checkpoint.WEIGHTS_FILE, checkpoint.OPTIMIZER_FILE):
+    for name in (layout.STATE_FILE, layout.WEIGHTS_FILE, layout.OPTIMIZER_FILE):
         (run / name).unlink()
 
 
 def _saved_by_the_estimator(run: Path) -> None:
     """As VAE.save writes a run: created_by estimator, no optimizer state, no commit record."""
-    _edit_json(run / checkpoint.CONFIG_FILE, lambda record: record.update(created_by="estimator"))
-    (run / checkpoint.STATE_FILE).unlink()
-    (run / checkpoint.OPTIMIZER_FILE).unlink()
+    _edit_json(run / layout.CONFIG_FILE, lambda record: record.update(created_by="estimator"))
+    (run / layout.STATE_FILE).unlink()
+    (run / layout.OPTIMIZER_FILE).unlink()
 
 
 def _fifo_in_place_of(name: str) -> Callable[[Path], None]:
@@ -202,7 +202,7 @@ def _nest(path: Path, depth: int) -> None:
 
 def _shapes_mismatch(run: Path) -> None:
     weights = {k: np.zeros((3, 3), np.float32) for k in _weights_of(run)}
-    save_file(weights, str(run / checkpoint.WEIGHTS_FILE))
+    save_file(weights, str(run / layout.WEIGHTS_FILE))
 
 
 def _zip_of(members: dict[str, bytes]) -> bytes:
@@ -433,52 +433,50 @@ FILE_WORDS = {
 
 #: Damage to a copy of a trained run ({run}); the command then uses that run.
 RUN_DAMAGE: dict[str, Callable[[Path], None]] = {
-    "pickle in place of the weights": lambda run: (run / checkpoint.WEIGHTS_FILE).write_bytes(
+    "pickle in place of the weights": lambda run: (run / layout.WEIGHTS_FILE).write_bytes(
         pickle_bytes(run.parent)
     ),
-    "pickle in place of the optimizer state": lambda run: (
-        run / checkpoint.OPTIMIZER_FILE
-    ).write_bytes(pickle_bytes(run.parent)),
-    "truncated weights": lambda run: _truncate(run / checkpoint.WEIGHTS_FILE),
+    "pickle in place of the optimizer state": lambda run: (run / layout.OPTIMIZER_FILE).write_bytes(
+        pickle_bytes(run.parent)
+    ),
+    "truncated weights": lambda run: _truncate(run / layout.WEIGHTS_FILE),
     "weights of the wrong shapes": _shapes_mismatch,
-    "edited config.json": lambda run: _edit_json(run / checkpoint.CONFIG_FILE, _set_hidden),
-    "config.json not JSON": lambda run: (run / checkpoint.CONFIG_FILE).write_text("{oops"),
-    "config.json a pickle": lambda run: (run / checkpoint.CONFIG_FILE).write_bytes(
+    "edited config.json": lambda run: _edit_json(run / layout.CONFIG_FILE, _set_hidden),
+    "config.json not JSON": lambda run: (run / layout.CONFIG_FILE).write_text("{oops"),
+    "config.json a pickle": lambda run: (run / layout.CONFIG_FILE).write_bytes(
         pickle_bytes(run.parent)
     ),
-    "state.json garbage": lambda run: (run / checkpoint.STATE_FILE).write_text('{"files": 3}'),
-    "weights missing": lambda run: (run / checkpoint.WEIGHTS_FILE).unlink(),
-    "state.json epoch 'two'": lambda run: _set_raw(run / checkpoint.STATE_FILE, "epoch", '"two"'),
-    "state.json epoch 1e400": lambda run: _set_raw(run / checkpoint.STATE_FILE, "epoch", "1e400"),
-    "state.json epoch -5": lambda run: _set_raw(run / checkpoint.STATE_FILE, "epoch", "-5"),
-    "state.json without loop_rng": lambda run: _set_raw(run / checkpoint.STATE_FILE, "loop_rng"),
+    "state.json garbage": lambda run: (run / layout.STATE_FILE).write_text('{"files": 3}'),
+    "weights missing": lambda run: (run / layout.WEIGHTS_FILE).unlink(),
+    "state.json epoch 'two'": lambda run: _set_raw(run / layout.STATE_FILE, "epoch", '"two"'),
+    "state.json epoch 1e400": lambda run: _set_raw(run / layout.STATE_FILE, "epoch", "1e400"),
+    "state.json epoch -5": lambda run: _set_raw(run / layout.STATE_FILE, "epoch", "-5"),
+    "state.json without loop_rng": lambda run: _set_raw(run / layout.STATE_FILE, "loop_rng"),
     "state.json with a malformed loop_rng": lambda run: _set_raw(
-        run / checkpoint.STATE_FILE, "loop_rng", '{"bit_generator": "PCG64", "state": {"inc": -1}}'
+        run / layout.STATE_FILE, "loop_rng", '{"bit_generator": "PCG64", "state": {"inc": -1}}'
     ),
-    "state.json without its engine block": lambda run: _set_raw(
-        run / checkpoint.STATE_FILE, "engine"
-    ),
+    "state.json without its engine block": lambda run: _set_raw(run / layout.STATE_FILE, "engine"),
     "state.json with a malformed engine block": lambda run: _set_raw(
-        run / checkpoint.STATE_FILE, "engine", '{"optimizer": "adam", "step": "x"}'
+        run / layout.STATE_FILE, "engine", '{"optimizer": "adam", "step": "x"}'
     ),
-    "state.json nested 100,000 deep": lambda run: _nest(run / checkpoint.STATE_FILE, 100_000),
-    "config.json nested 100,000 deep": lambda run: _nest(run / checkpoint.CONFIG_FILE, 100_000),
+    "state.json nested 100,000 deep": lambda run: _nest(run / layout.STATE_FILE, 100_000),
+    "config.json nested 100,000 deep": lambda run: _nest(run / layout.CONFIG_FILE, 100_000),
     "config.json with a 5000-digit number": lambda run: _set_raw(
-        run / checkpoint.CONFIG_FILE, "created_by", "9" * 5000
+        run / layout.CONFIG_FILE, "created_by", "9" * 5000
     ),
     "config.json with sigma 10^400": lambda run: _edit_json(
-        run / checkpoint.CONFIG_FILE, lambda record: record["model"].update(sigma=10**400)
+        run / layout.CONFIG_FILE, lambda record: record["model"].update(sigma=10**400)
     ),
     "config.json with hidden [10^30]": lambda run: _edit_json(
-        run / checkpoint.CONFIG_FILE, lambda record: record["model"].update(hidden=[10**30])
+        run / layout.CONFIG_FILE, lambda record: record["model"].update(hidden=[10**30])
     ),
     "config.json with batch_size 1e400": lambda run: _edit_json(
-        run / checkpoint.CONFIG_FILE, lambda record: record["train"].update(batch_size=math.inf)
+        run / layout.CONFIG_FILE, lambda record: record["train"].update(batch_size=math.inf)
     ),
-    "a directory in place of metrics.jsonl": lambda run: _directory(run / checkpoint.METRICS_FILE),
-    "metrics.jsonl nested 100,000 deep": lambda run: _nest(run / checkpoint.METRICS_FILE, 100_000),
-    "metrics.jsonl nested 10,000 deep": lambda run: _nest(run / checkpoint.METRICS_FILE, 10_000),
-    "metrics.jsonl with a loss of text": lambda run: (run / checkpoint.METRICS_FILE).write_text(
+    "a directory in place of metrics.jsonl": lambda run: _directory(run / layout.METRICS_FILE),
+    "metrics.jsonl nested 100,000 deep": lambda run: _nest(run / layout.METRICS_FILE, 100_000),
+    "metrics.jsonl nested 10,000 deep": lambda run: _nest(run / layout.METRICS_FILE, 10_000),
+    "metrics.jsonl with a loss of text": lambda run: (run / layout.METRICS_FILE).write_text(
         '{"epoch": 1, "loss": "", "recon": 1, "kl": 1}\n'
     ),
     "config.json naming an encoder module that writes a file when imported": (
@@ -489,8 +487,8 @@ RUN_DAMAGE: dict[str, Callable[[Path], None]] = {
     ),
     "no checkpoint yet (stopped before its first epoch)": _no_checkpoint_yet,
     "weights saved by VAE.save (no optimizer state)": _saved_by_the_estimator,
-    "a FIFO in place of scaling.json": _fifo_in_place_of(checkpoint.SCALING_FILE),
-    "a FIFO in place of state.json": _fifo_in_place_of(checkpoint.STATE_FILE),
+    "a FIFO in place of scaling.json": _fifo_in_place_of(layout.SCALING_FILE),
+    "a FIFO in place of state.json": _fifo_in_place_of(layout.STATE_FILE),
 }
 #: The words the error of a RUN_DAMAGE case must contain, where they matter.
 DAMAGE_WORDS = {

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from vaekit.cli import main
-from vaekit.runs import checkpoint
+from vaekit.runs import layout
 from vaekit.serve import server
 
 RUNS = {"plain": [], "conditional": ["--conditional"]}
@@ -59,15 +59,15 @@ COMMANDS: dict[str, Callable[[Path, Path], list[str]]] = {
 }
 
 FILES = (
-    checkpoint.CONFIG_FILE,
-    checkpoint.STATE_FILE,
-    checkpoint.METRICS_FILE,
-    checkpoint.WEIGHTS_FILE,
-    checkpoint.OPTIMIZER_FILE,
+    layout.CONFIG_FILE,
+    layout.STATE_FILE,
+    layout.METRICS_FILE,
+    layout.WEIGHTS_FILE,
+    layout.OPTIMIZER_FILE,
 )
 #: Fields an edit may change or remove, per JSON file (in metrics.jsonl: of its last record).
 FIELDS = {
-    checkpoint.STATE_FILE: [
+    layout.STATE_FILE: [
         (),
         ("epoch",),
         ("step",),
@@ -84,9 +84,9 @@ FIELDS = {
         ("engine", "numpy_generator"),
         ("engine", "numpy_generator", "state", "inc"),
         ("files",),
-        ("files", checkpoint.WEIGHTS_FILE),
+        ("files", layout.WEIGHTS_FILE),
     ],
-    checkpoint.CONFIG_FILE: [
+    layout.CONFIG_FILE: [
         (),
         ("format",),
         ("created_by",),
@@ -109,7 +109,7 @@ FIELDS = {
         ("train", "lr"),
         ("train", "sample_count"),
     ],
-    checkpoint.METRICS_FILE: [(), ("epoch",), ("loss",), ("test_loss",), ("recon",), ("seconds",)],
+    layout.METRICS_FILE: [(), ("epoch",), ("loss",), ("test_loss",), ("recon",), ("seconds",)],
 }
 
 
@@ -194,14 +194,12 @@ def apply(run: Path, edit: tuple) -> None:
             return
         lines = path.read_text().splitlines()
         try:
-            document = json.loads(
-                lines[-1] if name == checkpoint.METRICS_FILE else "\n".join(lines)
-            )
+            document = json.loads(lines[-1] if name == layout.METRICS_FILE else "\n".join(lines))
         except (ValueError, RecursionError, IndexError):
             return  # an earlier edit made it unreadable
         text = _set(document, edit[2], edit[3])
         if text is not None:
-            lines = [*lines[:-1], text] if name == checkpoint.METRICS_FILE else [text]
+            lines = [*lines[:-1], text] if name == layout.METRICS_FILE else [text]
             path.write_text("\n".join(lines) + "\n")
         return
     if path.is_symlink() or path.is_file():

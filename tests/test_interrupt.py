@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from vaekit.cli import main
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file, loading
+from vaekit.runs.metrics import read_metrics
 
 
 def _default_interrupt() -> None:
@@ -62,10 +63,10 @@ def test_signal_stops_training_cleanly_and_resume_continues(tmp_path, signum, ca
         f"vaekit train --resume --out {run}"
     )
     assert "Traceback" not in err
-    checkpoint.recover(run, checkpoint.read_config(run)[0])
+    checkpoint.recover(run, config_file.read_config(run)[0])
     done = json.loads((run / "state.json").read_text())["epoch"]
     assert done >= 2 and not list(run.glob("*.tmp"))
-    checkpoint.open_run(run)  # the weights load and match config.json
+    loading.open_run(run)  # the weights load and match config.json
     assert main(["train", "--resume", "--out", str(run), "--epochs", str(done + 1), "--quiet"]) == 0
-    records = checkpoint.read_metrics(run)
+    records = read_metrics(run)
     assert [r["epoch"] for r in records] == list(range(1, done + 2))

@@ -19,7 +19,7 @@ from vaekit.engines.torch.engine import TorchEngine
 from vaekit.errors import ConfigError
 from vaekit.model import objectives
 from vaekit.model.priors import ClassConditional, GaussianMixture, has_closed_form_kl
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file, loading
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250", "--quiet"]
 
@@ -400,7 +400,7 @@ def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(flags, prior, tmp_
     train = ["train", "--data", "mnist-small", *SMALL, *flags]
     assert run_cli(capsys, *train, "--epochs", "2", "--out", whole)[0] == 0
     assert run_cli(capsys, *train, "--epochs", "1", "--out", cut)[0] == 0
-    config, _, _ = checkpoint.read_config(cut)
+    config, _, _ = config_file.read_config(cut)
     assert config.prior == prior
     code, out, _ = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
     assert code == 0 and "resuming" in out
@@ -421,7 +421,7 @@ def test_class_prior_samples_draw_each_labels_gaussian(tmp_path, capsys, monkeyp
     run = tmp_path / "run"
     train = ["train", "--data", "mnist-small", *SMALL, "--conditional", "--prior", "class"]
     assert run_cli(capsys, *train, "--epochs", "1", "--out", run)[0] == 0
-    engine = checkpoint.open_run(run)
+    engine = loading.open_run(run)
     weights = engine.get_weights()
     weights["prior.means"][3] = 10.0
     engine.set_weights(weights)
@@ -451,9 +451,9 @@ def test_an_old_conditional_run_loads_with_the_standard_prior(tmp_path, capsys):
     record = json.loads((run / "config.json").read_text())
     del record["model"]["prior"]  # as written before learned priors existed
     (run / "config.json").write_text(json.dumps(record))
-    config, _, _ = checkpoint.read_config(run)
+    config, _, _ = config_file.read_config(run)
     assert config.prior == "standard" and config.n_classes == 10
-    engine = checkpoint.open_run(run)
+    engine = loading.open_run(run)
     assert not any(name.startswith("prior.") for name in engine.get_weights())
     code, _, err = run_cli(capsys, "sample", run, "-n", "2", "--npy", tmp_path / "s.npy")
     assert code == 0, err
@@ -466,7 +466,7 @@ def test_a_conditional_model_gets_its_engine_default_prior(engine, prior, tmp_pa
     run = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", *SMALL, "--conditional", "--engine", engine]
     assert run_cli(capsys, *argv, "--epochs", "1", "--out", run)[0] == 0
-    assert checkpoint.read_config(run)[0].prior == prior
+    assert config_file.read_config(run)[0].prior == prior
     x, y = np.random.default_rng(0).uniform(size=(40, 6)), np.arange(40) % 2
     model = VAE(conditional=True, engine=engine, epochs=1, hidden=(8,), latent_dim=2, seed=0)
     assert model.fit(x, y).model_config_.prior == prior

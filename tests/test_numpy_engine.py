@@ -11,7 +11,7 @@ from vaekit.engines import build_engine
 from vaekit.engines.numpy import NumpyEngine
 from vaekit.engines.torch import TorchEngine
 from vaekit.model import objectives
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, loading
 from vaekit.train.loop import TrainingData, resume_run, start_run
 
 LIKELIHOODS = [
@@ -179,8 +179,8 @@ def test_cross_engine_checkpoint_round_trip(tmp_path, small_data, trained_with, 
         progress=False,
         log=lambda line: None,
     )
-    original = checkpoint.open_run(tmp_path)
-    other = checkpoint.open_run(tmp_path, engine=loaded_with)
+    original = loading.open_run(tmp_path)
+    other = loading.open_run(tmp_path, engine=loaded_with)
     assert (original.name, other.name) == (trained_with, loaded_with)
     z = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
     x = small_data.test[:10]

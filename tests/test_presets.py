@@ -8,7 +8,7 @@ import pytest
 
 from test_cli import assert_user_error, run_cli
 from vaekit.config.presets import PRESETS
-from vaekit.runs import checkpoint
+from vaekit.runs import config_file
 from vaekit.train.loop import learning_rate
 
 REFERENCE = {
@@ -76,7 +76,7 @@ def test_each_preset_trains_one_epoch(name, subset, tmp_path, capsys):
         "--quiet",
     )
     assert code == 0, err
-    model, train, _ = checkpoint.read_config(out)
+    model, train, _ = config_file.read_config(out)
     expected_model, expected_train = REFERENCE[name]
     assert {
         k: list(v) if isinstance(v, tuple) else v for k, v in model.to_dict().items()

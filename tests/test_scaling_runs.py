@@ -17,7 +17,7 @@ from vaekit.data import scaling as scaling_module
 from vaekit.data.readers import read_file
 from vaekit.data.splits import validation_split
 from vaekit.measure.evaluation import iwae_log_likelihood
-from vaekit.runs import checkpoint
+from vaekit.runs import loading
 
 TINY = ["--hidden", "8", "--latent-dim", "2", "--batch-size", "50", "--quiet"]
 
@@ -74,7 +74,7 @@ def test_score_and_encode_apply_the_run_scaling_to_every_input(table, capsys, tm
     whole = scores(capsys, run, root / "people.csv", "--iw-samples", "10", "--seed", "3")
     assert [int(r["index"]) for r in whole] == list(range(200))  # an INPUT is scored whole
     # the same numbers by hand: the stored scaling, the engine, the same k and seed
-    engine = checkpoint.open_run(run)
+    engine = loading.open_run(run)
     scaling = scaling_module.Scaling.load(run)
     x = scaling.apply(read_file(root / "people.csv").x)
     by_hand = iwae_log_likelihood(engine, x, 10, seed=3)
@@ -197,6 +197,6 @@ def test_images_of_mixed_sizes_train_at_image_size_and_later_inputs_are_resized(
     from vaekit.data.readers import read_image
 
     x = read_image(odd, (32, 32), "grey")[None].astype(np.float32) / 255
-    engine = checkpoint.open_run(run)
+    engine = loading.open_run(run)
     expected = iwae_log_likelihood(engine, x, 5, seed=0)[0]
     assert float(rows[0]["log_px"]) == pytest.approx(expected, abs=1e-3)

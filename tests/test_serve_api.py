@@ -16,7 +16,7 @@ from vaekit.data import load_dataset
 from vaekit.draw import figures
 from vaekit.draw.gallery import posterior_means
 from vaekit.model.priors import StandardNormal
-from vaekit.runs import checkpoint
+from vaekit.runs import loading
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import LIMIT_FACTOR, Explorer
 
@@ -87,9 +87,8 @@ def test_decode_gives_the_decoder_mean_as_a_png(client, runs):
     a = image_of(client.get("/api/decode", params={"z": "0,0"}))
     b = image_of(client.get("/api/decode", params={"z": "2.5,-1.5"}))
     assert a.shape == (28, 28) and a.dtype == np.uint8 and not np.array_equal(a, b)
-    from vaekit.runs import checkpoint
 
-    engine = checkpoint.open_run(runs["plain"])
+    engine = loading.open_run(runs["plain"])
     want = engine.decode(np.array([[2.5, -1.5]], np.float32))[0, 0]
     np.testing.assert_allclose(b / 255.0, want, atol=1 / 255 + 1e-6)
 
@@ -499,7 +498,7 @@ class ScaledNormal(StandardNormal):
 
 
 def test_the_explorer_samples_and_ranges_follow_the_runs_prior(runs, monkeypatch):
-    engine = checkpoint.open_run(runs["plain"])
+    engine = loading.open_run(runs["plain"])
     monkeypatch.setattr(type(engine), "prior", ScaledNormal(2))
     client = TestClient(create_app(Explorer(engine, None, None)), base_url=LOCAL)
     drawn = client.get("/api/sample", params={"seed": 5}).json()["z"]
@@ -559,7 +558,7 @@ def test_uploads_are_read_with_the_runs_image_size_and_scaling(runs):
     from vaekit.data.readers import read_image
     from vaekit.data.scaling import fit_array
 
-    engine = checkpoint.open_run(runs["plain"])
+    engine = loading.open_run(runs["plain"])
     scaling = fit_array("standardize", np.random.default_rng(0).uniform(0, 255, (50, 1, 28, 28)))
     explorer = Explorer(engine, None, None, scaling=scaling, image_size=(28, 28))
     buffer = io.BytesIO()

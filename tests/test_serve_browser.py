@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import explorer_runs
-from vaekit.runs.checkpoint import open_run
+from vaekit.runs.loading import open_run
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import Explorer
 from vaekit.serve.server import BackgroundServer

@@ -138,7 +138,7 @@ def test_disentanglement_of_the_true_factors_is_one(shapes_run, monkeypatch, cap
             served.extend(rows)
             return rows.astype(np.float32), np.zeros(rows.shape, np.float32)
 
-    monkeypatch.setattr(run_disentanglement.checkpoint, "open_run", lambda *a: FactorEncoder())
+    monkeypatch.setattr(run_disentanglement.loading, "open_run", lambda *a: FactorEncoder())
     code, out, _ = run_cli(capsys, "disentanglement", shapes_run, "--json")
     assert code == 0 and len(served) == SMALL.n_images
     result = json.loads(out)

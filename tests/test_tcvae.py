@@ -15,7 +15,7 @@ from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError
 from vaekit.model import objectives
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, config_file
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250", "--quiet"]
 
@@ -173,7 +173,7 @@ def test_cli_trains_evaluates_samples_and_resumes_bit_exactly(tmp_path, capsys):
     train = ["train", "--data", "mnist-small", *SMALL, "--objective", "tcvae", "--beta", "6"]
     assert run_cli(capsys, *train, "--epochs", "2", "--kl-warmup", "1", "--out", whole)[0] == 0
     assert run_cli(capsys, *train, "--epochs", "1", "--kl-warmup", "1", "--out", cut)[0] == 0
-    config, _, _ = checkpoint.read_config(cut)
+    config, _, _ = config_file.read_config(cut)
     assert config.objective == "tcvae" and config.beta == 6.0
     code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
     assert code == 0 and "resuming" in out, err
@@ -230,7 +230,7 @@ def test_a_config_file_names_the_objective(tmp_path, capsys):
     argv = ["train", "--config", settings, "--data", "mnist-small", "--epochs", "1", "--quiet"]
     code, _, err = run_cli(capsys, *argv, "--batch-size", "500", "--out", out)
     assert code == 0, err
-    config, _, _ = checkpoint.read_config(out)
+    config, _, _ = config_file.read_config(out)
     assert (config.objective, config.beta, config.latent_dim) == ("tcvae", 6.0, 3)
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nobjective = "tcvae"\nprior = "mog"\n')

@@ -11,7 +11,8 @@ import pytest
 from safetensors.numpy import load_file
 
 from cli_runner import run_cli, user_error
-from vaekit.runs import checkpoint
+from vaekit.runs import config_file, layout, loading
+from vaekit.runs.metrics import read_metrics
 from vaekit.train import tracking
 
 TINY = ["--data", "mnist-small", "--hidden", "16", "--latent-dim", "2", "--batch-size", "500"]
@@ -23,7 +24,7 @@ def refused(capsys, *argv, words):
 
 
 def weights(run):
-    return load_file(run / checkpoint.WEIGHTS_FILE)
+    return load_file(run / layout.WEIGHTS_FILE)
 
 
 def test_tensorboard_logger_writes_steps_epochs_figures_and_settings(tmp_path, capsys):
@@ -38,7 +39,7 @@ def test_tensorboard_logger_writes_steps_epochs_figures_and_settings(tmp_path, c
     assert code == 0, err
     reader = EventAccumulator(str(run / tracking.TENSORBOARD_DIR), size_guidance={"images": 0})
     reader.Reload()
-    records = checkpoint.read_metrics(run)
+    records = read_metrics(run)
     steps = records[-1]["step"]  # 10 batches of 500 per epoch
     assert [e.step for e in reader.Scalars("step/loss")] == list(range(1, steps + 1))
     for key in ("epoch", "loss", "recon", "kl", "test_loss"):  # at the step ending the epoch
@@ -88,7 +89,7 @@ def test_a_runs_config_json_repeats_the_run_exactly(tmp_path, capsys):
     assert code == 0, err
     a, b = weights(first), weights(second)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    assert checkpoint.read_config(first)[:2] == checkpoint.read_config(second)[:2]
+    assert config_file.read_config(first)[:2] == config_file.read_config(second)[:2]
 
 
 def test_flags_override_a_config_file_and_presets_print_valid_toml(tmp_path, capsys):
@@ -100,7 +101,7 @@ def test_flags_override_a_config_file_and_presets_print_valid_toml(tmp_path, cap
     code, out, err = run_cli(capsys, "train", "--config", path, *TINY, "--epochs", 1,
                              "--out", run, "--quiet")  # fmt: skip
     assert code == 0, err
-    model, train, _ = checkpoint.read_config(run)
+    model, train, _ = config_file.read_config(run)
     assert (model.hidden, model.latent_dim, train.epochs, train.batch_size) == ((16,), 2, 1, 500)
     assert train.data.endswith("mnist-small")
     assert (
@@ -137,7 +138,7 @@ def test_export_writes_onnx_models_that_onnxruntime_runs(tmp_path, capsys):
     assert code == 0, err
     manifest = json.loads((out / "vaekit-onnx.json").read_text())
     assert manifest["scaling"]["method"] == "unit"
-    engine = checkpoint.open_run(run, "torch", "cpu")
+    engine = loading.open_run(run, "torch", "cpu")
     x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
     session = onnxruntime.InferenceSession(str(out / "encoder.onnx"))
     name = session.get_inputs()[0].name

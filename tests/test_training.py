@@ -9,7 +9,8 @@ from conftest import quick_config
 from vaekit.cli import main
 from vaekit.config.settings import ModelConfig
 from vaekit.errors import ConfigError, DataError, TrainingDiverged
-from vaekit.runs import checkpoint
+from vaekit.runs import checkpoint, layout
+from vaekit.runs.metrics import read_metrics
 from vaekit.train.loop import TrainingData, kl_weight, resume_run, start_run
 
 
@@ -111,7 +112,7 @@ def test_resume_of_finished_run_redraws_its_figures_and_says_how_to_train_longer
     with pytest.raises(ConfigError, match="already trained 2 epochs"):
         _resume(monkeypatch, run, small_data, epochs=1)
     assert [h["epoch"] for h in _resume(monkeypatch, run, small_data, epochs=3)] == [2, 3]
-    assert [r["epoch"] for r in checkpoint.read_metrics(run)] == [1, 2, 3]
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]
 
 
 def test_non_empty_run_dir_is_refused_unless_forced(tmp_path, small_model, small_data):
@@ -131,10 +132,10 @@ def test_a_folder_holding_only_the_lock_and_vaekit_temporaries_counts_as_empty(
     """What a run killed before its first whole file leaves: a new run may start there."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / checkpoint.LOCK_FILE).write_text("")
+    (run / layout.LOCK_FILE).write_text("")
     (run / "config.json.tmp").write_text('{"format": "vaek')
     _train(tmp_path, small_model, small_data, epochs=1)
-    assert not (run / "config.json.tmp").exists() and checkpoint.is_run(run)
+    assert not (run / "config.json.tmp").exists() and layout.is_run(run)
 
 
 TRAIN_ONE_EPOCH = [

@@ -9,7 +9,7 @@ from cli_runner import run_cli, user_error
 from vaekit.cli import main
 from vaekit.draw import figures, gallery
 from vaekit.measure.evaluation import latent_statistics
-from vaekit.runs import checkpoint
+from vaekit.runs import loading
 from vaekit.runs.inputs import run_data
 
 #: The base URL of the test client: a Host the explorer answers (see create_app).
@@ -50,7 +50,7 @@ def test_traversal_latents_vary_only_their_dimension():
 
 @pytest.mark.parametrize("name", ["normal", "mog"])
 def test_rows_sweep_the_prior_quantiles_from_the_median(runs, name, tmp_path, monkeypatch):
-    engine = checkpoint.open_run(runs[name])
+    engine = loading.open_run(runs[name])
     x = run_data(runs[name])[0].x[:200]
     seen = []
     decode = engine.decode
@@ -72,7 +72,7 @@ def test_rows_sweep_the_prior_quantiles_from_the_median(runs, name, tmp_path, mo
 
 
 def test_order_is_descending_kl_as_evaluate_reports(runs):
-    engine = checkpoint.open_run(runs["normal"])
+    engine = loading.open_run(runs["normal"])
     x = run_data(runs["normal"])[0].x
     order, score, name = gallery.dimension_order(engine, x)
     stats = latent_statistics(engine, x[: gallery.TRAVERSAL_ORDER_POINTS])
@@ -97,7 +97,7 @@ def test_cli_grid_npy_and_data_base(runs, tmp_path, capsys, monkeypatch):
         capsys, "traverse", run, "--data", "mnist-small", "--index", "2", "--out", out
     )
     assert code == 0, err
-    engine = checkpoint.open_run(run)
+    engine = loading.open_run(run)
     x = run_data(run, "mnist-small")[0].x
     np.testing.assert_allclose(seen[0], engine.encode(x[2:3])[0][0], rtol=1e-6)
 
@@ -116,7 +116,7 @@ def test_index_without_data_encodes_the_runs_held_out_input(runs, tmp_path, caps
         code, _, err = run_cli(capsys, "traverse", run, *extra, "--out", out)
         assert code == 0, err
     x = run_data(run, None, "heldout")[0].x
-    np.testing.assert_allclose(seen[0], checkpoint.open_run(run).encode(x[4:5])[0][0], rtol=1e-6)
+    np.testing.assert_allclose(seen[0], loading.open_run(run).encode(x[4:5])[0][0], rtol=1e-6)
     assert seen[1] is None
 
 
@@ -146,7 +146,7 @@ def test_missing_run_is_one_line(tmp_path, capsys):
 
 
 def test_label_reaches_decode(runs, tmp_path, monkeypatch):
-    engine = checkpoint.open_run(runs["cond"])
+    engine = loading.open_run(runs["cond"])
     data = run_data(runs["cond"])[0]
     seen = []
     decode = engine.decode

@@ -33,24 +33,17 @@ from vaekit.data.labels import class_labels
 from vaekit.data.readers import as_examples
 from vaekit.data.scaling import Scaling, fit_array
 from vaekit.data.splits import validation_split
-from vaekit.disk import parse_json, read_regular
+from vaekit.disk import parse_json, read_regular, write_atomic
 from vaekit.engines import Engine
 from vaekit.engines.sampling import check_labels, reconstruct, sample_prior
 from vaekit.errors import CheckpointError, ConfigError, DataError, MissingExtra
 from vaekit.measure.evaluation import iwae_log_likelihood, outlier_threshold
 from vaekit.model.custom_networks import import_path
-from vaekit.runs.checkpoint import (
-    FEATURES_FILE,
-    MAX_RECORD_BYTES,
-    OUTLIERS_FILE,
-    open_run,
-    read_config,
-    read_metrics,
-    save_weights,
-    write_atomic,
-    write_config,
-    write_metrics,
-)
+from vaekit.runs.checkpoint import save_weights
+from vaekit.runs.config_file import read_config, write_config
+from vaekit.runs.layout import FEATURES_FILE, MAX_RECORD_BYTES, OUTLIERS_FILE
+from vaekit.runs.loading import open_run
+from vaekit.runs.metrics import read_metrics, write_metrics
 from vaekit.train.loop import (
     LoopState,
     TrainingData,

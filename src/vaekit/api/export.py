@@ -34,7 +34,7 @@ from vaekit import __version__, disk
 from vaekit.config.settings import ModelConfig
 from vaekit.data.scaling import Scaling
 from vaekit.errors import ConfigError, MissingExtra
-from vaekit.runs import checkpoint
+from vaekit.runs import loading
 
 if TYPE_CHECKING:
     from vaekit.engines.torch.model import VAE
@@ -69,7 +69,7 @@ def export_onnx(
     require_onnx()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_out_dir(out_dir)
-    engine = checkpoint.open_run(run_dir, "torch", "cpu", which, trust_code=trust_code)
+    engine = loading.open_run(run_dir, "torch", "cpu", which, trust_code=trust_code)
     scaling = scaling_record(Scaling.load(run_dir))
     config: ModelConfig = engine.config
     vae = _plain_linears(engine.model.eval())

@@ -21,7 +21,7 @@ from typing import NamedTuple, NoReturn
 
 import numpy as np
 
-from vaekit import __version__
+from vaekit import __version__, disk
 from vaekit.config.files import FROM_THE_DATA, read_settings, to_toml
 from vaekit.config.presets import PRESETS, Preset, get_preset
 from vaekit.config.settings import (
@@ -69,8 +69,9 @@ from vaekit.measure.evaluation import (
     latent_statistics,
     outlier_threshold,
 )
-from vaekit.runs import checkpoint
+from vaekit.runs import best_weights, checkpoint, config_file, layout, loading
 from vaekit.runs.inputs import SPLITS, held_out, part_read, run_data
+from vaekit.runs.metrics import CURVE_KEYS, read_metrics
 from vaekit.text import plural
 from vaekit.train.loop import TrainingData, resume_run, start_run
 
@@ -90,7 +91,7 @@ class Interrupted(Exception):
         self.run_dir = Path(run_dir)
 
     def message(self) -> str:
-        if (self.run_dir / checkpoint.STATE_FILE).exists():
+        if (self.run_dir / layout.STATE_FILE).exists():
             return (
                 f"interrupted; every finished epoch is saved in {self.run_dir}; continue with: "
                 f"vaekit train --resume --out {self.run_dir}"
@@ -263,7 +264,7 @@ def _resume_conflicts(args: argparse.Namespace, run: Path) -> list[str]:
     '--flag VALUE (the run has VALUE)'. Values are compared as the configs hold them, so
     '--hidden 32' agrees with (32,), a relative path with the stored absolute one, and a
     preset's settings with the run's."""
-    model, train, _ = checkpoint.read_config(run)
+    model, train, _ = config_file.read_config(run)
     train = replace(train, data=absolute_source(train.data))
     wanted = _settings(args)
     given = {**_given(args, MODEL_FIELDS), **_given(args, TRAIN_FIELDS)}
@@ -374,11 +375,11 @@ def _print_summary(last: dict, out: Path) -> None:
     if "val_loss" not in last and "test_loss" not in last:
         epochs = plural(last["epoch"], "epoch")
         print(f"training -ELBO after {epochs}: {last['loss']:.2f} nats per example")
-    best = checkpoint.read_best(out)
+    best = best_weights.read_best(out)
     if best is not None:
         print(
             f"best held-out -ELBO: {best['loss']:.2f} nats at epoch {best['epoch']} "
-            f"(kept in {out / checkpoint.BEST_WEIGHTS_FILE}; --checkpoint best loads it)"
+            f"(kept in {out / layout.BEST_WEIGHTS_FILE}; --checkpoint best loads it)"
         )
     print(f"run saved in {out}")
 
@@ -428,10 +429,10 @@ def _train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     out = args.out
     force = args.force
-    if not force and out.is_dir() and not checkpoint.holds_nothing(out):
-        if not (out / checkpoint.CONFIG_FILE).exists():
+    if not force and out.is_dir() and not layout.holds_nothing(out):
+        if not (out / layout.CONFIG_FILE).exists():
             raise ConfigError(f"{out} is not empty and holds no run; choose another --out")
-        if checkpoint.read_record(out).get("created_by") != "demo":
+        if config_file.read_record(out).get("created_by") != "demo":
             raise ConfigError(
                 f"{out} holds a run that demo did not make; pass --force to replace it, or "
                 "choose another --out"
@@ -449,7 +450,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (10 if args.grid_by_label else 64)
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     classes = engine.config.n_classes
     if (args.label is not None or args.grid_by_label) and not classes:
         flag = "--label" if args.label is not None else "--grid-by-label"
@@ -518,7 +519,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _save_npy(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array.astype(np.float32), allow_pickle=False)
-    checkpoint.write_atomic(Path(path), buffer.getvalue())
+    disk.write_atomic(Path(path), buffer.getvalue())
 
 
 def _save_decoded_npy(run: Path, path: Path, images: np.ndarray) -> None:
@@ -529,7 +530,7 @@ def _save_decoded_npy(run: Path, path: Path, images: np.ndarray) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
     out = args.out or args.run / f"reconstructions-n{args.n}-seed{args.seed}.png"
@@ -559,7 +560,7 @@ def _unconditional(engine, what: str) -> None:
 
 
 def cmd_manifold(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     _drawable(engine)
     _unconditional(engine, "the latent manifold")
     pca_plane = engine.config.latent_dim > 2 and args.dims is None
@@ -572,7 +573,7 @@ def cmd_manifold(args: argparse.Namespace) -> int:
 
 
 def cmd_traverse(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     if args.label is not None and not engine.config.conditional:
         raise ConfigError(f"{args.run} is not a conditional model; --label needs one")
     k = engine.config.latent_dim
@@ -613,7 +614,7 @@ def _traversals_name(args: argparse.Namespace) -> str:
 
 def cmd_scatter(args: argparse.Namespace) -> int:
     figures.check_projection(args.method)  # t-SNE without scikit-learn: before any work
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)
     with _progress(args, "encoding", min(len(data.x), args.max_points)) as progress:
@@ -628,7 +629,7 @@ def cmd_scatter(args: argparse.Namespace) -> int:
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     _drawable(engine)
     _unconditional(engine, "an interpolation")
     x = _run_data(args, args.data, args.split)[0].x
@@ -641,8 +642,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    checkpoint.read_config(args.run)  # a run, or a clear error
-    records = checkpoint.read_metrics(args.run, checkpoint.CURVE_KEYS)
+    config_file.read_config(args.run)  # a run, or a clear error
+    records = read_metrics(args.run, CURVE_KEYS)
     if not records:
         raise ConfigError(f"{args.run} has no finished epochs in metrics.jsonl yet")
     out = args.out or args.run / f"curves-epoch{records[-1]['epoch']}.png"
@@ -676,7 +677,7 @@ def _progress(
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     data, mode = _run_data(args, args.data, args.split)
     started = time.perf_counter()
     y = _labels(engine, data)
@@ -697,7 +698,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "n": elbo.n,
         "protocol": {
             "data": data.name,
-            "split": part_read(checkpoint.read_config(args.run)[1], args.data, args.split),
+            "split": part_read(config_file.read_config(args.run)[1], args.data, args.split),
             "binarize": mode,
             "iw_samples": args.iw_samples,
             "seed": args.seed,
@@ -730,7 +731,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     inputs = [(source, _run_data(args, source, "all")[0]) for source in args.inputs]
     labels_of = [_labels(engine, data) for _, data in inputs]  # all checked before any work
     threshold = None
@@ -768,7 +769,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         if threshold is not None and not args.quiet:
             print(_threshold_line(args, threshold, name, len(scores)), file=sys.stderr)
         return 0
-    checkpoint.write_atomic(args.out, text.encode())
+    disk.write_atomic(args.out, text.encode())
     width = max(len(s[0]) for s in summary)
     print(f"log p(x) estimates (IWAE, k={args.iw_samples}), nats per example; wrote {args.out}")
     if threshold is not None:
@@ -840,7 +841,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
         raise ConfigError("--out must end in .npy (means), .npz (mu, logvar, y) or .csv")
-    engine = checkpoint.open_run(args.run, args.engine, args.device, args.checkpoint)
+    engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     data, _ = _run_data(args, args.data, args.split)
     mu, logvar = engine.encode(data.x, _labels(engine, data))
     buffer = io.BytesIO()
@@ -860,7 +861,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
             for m, lv, label in zip(mu, logvar, labels, strict=True)
         ]
         buffer.write(csv_text(header, rows).encode())
-    checkpoint.write_atomic(args.out, buffer.getvalue())
+    disk.write_atomic(args.out, buffer.getvalue())
     print(
         f"wrote posterior {'means' if suffix == '.npy' else 'means and log-variances'} of "
         f"{plural(len(mu), 'example')} ({plural(mu.shape[1], 'dimension')}) to {args.out}"
@@ -1149,7 +1150,7 @@ def _add_run_flags(p: argparse.ArgumentParser, out: bool = True) -> None:
 def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
-        choices=checkpoint.WHICH,
+        choices=layout.WHICH,
         default="last",
         help="the weights to use: last (default) or best (the best held-out -ELBO, --keep best)",
     )
@@ -1545,7 +1546,7 @@ def _import_trusted_code(args: argparse.Namespace) -> None:
         return
     run = getattr(args, "run", None) or (args.out if getattr(args, "resume", False) else None)
     if run is not None:
-        checkpoint.read_config(run, trust_code=True)
+        config_file.read_config(run, trust_code=True)
 
 
 def _fail(message: str) -> None:

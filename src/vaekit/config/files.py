@@ -32,13 +32,14 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.disk import parse_json, read_regular
 from vaekit.errors import ConfigError
 from vaekit.model.custom_networks import check_consent
-from vaekit.runs.checkpoint import RUN_FORMAT
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+#: The ``format`` of a run's ``config.json``, which is a settings file too.
+RUN_FORMAT = "vaekit-run"
 #: The largest settings file read (a config is a few hundred bytes).
 MAX_BYTES = 1 << 20
 SUFFIXES = (".toml", ".json")

@@ -96,7 +96,7 @@ class Scaling:
         return cls(method, shift, scale, low, high)
 
     def save(self, run_dir: str | Path) -> None:
-        from vaekit.runs.checkpoint import write_atomic
+        from vaekit.disk import write_atomic
 
         write_atomic(Path(run_dir) / SCALING_FILE, json.dumps(self.to_json()).encode())
 

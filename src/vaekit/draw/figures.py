@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vaekit.disk import write_atomic
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError
 from vaekit.model.priors import Prior, StandardNormal, standard_normal_quantile
-from vaekit.runs.checkpoint import write_atomic
 from vaekit.text import plural
 
 # matplotlib is imported by the functions that draw: a command that draws nothing never loads it.

@@ -14,7 +14,7 @@ from vaekit.engines import Engine
 from vaekit.engines.sampling import reconstruct, sample_prior
 from vaekit.errors import ConfigError
 from vaekit.measure.evaluation import latent_statistics
-from vaekit.runs import checkpoint
+from vaekit.runs.metrics import CURVE_KEYS, read_metrics
 from vaekit.text import plural
 
 SCATTER_POINTS = 10_000  # posterior means drawn in scatter.png (and used for the PCA plane)
@@ -249,6 +249,6 @@ def draw_all(
         scatter_labels = None if labels is None else labels[: len(latents)]
         figures.save_latent_scatter(latents, scatter_labels, run_dir / SCATTER)
         written.append(SCATTER)
-    curves = checkpoint.read_metrics(run_dir, checkpoint.CURVE_KEYS)
+    curves = read_metrics(run_dir, CURVE_KEYS)
     figures.save_training_curves(curves, run_dir / CURVES)
     return [run_dir / name for name in [*written, CURVES]]

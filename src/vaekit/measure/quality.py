@@ -169,17 +169,17 @@ def score_run(
     :class:`ConfigError`); adds n, the real count, the data set and the classifier used."""
     from vaekit.data.scaling import Scaling
     from vaekit.engines.sampling import sample_prior
-    from vaekit.runs import checkpoint
+    from vaekit.runs import config_file, loading
     from vaekit.runs.inputs import run_data
 
-    model, train, _ = checkpoint.read_config(run_dir)
+    model, train, _ = config_file.read_config(run_dir)
     if train.data not in WEIGHTS_FOR or tuple(model.input_shape) != (1, 28, 28):
         raise ConfigError(
             f"{run_dir} was trained on {train.data!r}; quality scores need a run on "
             f"{', '.join(WEIGHTS_FOR)} (1×28×28 grey images)"
         )
     net = load_network(train.data)
-    engine = checkpoint.open_run(run_dir, engine_name, device, which)
+    engine = loading.open_run(run_dir, engine_name, device, which)
     real, _ = run_data(run_dir, None, "test", data_dir=data_dir, binarize_mode="none")
     scaling = Scaling.load(run_dir)
     fake = to_unit(sample_prior(engine, n, seed=seed), scaling)

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vaekit import disk
 from vaekit.data import shapes
 from vaekit.data.dataset import RawData
 from vaekit.draw.gallery import posterior_means
 from vaekit.errors import ConfigError
 from vaekit.measure import disentanglement
-from vaekit.runs import checkpoint
+from vaekit.runs import config_file, loading
 from vaekit.runs.inputs import model_inputs
 
 #: Images drawn when n is not given (or the whole grid when it is smaller).
@@ -35,7 +36,7 @@ RESULT_FILE = "disentanglement.json"
 def factor_grid(run_dir: str | Path) -> tuple[str, shapes.ShapesGrid]:
     """(data set name, its factor grid) of the run, or ConfigError when its data set has no
     known generative factors."""
-    _, train, _ = checkpoint.read_config(run_dir)
+    _, train, _ = config_file.read_config(run_dir)
     if train.data not in shapes.DATASETS:
         raise ConfigError(
             f"{run_dir} was trained on {Path(train.data).name!r}, which has no known generative "
@@ -72,7 +73,7 @@ def score_run(
     disentanglement.sklearn_module()  # before the work: a missing extra in one line
     n = min(DEFAULT_N, grid.n_images) if n is None else n
     drawn = shapes.generate(grid, n, seed)
-    engine = checkpoint.open_run(run_dir, engine_name, device, which)
+    engine = loading.open_run(run_dir, engine_name, device, which)
     raw = RawData(x=drawn.x, y=None, name=name, pixels=True)
     data, _ = model_inputs(run_dir, raw, f"{n:,} images of {name}")
     codes = posterior_means(engine, data.x, limit=len(data.x)).astype(np.float64)
@@ -83,7 +84,7 @@ def score_run(
 def write_result(run_dir: str | Path, result: dict) -> Path:
     """Write ``result`` as the run's :data:`RESULT_FILE`, atomically; returns its path."""
     path = Path(run_dir) / RESULT_FILE
-    checkpoint.write_atomic(path, (json.dumps(result, indent=2) + "\n").encode())
+    disk.write_atomic(path, (json.dumps(result, indent=2) + "\n").encode())
     return path
 
 

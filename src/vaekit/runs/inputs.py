@@ -36,7 +36,7 @@ from vaekit.data.scaling import Scaling, fit_array
 from vaekit.data.sources import Subset, in_memory
 from vaekit.data.splits import validation_split
 from vaekit.errors import ConfigError, DataError
-from vaekit.runs import checkpoint
+from vaekit.runs.config_file import read_config
 from vaekit.train.loop import check_unit_range, fixed_binarization, held_out_fraction
 
 #: The parts of a run's own data a command can ask for (see the module docstring).
@@ -64,7 +64,7 @@ def run_data(
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
-    model, train, _ = checkpoint.read_config(run_dir)
+    model, train, _ = read_config(run_dir)
     raw, name = _raw(model, train, source, split, data_dir)
     return model_inputs(run_dir, raw, name, binarize_mode)
 
@@ -74,7 +74,7 @@ def model_inputs(
 ) -> tuple[Dataset, str]:
     """(the data set named ``name``, the binarization applied): the ``raw`` examples as inputs
     of the run in ``run_dir``, checked, scaled and binarized as :func:`run_data` says."""
-    model, train, _ = checkpoint.read_config(run_dir)
+    model, train, _ = read_config(run_dir)
     mode = binarize_mode or fixed_binarization(train.binarize)
     scaling = Scaling.load(run_dir) or fit_array(
         "auto", np.asarray(raw.x[:1]), pixels=raw.pixels, source=raw.name
@@ -162,7 +162,7 @@ def held_out(
 ) -> tuple[Dataset, str]:
     """The run's held-out data, as :func:`run_data` gives it, and its name: ``validation`` or
     ``test``; a run without held-out data raises :class:`DataError`."""
-    _, train, _ = checkpoint.read_config(run_dir)
+    _, train, _ = read_config(run_dir)
     part = part_read(train, None, "heldout")
     if part == "all":
         raise DataError(

@@ -40,7 +40,7 @@ from vaekit.draw.gallery import posterior_means
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.measure.evaluation import iwae_log_likelihood
-from vaekit.runs import checkpoint
+from vaekit.runs import config_file, loading
 from vaekit.runs.inputs import run_data
 
 #: The probabilities whose prior quantiles bound the sliders (and the map's least extent).
@@ -131,9 +131,9 @@ class Explorer:
         trust_code: bool = False,
     ):
         """The explorer of a run (its ``which`` weights: last or best), with its held-out data
-        as the map (if the data can be found); ``trust_code`` as :func:`checkpoint.open_run`."""
-        runner = checkpoint.open_run(Path(run_dir), engine, device, which, trust_code=trust_code)
-        _, train, _ = checkpoint.read_config(run_dir)
+        as the map (if the data can be found); ``trust_code`` as :func:`loading.open_run`."""
+        runner = loading.open_run(Path(run_dir), engine, device, which, trust_code=trust_code)
+        _, train, _ = config_file.read_config(run_dir)
         reading = {"scaling": Scaling.load(run_dir), "image_size": train.image_size}
         try:
             data, _ = run_data(run_dir)

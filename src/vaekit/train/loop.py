@@ -38,7 +38,8 @@ from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from vaekit.measure.evaluation import evaluate_elbo
-from vaekit.runs import checkpoint
+from vaekit.runs import best_weights, checkpoint, config_file, layout, lock
+from vaekit.runs.metrics import append_metrics, keep_metrics_until, last_metrics
 from vaekit.text import plural
 
 Log = Callable[[str], None]
@@ -288,21 +289,21 @@ def check_run_dir(run_dir: Path, *, force: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir} exists and is not a directory")
     if run_dir.is_dir():
-        checkpoint.check_not_busy(run_dir)
+        lock.check_not_busy(run_dir)
         _check_contents(run_dir, force=force)
 
 
 def _check_contents(run_dir: Path, *, force: bool) -> None:
     """Refuse a directory holding anything (but a lock and vaekit's temporaries) without
     ``force``, and one holding anything but a vaekit run even with it."""
-    if checkpoint.holds_nothing(run_dir):
+    if layout.holds_nothing(run_dir):
         return
     if not force:
         raise ConfigError(
             f"run directory {run_dir} is not empty; pass --resume to continue it, "
             "--force to replace it, or choose another --out"
         )
-    if not checkpoint.is_run(run_dir):
+    if not layout.is_run(run_dir):
         raise ConfigError(
             f"{run_dir} is not empty and holds no vaekit run (no config.json of one); --force "
             "replaces only a vaekit run, so choose another --out"
@@ -313,12 +314,12 @@ def prepare_run_dir(run_dir: Path, *, force: bool) -> None:
     """With the run's lock held: check again what ``run_dir`` holds (another process may have
     written it since :func:`check_run_dir`), then empty it of a previous run's own files."""
     _check_contents(run_dir, force=force)
-    checkpoint.clear_run(run_dir)
+    layout.clear_run(run_dir)
 
 
 def _writer_lock(run_dir: Path, main: bool) -> contextlib.AbstractContextManager:
     """The run's writer lock for the process that writes (rank 0 under torchrun)."""
-    return checkpoint.writing(run_dir) if main else contextlib.nullcontext()
+    return lock.writing(run_dir) if main else contextlib.nullcontext()
 
 
 @dataclass
@@ -352,7 +353,7 @@ class LoopState:
         (counts that are not whole numbers ≥ 0, a generator state numpy refuses, a best loss
         that is not a finite number) raises CheckpointError. A checkpoint written before best
         losses were kept has none."""
-        where = checkpoint.STATE_FILE
+        where = layout.STATE_FILE
         if not isinstance(state, dict):
             raise CheckpointError(f"{where} must hold a JSON object, not {type(state).__name__}")
         for name in ("epoch", "step"):
@@ -693,7 +694,7 @@ class RunWriter:
             ) from None
 
     def _save_epoch(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
-        checkpoint.append_metrics(self.run_dir, record)
+        append_metrics(self.run_dir, record)
         if self.tracker is not None:
             self.tracker.epoch(record)
         epoch = record["epoch"]
@@ -708,7 +709,7 @@ class RunWriter:
             self._track_image("reconstructions", path, state.step)
         if self.config.keep == "best" and state.best_epoch == epoch:
             split = "val" if "val_loss" in record else "test"
-            checkpoint.save_best(self.run_dir, engine, epoch, state.best_loss, split)
+            best_weights.save_best(self.run_dir, engine, epoch, state.best_loss, split)
         checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
 
     def _after_divergence(self, saved: int, scaling: Scaling | None) -> str:
@@ -807,7 +808,7 @@ def start_run(
     with _writer_lock(run_dir, main):
         if main:
             prepare_run_dir(run_dir, force=force)
-            checkpoint.write_config(run_dir, model, config, created_by)
+            config_file.write_config(run_dir, model, config, created_by)
             if data.scaling is not None:
                 data.scaling.save(run_dir)
         if on_start is not None:
@@ -828,7 +829,7 @@ def resume_run(
 ) -> list[dict[str, Any]]:
     """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given,
     stopping early with ``patience`` if given, both stored)
-    and return the metrics record of that epoch (see :func:`checkpoint.last_metrics`) followed
+    and return the metrics record of that epoch (see :func:`last_metrics`) followed
     by those of the epochs trained now (metrics.jsonl has them all); a finished run only gets
     its final figures again.
     ``data_dir``, where the data set lives now, replaces the run's stored one (in config.json
@@ -840,8 +841,8 @@ def resume_run(
     group = distributed.from_environment()
     main = group is None or group.is_main
     checkpoint.check_resumable(run_dir)
-    model, config, record = checkpoint.read_config(run_dir)
-    checkpoint.check_not_busy(run_dir)  # on every rank, before anything is loaded
+    model, config, record = config_file.read_config(run_dir)
+    lock.check_not_busy(run_dir)  # on every rank, before anything is loaded
     if epochs is not None and epochs != config.epochs:
         config = replace(config, epochs=epochs)
     if device is not None:
@@ -870,9 +871,9 @@ def resume_run(
                 f"number larger than {state.epoch} to train longer"
             )
         if main:
-            checkpoint.write_config(run_dir, model, config, record.get("created_by", "train"))
-            checkpoint.keep_metrics_until(run_dir, state.epoch)  # drop those after a crash
-            checkpoint.keep_best_until(run_dir, state.epoch)
+            config_file.write_config(run_dir, model, config, record.get("created_by", "train"))
+            keep_metrics_until(run_dir, state.epoch)  # drop those after a crash
+            best_weights.keep_best_until(run_dir, state.epoch)
             if scaling is None and data.scaling is not None:
                 data.scaling.save(run_dir)
             if state.epoch < config.epochs and state.stalled(config.patience):
@@ -884,7 +885,7 @@ def resume_run(
                 )
             else:
                 log(f"resuming {run_dir} after epoch {state.epoch}")
-        saved = checkpoint.last_metrics(run_dir, state.epoch)
+        saved = last_metrics(run_dir, state.epoch)
         writer = RunWriter(run_dir, model, config, log, writes=main, first_step=state.step)
         return ([saved] if saved else []) + writer.train(engine, data, state, progress)
 

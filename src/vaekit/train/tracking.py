@@ -21,7 +21,7 @@ import numpy as np
 
 from vaekit.config.settings import LOGGERS, ModelConfig, TrainConfig
 from vaekit.errors import ConfigError, MissingExtra
-from vaekit.runs.checkpoint import TENSORBOARD_DIR
+from vaekit.runs.layout import TENSORBOARD_DIR
 
 #: The key of an epoch record that is its position on TensorBoard's x axis (every series of a
 #: run shares one axis: the optimizer step), not a scalar to plot.
