@@ -30,8 +30,10 @@ import torch
 from torch import nn
 
 from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.data.pipeline import TrainingData
 from vaekit.engines.sampling import sample_prior
-from vaekit.train.loop import TrainingData, engine_for, fit
+from vaekit.train.loop import fit
+from vaekit.train.start import engine_for
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -61,7 +61,9 @@ def worker(path: str, mode: str, steps: int, batch_size: int) -> dict:
     """Train ``steps`` steps on ``path`` in ``mode``: seconds to load, examples per second
     after the first tenth of the steps (warm-up: kernels, the reader thread), peak RSS."""
     from vaekit.config.settings import ModelConfig, TrainConfig
-    from vaekit.train.loop import TrainingData, engine_for, fit
+    from vaekit.data.pipeline import TrainingData
+    from vaekit.train.loop import fit
+    from vaekit.train.start import engine_for
 
     class Done(Exception):
         pass

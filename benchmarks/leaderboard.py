@@ -70,12 +70,14 @@ import torch
 
 from vaekit import disk
 from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.data.pipeline import TrainingData
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.measure.evaluation import evaluate_elbo, iwae_log_likelihood
 from vaekit.runs import checkpoint, config_file, layout, loading, lock
 from vaekit.runs.metrics import append_metrics, keep_metrics_until, read_metrics, write_metrics
-from vaekit.train.loop import LoopState, TrainingData, engine_for, fit
+from vaekit.train.loop import LoopState, fit
+from vaekit.train.start import engine_for
 
 #: Where each data set is looked for when --data-dir is not given (if that directory exists).
 DATA_DIRS = {

@@ -72,7 +72,7 @@ def model_config(hidden: int = 400):
 
 def load_data(name: str, data_dir: str):
     from vaekit.config.settings import TrainConfig
-    from vaekit.train.loop import TrainingData
+    from vaekit.data.pipeline import TrainingData
 
     return TrainingData.load(TrainConfig(data=name, data_dir=data_dir))
 
@@ -217,7 +217,8 @@ def conventional_epochs(args: dict) -> dict:
 def vaekit_epochs(args: dict) -> dict:
     """vaekit's training loop (``fit``: training and the test ELBO, no checkpoints or figures)."""
     from vaekit.config.settings import TrainConfig
-    from vaekit.train.loop import engine_for, fit
+    from vaekit.train.loop import fit
+    from vaekit.train.start import engine_for
 
     data = load_data(args["data"], args["data_dir"])
     config = TrainConfig(
@@ -245,7 +246,7 @@ def worker_scaling(args: dict) -> dict:
     import numpy as np
 
     from vaekit.config.settings import TrainConfig
-    from vaekit.train.loop import engine_for
+    from vaekit.train.start import engine_for
 
     data = load_data(args["data"], args["data_dir"]).train
     samples = min(args["samples"], len(data))
@@ -267,7 +268,8 @@ def worker_iwae(args: dict) -> dict:
     one epoch of training (the time does not depend on the weights)."""
     from vaekit.config.settings import TrainConfig
     from vaekit.measure.evaluation import iwae_log_likelihood
-    from vaekit.train.loop import engine_for, fit
+    from vaekit.train.loop import fit
+    from vaekit.train.start import engine_for
 
     data = load_data(args["data"], args["data_dir"])
     config = TrainConfig(data=args["data"], engine="torch", epochs=1, seed=0)

@@ -7,7 +7,7 @@ import pytest
 
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import load_dataset
-from vaekit.train.loop import TrainingData
+from vaekit.data.pipeline import TrainingData
 
 
 @pytest.fixture(scope="session")

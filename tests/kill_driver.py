@@ -25,7 +25,8 @@ from pathlib import Path
 
 from vaekit import cli
 from vaekit.cli import main
-from vaekit.train import loop
+from vaekit.data import pipeline
+from vaekit.train import start
 
 #: How long a held process waits for its gate: a guard against a test that died, nothing more.
 HOLD_LIMIT_SECONDS = 600
@@ -63,14 +64,14 @@ def hold(gate: Path) -> None:
 
 def on_step(target: int, action) -> None:
     """Do ``action()`` before the ``target``-th optimizer step of the engine the run builds."""
-    build, countdown = loop.engine_for, Countdown(target, action)
+    build, countdown = start.engine_for, Countdown(target, action)
 
     def engine_for(*args, **kwargs):
         engine = build(*args, **kwargs)
         engine.train_step = countdown.wrap(engine.train_step)
         return engine
 
-    loop.engine_for = engine_for
+    start.engine_for = engine_for
 
 
 def arm(spec: str) -> None:
@@ -88,7 +89,7 @@ def arm(spec: str) -> None:
     elif event == "load":
         countdown = Countdown(int(rest), die)
         cli.load_raw = countdown.wrap(cli.load_raw)
-        loop.load_raw = countdown.wrap(loop.load_raw)
+        pipeline.load_raw = countdown.wrap(pipeline.load_raw)
     else:
         raise SystemExit(f"kill_driver: unknown event {spec!r}")
 

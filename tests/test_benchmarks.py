@@ -228,7 +228,9 @@ def test_the_leaderboards_vamp_models_use_their_latents(monkeypatch, name):
     import dataclasses
 
     from vaekit.config.settings import ModelConfig
-    from vaekit.train.loop import TrainingData, engine_for, fit
+    from vaekit.data.pipeline import TrainingData
+    from vaekit.train.loop import fit
+    from vaekit.train.start import engine_for
 
     leaderboard = _leaderboard_module(monkeypatch)
     args = argparse.Namespace(data="mnist-small", data_dir=None, engine="torch", seed=0)

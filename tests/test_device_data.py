@@ -13,12 +13,14 @@ from cli_runner import run_cli, user_error
 from conftest import quick_config
 from vaekit.config.files import read_settings
 from vaekit.config.settings import ModelConfig, TrainConfig
-from vaekit.data import binarize
+from vaekit.data import binarize, pipeline
+from vaekit.data.pipeline import TrainingData
 from vaekit.engines.torch import engine as torch_engine
 from vaekit.errors import ConfigError, TrainingDiverged
 from vaekit.runs import checkpoint, config_file
-from vaekit.train import loop
-from vaekit.train.loop import TrainingData, fit, hold_on_device, resume_run, start_run
+from vaekit.train import loop, start
+from vaekit.train.loop import fit, hold_on_device
+from vaekit.train.start import resume_run, start_run
 
 MODEL = ModelConfig(hidden=(32,), latent_dim=4)
 
@@ -29,7 +31,7 @@ def _quiet(_line):
 
 def _fit(data, model=MODEL, on_step=None, **overrides):
     config = quick_config(**overrides)
-    engine = loop.engine_for(model, config)
+    engine = start.engine_for(model, config)
     return engine, fit(engine, config, data, on_step=on_step)
 
 
@@ -155,7 +157,7 @@ def test_a_non_finite_loss_stops_with_the_weights_of_the_step_before(
     config = quick_config(
         data_on_device="yes", optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0
     )
-    engine = loop.engine_for(MODEL, config)
+    engine = start.engine_for(MODEL, config)
     state = loop.LoopState.fresh(config.seed)
     hook = (
         (lambda engine, state, metrics, beta: seen.append(state.step)) if read_every_step else None
@@ -181,7 +183,7 @@ def test_nan_inputs_on_the_device_path_stop_at_the_first_step(small_data):
 
 def test_progress_lines_read_the_device_at_their_steps(small_data, capsys):
     config = quick_config(epochs=1, batch_size=10, data_on_device="yes")
-    fit(loop.engine_for(MODEL, config), config, small_data, progress=True)
+    fit(start.engine_for(MODEL, config), config, small_data, progress=True)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 9, lines  # steps 10, 20, … 90 of 100
     assert all(re.fullmatch(r"epoch 1/1: step \d+0/100  loss \d+\.\d\d", line) for line in lines)
@@ -190,7 +192,7 @@ def test_progress_lines_read_the_device_at_their_steps(small_data, capsys):
 def test_auto_keeps_the_data_on_the_host_on_a_cpu_and_numpy(small_data):
     for engine_name in ("torch", "numpy"):
         config = TrainConfig(engine=engine_name)
-        engine = loop.engine_for(MODEL, config)
+        engine = start.engine_for(MODEL, config)
         assert config.data_on_device == "auto"
         assert hold_on_device(config, small_data, engine) is None
 
@@ -199,7 +201,7 @@ def test_auto_keeps_the_data_on_the_host_on_a_cpu_and_numpy(small_data):
 def test_auto_holds_the_data_on_a_cuda_gpu_where_it_fits_in_half_the_free_memory(
     monkeypatch, small_data, free, held
 ):
-    engine = loop.engine_for(MODEL, TrainConfig(device="cpu"))
+    engine = start.engine_for(MODEL, TrainConfig(device="cpu"))
     engine.device = torch.device("cuda")  # as a GPU engine, with the upload stubbed out
     monkeypatch.setattr(torch_engine, "HeldData", lambda *args: "held")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free, 2 * free))
@@ -241,7 +243,7 @@ def test_yes_is_refused_for_numpy_and_streamed_data_before_a_run_exists(
     run = tmp_path / "run"
     line = user_error(capsys, *argv, "--engine", "numpy", "--data-on-device", "yes", "--out", run)
     assert "numpy engine trains from the host's memory" in line and not run.exists()
-    monkeypatch.setattr(loop, "STREAM_BYTES", 0)  # the .npy file is read in batches
+    monkeypatch.setattr(pipeline, "STREAM_BYTES", 0)  # the .npy file is read in batches
     line = user_error(capsys, *argv, "--data-on-device", "yes", "--out", run)
     assert "read in batches from disk" in line and not run.exists()
     code, _, err = run_cli(capsys, *argv, "--epochs", 1, "--quiet", "--out", run)
@@ -249,7 +251,7 @@ def test_yes_is_refused_for_numpy_and_streamed_data_before_a_run_exists(
 
 
 def test_yes_is_refused_under_torchrun(monkeypatch, small_data):
-    engine = loop.engine_for(MODEL, TrainConfig())
+    engine = start.engine_for(MODEL, TrainConfig())
     monkeypatch.setattr(loop.distributed, "from_environment", lambda: object())
     with pytest.raises(ConfigError, match="under torchrun each process"):
         hold_on_device(TrainConfig(data_on_device="yes"), small_data, engine)

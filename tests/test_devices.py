@@ -17,13 +17,14 @@ import torch
 from conftest import quick_config
 from vaekit.cli import main
 from vaekit.config.settings import MAX_CUDA_INDEX, ModelConfig, TrainConfig, check_device
+from vaekit.data.pipeline import TrainingData
 from vaekit.engines import build_engine
 from vaekit.engines.torch import engine as torch_engine
 from vaekit.engines.torch.distributed import Group
 from vaekit.errors import ConfigError
 from vaekit.runs import checkpoint, config_file
 from vaekit.runs.metrics import read_metrics
-from vaekit.train.loop import TrainingData, start_run
+from vaekit.train.start import start_run
 
 ACCEPTED = ["auto", "cpu", "cuda", "mps", "cuda:0", "cuda:7", f"cuda:{MAX_CUDA_INDEX}"]
 REFUSED = ["gpu", "CPU", "cuda:", "cuda:N", "cuda:01", "cuda:-1", "cuda:1024", "cuda:0 ", "mps:0"]

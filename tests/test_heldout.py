@@ -14,12 +14,14 @@ import pytest
 from cli_runner import run_cli, user_error
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import RawData
+from vaekit.data.pipeline import TrainingData
 from vaekit.data.splits import validation_split
 from vaekit.measure.evaluation import ElboResult
 from vaekit.runs import best_weights, checkpoint, config_file, loading
 from vaekit.runs.metrics import read_metrics
-from vaekit.train import loop
-from vaekit.train.loop import LoopState, TrainingData, resume_run, start_run
+from vaekit.train import loop, start
+from vaekit.train.loop import LoopState
+from vaekit.train.start import resume_run, start_run
 
 TINY = ["--hidden", "8", "--latent-dim", "2", "--batch-size", "50", "--quiet"]
 MODEL = ModelConfig(input_shape=(1, 8, 8), hidden=(16,), latent_dim=2)
@@ -277,7 +279,7 @@ def test_streamed_training_data_train_as_data_held_in_memory(images, binarize):
     for stream in (True, False):
         data = TrainingData.prepare(cfg, raw, None, stream=stream)
         assert data.streamed == stream and isinstance(data.train, np.ndarray) != stream
-        engine = loop.engine_for(MODEL, cfg)
+        engine = start.engine_for(MODEL, cfg)
         history = loop.fit(engine, cfg, data)
         weights.append((engine.get_weights(), history[0]["val_loss"]))
     (streamed, streamed_val), (held, held_val) = weights

@@ -7,12 +7,13 @@ import torch
 
 from conftest import quick_config
 from vaekit.config.settings import ACTIVATIONS, ModelConfig
+from vaekit.data.pipeline import TrainingData
 from vaekit.engines import build_engine
 from vaekit.engines.numpy import NumpyEngine
 from vaekit.engines.torch import TorchEngine
 from vaekit.model import objectives
 from vaekit.runs import checkpoint, loading
-from vaekit.train.loop import TrainingData, resume_run, start_run
+from vaekit.train.start import resume_run, start_run
 
 LIKELIHOODS = [
     {"likelihood": "bernoulli"},

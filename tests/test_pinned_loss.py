@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 
 from vaekit.config.settings import ModelConfig, TrainConfig
-from vaekit.train.loop import TrainingData, engine_for, fit
+from vaekit.data.pipeline import TrainingData
+from vaekit.train.loop import fit
+from vaekit.train.start import engine_for
 
 #: (train loss, test −ELBO) per epoch, nats per example, for seed 0.
 PINNED = {

@@ -8,10 +8,12 @@ import pytest
 from conftest import quick_config
 from vaekit.cli import main
 from vaekit.config.settings import ModelConfig
+from vaekit.data.pipeline import TrainingData
 from vaekit.errors import ConfigError, DataError, TrainingDiverged
 from vaekit.runs import checkpoint, layout
 from vaekit.runs.metrics import read_metrics
-from vaekit.train.loop import TrainingData, kl_weight, resume_run, start_run
+from vaekit.train.loop import kl_weight
+from vaekit.train.start import resume_run, start_run
 
 
 def _quiet(_line):

@@ -30,6 +30,7 @@ import numpy as np
 from vaekit.config.settings import ModelConfig, TrainConfig, default_prior
 from vaekit.data import RawData
 from vaekit.data.labels import class_labels
+from vaekit.data.pipeline import TrainingData, check_compatible, check_unit_range, held_out_fraction
 from vaekit.data.readers import as_examples
 from vaekit.data.scaling import Scaling, fit_array
 from vaekit.data.splits import validation_split
@@ -44,16 +45,9 @@ from vaekit.runs.config_file import read_config, write_config
 from vaekit.runs.layout import FEATURES_FILE, MAX_RECORD_BYTES, OUTLIERS_FILE
 from vaekit.runs.loading import open_run
 from vaekit.runs.metrics import read_metrics, write_metrics
-from vaekit.train.loop import (
-    LoopState,
-    TrainingData,
-    check_compatible,
-    check_unit_range,
-    engine_for,
-    fit,
-    format_epoch,
-    held_out_fraction,
-)
+from vaekit.train.loop import LoopState, fit
+from vaekit.train.start import engine_for
+from vaekit.train.writer import format_epoch
 
 try:
     from sklearn.base import (

@@ -58,6 +58,7 @@ from vaekit.config.settings import (
 from vaekit.data import Dataset, dataset_status, load_raw, shapes
 from vaekit.data.datasets import absolute_source
 from vaekit.data.labels import class_labels
+from vaekit.data.pipeline import TrainingData
 from vaekit.data.scaling import Scaling
 from vaekit.draw import figures, gallery
 from vaekit.engines.sampling import sample_prior
@@ -73,7 +74,7 @@ from vaekit.runs import best_weights, checkpoint, config_file, layout, loading
 from vaekit.runs.inputs import SPLITS, held_out, part_read, run_data
 from vaekit.runs.metrics import CURVE_KEYS, read_metrics
 from vaekit.text import plural
-from vaekit.train.loop import TrainingData, resume_run, start_run
+from vaekit.train.start import resume_run, start_run
 
 DEMO_DIR = Path("runs") / "demo"
 DEMO_EPOCHS = 20

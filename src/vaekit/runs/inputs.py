@@ -32,12 +32,12 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, has_test_split, load_raw
 from vaekit.data.dataset import RawData
 from vaekit.data.datasets import run_data_dir
+from vaekit.data.pipeline import check_unit_range, fixed_binarization, held_out_fraction
 from vaekit.data.scaling import Scaling, fit_array
 from vaekit.data.sources import Subset, in_memory
 from vaekit.data.splits import validation_split
 from vaekit.errors import ConfigError, DataError
 from vaekit.runs.config_file import read_config
-from vaekit.train.loop import check_unit_range, fixed_binarization, held_out_fraction
 
 #: The parts of a run's own data a command can ask for (see the module docstring).
 SPLITS = ("heldout", "train", "val", "test", "all")

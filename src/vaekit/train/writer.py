@@ -1,0 +1,226 @@
+"""What a run directory receives while a model trains: per epoch a metrics line, figures and a
+crash-safe checkpoint, per step what TensorBoard and the step figures need, at the end every
+figure of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.data.pipeline import TrainingData
+from vaekit.data.scaling import Scaling
+from vaekit.draw import figures, gallery
+from vaekit.engines import Engine, StepMetrics
+from vaekit.errors import CheckpointError, TrainingDiverged
+from vaekit.runs import best_weights, checkpoint
+from vaekit.runs.metrics import append_metrics
+from vaekit.text import plural
+from vaekit.train.loop import Log, LoopState, fit, learning_rate
+
+#: Inputs larger than this in magnitude (after scaling) are named as the likely cause when the
+#: loss diverges: the weights start at the scale of unit inputs.
+LARGE_INPUT = 1e4
+
+
+class RunWriter:
+    """What a run directory receives: per epoch a metrics line, figures (every ``sample_every``
+    epochs: a sample grid and reconstructions; every ``sample_every_steps`` steps: a sample grid)
+    and a checkpoint, then the log line; at the end, every figure of the run.
+
+    With ``writes=False`` (the ranks after 0 of a distributed run) it trains but writes and logs
+    nothing. With ``config.logger`` ``tensorboard`` it also feeds a
+    :class:`~vaekit.train.tracking.TensorBoardLogger`: each step's scalars, each epoch's record and
+    figures, and at the end the settings with the final metrics."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model: ModelConfig,
+        config: TrainConfig,
+        log: Log,
+        writes: bool = True,
+        first_step: int = 0,
+    ) -> None:
+        self.run_dir, self.model, self.config, self.log = run_dir, model, config, log
+        self.writes = writes
+        self.drawable = figures.can_draw(model.input_shape) and writes
+        self.figure_inputs: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.tracker = None
+        if writes and config.logger != "none":
+            from vaekit.train import tracking  # torch's TensorBoard writer: only when asked for
+
+            resumed = first_step + 1 if first_step else None
+            self.tracker = tracking.make_logger(
+                config.logger, run_dir, model, config, purge_step=resumed
+            )
+
+    def _figure(self, name: str) -> Path:
+        folder = self.run_dir / "figures"
+        folder.mkdir(exist_ok=True)
+        return folder / name
+
+    def step_done(
+        self, engine: Engine, state: LoopState, metrics: StepMetrics, beta: float
+    ) -> None:
+        with self._writing(f"step {state.step:,} of epoch {state.epoch + 1}", state.epoch):
+            self._save_step(engine, state, metrics, beta)
+
+    def _save_step(
+        self, engine: Engine, state: LoopState, metrics: StepMetrics, beta: float
+    ) -> None:
+        if self.tracker is not None:
+            lr = learning_rate(self.config, state.epoch + 1)
+            self.tracker.step(state.step, metrics.loss, metrics.recon, metrics.kl, beta, lr)
+        every = self.config.sample_every_steps
+        if self.drawable and every and state.step % every == 0:
+            path = self._figure(f"samples-step-{state.step:07d}.png")
+            gallery.draw_samples(
+                engine,
+                path,
+                self.config.sample_count,
+                self.config.seed,
+                epoch=state.epoch + 1,
+                step=state.step,
+            )
+            self._track_image("samples", path, state.step)
+
+    def _track_image(self, tag: str, path: Path, step: int) -> None:
+        if self.tracker is not None and path.exists():
+            self.tracker.image(tag, path, step)
+
+    def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
+        if not self.writes:
+            return
+        with self._writing(f"epoch {state.epoch}", state.epoch - 1):
+            self._save_epoch(engine, record, state)
+        self.log(format_epoch(record, self.config.epochs))
+
+    @contextlib.contextmanager
+    def _writing(self, what: str, kept: int) -> Iterator[None]:
+        """Turn an OSError while writing ``what`` (a full disk, a folder made read-only) into
+        one line saying that the checkpoint of epoch ``kept`` is intact and how to go on."""
+        try:
+            yield
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                checkpoint.recover(self.run_dir, self.model)  # undo a save cut short
+            then = (
+                f"the checkpoint of epoch {kept} is intact: fix the cause, then continue with "
+                f"'vaekit train --resume --out {self.run_dir}'"
+                if kept
+                else "no epoch was saved: fix the cause and start again (--force replaces it)"
+            )
+            raise CheckpointError(
+                f"could not save {what} in {self.run_dir} ({exc.strerror or exc}); {then}"
+            ) from None
+
+    def _save_epoch(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
+        append_metrics(self.run_dir, record)
+        if self.tracker is not None:
+            self.tracker.epoch(record)
+        epoch = record["epoch"]
+        if self.drawable and epoch % self.config.sample_every == 0:
+            seed = self.config.seed
+            path = self._figure(f"samples-epoch-{epoch:03d}.png")
+            gallery.draw_samples(engine, path, self.config.sample_count, seed, epoch=epoch)
+            self._track_image("samples", path, state.step)
+            x, y = self.figure_inputs
+            path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
+            gallery.draw_reconstructions(engine, x[:8], path, seed, y, epoch=epoch)
+            self._track_image("reconstructions", path, state.step)
+        if self.config.keep == "best" and state.best_epoch == epoch:
+            split = "val" if "val_loss" in record else "test"
+            best_weights.save_best(self.run_dir, engine, epoch, state.best_loss, split)
+        checkpoint.save_checkpoint(self.run_dir, engine, state.to_json())
+
+    def _after_divergence(self, saved: int, scaling: Scaling | None) -> str:
+        """What is kept after the loss diverged with ``saved`` epochs saved, and what to do:
+        inputs of a huge scale (by the range ``scaling`` recorded) need scaling first; else a
+        lower learning rate, which takes a new run (--resume keeps the run's settings and would
+        take the same steps again)."""
+        lr = self.config.lr
+        again = (
+            f"start again with a lower learning rate than {lr:g} (the same command with --force "
+            f"and e.g. --lr {lr / 10:g})"
+        )
+        largest = 0.0 if scaling is None else max(abs(scaling.low), abs(scaling.high))
+        if largest > LARGE_INPUT:
+            again = (
+                f"the inputs reach {largest:.3g} after --scale {scaling.method}, far from the "
+                "unit scale the model's first steps assume: start again with --scale "
+                "standardize (the same command with --force)"
+            )
+        if saved == 0:
+            return f"no epoch was saved; {again}"
+        return (
+            f"the checkpoint of epoch {saved} is kept in {self.run_dir}, but --resume would take "
+            f"the same steps again; {again}"
+        )
+
+    def train(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
+        """Run :func:`fit` with this writer, then write the final figures."""
+        self.figure_inputs = figure_inputs(data)
+        per_step = self.config.sample_every_steps or self.tracker is not None
+        try:
+            history = fit(
+                engine,
+                self.config,
+                data,
+                state=state,
+                on_epoch=self.epoch_done,
+                on_step=self.step_done if per_step else None,
+                progress=progress and self.writes,
+            )
+        except TrainingDiverged as exc:
+            self._stop_tracking()
+            advice = self._after_divergence(state.epoch, data.scaling)
+            raise TrainingDiverged(f"{exc}; {advice}") from None
+        except BaseException:
+            self._stop_tracking()
+            raise
+        if state.epoch < self.config.epochs and state.stalled(self.config.patience):
+            self.log(
+                f"stopped early after epoch {state.epoch}: the held-out -ELBO has not improved "
+                f"for {plural(self.config.patience, 'epoch')} (best "
+                f"{state.best_loss:.2f} nats at epoch {state.best_epoch})"
+            )
+        with self._writing("the final figures", state.epoch):
+            if self.writes:
+                gallery.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
+            if self.tracker is not None:
+                self.tracker.close(history[-1] if history else {})
+        return history
+
+    def _stop_tracking(self) -> None:
+        if self.tracker is not None:
+            self.tracker.stop()
+
+
+def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    """One line per epoch: train loss (−ELBO with the current β) and its terms, test −ELBO."""
+    line = (
+        f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.2f}  "
+        f"recon {record['recon']:.2f}  kl {record['kl']:.2f}"
+    )
+    for name in ("val", "test"):
+        if f"{name}_loss" in record:
+            line += f"  {name} -ELBO {record[f'{name}_loss']:.2f}"
+    if "val_loss" in record or "test_loss" in record:
+        line += " nats"
+    return line + f"  ({record['seconds']:.1f} s)"
+
+
+def figure_inputs(data: TrainingData) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs to draw and encode: the held-out data (with labels) when there is some, else the
+    training data; data read on demand gives its first ``SCATTER_POINTS`` examples."""
+    x, y, _ = data.held_out() or (data.train, data.train_labels, "training")
+    if isinstance(x, np.ndarray):
+        return x, y
+    limit = gallery.SCATTER_POINTS
+    return x[:limit], None if y is None else y[:limit]
