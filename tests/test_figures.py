@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from vaekit.config.settings import ModelConfig
-from vaekit.draw import figures
+from vaekit.draw import figures, geometry
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError, DataError
 from vaekit.model.priors import StandardNormal
@@ -54,7 +54,7 @@ def images(mnist_small) -> np.ndarray:
 
 
 def test_manifold_quantiles_are_gaussian_quantiles_of_5_to_95_percent():
-    q = figures.manifold_quantiles(5, StandardNormal(2))[:, 0]
+    q = geometry.manifold_quantiles(5, StandardNormal(2))[:, 0]
     assert q[0] == pytest.approx(-1.6448536, abs=1e-6)
     assert q[-1] == pytest.approx(1.6448536, abs=1e-6)
     assert q[2] == pytest.approx(0.0, abs=1e-12)
@@ -78,7 +78,7 @@ def test_manifold_decodes_the_quantile_grid(tmp_path):
 
     engine = Recorder()
     figures.save_manifold(engine, tmp_path / "m.png", n=4)
-    q = figures.manifold_quantiles(4, StandardNormal(2))[:, 0]
+    q = geometry.manifold_quantiles(4, StandardNormal(2))[:, 0]
     grid = engine.z.reshape(4, 4, 2)
     np.testing.assert_allclose(grid[0, :, 0], q, rtol=1e-6)  # first coordinate along a row
     np.testing.assert_allclose(grid[:, 0, 1], q[::-1], rtol=1e-6)  # second grows upwards
@@ -177,14 +177,14 @@ def test_tsne_without_scikit_learn_says_how_to_install_it(tmp_path, without_skle
 def test_interpolation_includes_both_ends_exactly(method):
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal(6), rng.standard_normal(6)
-    path = figures.interpolate_latents(a, b, 7, method)
+    path = geometry.interpolate_latents(a, b, 7, method)
     assert path.shape == (7, 6)
     assert np.array_equal(path[0], a)
     assert np.array_equal(path[-1], b)
 
 
 def test_linear_interpolation_is_evenly_spaced():
-    path = figures.interpolate_latents(np.zeros(2), np.array([2.0, 4.0]), 3)
+    path = geometry.interpolate_latents(np.zeros(2), np.array([2.0, 4.0]), 3)
     np.testing.assert_allclose(path, [[0, 0], [1, 2], [2, 4]])
 
 
@@ -192,9 +192,9 @@ def test_slerp_keeps_unit_vectors_on_the_sphere():
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal(5), rng.standard_normal(5)
     a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    path = figures.interpolate_latents(a, b, 11, "slerp")
+    path = geometry.interpolate_latents(a, b, 11, "slerp")
     np.testing.assert_allclose(np.linalg.norm(path, axis=1), 1.0, atol=1e-12)
-    linear = figures.interpolate_latents(a, b, 11, "linear")
+    linear = geometry.interpolate_latents(a, b, 11, "linear")
     assert np.linalg.norm(linear[5]) < 1.0 - 1e-3  # the chord dips inside the sphere
     # equal angles between consecutive points
     cosines = np.sum(path[1:] * path[:-1], axis=1)
@@ -205,19 +205,19 @@ def test_slerp_of_parallel_vectors_falls_back_to_linear():
     a = np.array([1.0, 2.0, 3.0])
     for b in (2 * a, a * (1 + 1e-14), np.zeros(3)):
         np.testing.assert_allclose(
-            figures.interpolate_latents(a, b, 5, "slerp"),
-            figures.interpolate_latents(a, b, 5, "linear"),
+            geometry.interpolate_latents(a, b, 5, "slerp"),
+            geometry.interpolate_latents(a, b, 5, "linear"),
         )
-        assert np.all(np.isfinite(figures.interpolate_latents(a, b, 5, "slerp")))
+        assert np.all(np.isfinite(geometry.interpolate_latents(a, b, 5, "slerp")))
 
 
 def test_interpolation_checks_its_arguments():
     with pytest.raises(ConfigError):
-        figures.interpolate_latents(np.zeros(2), np.ones(2), 1)
+        geometry.interpolate_latents(np.zeros(2), np.ones(2), 1)
     with pytest.raises(ConfigError):
-        figures.interpolate_latents(np.zeros(2), np.ones(2), 4, "cubic")
+        geometry.interpolate_latents(np.zeros(2), np.ones(2), 4, "cubic")
     with pytest.raises(DataError):
-        figures.interpolate_latents(np.zeros(2), np.ones(3), 4)
+        geometry.interpolate_latents(np.zeros(2), np.ones(3), 4)
 
 
 @pytest.mark.parametrize("method", ["linear", "slerp"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vaekit.config.settings import ModelConfig
-from vaekit.draw import figures
+from vaekit.draw import figures, geometry
 from vaekit.draw.gallery import draw_label_grid
 from vaekit.engines import build_engine
 from vaekit.engines.sampling import sample_prior
@@ -83,5 +83,5 @@ def test_sampling_and_figures_draw_from_the_engines_prior(engine_name, tmp_path,
     engine.config = ModelConfig(hidden=(8,), latent_dim=2)
     figures.save_manifold(engine, tmp_path / "manifold.png", n=3)
     grid = decoded[-1].reshape(3, 3, 2)
-    np.testing.assert_allclose(grid[0, :, 0], figures.manifold_quantiles(3, engine.prior)[:, 0])
+    np.testing.assert_allclose(grid[0, :, 0], geometry.manifold_quantiles(3, engine.prior)[:, 0])
     assert grid[1, 1, 0] == pytest.approx(5.0)  # the centre of the grid is the prior's median

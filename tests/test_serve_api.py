@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import explorer_runs
 from vaekit.cli import main
 from vaekit.data import load_dataset
-from vaekit.draw import figures
+from vaekit.draw import geometry
 from vaekit.draw.gallery import posterior_means
 from vaekit.model.priors import StandardNormal
 from vaekit.runs import loading
@@ -531,7 +531,7 @@ def test_the_maps_axes_are_the_manifolds_principal_axes(runs, conditional_explor
     engine = conditional_explorer.engine
     test = load_dataset("mnist-small", "test")
     means = posterior_means(engine, test.x, test.y)
-    _, axes, _, _, _ = figures._manifold_plane(engine.config.latent_dim, None, means, None, 2)
+    _, axes, _, _, _ = geometry.manifold_plane(engine.config.latent_dim, None, means, None, 2)
     unit = axes / np.linalg.norm(axes, axis=1, keepdims=True)
     np.testing.assert_allclose(conditional_explorer.axes, unit, atol=1e-12)
     np.testing.assert_allclose(conditional_explorer.centre, means.mean(axis=0))
@@ -542,8 +542,8 @@ def test_the_maps_axes_are_the_manifolds_principal_axes(runs, conditional_explor
 def test_principal_axes_have_one_orientation_for_a_reflected_input(rng):
     rotation = np.linalg.qr(rng.standard_normal((4, 4)))[0]
     points = (rng.standard_normal((500, 4)) * [5.0, 3.0, 1.0, 0.5]) @ rotation
-    centre, axes, sd, share = figures.principal_components(points)
-    reflected = figures.principal_components(-points)
+    centre, axes, sd, share = geometry.principal_components(points)
+    reflected = geometry.principal_components(-points)
     np.testing.assert_allclose(reflected[1], axes, atol=1e-12)
     np.testing.assert_allclose(reflected[0], -centre)
     largest = axes[np.arange(4), np.abs(axes).argmax(axis=1)]

@@ -7,7 +7,7 @@ import pytest
 
 from cli_runner import run_cli, user_error
 from vaekit.cli import main
-from vaekit.draw import figures, gallery
+from vaekit.draw import gallery, geometry
 from vaekit.measure.evaluation import latent_statistics
 from vaekit.runs import loading
 from vaekit.runs.inputs import run_data
@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
 def test_traversal_latents_vary_only_their_dimension():
     base = np.array([0.5, -1.0, 2.0])
     q = np.linspace(-1, 1, 5)[:, None] * np.array([1.0, 2.0, 3.0])
-    z = figures.traversal_latents(base, q, [2, 0])
+    z = geometry.traversal_latents(base, q, [2, 0])
     assert z.shape == (2, 5, 3)
     np.testing.assert_array_equal(z[0, :, 2], q[:, 2])
     np.testing.assert_array_equal(z[0, :, :2], np.broadcast_to(base[:2], (5, 2)))
@@ -177,7 +177,7 @@ def test_explorer_endpoint_returns_the_row(runs):
     response = client.get("/api/traverse", params=params)
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     base = np.array([0.1, -0.2, 0.3])
-    z = figures.traversal_latents(
+    z = geometry.traversal_latents(
         base, explorer.engine.prior.quantile(np.linspace(0.05, 0.95, 5)), [1]
     )
     images = explorer.engine.decode(z[0].astype(np.float32), np.full(5, 4))

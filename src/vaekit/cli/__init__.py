@@ -60,7 +60,7 @@ from vaekit.data.datasets import absolute_source
 from vaekit.data.labels import class_labels
 from vaekit.data.pipeline import TrainingData
 from vaekit.data.scaling import Scaling
-from vaekit.draw import figures, gallery
+from vaekit.draw import figures, gallery, geometry
 from vaekit.engines.sampling import sample_prior
 from vaekit.engines.torch import distributed
 from vaekit.errors import ConfigError, VaekitError
@@ -614,7 +614,7 @@ def _traversals_name(args: argparse.Namespace) -> str:
 
 
 def cmd_scatter(args: argparse.Namespace) -> int:
-    figures.check_projection(args.method)  # t-SNE without scikit-learn: before any work
+    geometry.check_projection(args.method)  # t-SNE without scikit-learn: before any work
     engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     data = _run_data(args, args.data, args.split)[0]
     y = _labels(engine, data)

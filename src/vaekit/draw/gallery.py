@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaekit.draw import figures
+from vaekit.draw import figures, geometry
 from vaekit.engines import Engine
 from vaekit.engines.sampling import reconstruct, sample_prior
 from vaekit.errors import ConfigError
@@ -202,10 +202,10 @@ def draw_traversals(
     bad = [d for d in dims if not 0 <= d < k]
     if bad or not dims:
         raise ConfigError(f"dims must be latent indices in 0..{k - 1}; got {dims}")
-    quantiles = figures.manifold_quantiles(steps, engine.prior)
+    quantiles = geometry.manifold_quantiles(steps, engine.prior)
     if base is None:
         base = engine.prior.quantile(np.array(0.5))
-    z = figures.traversal_latents(base, quantiles, dims)
+    z = geometry.traversal_latents(base, quantiles, dims)
     flat = z.reshape(-1, k).astype(np.float32)
     y = None
     if engine.config.conditional:
@@ -214,7 +214,7 @@ def draw_traversals(
     if figures.can_draw(engine.config.input_shape):
         unit = " nats" if name == "KL" else ""
         rows = [f"z[{d}] {name} {score[d]:.2f}{unit}" for d in dims]
-        lo, hi = figures.QUANTILE_RANGE
+        lo, hi = geometry.QUANTILE_RANGE
         detail = f"each row sweeps one z_k over its prior quantiles, p = {lo:g}..{hi:g}"
         if y is not None:
             detail += f", label {y[0]}"

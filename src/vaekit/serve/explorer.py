@@ -5,7 +5,7 @@ The map: posterior means E[z|x] of (up to ``map_size``) images of the run's held
 validation split, else its test split; see :mod:`vaekit.runs.inputs`), projected to
 2-D — the identity for a 2-d latent, else the two principal axes of the means that
 ``manifold.png`` and ``scatter.png`` use (the first ``run_figures.SCATTER_POINTS``), by the same
-function (:func:`vaekit.draw.figures.principal_components`), so that the map is oriented as they
+function (:func:`vaekit.draw.geometry.principal_components`), so that the map is oriented as they
 are. A point (u, v) of the map stands for z = centre + u·axis₁ + v·axis₂ (the other directions at
 the centre), and ``axis_titles`` says what u and v are.
 
@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vaekit.data.readers import read_image
 from vaekit.data.scaling import Scaling, fit_array
-from vaekit.draw import figures
+from vaekit.draw import figures, geometry
 from vaekit.draw.gallery import posterior_means
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, DataError, VaekitError
@@ -108,7 +108,7 @@ class Explorer:
             labels = reference_labels if config.conditional else None
             means = posterior_means(engine, reference, labels)
             if config.latent_dim > 2:
-                self.centre, directions, _, _ = figures.principal_components(means)
+                self.centre, directions, _, _ = geometry.principal_components(means)
                 self.axes = directions[:2]
                 self.axis_titles = [f"principal axis {i} of E[z|x]" for i in (1, 2)]
             self.map_points = self.position(means[:map_size])
@@ -217,8 +217,8 @@ class Explorer:
             raise InputError(f"steps must be from 2 to {MAX_INTERPOLATION_STEPS}, got {steps}")
         z0 = self.check_latent(base)
         y = self.check_label(label)
-        quantiles = figures.manifold_quantiles(steps, self.engine.prior)
-        z = figures.traversal_latents(z0, quantiles, [dim])[0].astype(np.float32)
+        quantiles = geometry.manifold_quantiles(steps, self.engine.prior)
+        z = geometry.traversal_latents(z0, quantiles, [dim])[0].astype(np.float32)
         images = self.engine.decode(z, None if y is None else np.repeat(y, steps))
         return png_bytes(np.concatenate(list(images), axis=-1))
 
