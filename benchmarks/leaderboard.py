@@ -74,6 +74,7 @@ from vaekit.data.pipeline import TrainingData
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.measure.evaluation import evaluate_elbo, iwae_log_likelihood
+from vaekit.model import parameters
 from vaekit.runs import checkpoint, config_file, layout, loading, lock
 from vaekit.runs.metrics import append_metrics, keep_metrics_until, read_metrics, write_metrics
 from vaekit.train.loop import LoopState, fit
@@ -285,7 +286,7 @@ def train(
             if not budgets:
                 raise BudgetSpent
 
-        print(f"{args.model}: {model.parameter_count:,} parameters; {entry.description}")
+        print(f"{args.model}: {parameters.count(model):,} parameters; {entry.description}")
         if budgets:
             with contextlib.suppress(BudgetSpent):
                 fit(
@@ -310,7 +311,7 @@ def evaluate(args: argparse.Namespace, entry: Entry, config: TrainConfig, run_di
         "data": args.data,
         "model": args.model,
         "description": entry.description,
-        "parameters": engine.config.parameter_count,
+        "parameters": parameters.count(engine.config),
         "budget_cpu_minutes": float(run_dir.name.rsplit("-", 1)[1][:-3]),
         "epochs": last["epoch"],
         "cpu_minutes": last["cpu_minutes"],

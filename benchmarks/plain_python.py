@@ -41,6 +41,7 @@ import numpy as np
 from vaekit.config.settings import ModelConfig
 from vaekit.data import load_dataset
 from vaekit.engines.numpy.engine import NumpyEngine
+from vaekit.model import parameters
 
 Vector = list[float]
 Matrix = list[list[float]]  # a list of rows
@@ -264,7 +265,7 @@ def check(config, plain_params, x_list, eps_list, engine, x, eps, beta) -> None:
     errors["kl"] = relative_error(kl, ref_kl)
     if set(grads) != set(ref_grads):
         sys.exit(f"FAILED: gradient names differ: {sorted(set(grads) ^ set(ref_grads))}")
-    for name in config.parameter_shapes:
+    for name in parameters.shapes(config):
         errors[f"grad {name}"] = relative_error(grads[name], ref_grads[name])
     worst = max(errors, key=errors.get)
     bad = {k: v for k, v in errors.items() if not v < TOLERANCE}
@@ -341,7 +342,7 @@ def multiply_adds(config: ModelConfig, n: int) -> int:
     cost N·in·out more for the gradient of their input.
     """
     total = 0
-    for name, shape in config.parameter_shapes.items():
+    for name, shape in parameters.shapes(config).items():
         if name.endswith(".weight"):
             passes = 2 if name == "encoder.hidden.0.weight" else 3
             total += passes * n * shape[0] * shape[1]
@@ -404,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     macs = multiply_adds(config, n)
     print(
         f"model: encoder {sizes}, decoder {decoder}, {config.activation}, Bernoulli; "
-        f"{config.parameter_count:,} parameters"
+        f"{parameters.count(config):,} parameters"
     )
     print(f"batch: {n} mnist-small training images; beta = {args.beta}")
     print(f"work: {macs / 1e6:.2f} M multiply-adds (dense layers) per forward+backward")

@@ -23,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from vaekit import cli
-from vaekit.cli import main
+from vaekit.cli import main, training
 from vaekit.data import pipeline
 from vaekit.train import start
 
@@ -88,7 +87,7 @@ def arm(spec: str) -> None:
         os.fsync, os.replace = countdown.wrap(os.fsync), countdown.wrap(os.replace)
     elif event == "load":
         countdown = Countdown(int(rest), die)
-        cli.load_raw = countdown.wrap(cli.load_raw)
+        training.load_raw = countdown.wrap(training.load_raw)
         pipeline.load_raw = countdown.wrap(pipeline.load_raw)
     else:
         raise SystemExit(f"kill_driver: unknown event {spec!r}")

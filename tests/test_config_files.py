@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from vaekit.cli import shown_preset
+from vaekit.cli.training import shown_preset
 from vaekit.config.files import MAX_BYTES, read_settings, to_toml
 from vaekit.config.presets import PRESETS
 from vaekit.config.settings import ModelConfig, TrainConfig

@@ -21,7 +21,7 @@ from cli_runner import run_cli, user_error
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError
-from vaekit.model import custom_networks
+from vaekit.model import custom_networks, parameters
 from vaekit.runs import checkpoint, config_file, layout, loading
 from vaekit.runs.metrics import read_metrics
 
@@ -83,7 +83,7 @@ def test_the_run_records_the_import_paths_and_safetensors_hold_the_weights(runs)
     assert record["encoder_module"] == f"{NETS}:ConvEncoder"
     assert record["decoder_module"] == f"{NETS}:ConvDecoder"
     weights = load_file(run / layout.WEIGHTS_FILE)
-    shapes = config_file.read_config(run)[0].parameter_shapes
+    shapes = parameters.shapes(config_file.read_config(run)[0])
     assert {k: v.shape for k, v in weights.items()} == shapes
     assert shapes["encoder.conv.weight"] == (4, 1, 3, 3)
     assert shapes["decoder.deconv.weight"] == (4, 1, 4, 4)
@@ -194,8 +194,9 @@ def test_consent_is_the_flag_the_argument_or_a_module_already_imported(runs, tmp
     unknown = {**record, "encoder_module": "never_imported_module:Net"}
     with pytest.raises(ConfigError, match="never_imported_module.*--trust-code"):
         custom_networks.check_consent(unknown, "config.json", trust_code=False)
-    custom_networks.check_consent(unknown, "config.json", trust_code=True)  # consent given
-    assert "never_imported_module" not in sys.modules  # the check itself imports nothing
+    assert "never_imported_module" not in sys.modules  # the refusal imports nothing
+    with pytest.raises(ConfigError, match="no module named 'never_imported_module'"):
+        custom_networks.check_consent(unknown, "config.json", trust_code=True)  # tries, consented
 
 
 @pytest.mark.parametrize(
@@ -252,16 +253,16 @@ def test_module_shapes_are_the_state_dict_built_on_the_meta_device():
     assert torch.equal(torch.random.get_rng_state(), before)  # no draw from torch's generator
     real = networks_for_tests.ConvEncoder(cfg).state_dict()
     assert shapes == {f"encoder.{k}": tuple(v.shape) for k, v in real.items()}
-    assert cfg.parameter_shapes.items() >= shapes.items()
-    assert "encoder.mu.weight" not in cfg.parameter_shapes  # vaekit's decoder, not its encoder
-    assert "decoder.out.weight" in cfg.parameter_shapes
+    assert parameters.shapes(cfg).items() >= shapes.items()
+    assert "encoder.mu.weight" not in parameters.shapes(cfg)  # vaekit's decoder, not its encoder
+    assert "decoder.out.weight" in parameters.shapes(cfg)
 
 
 def test_a_learned_sigma_lives_on_the_own_decoder_and_trains():
     cfg = config(
         decoder_module=f"{NETS}:MLPDecoder", likelihood="gaussian", learn_sigma="per-dim", sigma=0.5
     )
-    assert cfg.parameter_shapes["decoder.log_sigma"] == (64,)
+    assert parameters.shapes(cfg)["decoder.log_sigma"] == (64,)
     engine = build_engine(cfg, "torch", seed=0, device="cpu")
     start = engine.get_weights()["decoder.log_sigma"]
     np.testing.assert_allclose(start, np.log(0.5), rtol=1e-6)

@@ -19,7 +19,7 @@ from vaekit.engines.torch import engine as torch_engine
 from vaekit.errors import ConfigError, TrainingDiverged
 from vaekit.runs import checkpoint, config_file
 from vaekit.train import loop, start
-from vaekit.train.loop import fit, hold_on_device
+from vaekit.train.loop import data_on_device, fit
 from vaekit.train.start import resume_run, start_run
 
 MODEL = ModelConfig(hidden=(32,), latent_dim=4)
@@ -194,7 +194,7 @@ def test_auto_keeps_the_data_on_the_host_on_a_cpu_and_numpy(small_data):
         config = TrainConfig(engine=engine_name)
         engine = start.engine_for(MODEL, config)
         assert config.data_on_device == "auto"
-        assert hold_on_device(config, small_data, engine) is None
+        assert data_on_device(config, small_data, engine) is None
 
 
 @pytest.mark.parametrize("free, held", [(8 * 1000 * 784 + 1, True), (8 * 1000 * 784, False)])
@@ -203,9 +203,9 @@ def test_auto_holds_the_data_on_a_cuda_gpu_where_it_fits_in_half_the_free_memory
 ):
     engine = start.engine_for(MODEL, TrainConfig(device="cpu"))
     engine.device = torch.device("cuda")  # as a GPU engine, with the upload stubbed out
-    monkeypatch.setattr(torch_engine, "HeldData", lambda *args: "held")
+    monkeypatch.setattr(torch_engine, "TorchDataOnDevice", lambda *args: "held")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free, 2 * free))
-    result = engine.hold_training_data(small_data.train, None, False, required=False)
+    result = engine.put_data_on_device(small_data.train, None, False, required=False)
     assert result == ("held" if held else None)
 
 
@@ -254,5 +254,5 @@ def test_yes_is_refused_under_torchrun(monkeypatch, small_data):
     engine = start.engine_for(MODEL, TrainConfig())
     monkeypatch.setattr(loop.distributed, "from_environment", lambda: object())
     with pytest.raises(ConfigError, match="under torchrun each process"):
-        hold_on_device(TrainConfig(data_on_device="yes"), small_data, engine)
-    assert hold_on_device(TrainConfig(), small_data, engine) is None
+        data_on_device(TrainConfig(data_on_device="yes"), small_data, engine)
+    assert data_on_device(TrainConfig(), small_data, engine) is None

@@ -16,7 +16,9 @@ import torch
 
 from conftest import quick_config
 from vaekit.cli import main
-from vaekit.config.settings import MAX_CUDA_INDEX, ModelConfig, TrainConfig, check_device
+from vaekit.config.limits import MAX_CUDA_INDEX
+from vaekit.config.rules import check_device
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data.pipeline import TrainingData
 from vaekit.engines import build_engine
 from vaekit.engines.torch import engine as torch_engine

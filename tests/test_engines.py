@@ -8,6 +8,7 @@ from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.sampling import sample_prior
 from vaekit.errors import ConfigError
+from vaekit.model import parameters
 from vaekit.model.priors import StandardNormal
 
 ENGINES = ["torch", "numpy"]
@@ -33,7 +34,7 @@ ENGINES = ["torch", "numpy"]
 @pytest.mark.parametrize("engine_name", ENGINES)
 def test_weights_have_the_config_names_and_shapes(engine_name, cfg):
     weights = build_engine(cfg, engine_name).get_weights()
-    assert {k: v.shape for k, v in weights.items()} == cfg.parameter_shapes
+    assert {k: v.shape for k, v in weights.items()} == parameters.shapes(cfg)
     assert all(v.dtype == np.float32 for v in weights.values())
 
 

@@ -18,7 +18,8 @@ from vaekit.cli import main
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.engines.torch.flows import InverseAutoregressiveFlow, made_masks
-from vaekit.engines.torch.model import VAE
+from vaekit.engines.torch.model import VAEModule
+from vaekit.model import parameters
 from vaekit.runs import checkpoint, config_file, layout
 from vaekit.runs.metrics import read_metrics
 
@@ -61,7 +62,7 @@ def test_parameters_are_the_configs_and_masks_are_not_stored():
     config = flow_config()
     flow = InverseAutoregressiveFlow(config)
     names = {f"flow.{k}": tuple(v.shape) for k, v in flow.state_dict().items()}
-    assert names == {k: v for k, v in config.parameter_shapes.items() if k.startswith("flow.")}
+    assert names == {k: v for k, v in parameters.shapes(config).items() if k.startswith("flow.")}
     assert any(name.endswith("mask") for name, _ in flow.named_buffers())
     step = flow.steps[0]
     assert torch.all(step.hidden[0].weight[step.hidden[0].mask == 0] == 0)
@@ -124,7 +125,7 @@ def density_model(scale: float):
     """A K = 2 model with random weights N(0, scale²) (a curved, stretched q(z|x)), one input x,
     and the encoder features h and base posterior (mu, σ) for it."""
     config = flow_config(latent_dim=2, flow_steps=2, flow_hidden=(12,))
-    vae = randomised(VAE(config), seed=7, scale=scale).eval()
+    vae = randomised(VAEModule(config), seed=7, scale=scale).eval()
     x = torch.rand(1, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         h = vae.encoder.features(x)
@@ -203,7 +204,7 @@ def test_the_mean_of_indicator_over_q_is_the_area_of_the_box():
 # --- the ELBO and IWAE terms with a flow ----------------------------------------------------------
 
 
-def manual_terms(vae: VAE, x: torch.Tensor, eps: torch.Tensor):
+def manual_terms(vae: VAEModule, x: torch.Tensor, eps: torch.Tensor):
     """(recon, log q, log p), each (…, N), written out: z0 = mu + σ·eps, z = flow(z0), log q =
     log N(z0; mu, σ²) − log|det ∂z/∂z0| (by autograd, per example), log p = log N(z; 0, I)."""
     h = vae.encoder.features(x)
@@ -235,7 +236,7 @@ def manual_terms(vae: VAE, x: torch.Tensor, eps: torch.Tensor):
 
 def test_elbo_kl_and_iwae_weights_use_the_flows_density():
     config = flow_config(latent_dim=3, flow_steps=2)
-    vae = randomised(VAE(config), seed=11, scale=0.5)
+    vae = randomised(VAEModule(config), seed=11, scale=0.5)
     assert not config.closed_form_kl
     generator = torch.Generator().manual_seed(5)
     x = torch.rand(4, 6, generator=generator, dtype=torch.float64)
@@ -249,7 +250,7 @@ def test_elbo_kl_and_iwae_weights_use_the_flows_density():
     log_w, recon = vae.log_weights(x, eps)
     want_recon, log_q, log_p = manual_terms(vae, x, eps)
     torch.testing.assert_close(log_w, log_p - log_q - want_recon)
-    iwae = VAE(flow_config(latent_dim=3, flow_steps=2, objective="iwae", iw_samples=5))
+    iwae = VAEModule(flow_config(latent_dim=3, flow_steps=2, objective="iwae", iw_samples=5))
     iwae.load_state_dict(vae.state_dict())
     bound, _, kl_sum = iwae.double().training_sums(x, eps, None, 1.0)
     want = torch.logsumexp(log_p - log_q - want_recon, 0) - math.log(5)

@@ -24,6 +24,7 @@ from vaekit.engines import build_engine
 from vaekit.engines.torch import hierarchy
 from vaekit.errors import ConfigError
 from vaekit.measure import evaluation
+from vaekit.model import parameters
 from vaekit.runs import layout
 from vaekit.runs.metrics import read_metrics
 
@@ -45,7 +46,7 @@ def binary_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
 def test_top_layer_has_the_configured_parameter_names_and_shapes():
     model = double_model(TINY)
     top = {k: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("top.")}
-    want = {k: v for k, v in TINY.parameter_shapes.items() if k.startswith("top.")}
+    want = {k: v for k, v in parameters.shapes(TINY).items() if k.startswith("top.")}
     assert top == want and "top.decoder.hidden.0.weight" in top
 
 

@@ -1,5 +1,7 @@
-"""The package's layers: no import cycles in src/vaekit, engines that import nothing above them,
-and a NumPy engine that imports and trains where torch is not installed."""
+"""The house's floors: every module of src/vaekit imports only from its own package and the
+packages below it (docs/architecture.md draws the order), no module imports another that
+imports it back, counting every import (at module level, inside functions, under
+``TYPE_CHECKING``), and the NumPy engine imports and trains where torch is not installed."""
 
 from __future__ import annotations
 
@@ -11,19 +13,25 @@ from pathlib import Path
 import vaekit
 
 SRC = Path(vaekit.__file__).resolve().parent
-#: What an engine may import from vaekit, besides other engine modules.
-BELOW_ENGINES = {
-    "vaekit.config",
-    "vaekit.config.settings",
-    "vaekit.model",
-    "vaekit.data.labels",
-    "vaekit.model.custom_networks",
-    "vaekit.errors",
-    "vaekit.text",
-    "vaekit.disk",
-    "vaekit.model.objectives",
-    "vaekit.model.priors",
-}
+#: The packages from the ground up: a module may import its own floor and the floors below.
+#: The public face (vaekit/__init__.py) and the entry point (__main__) stand on top.
+FLOORS = (
+    ("vaekit.errors", "vaekit.text", "vaekit.disk"),
+    ("vaekit.config",),
+    ("vaekit.model",),
+    ("vaekit.data",),
+    ("vaekit.engines",),
+    ("vaekit.runs",),
+    ("vaekit.measure",),
+    ("vaekit.draw",),
+    ("vaekit.train",),
+    ("vaekit.api",),
+    ("vaekit.serve",),
+    ("vaekit.cli",),
+    ("vaekit", "vaekit.__main__"),
+)
+#: At most this many modules sit directly in src/vaekit (the rest live in packages).
+TOP_LEVEL_MODULES = 5
 
 
 def module_name(path: Path) -> str:
@@ -32,32 +40,34 @@ def module_name(path: Path) -> str:
 
 
 def imported_modules(path: Path, modules: set[str]) -> set[str]:
-    """The vaekit modules that ``path`` imports, at module level or inside functions; imports
-    under ``if TYPE_CHECKING:`` do not run and are left out. ``from a import b`` is a.b when that
-    is a module, a otherwise."""
+    """The vaekit modules that ``path`` imports, anywhere in the file (at module level, inside
+    functions, under ``if TYPE_CHECKING:``). ``from a import b`` is a.b when that is a module,
+    a otherwise."""
     found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            children: list[ast.AST] = node.orelse
-        else:
-            children = list(ast.iter_child_nodes(node))
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 child = f"{node.module}.{alias.name}"
                 found.add(child if child in modules else node.module)
-        for child in children:
-            visit(child)
-
-    visit(ast.parse(path.read_text(encoding="utf-8")))
     return {name for name in found if name in modules}
 
 
 def import_graph() -> dict[str, set[str]]:
     paths = {module_name(path): path for path in SRC.rglob("*.py")}
     return {name: imported_modules(path, set(paths)) for name, path in paths.items()}
+
+
+def floor(module: str) -> int:
+    """The floor of ``module``: that of the longest package (or module) that holds it."""
+    best, level = -1, None
+    for number, names in enumerate(FLOORS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > best:
+                best, level = len(name), number
+    assert level is not None, f"{module} stands on no floor: add its package to FLOORS"
+    return level
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -83,7 +93,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_the_graph_reader_sees_a_cycle_and_skips_type_checking_imports(tmp_path):
+def test_the_graph_reader_sees_a_cycle_and_every_kind_of_import(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     source = tmp_path / "m.py"
@@ -94,27 +104,39 @@ def test_the_graph_reader_sees_a_cycle_and_skips_type_checking_imports(tmp_path)
         encoding="utf-8",
     )
     modules = {"vaekit", "vaekit.config.settings", "vaekit.errors", "vaekit.model.priors"}
-    assert imported_modules(source, modules) == {"vaekit.config.settings", "vaekit.model.priors"}
+    assert imported_modules(source, modules) == set(modules) - {"vaekit"}
+    assert floor("vaekit.model.priors") == 2 and floor("vaekit.disk") == 0
+    assert floor("vaekit") == len(FLOORS) - 1
 
 
-def test_src_has_no_import_cycles():
+def test_src_has_no_import_cycles_counting_every_import():
     graph = import_graph()
     assert "vaekit.engines.numpy.engine" in graph and "vaekit.api.learner" in graph
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph))
 
 
-def test_engines_import_nothing_above_them():
+def test_every_import_goes_down_the_floors_or_stays_on_its_own():
     graph = import_graph()
-    above = {
-        (name, dependency)
+    upward = sorted(
+        f"{name} (floor {floor(name)}) imports {dependency} (floor {floor(dependency)})"
         for name, dependencies in graph.items()
-        if name.startswith("vaekit.engines")
         for dependency in dependencies
-        if not dependency.startswith("vaekit.engines") and dependency not in BELOW_ENGINES
-    }
-    assert not above
-    for lower in BELOW_ENGINES:  # and what they import stays below the engines too
-        assert graph[lower] <= BELOW_ENGINES, lower
+        if floor(dependency) > floor(name)
+    )
+    assert not upward, "\n".join(upward)
+
+
+def test_few_modules_sit_at_the_top_and_none_shares_a_name():
+    top = sorted(path.name for path in SRC.glob("*.py"))
+    assert len(top) <= TOP_LEVEL_MODULES, top
+    names: dict[str, list[str]] = {}
+    for path in SRC.rglob("*.py"):
+        if path.name != "__init__.py":
+            names.setdefault(path.stem, []).append(module_name(path))
+    mirrored = {"model", "engine"}  # the engines' mirrored files: numpy/, handwritten/, torch/
+    shared = {stem: where for stem, where in names.items() if len(where) > 1}
+    assert set(shared) <= mirrored, shared
+    assert all(m.startswith("vaekit.engines.") for stem in shared for m in shared[stem])
 
 
 def test_numpy_engine_imports_and_trains_with_torch_blocked():

@@ -17,7 +17,7 @@ from vaekit.engines.numpy.engine import NumpyEngine
 from vaekit.engines.sampling import sample_prior
 from vaekit.engines.torch.engine import TorchEngine
 from vaekit.errors import ConfigError
-from vaekit.model import objectives
+from vaekit.model import objectives, parameters
 from vaekit.model.priors import ClassConditional, GaussianMixture, has_closed_form_kl
 from vaekit.runs import checkpoint, config_file, loading
 
@@ -133,7 +133,7 @@ def test_class_mixture_draws_pick_that_class_components_by_their_weights():
 def test_a_conditional_vamp_prior_encodes_each_pseudo_input_with_its_class(rng):
     config = ModelConfig(hidden=(16,), latent_dim=3, n_classes=3, prior_components=7)
     assert config.prior == "vamp"
-    names = [n for n in config.parameter_shapes if n.startswith("prior.")]
+    names = [n for n in parameters.shapes(config) if n.startswith("prior.")]
     assert names == ["prior.pseudo_inputs", "prior.logits"]
     engine = TorchEngine(config, seed=0)
     weights = engine.get_weights()
@@ -259,10 +259,10 @@ def test_gradients_reach_the_prior_and_training_moves_it(prior, names, mnist_sma
     config = ModelConfig(
         hidden=(32,), latent_dim=3, prior=prior, prior_components=5, n_classes=classes
     )
-    assert [n for n in config.parameter_shapes if n.startswith("prior.")] == names
+    assert [n for n in parameters.shapes(config) if n.startswith("prior.")] == names
     engine = TorchEngine(config, seed=0, lr=0.01)
     before = engine.get_weights()
-    assert set(before) == set(config.parameter_shapes)
+    assert set(before) == set(parameters.shapes(config))
     if prior == "class":
         np.testing.assert_array_equal(before["prior.means"], 0)
     x, y = mnist_small[0].x[:64], mnist_small[0].y[:64] if classes else None

@@ -11,6 +11,7 @@ from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.engines.sampling import sample_prior
 from vaekit.errors import ConfigError
+from vaekit.model import parameters
 
 
 @pytest.mark.parametrize(
@@ -33,7 +34,7 @@ from vaekit.errors import ConfigError
 def test_conv_shapes_names_and_training(cfg, rng):
     engine = build_engine(cfg, seed=1, lr=3e-3)
     weights = engine.get_weights()
-    assert {k: v.shape for k, v in weights.items()} == cfg.parameter_shapes
+    assert {k: v.shape for k, v in weights.items()} == parameters.shapes(cfg)
     x = rng.uniform(size=(6, *cfg.input_shape)).astype(np.float32)
     y = np.arange(6) % 10 if cfg.conditional else None
     mu, logvar = engine.encode(x, y)

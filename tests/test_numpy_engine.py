@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from conftest import quick_config
-from vaekit.config.settings import ACTIVATIONS, ModelConfig
+from vaekit.config.limits import ACTIVATIONS
+from vaekit.config.settings import ModelConfig
 from vaekit.data.pipeline import TrainingData
 from vaekit.engines import build_engine
 from vaekit.engines.numpy import NumpyEngine
 from vaekit.engines.torch import TorchEngine
-from vaekit.model import objectives
+from vaekit.model import objectives, parameters
 from vaekit.runs import checkpoint, loading
 from vaekit.train.start import resume_run, start_run
 
@@ -46,7 +47,7 @@ def test_gradients_match_central_differences(activation, likelihood, rng):
     engine = NumpyEngine(cfg, seed=2, dtype=np.float64)
     if "learn_sigma" in likelihood:  # move log σ off its initial value so its gradient is generic
         engine.params["decoder.log_sigma"] += rng.normal(
-            scale=0.2, size=cfg.parameter_shapes["decoder.log_sigma"]
+            scale=0.2, size=parameters.shapes(cfg)["decoder.log_sigma"]
         )
     assert_gradients_match_finite_differences(engine, rng)
 
@@ -63,7 +64,7 @@ def assert_gradients_match_finite_differences(engine, rng, y=None):
     objective, recon, kl, grads = engine.loss_and_grads(x, eps, beta, y)
     if not engine.config.free_bits:
         assert objective == pytest.approx(float(np.mean(recon + beta * kl)))
-    assert set(grads) == set(engine.config.parameter_shapes)
+    assert set(grads) == set(parameters.shapes(engine.config))
     step = 1e-6
     for name, param in engine.params.items():
         numeric = np.zeros_like(param)

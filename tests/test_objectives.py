@@ -132,3 +132,41 @@ def test_kl_gradient_equals_autograd(rng):
     objectives.kl_per_dim(t_mu, t_logvar).sum().backward()
     np.testing.assert_allclose(grad_mu, t_mu.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(grad_logvar, t_logvar.grad.numpy(), rtol=1e-12)
+
+
+def test_the_settings_choices_are_the_likelihoods_objectives_implements():
+    """A likelihood is named in the settings' choices (what --likelihood takes) and implemented
+    by one entry of objectives.LIKELIHOODS: the two lists are the same."""
+    from vaekit.config.limits import LIKELIHOODS
+
+    assert tuple(objectives.LIKELIHOODS) == LIKELIHOODS
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_the_reparameterization_draws_from_the_posterior(library, rng):
+    """z = mu + e^(logvar/2)·eps has mean mu and variance e^logvar (Monte Carlo, 200,000 draws),
+    and a gradient of 1 in mu and ½·e^(logvar/2)·eps in logvar."""
+    mu, logvar = np.array([1.5, -2.0, 0.0]), np.array([0.0, -1.0, 2.0])
+    eps = rng.standard_normal((200_000, 3))
+    if library == "torch":
+        mu, logvar, eps = (torch.from_numpy(a) for a in (mu, logvar, eps))
+    z = np.asarray(objectives.reparameterize(mu, logvar, eps))
+    np.testing.assert_allclose(z.mean(0), np.asarray(mu), atol=0.02)
+    np.testing.assert_allclose(z.var(0), np.exp(np.asarray(logvar)), rtol=0.02)
+    m, lv = (torch.tensor([0.3, -0.4], dtype=torch.float64, requires_grad=True) for _ in "ml")
+    e = torch.tensor([0.7, -1.2], dtype=torch.float64)
+    objectives.reparameterize(m, lv, e).sum().backward()
+    torch.testing.assert_close(m.grad, torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(lv.grad, 0.5 * torch.exp(0.5 * lv.detach()) * e)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_a_bernoulli_draw_is_one_with_probability_p(library, rng):
+    p = np.linspace(0.0, 1.0, 11, dtype=np.float32)
+    u = rng.random((100_000, 11), dtype=np.float32)
+    if library == "torch":
+        p, u = torch.from_numpy(p), torch.from_numpy(u)
+    draw = objectives.bernoulli_draw(p, u)
+    assert str(draw.dtype).endswith("float32") and set(np.unique(np.asarray(draw))) <= {0.0, 1.0}
+    np.testing.assert_allclose(np.asarray(draw).mean(0), np.asarray(p), atol=0.01)
+    assert np.asarray(draw)[:, 0].max() == 0 and np.asarray(draw)[:, -1].min() == 1

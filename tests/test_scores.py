@@ -17,7 +17,8 @@ from PIL import Image
 
 from cli_runner import run_cli
 from vaekit.api.estimator import VAE
-from vaekit.cli import csv_name, main
+from vaekit.cli import main
+from vaekit.cli.scores import csv_name
 from vaekit.data import load_dataset
 from vaekit.measure.evaluation import iwae_log_likelihood
 from vaekit.serve.explorer import Explorer

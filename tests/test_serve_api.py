@@ -14,7 +14,7 @@ from conftest import explorer_runs
 from vaekit.cli import main
 from vaekit.data import load_dataset
 from vaekit.draw import geometry
-from vaekit.draw.gallery import posterior_means
+from vaekit.engines.sampling import posterior_means
 from vaekit.model.priors import StandardNormal
 from vaekit.runs import loading
 from vaekit.serve.app import create_app

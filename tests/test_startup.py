@@ -106,8 +106,8 @@ print("ok")
 def test_the_torch_package_exports_its_engine_on_first_use():
     import vaekit.engines.torch as torch_engines
     from vaekit.engines.torch.engine import TorchEngine
-    from vaekit.engines.torch.model import VAE
+    from vaekit.engines.torch.model import VAEModule
 
-    assert torch_engines.TorchEngine is TorchEngine and torch_engines.VAE is VAE
+    assert torch_engines.TorchEngine is TorchEngine and torch_engines.VAEModule is VAEModule
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = torch_engines.no_such_name

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from vaekit.config.settings import MAX_INPUT_VALUES
+from vaekit.config.limits import MAX_INPUT_VALUES
 from vaekit.data import readers
 from vaekit.data.labels import MAX_CLASSES, class_labels
 from vaekit.data.readers import MAX_DATA_VALUES, read_file

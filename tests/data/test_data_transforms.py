@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vaekit.config.settings import BINARIZATIONS
+from vaekit.config.limits import BINARIZATIONS
 from vaekit.data.transforms import binarize
 from vaekit.errors import ConfigError
 

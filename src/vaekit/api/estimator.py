@@ -27,13 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import ModelConfig, TrainConfig, default_prior
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import RawData
 from vaekit.data.labels import class_labels
-from vaekit.data.pipeline import TrainingData, check_compatible, check_unit_range, held_out_fraction
+from vaekit.data.pipeline import (
+    TrainingData,
+    check_compatible,
+    check_unit_range,
+    model_config,
+)
 from vaekit.data.readers import as_examples
 from vaekit.data.scaling import Scaling, fit_array
-from vaekit.data.splits import validation_split
 from vaekit.disk import parse_json, read_regular, write_atomic
 from vaekit.engines import Engine
 from vaekit.engines.sampling import check_labels, reconstruct, sample_prior
@@ -117,6 +121,8 @@ def config_parameters(*configs: type) -> tuple[Parameter, ...]:
 
 
 MODEL_PARAMS = tuple(p.name for p in config_parameters(ModelConfig))
+#: The hyperparameters that may be a class (your own networks), recorded by import path.
+NETWORKS = ("encoder_module", "decoder_module")
 TRAIN_PARAMS = tuple(p.name for p in config_parameters(TrainConfig))
 #: Every hyperparameter, keyword-only, with its default, and ``VAE.__init__``'s signature.
 PARAMETERS = (*config_parameters(ModelConfig, TrainConfig), *ESTIMATOR_PARAMS)
@@ -225,22 +231,6 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         estimator's own parameters (a subclass with other parameters derives them)."""
         return {parameter.name: getattr(self, parameter.name) for parameter in PARAMETERS}
 
-    @staticmethod
-    def _configs(
-        values: dict[str, Any], input_shape: tuple[int, ...], n_classes: int = 0
-    ) -> tuple[ModelConfig, TrainConfig]:
-        networks = {
-            name: import_path(values[name], name) for name in ("encoder_module", "decoder_module")
-        }
-        train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
-        prior = values["prior"] or default_prior(n_classes, train.engine)
-        model = ModelConfig(
-            input_shape=input_shape,
-            n_classes=n_classes,
-            **{**{name: values[name] for name in MODEL_PARAMS}, **networks, "prior": prior},
-        )
-        return model, train
-
     def fit(self, X: Any, y: Any = None) -> VAE:
         """Train on ``X`` (raw values, at least 2 rows) for ``epochs`` epochs, holding out
         ``val_fraction`` of it; returns ``self``. ``y`` (int class labels) is required by, and
@@ -253,9 +243,11 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             if y is None:
                 raise ConfigError("a conditional VAE needs the labels: fit(X, y)")
             labels = class_labels(np.asarray(y), "y", len(x))
-        n_classes = int(labels.max()) + 1 if labels is not None else 0
-        model, train = self._configs(values, tuple(x.shape[1:]), n_classes)
+        train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
         data = TrainingData.prepare(train, RawData(x=x, y=labels, name="X"), None)
+        networks = {name: import_path(values[name], name) for name in NETWORKS}
+        settings = {**{name: values[name] for name in MODEL_PARAMS}, **networks}
+        model = model_config(settings, train, data, values["conditional"])
         check_compatible(model, data)
         if train.keep == "best" and data.held_out() is None:
             raise ConfigError(
@@ -276,8 +268,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             engine.set_weights(best)
         self.engine_, self.model_config_, self.train_config_ = engine, model, train
         self.scaling_: Scaling | None = data.scaling
-        _, held = validation_split(len(x), held_out_fraction(train, False), train.seed)
-        rows = held if len(held) else slice(None)
+        rows = data.val_rows if len(data.val_rows) else slice(None)
         self._calibrate(x[rows], None if labels is None else labels[rows], contamination)
         return self
 

@@ -13,7 +13,7 @@
   turns raw inputs into the model's inputs itself (and decoded means back with
   x = x' · scale + shift).
 
-The models are the torch engine's own modules (:class:`vaekit.engines.torch.model.VAE`),
+The models are the torch engine's own modules (:class:`vaekit.engines.torch.model.VAEModule`),
 traced with ``torch.export`` and translated by ``torch.onnx`` (the ``onnx`` extra). Your own
 encoder or decoder (:mod:`vaekit.model.custom_networks`) is exported the same way when
 ``torch.export`` can trace it; one it cannot is refused in one line naming it.
@@ -27,17 +27,18 @@ import json
 import logging
 import os
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaekit import __version__, disk
+from vaekit import disk
 from vaekit.config.settings import ModelConfig
 from vaekit.data.scaling import Scaling
 from vaekit.errors import ConfigError, MissingExtra
 from vaekit.runs import loading
 
 if TYPE_CHECKING:
-    from vaekit.engines.torch.model import VAE
+    from vaekit.engines.torch.model import VAEModule
 
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
@@ -82,7 +83,7 @@ def export_onnx(
     }
     manifest = {
         "format": MANIFEST_FORMAT,
-        "vaekit_version": __version__,
+        "vaekit_version": version("vaekit"),
         "run": str(run_dir.resolve()),
         "checkpoint": which,
         "opset": OPSET,
@@ -185,7 +186,7 @@ def model_signatures(config: ModelConfig) -> dict[str, dict[str, Any]]:
     }
 
 
-def likelihood_record(config: ModelConfig, vae: VAE) -> dict[str, Any]:
+def likelihood_record(config: ModelConfig, vae: VAEModule) -> dict[str, Any]:
     """The likelihood's name, what ``x_mean`` is, and for a Gaussian its σ (the learned value:
     one number, or one per input value, flattened)."""
     if config.likelihood != "gaussian":
@@ -219,7 +220,7 @@ def scaling_record(scaling: Scaling | None) -> dict[str, Any]:
     return {**scaling.to_json(), "fitted": True, "formula": "x' = (x - shift) / scale"}
 
 
-def _plain_linears(vae: VAE) -> VAE:
+def _plain_linears(vae: VAEModule) -> VAEModule:
     """``vae`` with its :class:`~vaekit.engines.torch.dense.Dense` layers turned into plain
     ``nn.Linear`` (the same parameters and product h·Wᵀ + b): Dense calls oneDNN's kernel,
     which has no ONNX operator."""
@@ -233,7 +234,7 @@ def _plain_linears(vae: VAE) -> VAE:
     return vae
 
 
-def _wrappers(vae: VAE) -> dict[str, Any]:
+def _wrappers(vae: VAEModule) -> dict[str, Any]:
     """The encoder and decoder of ``vae`` as modules whose inputs and outputs are the
     signatures' (built here: torch is imported only when exporting)."""
     from torch import nn

@@ -31,7 +31,6 @@ from vaekit.config.presets import get_preset
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.disk import parse_json, read_regular
 from vaekit.errors import ConfigError
-from vaekit.model.custom_networks import check_consent
 
 try:
     import tomllib
@@ -66,16 +65,16 @@ class Settings(NamedTuple):
     conditional: bool | None
 
 
-def read_settings(path: str | Path, *, trust_code: bool = False) -> Settings:
+def read_settings(path: str | Path) -> Settings:
     """The settings in the TOML or JSON file ``path`` (by its suffix), validated: unknown keys,
     keys given twice, values of the wrong kind, syntax errors and unreadable files raise
-    :class:`ConfigError` with one line that names the file. A file that names your own
-    networks by import path is refused unless their modules are imported already or
-    ``trust_code`` (see :func:`vaekit.model.custom_networks.check_consent`)."""
+    :class:`ConfigError` with one line that names the file. Reading runs no code: networks the
+    file names by import path are imported only when a model is built, with consent (see
+    :func:`vaekit.model.custom_networks.check_consent`)."""
     path = Path(path)
     document = _parse(path, _read_text(path))
     try:
-        return _settings(document, trust_code)
+        return _settings(document)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -118,7 +117,7 @@ def _first_clause(exc: Exception) -> str:
     return str(exc).split(";")[0]
 
 
-def _settings(document: dict[str, Any], trust_code: bool) -> Settings:
+def _settings(document: dict[str, Any]) -> Settings:
     """Sort a document's keys into sections, check every name, then validate the values."""
     if "format" in document and document["format"] != RUN_FORMAT:
         raise ConfigError(
@@ -140,7 +139,6 @@ def _settings(document: dict[str, Any], trust_code: bool) -> Settings:
     preset = _preset_name(document)
     conditional = _conditional(document, model)
     model.pop("input_shape", None)
-    check_consent(model, "the file", trust_code)
     _validate(model, train, conditional)
     return Settings(model, train, preset, conditional)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import MAX_CLASSES
+from vaekit.config.limits import MAX_CLASSES
 from vaekit.errors import ConfigError, DataError
 from vaekit.text import plural
 

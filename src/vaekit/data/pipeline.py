@@ -4,13 +4,14 @@ the estimator and the explorer: hold out the validation split, scale, view, bina
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.config.settings import ModelConfig, TrainConfig, default_prior
 from vaekit.data import RawData, binarize, load_raw
 from vaekit.data.scaling import Scaling
 from vaekit.data.scaling import fit as fit_scaling
@@ -44,6 +45,8 @@ class TrainingData:
     streamed: bool = False
     #: A fixed binarization the loop applies to each batch of streamed training data.
     per_batch: str = "none"
+    #: The rows of the raw training data held out for validation (empty: none).
+    val_rows: np.ndarray = dataclasses.field(default_factory=lambda: np.arange(0))
 
     @classmethod
     def load(
@@ -67,13 +70,12 @@ class TrainingData:
         scaling: Scaling | None = None,
         stream: bool | None = None,
     ) -> TrainingData:
-        """Hold out the validation split (:func:`held_out_fraction` of ``train``, seeded), fit
+        """Hold out the validation split (:func:`split_rows`), fit
         ``config.scale`` on the training part alone (unless a stored ``scaling`` is given),
         scale every set, and apply the binarization protocol: fixed samples for static, and
         for dynamic's held-out data. ``stream`` None: stream training data from a lazy source
         larger than :data:`STREAM_BYTES`."""
-        fraction = held_out_fraction(config, test is not None)
-        train_idx, val_idx = validation_split(len(train.x), fraction, config.seed)
+        train_idx, val_idx = split_rows(config, len(train.x), test is not None)
         if scaling is None:
             scaling = fit_scaling(
                 config.scale,
@@ -117,6 +119,7 @@ class TrainingData:
             scaling=scaling,
             streamed=stream,
             per_batch="threshold" if stream and config.binarize == "threshold" else "none",
+            val_rows=val_idx,
         )
 
     def held_out(self) -> tuple[Any, np.ndarray | None, str] | None:
@@ -151,6 +154,32 @@ def held_out_fraction(config: TrainConfig, has_test: bool) -> float:
     if config.val_fraction is not None:
         return config.val_fraction
     return 0.0 if has_test else DEFAULT_VAL_FRACTION
+
+
+def split_rows(config: TrainConfig, n: int, has_test: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) of ``n`` training examples: a seeded draw of
+    :func:`held_out_fraction` of them (:func:`vaekit.data.splits.validation_split`), the same
+    for a run, its resumption, every later command and the estimator."""
+    return validation_split(n, held_out_fraction(config, has_test), config.seed)
+
+
+def model_config(
+    settings: dict[str, Any], train: TrainConfig, data: TrainingData, conditional: bool
+) -> ModelConfig:
+    """The model a run trains, for the command line and the estimator alike: the ``settings``
+    given (flags, a preset, a settings file, keywords) on ``data``'s example shape, with, for a
+    ``conditional`` model, as many classes as the largest label of the training data (its
+    held-out part included) says, and when no prior is named the one that suits
+    ``train.engine`` (:func:`vaekit.config.settings.default_prior`)."""
+    n_classes = 0
+    if conditional:
+        parts = [y for y in (data.train_labels, data.val_labels) if y is not None and len(y)]
+        if not parts:
+            raise ConfigError(f"a conditional model needs labels, and {train.data} has none")
+        n_classes = int(max(y.max() for y in parts)) + 1
+    prior = settings.get("prior") or default_prior(n_classes, train.engine)
+    shape = tuple(data.train.shape[1:])
+    return ModelConfig(**{**settings, "input_shape": shape, "n_classes": n_classes, "prior": prior})
 
 
 def fixed_binarization(mode: str) -> str:

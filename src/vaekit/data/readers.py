@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from vaekit.config.settings import IMAGE_MODES, MAX_IMAGE_SIDE, MAX_INPUT_VALUES
+from vaekit.config.limits import IMAGE_MODES, MAX_IMAGE_SIDE, MAX_INPUT_VALUES
 from vaekit.data.dataset import RawData
 from vaekit.data.labels import class_labels
 from vaekit.data.sources import Concatenated, Decoded, NpyFile

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import SCALINGS
+from vaekit.config.limits import SCALINGS
 from vaekit.disk import parse_json, read_regular
 from vaekit.errors import ConfigError, DataError
 

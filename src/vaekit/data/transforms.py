@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaekit.config.settings import BINARIZATIONS
+from vaekit.config.limits import BINARIZATIONS
 from vaekit.errors import ConfigError
+from vaekit.model.objectives import bernoulli_draw
 
 STATIC_SEED = 20240601
 
@@ -37,4 +38,4 @@ def binarize(x: np.ndarray, mode: str, rng: np.random.Generator | None = None) -
         rng = np.random.default_rng(STATIC_SEED)
     if rng is None:
         raise ValueError("binarize mode 'dynamic' needs a numpy.random.Generator as rng.")
-    return (rng.random(np.shape(x), dtype=np.float32) < x).astype(np.float32)
+    return bernoulli_draw(x, rng.random(np.shape(x), dtype=np.float32))

@@ -11,7 +11,7 @@ import numpy as np
 
 from vaekit.draw import figures, geometry
 from vaekit.engines import Engine
-from vaekit.engines.sampling import reconstruct, sample_prior
+from vaekit.engines.sampling import posterior_means, reconstruct, sample_prior
 from vaekit.errors import ConfigError
 from vaekit.measure.evaluation import latent_statistics
 from vaekit.runs.metrics import CURVE_KEYS, read_metrics
@@ -101,25 +101,6 @@ def draw_reconstructions(
     figures.save_reconstructions(x, recon, path, title)
 
 
-def posterior_means(
-    engine: Engine,
-    x: np.ndarray,
-    labels: np.ndarray | None = None,
-    limit: int = SCATTER_POINTS,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """E[z|x] (E[z|x, y] for a conditional model) of the first ``limit`` inputs, in batches of
-    1,000; ``progress``, if given, is called after each with the number of inputs encoded."""
-    x = x[:limit]
-    y = labels[:limit] if engine.config.conditional else None
-    parts = []
-    for i in range(0, len(x), 1000):
-        parts.append(engine.encode(x[i : i + 1000], None if y is None else y[i : i + 1000])[0])
-        if progress is not None:
-            progress(i + len(parts[-1]))
-    return np.concatenate(parts)
-
-
 def draw_manifold(
     engine: Engine,
     path: Path,
@@ -133,7 +114,7 @@ def draw_manifold(
     (encoded with ``progress`` as :func:`posterior_means` says)."""
     latents = None
     if engine.config.latent_dim > 2 and dims is None and x is not None:
-        latents = posterior_means(engine, x, progress=progress)
+        latents = posterior_means(engine, x, limit=SCATTER_POINTS, progress=progress)
     figures.save_manifold(engine, path, n=n, dims=dims, latents=latents)
 
 
@@ -245,7 +226,7 @@ def draw_all(
         draw_traversals(engine, run_dir / TRAVERSALS, x, labels)
         written.append(TRAVERSALS)
     if engine.config.latent_dim >= 2:
-        latents = posterior_means(engine, x, labels)
+        latents = posterior_means(engine, x, labels, limit=SCATTER_POINTS)
         scatter_labels = None if labels is None else labels[: len(latents)]
         figures.save_latent_scatter(latents, scatter_labels, run_dir / SCATTER)
         written.append(SCATTER)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from vaekit.config.settings import ModelConfig
 from vaekit.engines.protocol import Engine, EngineOptions, StepMetrics
 from vaekit.errors import ConfigError
+from vaekit.model import parameters
 
 if TYPE_CHECKING:
     from vaekit.engines.torch.distributed import Group
@@ -30,6 +31,7 @@ def build_engine(
     engine that can).
     """
     options = replace(options or EngineOptions(), **overrides)
+    parameters.check_size(config)  # before anything of that size is allocated
     if engine == "torch":
         from vaekit.engines.torch import TorchEngine
 

@@ -5,7 +5,7 @@ Arrays cross the protocol as NumPy arrays: data batches of shape (N, *input_shap
 float32 in the model's units; latents (N, K); labels y, int64 (N,), which a conditional model
 (``config.n_classes > 0``) requires and an unconditional one ignores. Weights cross it as a
 dict of named arrays whose names and shapes are
-:attr:`vaekit.config.settings.ModelConfig.parameter_shapes`.
+:func:`vaekit.model.parameters.shapes`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class StepMetrics:
 
 @dataclass(frozen=True)
 class DeviceReading:
-    """What :meth:`ResidentData.read` brings back from the device in one transfer: ``sums`` =
+    """What :meth:`DataOnDevice.read` brings back from the device in one transfer: ``sums`` =
     Σ rows·(loss, recon, kl) over the epoch's steps so far (nats), the ``last`` step's metrics,
     and ``diverged``, (step, loss) of the first step whose loss, recon or kl was not finite
     (None while there is none)."""
@@ -64,8 +64,8 @@ class DeviceReading:
     diverged: tuple[int, float] | None
 
 
-class ResidentData(Protocol):
-    """A training set held on an engine's device for a run (:meth:`Engine.hold_training_data`),
+class DataOnDevice(Protocol):
+    """A training set held on an engine's device for a run (:meth:`Engine.put_data_on_device`),
     whose steps never wait for the host: the loop reads numbers only through :meth:`read`."""
 
     def shuffle(self, order: np.ndarray) -> None:
@@ -104,9 +104,9 @@ class Engine(Protocol):
         """
         ...
 
-    def hold_training_data(
+    def put_data_on_device(
         self, x: np.ndarray, y: np.ndarray | None, dynamic: bool, *, required: bool
-    ) -> ResidentData | None:
+    ) -> DataOnDevice | None:
         """Upload the training set ``x`` (and labels ``y``) to the engine's device for the run,
         ``dynamic``: each batch a fresh Bernoulli sample drawn there from the engine's
         generator. Unless ``required``, only where it pays and fits (the torch engine: a CUDA

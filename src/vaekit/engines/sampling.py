@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from vaekit.data.labels import class_labels
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError
+from vaekit.model.objectives import reparameterize
 
 
 def default_labels(engine: Engine, n: int) -> np.ndarray | None:
@@ -50,4 +53,24 @@ def reconstruct(
     y = check_labels(engine, labels, len(x)) if labels is not None else None
     mu, logvar = engine.encode(x, y)
     eps = np.random.default_rng(seed).standard_normal(mu.shape).astype(mu.dtype)
-    return engine.decode(mu + np.exp(0.5 * logvar) * eps, y)
+    return engine.decode(reparameterize(mu, logvar, eps), y)
+
+
+def posterior_means(
+    engine: Engine,
+    x: np.ndarray,
+    labels: np.ndarray | None = None,
+    limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """E[z|x] (E[z|x, y] for a conditional model) of the first ``limit`` inputs (None: all), in
+    batches of 1,000; ``progress``, if given, is called after each with the number of inputs
+    encoded."""
+    x = x[:limit]
+    y = labels[:limit] if engine.config.conditional else None
+    parts = []
+    for i in range(0, len(x), 1000):
+        parts.append(engine.encode(x[i : i + 1000], None if y is None else y[i : i + 1000])[0])
+        if progress is not None:
+            progress(i + len(parts[-1]))
+    return np.concatenate(parts)

@@ -21,7 +21,7 @@ import numpy as np
 from vaekit import disk
 from vaekit.data import shapes
 from vaekit.data.dataset import RawData
-from vaekit.draw.gallery import posterior_means
+from vaekit.engines.sampling import posterior_means
 from vaekit.errors import ConfigError
 from vaekit.measure import disentanglement
 from vaekit.runs import config_file, loading

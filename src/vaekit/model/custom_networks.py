@@ -50,18 +50,19 @@ CHECK_ROWS = 2
 
 
 def check_consent(model: Mapping[str, Any], source: str, trust_code: bool) -> None:
-    """Refuse, in one line naming it, a network that the model settings ``model`` (read from
-    the file ``source``) name by import path when its module is not imported yet, unless
-    ``trust_code``: importing it would run code that came with the file. A module your own code
-    has imported already runs nothing new."""
-    if trust_code:
-        return
+    """The networks that the model settings ``model`` (read from the file ``source``) name by
+    import path: with ``trust_code``, imported now (so that every later read of the same file
+    finds them imported); without it, refused in one line naming the first whose module is not
+    imported yet, since importing it would run code that came with the file. A module your own
+    code has imported already runs nothing new."""
     for part in PARTS:
         path = model.get(_field(part))
         if not isinstance(path, str):
             continue  # none, or a value the config's own check refuses
         module = path.partition(":")[0]
-        if module not in sys.modules:
+        if trust_code:
+            load_class(path, _field(part))
+        elif module not in sys.modules:
             raise ConfigError(
                 f"{source} names {_field(part)} {path}: opening it would import {module} and "
                 "run its code, which vaekit does only with your consent; if you trust where it "
@@ -196,7 +197,7 @@ def build(config: ModelConfig, part: str) -> nn.Module:
     _state_shapes(module, part, label)
     if part == "decoder" and config.learn_sigma != "fixed":
         torch = _torch()
-        shape = config.parameter_shapes["decoder.log_sigma"]
+        shape = config.log_sigma_shape
         module.register_parameter(
             LOG_SIGMA, torch.nn.Parameter(torch.full(shape, math.log(config.sigma)))
         )

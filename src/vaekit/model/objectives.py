@@ -9,6 +9,7 @@ the NumPy engine runs where torch is not installed.
 - KL(N(mu, diag e^logvar) ‖ N(0, I)) per dimension = ½ (e^logvar_k + mu_k² − 1 − logvar_k), and
   to N(m, e^lv_p): ½ (lv_p − logvar + (e^logvar + (mu − m)²)·e^−lv_p − 1)
 - a mixture's log-density log Σ_c w_c N(z; m_c, diag e^lv_c), as matrix products
+- the reparameterization z = mu + e^(logvar/2)·eps, and Bernoulli draws 1[u < p]
 - log q(z|x) = −½ Σ_k (eps_k² + logvar_k + log 2π) for z = mu + e^(logvar/2)·eps
 - the total correlation of the aggregate posterior by minibatch-weighted sampling (β-TCVAE)
 - importance log-weight: log w = log p(x|z) + log p(z) − log q(z|x)
@@ -59,6 +60,23 @@ def softplus(a: Array) -> Array:
     """log(1 + e^a) = max(a, 0) + log(1 + e^−|a|), stable for any a."""
     xp = namespace(a)
     return a.clip(min=0.0) + xp.log1p(xp.exp(-abs(a)))
+
+
+# --- drawing: the reparameterization and Bernoulli draws ------------------------------------------
+
+
+def reparameterize(mu: Array, logvar: Array, eps: Array) -> Array:
+    """z = mu + e^(logvar/2)·eps with eps ~ N(0, I): a draw from N(mu, diag e^logvar) that is a
+    differentiable function of mu and logvar (the reparameterization trick, Kingma & Welling,
+    2014, §2.4); broadcast shape."""
+    return mu + namespace(logvar).exp(0.5 * logvar) * eps
+
+
+def bernoulli_draw(p: Array, u: Array) -> Array:
+    """1 where u < p, else 0, float32: a draw from Bernoulli(p) for u ~ U[0, 1) (dynamic and
+    static binarization of grey levels p in [0, 1])."""
+    draw = u < p
+    return draw.astype(np.float32) if namespace(draw) is np else draw.float()
 
 
 # --- the latent terms ---------------------------------------------------------------------------

@@ -205,7 +205,7 @@ class GaussianMixture:
                 u = rng.random((n, 1)) * cumulative[:, -1:]  # below each row's total, never at it
                 c = (cumulative <= u).sum(axis=1)
         eps = rng.standard_normal((n, self.latent_dim))
-        return self.means[c] + np.exp(0.5 * self.logvars[c]) * eps
+        return objectives.reparameterize(self.means[c], self.logvars[c], eps)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         """Each coordinate's marginal CDF, Σ_c w_c Φ((x_k − m_ck)/s_ck), for x (…, K)."""
@@ -217,7 +217,9 @@ class GaussianMixture:
         Σ_c w_c Φ((x − m_ck)/s_ck) = p, by bisection between the least and the greatest of the
         components' own quantiles m_ck + s_ck·Φ⁻¹(p) (the mixture's lies between them)."""
         p = np.asarray(p, dtype=np.float64)
-        own = self.means + np.exp(0.5 * self.logvars) * standard_normal_quantile(p)[..., None, None]
+        own = objectives.reparameterize(
+            self.means, self.logvars, standard_normal_quantile(p)[..., None, None]
+        )
         low, high = own.min(axis=-2), own.max(axis=-2)  # (*p.shape, K)
         target = p[..., None]
         for _ in range(BISECTIONS):

@@ -35,6 +35,7 @@ from vaekit.disk import (
 )
 from vaekit.engines import Engine
 from vaekit.errors import CheckpointError
+from vaekit.model import parameters
 from vaekit.runs.config_file import read_record
 from vaekit.runs.layout import (
     CONFIG_FILE,
@@ -68,7 +69,7 @@ def safetensors_size_limit(config: ModelConfig, arrays_per_parameter: int) -> in
     parameter of ``config`` can take: the 8-byte header length, the JSON header (at most
     ``_HEADER_BYTES`` + ``_HEADER_BYTES_PER_ARRAY`` per array) and every value as float64
     (8 bytes). Weights have 1 array per parameter; optimizer state at most 2 (Adam's moments)."""
-    shapes = config.parameter_shapes.values()
+    shapes = parameters.shapes(config).values()
     arrays = arrays_per_parameter * len(shapes)
     values = arrays_per_parameter * sum(math.prod(shape) for shape in shapes)
     return 8 + _HEADER_BYTES + _HEADER_BYTES_PER_ARRAY * arrays + 8 * values
@@ -89,7 +90,7 @@ def _decode_safetensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
 
 def check_weights(path: Path, weights: dict[str, np.ndarray], config: ModelConfig) -> None:
     """Names, shapes and finiteness of ``weights`` must match ``config``, else CheckpointError."""
-    expected = config.parameter_shapes
+    expected = parameters.shapes(config)
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
     if missing or extra:
@@ -261,7 +262,7 @@ def load_checkpoint(run_dir: Path, engine: Engine) -> dict[str, Any]:
             f"{run_dir / STATE_FILE}: the checkpoint's optimizer is "
             f"{engine_meta.get('optimizer')!r}, this run uses {engine.optimizer_name!r}"
         )
-    shapes = engine.config.parameter_shapes
+    shapes = parameters.shapes(engine.config)
     for key, array in arrays.items():
         if shapes.get(key.partition("/")[2]) != array.shape:
             raise CheckpointError(f"{run_dir / OPTIMIZER_FILE}: {key} does not fit the model")

@@ -3,10 +3,10 @@ written once, read and validated by every command."""
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from vaekit import __version__
 from vaekit.config.files import RUN_FORMAT
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.disk import (
@@ -21,7 +21,7 @@ def write_config(run_dir: Path, model: ModelConfig, train: TrainConfig, created_
     """Write ``config.json``: both configs, the vaekit version and which command made the run."""
     record = {
         "format": RUN_FORMAT,
-        "vaekit_version": __version__,
+        "vaekit_version": version("vaekit"),
         "created_by": created_by,
         "model": model.to_dict(),
         "train": train.to_dict(),

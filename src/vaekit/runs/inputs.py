@@ -32,10 +32,14 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import Dataset, binarize, has_test_split, load_raw
 from vaekit.data.dataset import RawData
 from vaekit.data.datasets import run_data_dir
-from vaekit.data.pipeline import check_unit_range, fixed_binarization, held_out_fraction
+from vaekit.data.pipeline import (
+    check_unit_range,
+    fixed_binarization,
+    held_out_fraction,
+    split_rows,
+)
 from vaekit.data.scaling import Scaling, fit_array
 from vaekit.data.sources import Subset, in_memory
-from vaekit.data.splits import validation_split
 from vaekit.errors import ConfigError, DataError
 from vaekit.runs.config_file import read_config
 
@@ -135,8 +139,7 @@ def _raw(
     whole = load("train")
     if part == "all":
         return whole, own
-    fraction = held_out_fraction(train, named)
-    train_idx, val_idx = validation_split(len(whole.x), fraction, train.seed)
+    train_idx, val_idx = split_rows(train, len(whole.x), named)
     if part == "val" and not len(val_idx):
         raise DataError(f"the run holds out no validation split of {own}; use --split train or all")
     index = train_idx if part == "train" else val_idx

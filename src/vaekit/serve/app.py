@@ -16,6 +16,7 @@ import base64
 import logging
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -30,7 +31,6 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vaekit import __version__
 from vaekit.serve.explorer import Explorer, InputError, decode_data_url
 from vaekit.serve.server import LOOPBACK_HOSTS
 
@@ -236,7 +236,7 @@ def create_app(
     compared)."""
     app = FastAPI(
         title="vaekit latent-space explorer",
-        version=__version__,
+        version=version("vaekit"),
         description="Decode latents, walk between them, and read images through a trained VAE.",
     )
     static = resources.files("vaekit.serve") / "static"

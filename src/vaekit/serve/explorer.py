@@ -35,9 +35,9 @@ from PIL import Image, UnidentifiedImageError
 
 from vaekit.data.readers import read_image
 from vaekit.data.scaling import Scaling, fit_array
-from vaekit.draw import figures, geometry
-from vaekit.draw.gallery import posterior_means
+from vaekit.draw import figures, gallery, geometry
 from vaekit.engines import Engine
+from vaekit.engines.sampling import posterior_means
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.measure.evaluation import iwae_log_likelihood
 from vaekit.runs import config_file, loading
@@ -106,7 +106,7 @@ class Explorer:
         self.reference_scores = np.zeros(0)
         if reference is not None and len(reference):
             labels = reference_labels if config.conditional else None
-            means = posterior_means(engine, reference, labels)
+            means = posterior_means(engine, reference, labels, limit=gallery.SCATTER_POINTS)
             if config.latent_dim > 2:
                 self.centre, directions, _, _ = geometry.principal_components(means)
                 self.axes = directions[:2]

@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import MAX_VAL_FRACTION, TrainConfig
+from vaekit.config.limits import MAX_VAL_FRACTION
+from vaekit.config.settings import TrainConfig
 from vaekit.data import binarize
 from vaekit.data.pipeline import TrainingData
 from vaekit.data.prefetch import batches
 from vaekit.engines import Engine, StepMetrics
-from vaekit.engines.protocol import DeviceReading, ResidentData
+from vaekit.engines.protocol import DataOnDevice, DeviceReading
 from vaekit.engines.torch import distributed
 from vaekit.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaekit.measure.evaluation import evaluate_elbo
@@ -154,7 +155,7 @@ def check_held_out(config: TrainConfig, data: TrainingData) -> None:
 
 def check_data_on_device(config: TrainConfig, data: TrainingData, engine: Engine) -> None:
     """Refuse ``data_on_device`` yes, in one line, where the training set cannot live on the
-    engine's device: an engine without :meth:`~vaekit.engines.protocol.Engine.hold_training_data`
+    engine's device: an engine without :meth:`~vaekit.engines.protocol.Engine.put_data_on_device`
     (NumPy), data read in batches from disk, or one of torchrun's processes."""
     if config.data_on_device != "yes":
         return
@@ -165,7 +166,7 @@ def check_data_on_device(config: TrainConfig, data: TrainingData, engine: Engine
 
 def _host_only(data: TrainingData, engine: Engine) -> str | None:
     """Why the training set stays in the host's memory whatever is asked, or None."""
-    if not hasattr(engine, "hold_training_data"):
+    if not hasattr(engine, "put_data_on_device"):
         return f"the {engine.name} engine trains from the host's memory"
     if data.streamed:
         return "the training data are read in batches from disk (larger than memory allows)"
@@ -174,7 +175,7 @@ def _host_only(data: TrainingData, engine: Engine) -> str | None:
     return None
 
 
-def hold_on_device(config: TrainConfig, data: TrainingData, engine: Engine) -> ResidentData | None:
+def data_on_device(config: TrainConfig, data: TrainingData, engine: Engine) -> DataOnDevice | None:
     """The training set on the engine's device for this run, or None to train from the host:
     ``data_on_device`` no; auto where it is :func:`_host_only` or the engine declines (the torch
     engine takes it on a CUDA GPU with twice its bytes free); yes, or a ConfigError."""
@@ -182,7 +183,7 @@ def hold_on_device(config: TrainConfig, data: TrainingData, engine: Engine) -> R
     if config.data_on_device == "no" or _host_only(data, engine):
         return None
     labels = data.train_labels if engine.config.conditional else None
-    return engine.hold_training_data(
+    return engine.put_data_on_device(
         data.train,
         labels,
         config.binarize == "dynamic",
@@ -194,10 +195,10 @@ def _diverged(loss: float, epoch: int, step: int) -> TrainingDiverged:
     return TrainingDiverged(f"the loss became {loss} at epoch {epoch}, step {step}")
 
 
-def _read(resident: ResidentData, state: LoopState, epoch: int) -> DeviceReading:
+def _read(on_device: DataOnDevice, state: LoopState, epoch: int) -> DeviceReading:
     """The device's numbers so far (one sync), or TrainingDiverged naming the first step whose
     loss was not finite; the weights are those of the step before it, its step count too."""
-    reading = resident.read()
+    reading = on_device.read()
     if reading.diverged is not None:
         step, loss = reading.diverged
         state.step = step - 1
@@ -231,7 +232,7 @@ def fit(
     raises :class:`TrainingDiverged` before the weights are changed. With ``progress``: a bar on
     stderr when it is a terminal, else a line there every tenth of a long epoch's steps.
 
-    With the training set on the engine's device (:func:`hold_on_device`), a step reads nothing
+    With the training set on the engine's device (:func:`data_on_device`), a step reads nothing
     back: the loop reads the device once per epoch, and per step only for ``on_step``, at the
     progress line's steps, and a tenth of the epoch apart for the bar. The divergence contract
     holds there too: from the first non-finite loss on no step changes the weights, and the
@@ -252,7 +253,7 @@ def fit(
     held_out = data.held_out()
     check_held_out(config, data)
     engine.set_dataset_size(n)  # N for the tcvae objective's minibatch-weighted sampling
-    resident = hold_on_device(config, data, engine)
+    on_device = data_on_device(config, data, engine)
     bar_every = max(1, steps_per_epoch // 10) if show_bar else 0  # device reads for the bar
     while state.epoch < config.epochs and not state.stalled(config.patience):
         epoch = state.epoch + 1
@@ -260,8 +261,8 @@ def fit(
         engine.set_learning_rate(learning_rate(config, epoch))
         order = state.rng.permutation(n)
         totals = np.zeros(3)
-        if resident is not None:
-            resident.shuffle(order)
+        if on_device is not None:
+            on_device.shuffle(order)
             feed: Any = contextlib.nullcontext(itertools.repeat(None, steps_per_epoch))
         else:
             feed = contextlib.closing(batches(data.train, order, config.batch_size))
@@ -277,7 +278,7 @@ def fit(
                 beta = kl_weight(beta_max, config.kl_warmup, state.step + 1, steps_per_epoch)
                 done = start // config.batch_size + 1  # steps of this epoch
                 line_due = line_every and done % line_every == 0 and done < steps_per_epoch
-                if resident is None:
+                if on_device is None:
                     index = order[start : start + config.batch_size]
                     y = data.train_labels[index] if conditional else None
                     if config.binarize == "dynamic":
@@ -290,9 +291,9 @@ def fit(
                     totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
                 else:
                     stop = min(start + config.batch_size, n)
-                    resident.train_step(start, stop, beta, state.step + 1)
+                    on_device.train_step(start, stop, beta, state.step + 1)
                     read = on_step is not None or line_due or (bar_every and done % bar_every == 0)
-                    metrics = _read(resident, state, epoch).last if read else None
+                    metrics = _read(on_device, state, epoch).last if read else None
                 state.step += 1
                 if on_step is not None:
                     on_step(engine, state, metrics, beta)
@@ -306,8 +307,8 @@ def fit(
                         file=sys.stderr,
                         flush=True,
                     )
-        if resident is not None:
-            totals = _read(resident, state, epoch).sums
+        if on_device is not None:
+            totals = _read(on_device, state, epoch).sums
         loss, recon, kl = totals / n
         record: dict[str, Any] = {
             "epoch": epoch,

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import LOGGERS, ModelConfig, TrainConfig
+from vaekit.config.limits import LOGGERS
+from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.errors import ConfigError, MissingExtra
 from vaekit.runs.layout import TENSORBOARD_DIR
 

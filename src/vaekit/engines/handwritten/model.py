@@ -1,7 +1,7 @@
 """The VAE's forward and backward passes, by hand, for NumPy arrays and torch tensors alike.
 
 Parameters are a dict of named arrays or tensors (the names and shapes of
-``ModelConfig.parameter_shapes``, which are also the torch model's parameter names); every
+:func:`vaekit.model.parameters.shapes`, which are also the torch model's parameter names); every
 function computes in its inputs' library (:func:`vaekit.model.objectives.namespace`).
 For a batch x (N, D) and noise eps (N, K), with L = (1/N) Σ_n (recon_n + β·kl_n):
 
@@ -34,8 +34,8 @@ import numpy as np
 
 from vaekit.config.settings import ModelConfig
 from vaekit.engines.handwritten.layers import ACTIVATIONS, dense, dense_backward, linear
-from vaekit.model import objectives
-from vaekit.model.objectives import Array, namespace
+from vaekit.model import objectives, parameters
+from vaekit.model.objectives import Array, namespace, reparameterize
 from vaekit.model.priors import Prior
 
 Params = dict[str, Array]
@@ -77,7 +77,7 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
     """torch.nn.Linear's default init: W, b ~ U(−1/√fan_in, 1/√fan_in); log σ = log(sigma); the
     class prior's means and log-variances 0 (it starts as N(0, I) for every class)."""
     params: Params = {}
-    for name, shape in config.parameter_shapes.items():
+    for name, shape in parameters.shapes(config).items():
         if name == "decoder.log_sigma":
             params[name] = np.full(shape, np.log(config.sigma), dtype=dtype)
             continue
@@ -85,7 +85,7 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32)
             params[name] = np.zeros(shape, dtype=dtype)
             continue
         layer = name.rsplit(".", 1)[0]
-        fan_in = config.parameter_shapes[layer + ".weight"][1]
+        fan_in = parameters.shapes(config)[layer + ".weight"][1]
         bound = 1.0 / np.sqrt(fan_in)
         params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
     return params
@@ -142,7 +142,7 @@ def forward(
 ) -> Forward:
     """Run encoder, reparameterization and decoder, keeping what backward needs."""
     mu, logvar, enc, h = encode(config, p, x, onehot)
-    z = mu + namespace(logvar).exp(0.5 * logvar) * eps
+    z = reparameterize(mu, logvar, eps)
     out, dec, g = decode(config, p, z, onehot)
     return Forward(enc, h, mu, logvar, z, dec, g, out)
 

@@ -125,7 +125,7 @@ class NumpyEngine:
         self, x: np.ndarray, eps: np.ndarray, y: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         mu, logvar = self.encode(x, y)
-        z = mu + np.exp(0.5 * logvar) * eps.astype(self.dtype)
+        z = objectives.reparameterize(mu, logvar, eps.astype(self.dtype))
         recon = self._reconstruction_nll(x, z, y)
         return recon.astype(np.float64), self._prior().kl(mu, logvar, y).astype(np.float64)
 
@@ -133,7 +133,7 @@ class NumpyEngine:
         self, x: np.ndarray, posterior: Posterior, eps: np.ndarray, y: np.ndarray | None = None
     ) -> np.ndarray:
         mu, logvar, eps = (np.asarray(a, dtype=self.dtype) for a in (*posterior, eps))
-        z = mu + np.exp(0.5 * logvar) * eps
+        z = objectives.reparameterize(mu, logvar, eps)
         recon = self._reconstruction_nll(x, z, y)
         log_q = objectives.gaussian_log_density(eps, logvar)
         log_w = objectives.log_weights(recon, self._prior().log_prob(z, y), log_q)

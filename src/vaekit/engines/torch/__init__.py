@@ -1,7 +1,7 @@
-"""The PyTorch engine: the VAE as an ``nn.Module`` and the engine that trains it.
+"""The PyTorch engine: the VAE as an ``nn.Module`` (VAEModule) and the engine that trains it.
 
-``TorchEngine`` and ``VAE`` are imported on first use, so that ``vaekit.engines.torch.distributed``
-(torchrun's environment) can be read without importing torch.
+``TorchEngine`` and ``VAEModule`` are imported on first use, so that
+``vaekit.engines.torch.distributed`` (torchrun's environment) can be read without importing torch.
 """
 
 from __future__ import annotations
@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vaekit.engines.torch.engine import TorchEngine
-    from vaekit.engines.torch.model import VAE
+    from vaekit.engines.torch.model import VAEModule
 
 
 def __getattr__(name: str) -> Any:
-    """``TorchEngine`` and ``VAE``, imported (with torch) when first asked for."""
+    """``TorchEngine`` and ``VAEModule``, imported (with torch) when first asked for."""
     if name == "TorchEngine":
         from vaekit.engines.torch.engine import TorchEngine
 
         return TorchEngine
-    if name == "VAE":
-        from vaekit.engines.torch.model import VAE
+    if name == "VAEModule":
+        from vaekit.engines.torch.model import VAEModule
 
-        return VAE
+        return VAEModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["VAE", "TorchEngine"]
+__all__ = ["VAEModule", "TorchEngine"]

@@ -1,4 +1,5 @@
-"""The PyTorch engine: :class:`vaekit.engines.torch.model.VAE` plus its optimizer and generator."""
+"""The PyTorch engine: :class:`vaekit.engines.torch.model.VAEModule` plus its optimizer and
+generator."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from vaekit.config.settings import PRECISIONS, ModelConfig, check_device
+from vaekit.config.limits import PRECISIONS
+from vaekit.config.rules import check_device
+from vaekit.config.settings import ModelConfig
 from vaekit.engines.handwritten import model as handwritten
-from vaekit.engines.protocol import EngineOptions, Posterior, ResidentData, StepMetrics
+from vaekit.engines.protocol import (
+    DataOnDevice,
+    DeviceReading,
+    EngineOptions,
+    Posterior,
+    StepMetrics,
+)
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
-from vaekit.engines.torch.model import VAE, Minibatch, TrainingObjective
-from vaekit.engines.torch.prior_modules import StandardNormal
-from vaekit.engines.torch.resident import HeldData
+from vaekit.engines.torch.model import Minibatch, TrainingObjective, VAEModule
+from vaekit.engines.torch.prior_modules import StandardNormalModule
 from vaekit.errors import ConfigError
 from vaekit.model import objectives
 from vaekit.model.priors import Prior
@@ -154,7 +162,7 @@ class TorchEngine:
         self.precision = options.precision
         with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG state
             torch.manual_seed(options.seed)
-            self.model = VAE(config).to(self.device)
+            self.model = VAEModule(config).to(self.device)
         if options.precision == "bf16":  # autocast around the networks only, not the losses
             for net in (self.model.encoder, self.model.decoder):
                 net.forward = InBfloat16(net.forward, self.device.type)
@@ -163,7 +171,7 @@ class TorchEngine:
         # prior, in float32, in one process: the same gradients without building a graph
         self.handwritten = (
             not handwritten.uncovered(config)
-            and isinstance(self.model.prior, StandardNormal)
+            and isinstance(self.model.prior, StandardNormalModule)
             and options.precision == "fp32"
             and group is None
         )
@@ -271,10 +279,10 @@ class TorchEngine:
         loss, recon_mean, kl_mean, _ = self._elbo_loss(recon.sum(), kl.sum(axis=0), beta, batch)
         return torch.stack([loss, recon_mean, kl_mean])
 
-    def hold_training_data(
+    def put_data_on_device(
         self, x: np.ndarray, y: np.ndarray | None, dynamic: bool, *, required: bool
-    ) -> ResidentData | None:
-        """The training set on this engine's device (see :class:`HeldData`); unless
+    ) -> DataOnDevice | None:
+        """The training set on this engine's device (see :class:`TorchDataOnDevice`); unless
         ``required``, only on a CUDA GPU where its float32 bytes are under half the free
         memory (None otherwise)."""
         x_bytes = 4 * x.size
@@ -282,7 +290,21 @@ class TorchEngine:
             self.device.type == "cuda" and 2 * x_bytes < torch.cuda.mem_get_info(self.device)[0]
         ):
             return None
-        return HeldData(self, x, y, dynamic)
+        if self.optimizer_name == "sgd":  # foreach SGD ignores found_inf, fused SGD honours it
+            self.optimizer = self._fused_sgd()
+        return TorchDataOnDevice(self, x, y, dynamic)
+
+    def _fused_sgd(self) -> torch.optim.SGD:
+        """This engine's SGD rebuilt fused (its update then skips a step that ``found_inf``
+        marks), with its state."""
+        old = self.optimizer
+        group = old.param_groups[0]
+        params = [p for g in old.param_groups for p in g["params"]]
+        fused = torch.optim.SGD(params, lr=group["lr"], momentum=group["momentum"], fused=True)
+        for param in params:
+            if param in old.state:
+                fused.state[param] = old.state[param]
+        return fused
 
     def _elbo_loss(
         self, recon_sum: torch.Tensor, kl_sums: torch.Tensor, beta: float, batch: int
@@ -395,3 +417,79 @@ class TorchEngine:
         if "torch_generator" in meta:
             raw = np.frombuffer(base64.b64decode(meta["torch_generator"]), dtype=np.uint8)
             self.generator.set_state(torch.from_numpy(raw.copy()))
+
+
+class TorchDataOnDevice:
+    """The training set x (N, D) float32 and labels y (N,) int64, uploaded once to the engine's
+    device. Each epoch uploads only its order; a step's batch is x[order[start:stop]], with
+    ``dynamic`` binarization drawn there from the engine's generator (1 where u_ij < x_ij,
+    u ~ U[0, 1): the host's rule), whose state every checkpoint keeps, so a resumed run draws the
+    same.
+
+    Nothing in a step reads the device: the epoch's sums Σ rows·(loss, recon, kl) (nats)
+    accumulate there, and the divergence guard is the optimizer's ``found_inf``, a sticky flag
+    set by the first non-finite (loss, recon, kl), which makes the fused update (Adam; SGD is
+    rebuilt fused, keeping its state) skip that step and every later one, undoing its step count,
+    while the first bad step's number and loss are recorded on the device for :meth:`read`."""
+
+    def __init__(
+        self, engine: TorchEngine, x: np.ndarray, y: np.ndarray | None, dynamic: bool
+    ) -> None:
+        """Upload the training set ``x`` (and labels ``y``) to ``engine``'s device."""
+        self.engine, self.dynamic = engine, dynamic
+        self.x, self.y = engine._tensor(x), engine._labels(y)
+        device = engine.device
+        self.order = torch.zeros(0, dtype=torch.int64, device=device)
+        self.sums = torch.zeros(3, device=device)
+        self.last = torch.zeros(3, device=device)
+        self.found_inf = torch.zeros((), device=device)  # 1.0 from the first non-finite loss on
+        self.bad_step = torch.zeros((), dtype=torch.int64, device=device)
+        self.bad_loss = torch.zeros((), device=device)
+        self.last_step = 0
+        self.settled = False
+
+    def shuffle(self, order: np.ndarray) -> None:
+        self.order = torch.from_numpy(np.asarray(order, np.int64)).to(self.engine.device)
+        self.sums.zero_()
+
+    def train_step(self, start: int, stop: int, beta: float, step: int) -> None:
+        engine = self.engine
+        index = self.order[start:stop]
+        xb = self.x.index_select(0, index)
+        if self.dynamic:
+            u = torch.rand(xb.shape, generator=engine.generator, device=engine.device)
+            xb = objectives.bernoulli_draw(xb, u)
+        yb = None if self.y is None else self.y.index_select(0, index)
+        batch = stop - start
+        values = engine.backward(xb, yb, engine.noise(batch), beta, batch)
+        bad = ~torch.isfinite(values).all()
+        first = bad & (self.found_inf == 0)
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_loss = torch.where(first, values[0], self.bad_loss)
+        torch.maximum(self.found_inf, bad.float(), out=self.found_inf)
+        engine.optimizer.found_inf = self.found_inf
+        try:
+            engine.optimizer.step()
+        finally:
+            del engine.optimizer.found_inf  # the host path's steps decide on the host
+        engine.step += 1
+        self.last = values
+        self.sums += values * batch
+        self.last_step = step
+
+    def read(self) -> DeviceReading:
+        sums, last, (flag, step, loss) = self._fetch()
+        if not flag:
+            return DeviceReading(sums, StepMetrics(*last), None)
+        step = int(step)
+        if not self.settled:  # the steps from the bad one on changed nothing
+            self.engine.step -= self.last_step - step + 1
+            self.settled = True
+        return DeviceReading(sums, StepMetrics(*last), (step, loss))
+
+    def _fetch(self) -> tuple[np.ndarray, list[float], list[float]]:
+        """The epoch's sums, the last step's metrics and (flag, first bad step, its loss), in one
+        transfer from the device (float64 holds the step number exactly)."""
+        parts = (self.sums, self.last, self.found_inf, self.bad_step, self.bad_loss)
+        values = torch.cat([t.double().reshape(-1) for t in parts]).cpu().numpy()
+        return values[:3], values[3:6].tolist(), values[6:].tolist()

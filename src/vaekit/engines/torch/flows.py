@@ -11,7 +11,7 @@ the numerically stable form of the paper. The Jacobian of a step is triangular i
 diagonal σ, so the flow's log-determinant is the sum of the steps' and
 log q(z_T|x) = log N(z0; mu, diag e^logvar) − Σ_t log |det ∂z_t/∂z_{t−1}|, nats.
 
-Parameters are named as :meth:`vaekit.config.settings.ModelConfig.parameter_shapes` says
+Parameters are named as :func:`vaekit.model.parameters.shapes` says
 (``flow.{t}.hidden.{i}``, ``flow.{t}.context``, ``flow.{t}.shift``, ``flow.{t}.gate``); the masks
 follow from the sizes and are buffers outside the state dict.
 """

@@ -8,10 +8,10 @@ between the layers are diagonal Gaussians whose mean and log-variance come from 
   (mu1, logvar1).
 
 :class:`TopLayer` draws z2 and returns the two log-densities that involve it, log q(z2|z1) and
-log p(z1|z2), in nats; :class:`vaekit.engines.torch.model.VAE` adds log q(z1|x) and the prior's
-log p(z2), so that log w = log p(x|z1) + log p(z1|z2) + log p(z2) − log q(z1|x) − log q(z2|z1).
-The marginal p(z1) = ∫ p(z1|z2) p(z2) dz2 has no closed form: :class:`MarginalPrior` samples it
-(ancestral sampling) and estimates its quantiles by Monte Carlo.
+log p(z1|z2), in nats; :class:`vaekit.engines.torch.model.VAEModule` adds log q(z1|x) and the
+prior's log p(z2), so that log w = log p(x|z1) + log p(z1|z2) + log p(z2) − log q(z1|x) − log
+q(z2|z1). The marginal p(z1) = ∫ p(z1|z2) p(z2) dz2 has no closed form: :class:`MarginalPrior`
+samples it (ancestral sampling) and estimates its quantiles by Monte Carlo.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class GaussianLayer(nn.Module):
 
 class TopLayer(nn.Module):
     """q(z2|z1) (``encoder``) and p(z1|z2) (``decoder``); parameter names are
-    ``ModelConfig.parameter_shapes``' ``top.*``."""
+    :func:`vaekit.model.parameters.shapes`' ``top.*``."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -77,7 +77,7 @@ class TopLayer(nn.Module):
 
         z2 = mu2(z1) + e^(logvar2(z1)/2)·eps2; the log-densities are (…, N), nats."""
         mu2, logvar2 = self.encoder(z1)
-        z2 = mu2 + torch.exp(0.5 * logvar2) * eps2
+        z2 = objectives.reparameterize(mu2, logvar2, eps2)
         log_q2 = objectives.gaussian_log_density(eps2, logvar2)
         mu1, logvar1 = self.decoder(z2)
         return z2, log_q2, objectives.gaussian_log_density_at(z1, mu1, logvar1)
@@ -108,7 +108,7 @@ class MarginalPrior:
         z2 = torch.from_numpy(np.asarray(self.top_prior.sample(n, rng), dtype=np.float64))
         with torch.no_grad():
             mu1, logvar1 = (a.numpy() for a in self.decoder(z2))
-        return mu1 + np.exp(0.5 * logvar1) * rng.standard_normal(mu1.shape)
+        return objectives.reparameterize(mu1, logvar1, rng.standard_normal(mu1.shape))
 
     def quantile(self, p: np.ndarray) -> np.ndarray:
         """Each coordinate's marginal quantile at p, (*p.shape, K1): the empirical quantile of

@@ -1,6 +1,6 @@
-"""The VAE as a ``torch.nn.Module``: MLP or convolutional, optionally conditional on a label.
+"""The VAEModule as a ``torch.nn.Module``: MLP or convolutional, optionally conditional on a label.
 
-Parameter names equal :attr:`vaekit.config.settings.ModelConfig.parameter_shapes`, so the state
+Parameter names equal :func:`vaekit.model.parameters.shapes`, so the state
 dict is a vaekit checkpoint. The loss terms are :mod:`vaekit.model.objectives`' formulas and the
 prior's, in nats per example.
 Labels ``y`` are int64 class indices; a conditional model concatenates their one-hot code to the
@@ -9,7 +9,7 @@ encoder's dense input and to z.
 The parts, each its own module: the encoder and decoder (vaekit's below, or your own:
 :mod:`vaekit.model.custom_networks`), the prior p(z) (:mod:`.priors`), an optional second stochastic
 layer (:mod:`.hierarchy`) and an optional flow on the posterior (:mod:`.flows`).
-:meth:`VAE.latents` puts them together: from eps ~ N(0, I) it draws z ~ q(z|x) and returns
+:meth:`VAEModule.latents` puts them together: from eps ~ N(0, I) it draws z ~ q(z|x) and returns
 log q(z|x) and log p(z) (over both layers, the flow's log-determinant included), so the ELBO and
 the IWAE bound are written once for every model.
 """
@@ -30,7 +30,8 @@ from vaekit.engines.torch import flows, hierarchy
 from vaekit.engines.torch import prior_modules as learned_priors
 from vaekit.engines.torch.dense import ACTIVATIONS, Dense
 from vaekit.errors import ConfigError
-from vaekit.model import custom_networks, objectives
+from vaekit.model import custom_networks, objectives, parameters
+from vaekit.model.objectives import reparameterize
 from vaekit.model.priors import Prior
 
 
@@ -48,7 +49,7 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        shapes = config.parameter_shapes
+        shapes = parameters.shapes(config)
         if config.arch == "conv":
             self.conv = nn.ModuleList(
                 nn.Conv2d(shapes[f"encoder.conv.{i}.weight"][1], out, 4, stride=2, padding=1)
@@ -89,7 +90,7 @@ class Decoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        shapes = config.parameter_shapes
+        shapes = parameters.shapes(config)
         self.hidden = _stack([config.latent_dim + config.n_classes, *config.decoder_sizes])
         width = shapes["decoder.out.weight" if config.arch == "mlp" else "decoder.project.weight"][
             1
@@ -131,7 +132,7 @@ class Latents(NamedTuple):
     log_p: torch.Tensor
 
 
-class VAE(nn.Module):
+class VAEModule(nn.Module):
     """p(x|z[, y]) p(z) with q(z|x[, y]) = N(mu, diag e^logvar), optionally followed by a flow or
     a second stochastic layer; inputs are flat (N, D).
 
@@ -187,11 +188,6 @@ class VAE(nn.Module):
             return self.decoder(z)
         return self.decoder(z, self.onehot(y))
 
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """z = mu + exp(½·logvar) ⊙ eps."""
-        return mu + torch.exp(0.5 * logvar) * eps
-
     def latents(
         self,
         x: torch.Tensor,
@@ -211,12 +207,12 @@ class VAE(nn.Module):
         eps1 = eps[..., :k]
         if self.flow is None:
             mu, logvar = self.encode(x, y) if posterior is None else posterior
-            z = self.reparameterize(mu, logvar, eps1)
+            z = reparameterize(mu, logvar, eps1)
             log_q = objectives.gaussian_log_density(eps1, logvar)
         else:
             h = self.encoder.features(x, self.onehot(y))
             mu, logvar = self.encoder.mu(h), self.encoder.logvar(h)
-            z, log_det = self.flow(self.reparameterize(mu, logvar, eps1), h)
+            z, log_det = self.flow(reparameterize(mu, logvar, eps1), h)
             log_q = objectives.gaussian_log_density(eps1, logvar) - log_det
         if self.top is None:
             return Latents(z, log_q, self.prior.log_prob(z, y))
@@ -263,7 +259,7 @@ class VAE(nn.Module):
         ``posterior``: (mu, logvar) = encode(x, y) already computed (closed form only)."""
         if self.config.closed_form_kl:
             mu, logvar = self.encode(x, y) if posterior is None else posterior
-            recon = self.reconstruction_nll(x, self.reparameterize(mu, logvar, eps), y)
+            recon = self.reconstruction_nll(x, reparameterize(mu, logvar, eps), y)
             return recon, self.prior.kl_per_dim(mu, logvar, y)
         z, log_q, log_p = self.latents(x, y, eps)
         return self.reconstruction_nll(x, z, y), log_q - log_p
@@ -305,7 +301,7 @@ class VAE(nn.Module):
                 raise ConfigError("the tcvae objective needs the training set's size")
             mu, logvar = self.encode(x, y)
             recon, kl = self._elbo_terms(x, eps, y, (mu, logvar))
-            z = self.reparameterize(mu, logvar, eps)
+            z = reparameterize(mu, logvar, eps)
             whole_mu, whole_logvar = minibatch.gather(mu), minibatch.gather(logvar)
             tc = objectives.total_correlation(z, whole_mu, whole_logvar, minibatch.dataset_size)
             return recon.sum(), kl.sum(dim=0), tc.sum()
@@ -330,10 +326,10 @@ class Minibatch(NamedTuple):
 
 
 class TrainingObjective(nn.Module):
-    """:meth:`VAE.training_sums` as a module's forward, so that ``DistributedDataParallel`` can
-    wrap it (its parameters are the VAE's)."""
+    """:meth:`VAEModule.training_sums` as a module's forward, so that ``DistributedDataParallel``
+    can wrap it (its parameters are the VAE's)."""
 
-    def __init__(self, vae: VAE) -> None:
+    def __init__(self, vae: VAEModule) -> None:
         super().__init__()
         self.vae = vae
 

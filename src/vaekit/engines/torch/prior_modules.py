@@ -9,7 +9,7 @@ a mixture's density is computed as matrix products
 (:func:`vaekit.model.objectives.mixture_log_density`), so z (S, N, K) against C components forms
 (S, N, C) arrays, never (S, N, C, K).
 
-Parameter names (``prior.*`` in the state dict) follow ``ModelConfig.parameter_shapes``.
+Parameter names (``prior.*`` in the state dict) follow :func:`vaekit.model.parameters.shapes`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy().copy()
 
 
-class StandardNormal(nn.Module):
+class StandardNormalModule(nn.Module):
     """p(z) = N(0, I): :class:`vaekit.model.priors.StandardNormal`'s formulas, nothing learned."""
 
     def __init__(self, latent_dim: int) -> None:
@@ -59,7 +59,7 @@ class StandardNormal(nn.Module):
         return self.fixed
 
 
-class VampPrior(nn.Module):
+class VampPriorModule(nn.Module):
     """p(z) = (1/C) Σ_c q(z|u_c) (Tomczak & Welling, 2018): the posterior of C learned
     pseudo-inputs u_c (``pseudo_inputs``, (C, D)), through ``top_posterior`` (the encoder; with
     two stochastic layers q(z2|E[z1|u])). For the Bernoulli likelihood the encoder reads
@@ -122,7 +122,7 @@ class VampPrior(nn.Module):
         return priors.GaussianMixture(weights, _numpy(mu), _numpy(logvar), self.classes)
 
 
-class MixtureOfGaussians(nn.Module):
+class MixtureModule(nn.Module):
     """p(z) = Σ_c softmax(logits)_c N(z; m_c, diag e^lv_c), learned: ``means`` and ``logvars``
     (C, K), ``logits`` (C,). Init: means ~ N(0, 1) (the components spread over the region of
     N(0, I)), logvars 0 (unit variances), logits 0 (equal weights)."""
@@ -144,7 +144,7 @@ class MixtureOfGaussians(nn.Module):
         return priors.GaussianMixture(weights, _numpy(self.means), _numpy(self.logvars))
 
 
-class ClassConditional(nn.Module):
+class ClassPriorModule(nn.Module):
     """p(z|y) = N(z; m_y, diag e^lv_y) for a conditional model: ``means`` and ``logvars``
     (n_classes, K), init 0 (it starts as N(0, I) for every class). Its KL to q(z|x, y) has a
     closed form (:func:`vaekit.model.objectives.kl_per_dim_to`)."""
@@ -179,9 +179,9 @@ def build(config: ModelConfig, top_posterior: TopPosterior) -> nn.Module:
     """The prior of ``config.prior`` over ``config.prior_dim`` dimensions; ``top_posterior``
     gives the VampPrior its components."""
     if config.prior == "vamp":
-        return VampPrior(config, top_posterior)
+        return VampPriorModule(config, top_posterior)
     if config.prior == "mog":
-        return MixtureOfGaussians(config)
+        return MixtureModule(config)
     if config.prior == "class":
-        return ClassConditional(config)
-    return StandardNormal(config.prior_dim)
+        return ClassPriorModule(config)
+    return StandardNormalModule(config.prior_dim)
