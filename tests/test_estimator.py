@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from vaekit.api import estimator, learner
+from vaekit.api import estimator, scratch
 from vaekit.api.estimator import VAE
 from vaekit.cli import main
 from vaekit.config.settings import ModelConfig, TrainConfig
@@ -81,7 +81,7 @@ def test_errors(fitted):
 
 
 def test_numpy_learner_api(images):
-    vae = learner.VAE([784, 32, 2], activation="tanh", loss="bce", epochs=2, batch_size=100)
+    vae = scratch.VAE([784, 32, 2], activation="tanh", loss="bce", epochs=2, batch_size=100)
     assert vae.fit(images) is vae and vae.engine_.name == "numpy"
     assert vae.model_config_.hidden == (32,) and vae.model_config_.latent_dim == 2
     mu, logvar = vae.encode(images[:4])
@@ -89,14 +89,14 @@ def test_numpy_learner_api(images):
     assert vae.reconstruct(images[:4]).shape == (4, 1, 28, 28)
     assert vae.generate().shape == (1, 1, 28, 28)
     assert vae.generate(np.zeros((3, 2))).shape == (3, 1, 28, 28)
-    mse = learner.VAE([784, 16, 2], loss="mse", sigma=0.5, epochs=1).fit(images[:300])
+    mse = scratch.VAE([784, 16, 2], loss="mse", sigma=0.5, epochs=1).fit(images[:300])
     assert mse.model_config_.likelihood == "gaussian" and mse.model_config_.sigma == 0.5
     with pytest.raises(
         ConfigError,
         match="784 values per example, but layer_sizes starts with 100",
     ):
-        learner.VAE([100, 2]).fit(images)
-    hinge = learner.VAE(loss="hinge")  # stored as given: checked by fit, as scikit-learn asks
+        scratch.VAE([100, 2]).fit(images)
+    hinge = scratch.VAE(loss="hinge")  # stored as given: checked by fit, as scikit-learn asks
     assert hinge.loss == "hinge"
     with pytest.raises(ConfigError, match="loss must be one of bce"):
         hinge.fit(images[:10])
@@ -118,7 +118,7 @@ def test_conditional_estimator_and_numpy_learner_load(images, mnist_small, tmp_p
     np.testing.assert_array_equal(
         loaded.sample(3, seed=1, labels=4), vae.sample(3, seed=1, labels=4)
     )
-    from_scratch = learner.VAE([784, 16, 2], epochs=1).fit(images[:300])
+    from_scratch = scratch.VAE([784, 16, 2], epochs=1).fit(images[:300])
     from_scratch.save(tmp_path / "n")
     assert VAE.load(tmp_path / "n").engine_.name == "numpy"
 
@@ -157,8 +157,8 @@ def test_params_round_trip(tmp_path):
     vae = VAE(arch="conv", conv_channels=(8, 16), lr_decay=0.5, adam_eps=1e-6, latent_dim=3)
     params = vae.get_params()
     assert VAE(**params).get_params() == params and params["conv_channels"] == (8, 16)
-    from_scratch = learner.VAE([784, 8, 2], loss="mse")
-    assert learner.VAE(**from_scratch.get_params()).get_params() == from_scratch.get_params()
+    from_scratch = scratch.VAE([784, 8, 2], loss="mse")
+    assert scratch.VAE(**from_scratch.get_params()).get_params() == from_scratch.get_params()
 
 
 def resolved(params: dict) -> dict:
@@ -294,10 +294,10 @@ def test_keep_best_ends_with_the_best_epochs_weights_and_patience_stops():
 
 def test_the_learner_scales_tables_and_flags_outliers():
     x = tabular(300)
-    vae = learner.VAE([3, 8, 2], loss="mse", scale="standardize", contamination=0.05, epochs=2)
+    vae = scratch.VAE([3, 8, 2], loss="mse", scale="standardize", contamination=0.05, epochs=2)
     vae.fit(x)
     assert vae.scaling_.method == "standardize" and vae.engine_.name == "numpy"
-    assert learner.VAE(**vae.get_params()).get_params()["scale"] == "standardize"
+    assert scratch.VAE(**vae.get_params()).get_params()["scale"] == "standardize"
     assert set(vae.predict(np.concatenate([x[:10], x[:10] * 50]))) <= {-1, 1}
     assert np.all(vae.predict(x[:10] * 50) == -1)
 
