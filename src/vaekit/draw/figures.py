@@ -272,23 +272,12 @@ def save_latent_scatter(
     ``labels=None`` draws every dot in one colour. Dots are drawn in a random order so no class
     hides another; size and transparency suit 10,000 points.
     """
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     check_projection(method)
     latents = check_latents(latents, "latents")
     n = len(latents)
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (n,):
-            raise DataError(f"labels must have shape ({n},), one per latent; got {labels.shape}")
-        integral = labels.dtype.kind in "iu" or (
-            labels.dtype.kind == "f" and bool(np.all(labels == np.round(labels)))
-        )
-        if not integral:
-            raise DataError("labels must be integers (class numbers)")
-        labels = labels.astype(np.int64)
+    labels = None if labels is None else _class_numbers(labels, n)
     xy, axis_names, projection = project(latents, method)
 
     size = float(np.clip(600 / math.sqrt(n), 2, 30))
@@ -300,36 +289,47 @@ def save_latent_scatter(
     style = {"s": size, "alpha": alpha, "linewidths": 0}
     if labels is None:
         ax.scatter(xy[order, 0], xy[order, 1], color="tab:blue", **style)
+    elif legend:
+        _scatter_with_legend(ax, xy[order], labels[order], style)
     else:
-        classes = np.unique(labels)
-        if legend:
-            cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
-            colours = np.array([cmap(i) for i in range(len(classes))])
-            index = np.searchsorted(classes, labels)
-            ax.scatter(xy[order, 0], xy[order, 1], c=colours[index[order]], **style)
-            handles = [
-                Line2D([], [], ls="", marker="o", ms=7, color=colours[i], label=str(c))
-                for i, c in enumerate(classes)
-            ]
-            ax.legend(
-                handles=handles,
-                title="label",
-                loc="upper left",
-                bbox_to_anchor=(1.02, 1.0),
-                frameon=False,
-                fontsize=9,
-            )
-        else:
-            points = ax.scatter(
-                xy[order, 0], xy[order, 1], c=labels[order], cmap="viridis", **style
-            )
-            fig.colorbar(points, ax=ax, label="label", fraction=0.05)
+        points = ax.scatter(xy[order, 0], xy[order, 1], c=labels[order], cmap="viridis", **style)
+        fig.colorbar(points, ax=ax, label="label", fraction=0.05)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel(axis_names[0], fontsize=9)
     ax.set_ylabel(axis_names[1], fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.25)
     _write_image(fig, path, _title(fig, title or "Posterior means", f"{n:,} points, {projection}"))
+
+
+def _class_numbers(labels: np.ndarray, n: int) -> np.ndarray:
+    """``labels`` as int64 class numbers, one per latent, or DataError."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise DataError(f"labels must have shape ({n},), one per latent; got {labels.shape}")
+    integral = labels.dtype.kind in "iu" or (
+        labels.dtype.kind == "f" and bool(np.all(labels == np.round(labels)))
+    )
+    if not integral:
+        raise DataError("labels must be integers (class numbers)")
+    return labels.astype(np.int64)
+
+
+def _scatter_with_legend(ax: Any, xy: np.ndarray, labels: np.ndarray, style: dict) -> None:
+    """Dots in one tab10 colour per class (tab20 beyond ten), with a legend of the labels."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    classes = np.unique(labels)
+    cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    colours = np.array([cmap(i) for i in range(len(classes))])
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours[np.searchsorted(classes, labels)], **style)
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=7, color=colours[i], label=str(c))
+        for i, c in enumerate(classes)
+    ]
+    legend = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "frameon": False}
+    ax.legend(handles=handles, title="label", fontsize=9, **legend)
 
 
 def _with_gaps(canvas: np.ndarray, width: int, ncol: int) -> np.ndarray:
@@ -404,6 +404,33 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray | None
     return np.array([float(r.get(key, math.nan)) for r in records])
 
 
+#: The training curves' panels: (title, [(metric, label) for train, test, validation]).
+CURVE_PANELS = [
+    (
+        "Loss",
+        [
+            ("loss", "train loss (recon + β·KL)"),
+            ("test_loss", "test −ELBO (β = 1)"),
+            ("val_loss", "validation −ELBO (β = 1)"),
+        ],
+    ),
+    ("Reconstruction", [("recon", "train"), ("test_recon", "test"), ("val_recon", "validation")]),
+    ("KL(q(z|x) ‖ p(z))", [("kl", "train"), ("test_kl", "test"), ("val_kl", "validation")]),
+]
+
+
+def _curves_detail(records: Sequence[Mapping[str, Any]]) -> str:
+    """The curves' subtitle: epochs, and the last epoch's losses (nats per example)."""
+    last = records[-1]
+    detail = f"{plural(len(records), 'epoch')}, final train loss {float(last['loss']):.2f}"
+    for key, name in (("val_loss", "validation"), ("test_loss", "test")):
+        if key in last:
+            detail += f", {name} −ELBO {float(last[key]):.2f}"
+    if "val_loss" in last or "test_loss" in last:
+        detail += " nats per example"
+    return detail
+
+
 def save_training_curves(
     records: Sequence[Mapping[str, Any]], path: str | Path, *, title: str | None = None
 ) -> None:
@@ -424,26 +451,9 @@ def save_training_curves(
         if not all(key in r for r in records):
             raise DataError(f"every metric record needs {key!r}; some lack it")
     epochs = np.array([float(r["epoch"]) for r in records])
-    marker = "o" if len(records) <= 40 else None
-    line = {"marker": marker, "ms": 3, "lw": 1.6}
+    line = {"marker": "o" if len(records) <= 40 else None, "ms": 3, "lw": 1.6}
     fig = Figure(figsize=(9.0, 3.6), dpi=DPI)
-    axes = fig.subplots(1, 3)
-    panels = [
-        (
-            "Loss",
-            [
-                ("loss", "train loss (recon + β·KL)"),
-                ("test_loss", "test −ELBO (β = 1)"),
-                ("val_loss", "validation −ELBO (β = 1)"),
-            ],
-        ),
-        (
-            "Reconstruction",
-            [("recon", "train"), ("test_recon", "test"), ("val_recon", "validation")],
-        ),
-        ("KL(q(z|x) ‖ p(z))", [("kl", "train"), ("test_kl", "test"), ("val_kl", "validation")]),
-    ]
-    for ax, (name, keys) in zip(axes, panels, strict=True):
+    for ax, (name, keys) in zip(fig.subplots(1, 3), CURVE_PANELS, strict=True):
         for (key, label), ls, colour in zip(
             keys, ("-", "--", ":"), ("tab:blue", "tab:orange", "tab:green"), strict=True
         ):
@@ -457,13 +467,6 @@ def save_training_curves(
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    last = records[-1]
-    detail = f"{plural(len(records), 'epoch')}, final train loss {float(last['loss']):.2f}"
-    for key, name in (("val_loss", "validation"), ("test_loss", "test")):
-        if key in last:
-            detail += f", {name} −ELBO {float(last[key]):.2f}"
-    if "val_loss" in last or "test_loss" in last:
-        detail += " nats per example"
-    heading = _title(fig, title or "Training curves", detail)
+    heading = _title(fig, title or "Training curves", _curves_detail(records))
     fig.subplots_adjust(left=0.075, right=0.985, bottom=0.14, top=0.78, wspace=0.38)
     _write_image(fig, path, heading)

@@ -19,7 +19,7 @@ from importlib import resources
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -243,7 +243,20 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
-    config = explorer.config
+    _add_error_handlers(app)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return (static / "index.html").read_text(encoding="utf-8")
+
+    for routes in (_reading_routes, _picture_routes, _analysis_routes):
+        app.include_router(routes(explorer))
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Errors as one JSON sentence: 400 for bad input, 422 for a malformed request; a client gone
+    before its request was whole is a log line."""
 
     @app.exception_handler(ClientDisconnect)
     async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
@@ -262,11 +275,12 @@ def create_app(
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": describe(exc.errors())}, status_code=422)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> str:
-        return (static / "index.html").read_text(encoding="utf-8")
 
-    @app.get("/api/model", response_model=ModelInfo)
+def _reading_routes(explorer: Explorer) -> APIRouter:
+    """What the page reads once: the model and the latent map, and latents drawn from p(z)."""
+    router, config = APIRouter(), explorer.config
+
+    @router.get("/api/model", response_model=ModelInfo)
     def model() -> ModelInfo:
         """The run's model, as the page needs it."""
         return ModelInfo(
@@ -279,7 +293,7 @@ def create_app(
             latent_limit=list(explorer.latent_limit),
         )
 
-    @app.get("/api/map", response_model=MapInfo)
+    @router.get("/api/map", response_model=MapInfo)
     def latent_map() -> MapInfo:
         """The 2-D map: test images' posterior means, projected."""
         labels = explorer.map_labels
@@ -292,7 +306,7 @@ def create_app(
             prior_range=explorer.map_range().tolist(),
         )
 
-    @app.get("/api/sample", response_model=LatentOut, responses=BAD)
+    @router.get("/api/sample", response_model=LatentOut, responses=BAD)
     def sample(
         seed: int | None = Query(
             default=None, ge=0, description="seed of the draw; none: a fresh random one"
@@ -304,7 +318,14 @@ def create_app(
         """A latent drawn from the run's prior p(z) (p(z|y) of the class prior, given a label)."""
         return LatentOut(z=explorer.random_latent(seed, label).tolist())
 
-    @app.get("/api/decode", response_class=Response, responses={200: PNG, **BAD})
+    return router
+
+
+def _picture_routes(explorer: Explorer) -> APIRouter:
+    """PNGs decoded from latents: one image, a path between two latents, a traversal."""
+    router = APIRouter()
+
+    @router.get("/api/decode", response_class=Response, responses={200: PNG, **BAD})
     def decode(
         z: str = Query(description="the latent: K numbers separated by commas"),
         label: int | None = Query(default=None, description="class, for a conditional model"),
@@ -313,7 +334,7 @@ def create_app(
         png = explorer.decode_png(parse_latent(z), label)
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/interpolate", response_class=Response, responses={200: PNG, **BAD})
+    @router.get("/api/interpolate", response_class=Response, responses={200: PNG, **BAD})
     def interpolate(
         a: str = Query(description="the first latent, K numbers separated by commas"),
         b: str = Query(description="the last latent"),
@@ -324,7 +345,7 @@ def create_app(
         png = explorer.interpolate_png(parse_latent(a), parse_latent(b), steps, label)
         return Response(png, media_type="image/png")
 
-    @app.get("/api/traverse", response_class=Response, responses={200: PNG, **BAD})
+    @router.get("/api/traverse", response_class=Response, responses={200: PNG, **BAD})
     def traverse(
         dim: int = Query(description="the latent dimension to sweep, 0 to K - 1"),
         base: str = Query(description="the base latent, K numbers separated by commas"),
@@ -336,7 +357,14 @@ def create_app(
         png = explorer.traverse_png(dim, parse_latent(base), steps, label)
         return Response(png, media_type="image/png")
 
-    @app.post(
+    return router
+
+
+def _analysis_routes(explorer: Explorer) -> APIRouter:
+    """An image the user drew or uploaded, read through the model."""
+    router = APIRouter()
+
+    @router.post(
         "/api/analyse",
         response_model=AnalysisOut,
         responses=BAD_UPLOAD,
@@ -377,7 +405,7 @@ def create_app(
             reading=result.reading,
         )
 
-    return app
+    return router
 
 
 def parse_latent(text: str) -> list[float]:

@@ -10,12 +10,11 @@ What a run directory receives is :mod:`vaekit.train.writer`'s; starting and resu
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,22 +194,80 @@ def _diverged(loss: float, epoch: int, step: int) -> TrainingDiverged:
     return TrainingDiverged(f"the loss became {loss} at epoch {epoch}, step {step}")
 
 
-def _read(on_device: DataOnDevice, state: LoopState, epoch: int) -> DeviceReading:
-    """The device's numbers so far (one sync), or TrainingDiverged naming the first step whose
-    loss was not finite; the weights are those of the step before it, its step count too."""
-    reading = on_device.read()
-    if reading.diverged is not None:
-        step, loss = reading.diverged
-        state.step = step - 1
-        raise _diverged(loss, epoch, step)
-    return reading
+class HostBatches:
+    """An epoch's batches sliced from the training set in the host's memory (or read from disk
+    ahead of the loop), binarized as the run asks, one engine step each; every step's loss comes
+    back to the host, which checks it before the next step."""
+
+    def __init__(self, engine: Engine, config: TrainConfig, data: TrainingData, state: LoopState):
+        self.engine, self.config, self.data, self.state = engine, config, data, state
+
+    def shuffle(self, order: np.ndarray) -> None:
+        self.order, self.sums = order, np.zeros(3)
+        self.feed = batches(self.data.train, order, self.config.batch_size)
+
+    def train_step(self, start: int, beta: float, read: bool) -> StepMetrics:
+        """The step on rows order[start : start + batch size]; ``read`` is moot (always read)."""
+        x, index = next(self.feed), self.order[start : start + self.config.batch_size]
+        y = self.data.train_labels[index] if self.engine.config.conditional else None
+        if self.config.binarize == "dynamic":
+            x = binarize(x, "dynamic", self.state.rng)
+        elif self.data.per_batch != "none":
+            x = binarize(x, self.data.per_batch)
+        metrics = self.engine.train_step(x, beta, y)  # the host waits for the device
+        if not math.isfinite(metrics.loss):
+            raise _diverged(metrics.loss, self.state.epoch + 1, self.state.step + 1)
+        self.sums += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
+        return metrics
+
+    def epoch_sums(self) -> np.ndarray:
+        """Σ rows·(loss, recon, kl) over the epoch, nats."""
+        return self.sums
+
+    def close(self) -> None:
+        self.feed.close()  # stops a reading thread
+
+
+class DeviceBatches:
+    """An epoch's batches taken on the device from the training set held there: a step sends
+    nothing and reads nothing back unless ``read`` asks (the progress display, ``on_step``), and
+    the epoch's sums come back in one transfer."""
+
+    def __init__(self, on_device: DataOnDevice, config: TrainConfig, n: int, state: LoopState):
+        self.on_device, self.config, self.n, self.state = on_device, config, n, state
+
+    def shuffle(self, order: np.ndarray) -> None:
+        self.on_device.shuffle(order)
+
+    def train_step(self, start: int, beta: float, read: bool) -> StepMetrics | None:
+        stop = min(start + self.config.batch_size, self.n)
+        self.on_device.train_step(start, stop, beta, self.state.step + 1)
+        return self._read().last if read else None  # the host waits for the device if read
+
+    def epoch_sums(self) -> np.ndarray:
+        return self._read().sums  # the host waits for the device: once an epoch
+
+    def close(self) -> None:
+        pass
+
+    def _read(self) -> DeviceReading:
+        """The device's numbers so far (one sync), or TrainingDiverged naming the first step
+        whose loss was not finite; the weights are those of the step before it, its step count
+        too."""
+        reading = self.on_device.read()
+        if reading.diverged is not None:
+            step, loss = reading.diverged
+            self.state.step = step - 1
+            raise _diverged(loss, self.state.epoch + 1, step)
+        return reading
 
 
 EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
 
 
-#: After each step: the engine, the loop state, the step's metrics and its KL weight β.
-StepHook = Callable[[Engine, LoopState, StepMetrics, float], None]
+#: After each step: the engine, the loop state, the step's metrics (None where the device was
+#: not read) and its KL weight β.
+StepHook = Callable[[Engine, LoopState, StepMetrics | None, float], None]
 
 
 def fit(
@@ -229,113 +286,104 @@ def fit(
 
     Returns one metrics record per epoch trained; ``on_epoch(engine, record, state)`` runs after
     each epoch and ``on_step(engine, state, metrics, beta)`` after each step. A non-finite loss
-    raises :class:`TrainingDiverged` before the weights are changed. With ``progress``: a bar on
-    stderr when it is a terminal, else a line there every tenth of a long epoch's steps.
-
-    With the training set on the engine's device (:func:`data_on_device`), a step reads nothing
-    back: the loop reads the device once per epoch, and per step only for ``on_step``, at the
-    progress line's steps, and a tenth of the epoch apart for the bar. The divergence contract
-    holds there too: from the first non-finite loss on no step changes the weights, and the
-    next read raises :class:`TrainingDiverged` naming that step, with the weights of the one
-    before it.
+    raises :class:`TrainingDiverged` naming its step, with the weights of the step before it.
+    With ``progress``: a bar on stderr when it is a terminal, else a line there every tenth of
+    a long epoch's steps. With the training set on the engine's device
+    (:func:`data_on_device`), the host reads the device once an epoch, and per step only for
+    ``on_step`` and the progress display.
     """
-    from tqdm import tqdm  # imported when training: it costs start-up time
-
     state = state or LoopState.fresh(config.seed)
     n = len(data.train)
     steps_per_epoch = math.ceil(n / config.batch_size)
-    beta_max = engine.config.beta
-    conditional = engine.config.conditional
-    history = []
-    show_bar = progress and sys.stderr.isatty()
-    long_epoch = progress and not show_bar and steps_per_epoch >= PROGRESS_LINE_STEPS
-    line_every = steps_per_epoch // 10 if long_epoch else 0
-    held_out = data.held_out()
     check_held_out(config, data)
     engine.set_dataset_size(n)  # N for the tcvae objective's minibatch-weighted sampling
     on_device = data_on_device(config, data, engine)
-    bar_every = max(1, steps_per_epoch // 10) if show_bar else 0  # device reads for the bar
+    if on_device is None:
+        source: HostBatches | DeviceBatches = HostBatches(engine, config, data, state)
+    else:
+        source = DeviceBatches(on_device, config, n, state)
+    history = []
     while state.epoch < config.epochs and not state.stalled(config.patience):
         epoch = state.epoch + 1
         started = time.perf_counter()
         engine.set_learning_rate(learning_rate(config, epoch))
-        order = state.rng.permutation(n)
-        totals = np.zeros(3)
-        if on_device is not None:
-            on_device.shuffle(order)
-            feed: Any = contextlib.nullcontext(itertools.repeat(None, steps_per_epoch))
-        else:
-            feed = contextlib.closing(batches(data.train, order, config.batch_size))
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch}/{config.epochs}",
-            disable=not show_bar,
-            leave=False,
-            unit="batch",
-        )
-        with bar, feed as batch_xs:
-            for start, x in zip(range(0, n, config.batch_size), batch_xs, strict=True):
-                beta = kl_weight(beta_max, config.kl_warmup, state.step + 1, steps_per_epoch)
-                done = start // config.batch_size + 1  # steps of this epoch
-                line_due = line_every and done % line_every == 0 and done < steps_per_epoch
-                if on_device is None:
-                    index = order[start : start + config.batch_size]
-                    y = data.train_labels[index] if conditional else None
-                    if config.binarize == "dynamic":
-                        x = binarize(x, "dynamic", state.rng)
-                    elif data.per_batch != "none":
-                        x = binarize(x, data.per_batch)
-                    metrics = engine.train_step(x, beta, y)
-                    if not math.isfinite(metrics.loss):
-                        raise _diverged(metrics.loss, epoch, state.step + 1)
-                    totals += np.array([metrics.loss, metrics.recon, metrics.kl]) * len(x)
-                else:
-                    stop = min(start + config.batch_size, n)
-                    on_device.train_step(start, stop, beta, state.step + 1)
-                    read = on_step is not None or line_due or (bar_every and done % bar_every == 0)
-                    metrics = _read(on_device, state, epoch).last if read else None
+        source.shuffle(state.rng.permutation(n))
+        with Progress(epoch, config.epochs, steps_per_epoch, progress) as shown, closing(source):
+            for done, start in enumerate(range(0, n, config.batch_size), start=1):
+                beta = kl_weight(
+                    engine.config.beta, config.kl_warmup, state.step + 1, steps_per_epoch
+                )
+                metrics = source.train_step(start, beta, on_step is not None or shown.due(done))
                 state.step += 1
                 if on_step is not None:
                     on_step(engine, state, metrics, beta)
-                bar.update()
-                if metrics is not None:
-                    bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
-                if line_due:
-                    print(
-                        f"epoch {epoch}/{config.epochs}: step {done}/{steps_per_epoch}  "
-                        f"loss {metrics.loss:.2f}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        if on_device is not None:
-            totals = _read(on_device, state, epoch).sums
-        loss, recon, kl = totals / n
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "step": state.step,
-            "loss": loss,
-            "recon": recon,
-            "kl": kl,
-            "beta": beta,
-        }
-        for name, x, y in (
-            ("val", data.val, data.val_labels),
-            ("test", data.test, data.test_labels),
-        ):
-            if x is not None:
-                result = evaluate_elbo(engine, x, y=y if conditional else None, seed=config.seed)
-                record.update(
-                    {
-                        f"{name}_loss": result.loss,
-                        f"{name}_recon": result.recon,
-                        f"{name}_kl": result.kl,
-                    }
-                )
+                shown.update(done, metrics)
+        loss, recon, kl = source.epoch_sums() / n
+        record = {"epoch": epoch, "step": state.step, "loss": loss, "recon": recon, "kl": kl}
+        record.update(beta=beta, **held_out_scores(engine, config, data))
         record["seconds"] = time.perf_counter() - started
         state.epoch = epoch
-        if held_out is not None:
+        if data.held_out() is not None:
             state.improve(record["val_loss" if data.val is not None else "test_loss"])
         history.append(record)
         if on_epoch is not None:
             on_epoch(engine, record, state)
     return history
+
+
+def held_out_scores(engine: Engine, config: TrainConfig, data: TrainingData) -> dict[str, float]:
+    """The validation and test −ELBO and its terms, nats per example (``val_loss``, ``val_recon``,
+    ``val_kl``, ``test_…``), for the splits the data have."""
+    scores = {}
+    for name, x, y in (("val", data.val, data.val_labels), ("test", data.test, data.test_labels)):
+        if x is not None:
+            y = y if engine.config.conditional else None
+            result = evaluate_elbo(engine, x, y=y, seed=config.seed)
+            scores.update(
+                {
+                    f"{name}_loss": result.loss,
+                    f"{name}_recon": result.recon,
+                    f"{name}_kl": result.kl,
+                }
+            )
+    return scores
+
+
+class Progress:
+    """An epoch's progress on stderr: with a terminal, a bar updated every step (its loss every
+    tenth of the epoch); without one, a line every tenth of an epoch of at least
+    :data:`PROGRESS_LINE_STEPS` steps; nothing when not ``shown``."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int, shown: bool) -> None:
+        from tqdm import tqdm  # imported when training: it costs start-up time
+
+        self.epoch, self.epochs, self.steps = epoch, epochs, steps
+        bar = shown and sys.stderr.isatty()
+        self.line_every = steps // 10 if shown and not bar and steps >= PROGRESS_LINE_STEPS else 0
+        self.loss_every = max(1, steps // 10) if bar else 0
+        self.bar = tqdm(
+            total=steps, desc=f"epoch {epoch}/{epochs}", disable=not bar, leave=False, unit="batch"
+        )
+
+    def due(self, done: int) -> bool:
+        """Whether step ``done`` (from 1) of the epoch shows its loss."""
+        line = self.line_every and done % self.line_every == 0 and done < self.steps
+        return bool(line or (self.loss_every and done % self.loss_every == 0))
+
+    def update(self, done: int, metrics: StepMetrics | None) -> None:
+        self.bar.update()
+        if metrics is not None:
+            self.bar.set_postfix(loss=f"{metrics.loss:.2f}", refresh=False)
+        if self.line_every and done % self.line_every == 0 and done < self.steps:
+            print(
+                f"epoch {self.epoch}/{self.epochs}: step {done}/{self.steps}  "
+                f"loss {metrics.loss:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()

@@ -78,6 +78,20 @@ def _writer_lock(run_dir: Path, main: bool) -> contextlib.AbstractContextManager
     return lock.writing(run_dir) if main else contextlib.nullcontext()
 
 
+def checked_engine(
+    model: ModelConfig, config: TrainConfig, data: TrainingData, group: Group | None
+) -> Engine:
+    """The engine for a run that starts or resumes, after the checks that both share: the data
+    fit the model, a held-out split exists where the settings follow one, the logger's package
+    is there, and the data can live where ``data_on_device`` asks."""
+    check_compatible(model, data)
+    check_held_out(config, data)
+    check_logger(config)
+    engine = engine_for(model, config, group)
+    check_data_on_device(config, data, engine)
+    return engine
+
+
 def start_run(
     model: ModelConfig,
     config: TrainConfig,
@@ -100,12 +114,8 @@ def start_run(
     group = distributed.from_environment()
     main = group is None or group.is_main
     data = data or TrainingData.load(config)
-    check_compatible(model, data)
-    check_held_out(config, data)
-    check_logger(config)
     check_run_dir(run_dir, force=force)  # on every rank, before rank 0 may write
-    engine = engine_for(model, config, group)
-    check_data_on_device(config, data, engine)
+    engine = checked_engine(model, config, data, group)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     with _writer_lock(run_dir, main):
@@ -146,22 +156,10 @@ def resume_run(
     checkpoint.check_resumable(run_dir)
     model, config, record = config_file.read_config(run_dir)
     lock.check_not_busy(run_dir)  # on every rank, before anything is loaded
-    if epochs is not None and epochs != config.epochs:
-        config = replace(config, epochs=epochs)
-    if device is not None:
-        config = replace(config, device=device)
-    if patience is not None:
-        config = replace(config, patience=patience)
-    where = run_data_dir(config.data, config.data_dir, data_dir)
-    if data_dir is not None:
-        config = replace(config, data_dir=where)
+    config, where = _resumed_config(config, epochs, patience, device, data_dir)
     scaling = Scaling.load(run_dir)  # None for a run from before scalings were stored: auto
     data = TrainingData.load(replace(config, data_dir=where), scaling=scaling)
-    check_compatible(model, data)
-    check_held_out(config, data)
-    check_logger(config)
-    engine = engine_for(model, config, group)
-    check_data_on_device(config, data, engine)
+    engine = checked_engine(model, config, data, group)
     with _writer_lock(run_dir, main):
         if main:
             checkpoint.recover(run_dir, model)  # finish or undo an interrupted save, first
@@ -170,8 +168,7 @@ def resume_run(
         if state.epoch > config.epochs:
             raise ConfigError(
                 f"{run_dir} has already trained {plural(state.epoch, 'epoch')}; pass --epochs "
-                "with a "
-                f"number larger than {state.epoch} to train longer"
+                f"with a number larger than {state.epoch} to train longer"
             )
         if main:
             config_file.write_config(run_dir, model, config, record.get("created_by", "train"))
@@ -179,15 +176,34 @@ def resume_run(
             best_weights.keep_best_until(run_dir, state.epoch)
             if scaling is None and data.scaling is not None:
                 data.scaling.save(run_dir)
-            if state.epoch < config.epochs and state.stalled(config.patience):
-                log(f"{run_dir} stopped early; drawing its figures")
-            elif state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
-                log(
-                    f"{run_dir} has trained all {plural(config.epochs, 'epoch')}; "
-                    "drawing its figures (pass --epochs with a larger number to train longer)"
-                )
-            else:
-                log(f"resuming {run_dir} after epoch {state.epoch}")
+            log(_resuming_line(run_dir, config, state))
         saved = last_metrics(run_dir, state.epoch)
         writer = RunWriter(run_dir, model, config, log, writes=main, first_step=state.step)
         return ([saved] if saved else []) + writer.train(engine, data, state, progress)
+
+
+def _resumed_config(
+    config: TrainConfig,
+    epochs: int | None,
+    patience: int | None,
+    device: str | None,
+    data_dir: str | Path | None,
+) -> tuple[TrainConfig, str | None]:
+    """The run's training settings with what resuming changes (the arguments given, stored in
+    the run), and the directory where the data are looked for now (:func:`run_data_dir`)."""
+    where = run_data_dir(config.data, config.data_dir, data_dir)
+    changes = {"epochs": epochs, "patience": patience, "device": device}
+    changes["data_dir"] = where if data_dir is not None else None
+    return replace(config, **{k: v for k, v in changes.items() if v is not None}), where
+
+
+def _resuming_line(run_dir: Path, config: TrainConfig, state: LoopState) -> str:
+    """What resuming will do: train on, or only draw the figures of a finished run."""
+    if state.epoch < config.epochs and state.stalled(config.patience):
+        return f"{run_dir} stopped early; drawing its figures"
+    if state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
+        return (
+            f"{run_dir} has trained all {plural(config.epochs, 'epoch')}; drawing its figures "
+            "(pass --epochs with a larger number to train longer)"
+        )
+    return f"resuming {run_dir} after epoch {state.epoch}"
