@@ -1,4 +1,4 @@
-"""The scikit-learn-style VAE and the NumPy learner API."""
+"""The scikit-learn-style VAE and the from-scratch VAE of the NumPy tutorial."""
 
 import inspect
 from dataclasses import fields, make_dataclass
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from vaekit.api import estimator, scratch
+from vaekit.api import estimator
 from vaekit.api.estimator import VAE
+from vaekit.api.scratch import ScratchVAE
 from vaekit.cli import main
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data.scaling import Scaling
@@ -80,29 +81,62 @@ def test_errors(fitted):
         VAE(latent_dim=0).fit(np.zeros((4, 4)))
 
 
-def test_numpy_learner_api(images):
-    vae = scratch.VAE([784, 32, 2], activation="tanh", loss="bce", epochs=2, batch_size=100)
-    assert vae.fit(images) is vae and vae.engine_.name == "numpy"
-    assert vae.model_config_.hidden == (32,) and vae.model_config_.latent_dim == 2
+def test_the_scratch_vae_speaks_the_tutorials_verbs(images):
+    vae = ScratchVAE([784, 32, 2], activation="tanh", loss="bce", epochs=2, batch_size=100)
+    assert vae.train(images) is vae and vae.estimator.engine_.name == "numpy"
+    assert vae.estimator.model_config_.hidden == (32,)
+    assert vae.estimator.model_config_.latent_dim == 2
     mu, logvar = vae.encode(images[:4])
     assert mu.shape == logvar.shape == (4, 2)
-    assert vae.reconstruct(images[:4]).shape == (4, 1, 28, 28)
+    flat = images[:4].reshape(4, 784)
+    for x in (images[:4], flat):  # predict reconstructs, in X's shape and units
+        again = vae.predict(x)
+        assert again.shape == x.shape and again.min() >= 0 and again.max() <= 255
+        expected = vae.estimator.reconstruct(images[:4]).reshape(4, -1)  # the decoder's means
+        np.testing.assert_array_equal(again.reshape(4, -1), expected)
     assert vae.generate().shape == (1, 1, 28, 28)
     assert vae.generate(np.zeros((3, 2))).shape == (3, 1, 28, 28)
-    mse = scratch.VAE([784, 16, 2], loss="mse", sigma=0.5, epochs=1).fit(images[:300])
-    assert mse.model_config_.likelihood == "gaussian" and mse.model_config_.sigma == 0.5
-    with pytest.raises(
-        ConfigError,
-        match="784 values per example, but layer_sizes starts with 100",
-    ):
-        scratch.VAE([100, 2]).fit(images)
-    hinge = scratch.VAE(loss="hinge")  # stored as given: checked by fit, as scikit-learn asks
-    assert hinge.loss == "hinge"
-    with pytest.raises(ConfigError, match="loss must be one of bce"):
-        hinge.fit(images[:10])
+    assert not hasattr(vae, "fit") and not hasattr(vae, "score_samples")
+    mse = ScratchVAE([784, 16, 2], loss="mse", sigma=0.5, epochs=1).train(images[:300])
+    assert mse.estimator.model_config_.likelihood == "gaussian"
+    assert mse.estimator.model_config_.sigma == 0.5
 
 
-def test_conditional_estimator_and_numpy_learner_load(images, mnist_small, tmp_path):
+@pytest.mark.parametrize(
+    "sizes, loss, message",
+    [
+        ([2], "bce", "at least the input size and the latent size"),
+        ([784, 2], "hinge", "loss must be one of bce"),
+    ],
+)
+def test_the_scratch_vae_refuses_bad_settings_when_made(sizes, loss, message):
+    with pytest.raises(ConfigError, match=message):
+        ScratchVAE(sizes, loss=loss)
+
+
+def test_the_scratch_vae_refuses_data_of_another_size(images):
+    with pytest.raises(DataError, match="784 values per example, but layer_sizes starts with 100"):
+        ScratchVAE([100, 2]).train(images)
+
+
+def test_a_saved_scratch_vae_loads_as_itself_and_as_the_estimator(images, tmp_path):
+    vae = ScratchVAE([784, 16, 2], epochs=1).train(images[:300])
+    vae.save(tmp_path / "n")
+    loaded = ScratchVAE.load(tmp_path / "n")
+    assert loaded.layer_sizes == (784, 16, 2)
+    np.testing.assert_array_equal(loaded.predict(images[:5]), vae.predict(images[:5]))
+    assert VAE.load(tmp_path / "n").engine_.name == "numpy"
+
+
+def test_from_vaekit_import_vae_is_the_estimator():
+    import vaekit
+
+    assert vaekit.VAE is VAE and "VAE" in vaekit.__all__
+    with pytest.raises(AttributeError, match="no attribute 'VAEModule'"):
+        vaekit.VAEModule  # noqa: B018
+
+
+def test_a_conditional_estimator_saves_and_loads(images, mnist_small, tmp_path):
     labels = mnist_small[0].y[:1500]
     vae = VAE(hidden=(32,), latent_dim=2, conditional=True, epochs=1, batch_size=100)
     with pytest.raises(ConfigError, match="fit\\(X, y\\)"):
@@ -118,9 +152,6 @@ def test_conditional_estimator_and_numpy_learner_load(images, mnist_small, tmp_p
     np.testing.assert_array_equal(
         loaded.sample(3, seed=1, labels=4), vae.sample(3, seed=1, labels=4)
     )
-    from_scratch = scratch.VAE([784, 16, 2], epochs=1).fit(images[:300])
-    from_scratch.save(tmp_path / "n")
-    assert VAE.load(tmp_path / "n").engine_.name == "numpy"
 
 
 def test_the_signature_is_the_config_fields_but_the_exclusions():
@@ -157,8 +188,6 @@ def test_params_round_trip(tmp_path):
     vae = VAE(arch="conv", conv_channels=(8, 16), lr_decay=0.5, adam_eps=1e-6, latent_dim=3)
     params = vae.get_params()
     assert VAE(**params).get_params() == params and params["conv_channels"] == (8, 16)
-    from_scratch = scratch.VAE([784, 8, 2], loss="mse")
-    assert scratch.VAE(**from_scratch.get_params()).get_params() == from_scratch.get_params()
 
 
 def resolved(params: dict) -> dict:
@@ -292,14 +321,13 @@ def test_keep_best_ends_with_the_best_epochs_weights_and_patience_stops():
         VAE(keep="best", val_fraction=0.0, **common).fit(x)
 
 
-def test_the_learner_scales_tables_and_flags_outliers():
+def test_the_scratch_vae_scales_tables_and_its_estimator_flags_outliers():
     x = tabular(300)
-    vae = scratch.VAE([3, 8, 2], loss="mse", scale="standardize", contamination=0.05, epochs=2)
-    vae.fit(x)
-    assert vae.scaling_.method == "standardize" and vae.engine_.name == "numpy"
-    assert scratch.VAE(**vae.get_params()).get_params()["scale"] == "standardize"
-    assert set(vae.predict(np.concatenate([x[:10], x[:10] * 50]))) <= {-1, 1}
-    assert np.all(vae.predict(x[:10] * 50) == -1)
+    vae = ScratchVAE([3, 8, 2], loss="mse", scale="standardize", epochs=2).train(x)
+    assert vae.estimator.scaling_.method == "standardize"
+    assert vae.predict(x[:10]).shape == (10, 3)  # in the table's own units
+    flags = vae.estimator.predict(np.concatenate([x[:10], x[:10] * 50]))
+    assert set(flags) <= {-1, 1} and np.all(flags[10:] == -1)
 
 
 def test_a_command_line_run_loads_its_best_or_last_weights_and_its_scaling(tmp_path):

@@ -1,1 +1,2 @@
-"""The Python API: the scikit-learn estimator, the from-scratch learner and the ONNX export."""
+"""The Python API: the scikit-learn estimator, the from-scratch VAE of the NumPy tutorial and the
+ONNX export."""

@@ -144,10 +144,8 @@ def check_names(names: Iterable[str]) -> None:
 
 def batch_kernel(function: Any, x: np.ndarray, labels: np.ndarray | None) -> Any:
     """``function(x, labels)`` (an array or a tuple of arrays, one row per row of x), a lone row
-    passed twice: torch and BLAS multiply a single row with another kernel (matrix × vector)
-    whose float32 rounding differs from the batch kernel's by ~1e-7, while from two rows on a
-    row's result does not depend on the rest of the batch (measured on both engines; the torch
-    engine scores with oneDNN for this, :func:`vaekit.engines.torch.dense.uses_onednn`)."""
+    passed twice: a single row is multiplied by another kernel (matrix × vector), whose float32
+    rounding differs, and from two rows on a row's result does not depend on the batch."""
     if len(x) != 1:
         return function(x, labels)
     pair = None if labels is None else np.concatenate([labels, labels])
@@ -226,17 +224,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     # --- fitting ---------------------------------------------------------------------------
 
-    def _hyperparameters(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
-        """The value of every name in ``PARAMETERS`` for examples of ``input_shape``: this
-        estimator's own parameters (a subclass with other parameters derives them)."""
-        return {parameter.name: getattr(self, parameter.name) for parameter in PARAMETERS}
-
     def fit(self, X: Any, y: Any = None) -> VAE:
         """Train on ``X`` (raw values, at least 2 rows) for ``epochs`` epochs, holding out
         ``val_fraction`` of it; returns ``self``. ``y`` (int class labels) is required by, and
         used only by, a conditional model."""
         x = self._validated(X, reset=True)
-        values = self._hyperparameters(tuple(x.shape[1:]))
+        values = {parameter.name: getattr(self, parameter.name) for parameter in PARAMETERS}
         contamination = check_contamination(values["contamination"])
         labels = None
         if values["conditional"]:

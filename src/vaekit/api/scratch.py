@@ -1,38 +1,40 @@
-"""The from-scratch learner API: a VAE described by its layer sizes, trained by the NumPy engine.
+"""The from-scratch VAE of the NumPy tutorial vaekit began from: a class described by its layer
+sizes, with the tutorial's verbs, trained by the NumPy engine's hand-written forward and
+backward passes (:mod:`vaekit.engines.handwritten`).
 
->>> vae = VAE([784, 400, 20], activation="relu", loss="bce", epochs=5)   # doctest: +SKIP
->>> vae.fit(X)                        # X: (N, 784) or (N, 28, 28) images
->>> mu, logvar = vae.encode(X)
->>> images = vae.reconstruct(X)
+>>> vae = ScratchVAE([784, 400, 20], activation="relu", loss="bce", epochs=5)  # doctest: +SKIP
+>>> vae.train(X)                      # X: (N, 784) or (N, 28, 28) images
+>>> mu, logvar = vae.encode(X)        # q(z|x) = N(mu, diag e^logvar)
+>>> images = vae.predict(X)           # reconstructions: decoder means at z ~ q(z|x)
 >>> new = vae.generate()              # one image from z ~ p(z), the prior; or vae.generate(z)
 
-It is :class:`vaekit.api.estimator.VAE` (``transform``, ``sample``, ``score_samples``, ``save``,
-``load`` …, and a scikit-learn estimator) with ``engine="numpy"`` and a constructor in the
-original from-scratch style.
+It wraps the scikit-learn estimator :class:`vaekit.VAE` (``engine="numpy"``), kept as
+``estimator`` for everything else it offers (scores, outlier flags, ``transform``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from vaekit.api import estimator
-from vaekit.errors import ConfigError
+import numpy as np
+
+from vaekit.api.estimator import VAE
+from vaekit.errors import ConfigError, DataError
 
 #: Reconstruction losses by their common names → vaekit likelihoods.
 LOSSES = {"bce": "bernoulli", "bernoulli": "bernoulli", "mse": "gaussian", "gaussian": "gaussian"}
 
 
-class VAE(estimator.VAE):
+class ScratchVAE:
     """``layer_sizes`` = (D, hidden…, K): the encoder's sizes; the decoder mirrors them.
 
     ``loss`` is ``bce`` (Bernoulli, sigmoid cross-entropy) or ``mse`` (Gaussian with fixed
-    ``sigma``: squared error / (2σ²) plus a constant). ``scale`` turns raw values into inputs
-    (``auto``: uint8 / 255, other data as it is; ``standardize`` or ``minmax`` for tables), and
-    ``contamination`` is the share of held-out rows that ``predict`` flags (see
-    :class:`vaekit.api.estimator.VAE`). ``__init__`` stores its arguments as they are; ``fit``
-    checks them and derives the configs' fields from them.
+    ``sigma``: squared error / (2σ²) plus a constant, nats). ``scale`` turns raw values into
+    inputs (``auto``: uint8 / 255, other data as it is; ``standardize`` or ``minmax`` for
+    tables). The other keywords are the training settings of :class:`vaekit.VAE`.
     """
 
     def __init__(
@@ -49,46 +51,79 @@ class VAE(estimator.VAE):
         beta: float = 1.0,
         seed: int = 0,
         scale: str = "auto",
-        contamination: float = estimator.CONTAMINATION,
         verbose: bool = False,
     ) -> None:
-        self.layer_sizes = layer_sizes
-        self.activation = activation
-        self.loss = loss
-        self.sigma = sigma
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.beta = beta
-        self.seed = seed
-        self.scale = scale
-        self.contamination = contamination
-        self.verbose = verbose
-
-    def _hyperparameters(self, input_shape: tuple[int, ...]) -> dict[str, Any]:
-        """The estimator's parameters: hidden sizes and latent size from ``layer_sizes`` (whose
-        first size must be the number of values per example), the likelihood from ``loss``,
-        the NumPy engine on the CPU, the rest at their defaults."""
-        sizes = tuple(self.layer_sizes)
+        sizes = tuple(layer_sizes)
         if len(sizes) < 2:
             raise ConfigError("layer_sizes needs at least the input size and the latent size")
-        if math.prod(input_shape) != sizes[0]:
-            raise ConfigError(
-                f"X has {math.prod(input_shape)} values per example, but layer_sizes starts "
-                f"with {sizes[0]}"
-            )
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        values = {parameter.name: parameter.default for parameter in estimator.PARAMETERS}
-        own = ("activation", "sigma", "epochs", "batch_size", "lr", "optimizer", "beta", "seed")
-        values.update({name: getattr(self, name) for name in own})
-        values.update(scale=self.scale, contamination=self.contamination, verbose=self.verbose)
-        values.update(
+        if loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+        self.layer_sizes = sizes
+        self.estimator = VAE(
             hidden=sizes[1:-1],
             latent_dim=sizes[-1],
-            likelihood=LOSSES[self.loss],
+            activation=activation,
+            likelihood=LOSSES[loss],
+            sigma=sigma,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer=optimizer,
+            beta=beta,
+            seed=seed,
+            scale=scale,
+            verbose=verbose,
             engine="numpy",
             device="cpu",
         )
-        return values
+
+    def train(self, X: Any) -> ScratchVAE:
+        """Fit the weights to ``X`` (raw values, D = ``layer_sizes[0]`` per example) by
+        minimising the negative ELBO, nats per example; returns ``self``."""
+        values = math.prod(np.shape(X)[1:])
+        if values != self.layer_sizes[0]:
+            raise DataError(
+                f"X has {values} values per example, but layer_sizes starts with "
+                f"{self.layer_sizes[0]}"
+            )
+        self.estimator.fit(X)
+        return self
+
+    def encode(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar) of q(z|x) for each example, each (N, K)."""
+        return self.estimator.encode(self._as_trained(X))
+
+    def predict(self, X: Any, seed: int = 0) -> np.ndarray:
+        """The reconstruction of each example: the decoder's mean at z ~ q(z|x) (noise from
+        ``seed``), in X's shape and units."""
+        x = self._as_trained(X)
+        return self.estimator.reconstruct(x, seed=seed).reshape(np.shape(X))
+
+    def _as_trained(self, X: Any) -> np.ndarray:
+        """``X`` with its examples in the shape of those trained on (flat rows and images of
+        the same number of values are the same examples)."""
+        x, config = np.asarray(X), getattr(self.estimator, "model_config_", None)
+        if config is None or x.ndim < 2 or math.prod(x.shape[1:]) != math.prod(config.input_shape):
+            return x  # the estimator says what is wrong
+        return x.reshape(len(x), *config.input_shape)
+
+    def generate(self, z: np.ndarray | None = None, n: int = 1, seed: int = 0) -> np.ndarray:
+        """Decode the latents ``z`` (M, K), or ``n`` draws z ~ p(z) when ``z`` is None."""
+        return self.estimator.generate(z, n, seed)
+
+    def save(self, path: str | Path) -> None:
+        """Write a run directory (any vaekit command opens it)."""
+        self.estimator.save(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScratchVAE:
+        """A ScratchVAE holding the weights of the run ``path``: a multilayer-perceptron VAE
+        with a standard normal prior, as :meth:`save` writes."""
+        estimator = VAE.load(path, engine="numpy", device="cpu")
+        config = estimator.model_config_
+        if config.arch != "mlp" or config.prior != "standard" or config.conditional:
+            raise ConfigError(f"{path} is not a from-scratch VAE: open it with vaekit.VAE.load")
+        vae = cls.__new__(cls)
+        vae.layer_sizes = (math.prod(config.input_shape), *config.hidden, config.latent_dim)
+        vae.estimator = estimator
+        return vae
