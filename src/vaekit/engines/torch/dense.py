@@ -1,14 +1,12 @@
-"""Dense layers whose matrix multiplies run on the fastest float32 GEMM the CPU offers.
+"""Dense layers whose matrix multiplies run on the faster float32 GEMM of the CPU.
 
-``torch.nn.Linear`` on the CPU multiplies with MKL's sgemm, which on processors other than
-Intel's (AMD's, for one) runs its AVX2 code path; oneDNN picks its kernels by instruction set and
-was about twice as fast there at this model's shapes, while on an Intel Xeon with AVX-512 MKL
-was the faster by a third (``benchmarks/run.py`` measures both). :class:`Dense` is an
-``nn.Linear`` (same parameters, same names) whose forward and backward passes call oneDNN's
-matmul when the input is a float32 CPU matrix, PyTorch has oneDNN and the CPU is not Intel's
-(:func:`prefers_onednn`: a fixed rule, not a timing, so a run and its resume multiply alike), and
-``F.linear`` otherwise (Intel CPUs, CUDA, other dtypes, or a build without oneDNN); without
-gradients, oneDNN on every CPU (see :func:`uses_onednn`).
+``torch.nn.Linear`` multiplies with MKL's sgemm, whose kernels are the fast ones on Intel's CPUs
+only; oneDNN picks its kernels by instruction set (docs/benchmarks.md, "Speed", has the
+measurements). :class:`Dense` is an ``nn.Linear`` (same parameters, same names) whose forward
+and backward passes call oneDNN's matmul for a float32 CPU matrix where PyTorch has oneDNN and
+the CPU is not Intel's (:func:`prefers_onednn`: a fixed rule, not a timing, so a run and its
+resume multiply alike), and ``F.linear`` otherwise; without gradients, oneDNN on every CPU
+(:func:`uses_onednn`).
 
 For a = h·Wᵀ + b and g = ∂L/∂a:  ∂L/∂h = g·W,  ∂L/∂W = gᵀ·h,  ∂L/∂b = Σ_rows g; each product
 is one oneDNN matmul on strided views (no transposed copies).
@@ -92,12 +90,10 @@ def onednn_fits(h: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def uses_onednn(h: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether :class:`Dense` sends this input and weight to oneDNN: in training (gradients
-    enabled) where it is preferred (:func:`prefers_onednn`); without gradients (scores, samples,
-    the test ELBO) wherever it fits, because oneDNN's result for a row does not depend on the
-    other rows of the batch from two rows on, while MKL's does for small batches (up to 40 rows
-    at the reference model's output layer on an Intel Xeon), and a row's score must not
-    (:func:`vaekit.api.estimator.batch_kernel`)."""
+    """Whether :class:`Dense` sends this input and weight to oneDNN: in training where it is
+    preferred (:func:`prefers_onednn`); without gradients (scores, samples) wherever it fits,
+    because a row's score must not depend on the rest of its batch, and oneDNN's does not from
+    two rows on, while MKL's does for small batches."""
     return onednn_fits(h, weight) and (prefers_onednn() or not torch.is_grad_enabled())
 
 
