@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vaekit.cli import build_parser, main
 
@@ -313,3 +314,33 @@ def test_a_block_of_an_unknown_kind_fails(tmp_path, monkeypatch):
         pytest.raises(pytest.fail.Exception, match="console"),
     ):
         run_document(tmp_path / "doc.md", doc)
+
+
+def nav_pages(entries: object) -> Iterator[str]:
+    """The pages a MkDocs ``nav`` lists: its strings, at any depth (``Title: page.md`` or a
+    section of such entries)."""
+    if isinstance(entries, str):
+        yield entries
+    elif isinstance(entries, list):
+        for entry in entries:
+            yield from nav_pages(entry)
+    elif isinstance(entries, dict):
+        for value in entries.values():
+            yield from nav_pages(value)
+
+
+def test_every_page_is_in_the_site_nav_and_every_nav_entry_exists():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    listed = list(nav_pages(config["nav"]))
+    pages = {path.name for path in (ROOT / "docs").glob("*.md")}
+    assert len(listed) == len(set(listed)), f"listed twice in the nav: {listed}"
+    assert set(listed) - pages == set(), "the nav lists pages that do not exist"
+    assert pages - set(listed) == set(), "docs pages missing from mkdocs.yml's nav"
+
+
+def test_the_readme_links_only_to_pages_that_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((docs/[^)#\s]*)", readme)
+    assert links, "the README links to its documentation"
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert not missing, f"the README links to missing files: {missing}"

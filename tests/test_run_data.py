@@ -347,6 +347,7 @@ def test_help_and_readme_show_data_as_optional(capsys, command):
     out = capsys.readouterr().out
     assert "[--data NAME|PATH]" in " ".join(out.split())
     assert "the run's own data set" in " ".join(out.split())
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    line = next(r for r in readme.splitlines() if r.startswith(f"vaekit {command} RUN"))
+    commands = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
+    synopsis = commands.read_text(encoding="utf-8")
+    line = next(r for r in synopsis.splitlines() if r.startswith(f"vaekit {command} RUN"))
     assert "[--data NAME|PATH]" in line
