@@ -425,11 +425,13 @@ def test_best_weights_verify_or_are_absent_whenever_a_save_stops(run, monkeypatc
     assert best_weights.read_best(run_dir) is None and not weights.exists()
 
 
-def test_the_run_files_include_scaling_and_the_best_weights():
-    from vaekit.data import scaling
+def test_the_run_files_include_scaling_classes_and_the_best_weights():
+    from vaekit.data import classes, scaling
 
     assert layout.SCALING_FILE == scaling.SCALING_FILE
-    for name in (layout.SCALING_FILE, layout.BEST_FILE, layout.BEST_WEIGHTS_FILE):
+    assert layout.CLASSES_FILE == classes.CLASSES_FILE
+    names = (layout.SCALING_FILE, layout.CLASSES_FILE, layout.BEST_FILE, layout.BEST_WEIGHTS_FILE)
+    for name in names:
         assert name in layout.RUN_ENTRIES
 
 

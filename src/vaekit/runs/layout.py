@@ -9,6 +9,7 @@ A run directory holds::
     state.json              epoch, optimizer step, RNG states, SHA-256 of the two weight files
     metrics.jsonl           one JSON line per finished epoch
     scaling.json            how raw values become model inputs (vaekit.data.scaling), fitted once
+    classes.json            the names of the classes, code by code (vaekit.data.classes)
     best.safetensors        with --keep best: the weights of the best held-out −ELBO so far
     best.json               its record: epoch, held-out loss (nats), split, SHA-256 of the weights
     outliers.json           a model saved by the estimator: its outlier threshold (nats), k, seed
@@ -34,6 +35,8 @@ STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
 #: vaekit.data.scaling.SCALING_FILE (that module imports this one; tests check they agree).
 SCALING_FILE = "scaling.json"
+#: vaekit.data.classes.CLASSES_FILE (likewise).
+CLASSES_FILE = "classes.json"
 BEST_WEIGHTS_FILE = "best.safetensors"
 BEST_FILE = "best.json"
 #: The outlier threshold of a model saved by the estimator (vaekit.api.estimator.VAE.save).
@@ -82,6 +85,7 @@ RUN_ENTRIES = (
     STATE_FILE,
     METRICS_FILE,
     SCALING_FILE,
+    CLASSES_FILE,
     BEST_WEIGHTS_FILE,
     BEST_FILE,
     OUTLIERS_FILE,
