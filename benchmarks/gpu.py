@@ -56,17 +56,17 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 #: The pytest marker of the tests that need a CUDA GPU (tests/conftest.py skips them without).
 CUDA_MARKER = "cuda"
-#: Each size: (the full check's, --quick's). Training examples and test images are at most the
-#: data's; the full check fits in 5 minutes on one H100 with MNIST.
+#: Each size: (the full check's, --quick's, what it is). Training examples and test images are
+#: at most the data's; the full check fits in 5 minutes on one H100 with MNIST.
 SIZES = {
-    "epochs": (3, 2),  # of the reference model, for vaekit and the example each
-    "conv_epochs": (2, 1),  # of the conv model, for fp32 and bf16 each
-    "train_examples": (60_000, 512),
-    "test_examples": (10_000, 128),
-    "iw_samples": (5000, 50),
-    "iw_images": (10_000, 16),
-    "iw_seconds": (90, 30),  # the evaluation's budget; it stops at the first slice past it
-    "gemm_size": (8192, 256),  # the square product that gives the device's GEMM rate
+    "epochs": (3, 2, "epochs of the reference model, for vaekit and the example each"),
+    "conv_epochs": (2, 1, "epochs of the conv model, for fp32 and bf16 each"),
+    "train_examples": (60_000, 512, "training examples (at most the data's)"),
+    "test_examples": (10_000, 128, "test examples (at most the data's)"),
+    "iw_samples": (5000, 50, "k, the importance samples per test image"),
+    "iw_images": (10_000, 16, "test images for the importance-weighted bound"),
+    "iw_seconds": (90, 30, "the bound's budget: it stops after the first slice past it"),
+    "gemm_size": (8192, 256, "the side of the square product that gives the GEMM rate"),
 }
 #: Test images per timed slice of the evaluation (a row's bound does not depend on its slice).
 IW_SLICE = 1000
@@ -413,19 +413,18 @@ def timed_evaluation(check: Check) -> dict:
     fit(engine, config, TrainingData(train=check.data.train, test=None))
     rows_per_call = record_decoder_rows(engine)
     images = check.data.test[: sizes["iw_images"]]
-    bounds, seconds = [], 0.0
+    bounds, seconds, k = [], 0.0, sizes["iw_samples"]
     for start in range(0, len(images), IW_SLICE):
         started = time.perf_counter()
-        k = sizes["iw_samples"]
         bounds.append(iwae_log_likelihood(engine, images[start : start + IW_SLICE], k, seed=0))
         seconds += time.perf_counter() - started
         if seconds > sizes["iw_seconds"]:
             break
     done = sum(len(b) for b in bounds)
-    flops = done * iwae_flops_per_image(sizes["iw_samples"])
+    flops = done * iwae_flops_per_image(k)
     decoder_rate = gemm_tflops(decoder_products(max(rows_per_call)), check.device)
     return {
-        "k": sizes["iw_samples"],
+        "k": k,
         "images": done,
         "seconds": seconds,
         "seconds_for_all": seconds * len(images) / done,
@@ -601,9 +600,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=Path("gpu-check.json"), help="the JSON file to write"
     )
-    for name, (full, quick) in SIZES.items():
+    for name, (full, quick, what) in SIZES.items():
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=int, help=f"default {full}, {quick} with --quick")
+        parser.add_argument(flag, type=int, help=f"{what}: {full}, {quick} with --quick")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("worker_args", nargs="*", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -611,7 +610,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def chosen_sizes(args: argparse.Namespace) -> dict[str, int]:
     sizes = {}
-    for name, (full, quick) in SIZES.items():
+    for name, (full, quick, _) in SIZES.items():
         given = getattr(args, name)
         sizes[name] = given if given is not None else quick if args.quick else full
         if sizes[name] < 1:

@@ -144,6 +144,16 @@ def test_gpu_check_counts_every_synchronisation(monkeypatch):
     assert count == [None]  # no device to wait for
 
 
+def test_gpu_check_counts_the_bounds_products_as_the_speed_suite(monkeypatch):
+    """k = 5000 on MNIST's 10,000 test images: the encoder once per image and the decoder once
+    per sample, 2 FLOPs per multiply-add, 32.17 TFLOP (the decoder's 32.16 of them)."""
+    gpu = _gpu_module(monkeypatch)
+    encoder, decoder = 2 * (784 * 400 + 2 * 400 * 20), 2 * (20 * 400 + 400 * 784)
+    assert gpu.iwae_flops_per_image(5000) == encoder + 5000 * decoder
+    assert round(10_000 * 5000 * decoder / 1e12, 2) == 32.16
+    assert gpu.decoder_products(80) == [(80, 20, 400), (80, 400, 784)]
+
+
 def _gpu_module(monkeypatch):
     """benchmarks/gpu.py as a module (it imports benchmarks/run.py beside it)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
