@@ -10,6 +10,19 @@ from vaekit.data import load_dataset
 from vaekit.data.pipeline import TrainingData
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` need a CUDA GPU: skipped where PyTorch sees none (torch is imported
+    only when such a test is collected, so the NumPy engine's tests run without it)."""
+    needing = [item for item in items if item.get_closest_marker("cuda")]
+    if not needing:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in needing:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 @pytest.fixture(scope="session")
 def mnist_small():
     """(train, test) Datasets of the bundled MNIST subset."""

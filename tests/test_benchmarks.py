@@ -14,6 +14,12 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def torch_sees_a_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @pytest.mark.parametrize(
     "script, expected",
     [
@@ -52,6 +58,110 @@ def test_speed_suite_per_epoch_section_alone(tmp_path):
     assert "| vaekit, torch engine |" in proc.stdout
     assert "| vaekit, numpy engine |" in proc.stdout
     assert "training samples/s against" not in proc.stdout
+
+
+def _gpu_check(*flags: str) -> subprocess.CompletedProcess:
+    """``benchmarks/gpu.py`` with ``flags``, one thread (quick on a busy machine)."""
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu.py"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
+    """``gpu.py --device cpu --quick`` runs every part of the GPU check on the CPU: the CUDA-only
+    tests (skipped here), the reference model against the example program, the conv model in
+    fp32 and bf16, the importance-weighted bound; it prints the device, torch's version and the
+    GEMM rate above the table and writes the JSON, nothing failed."""
+    import torch
+
+    out = tmp_path / "check.json"
+    proc = _gpu_check("--device", "cpu", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    caption, blank, header = proc.stdout.splitlines()[:3]
+    assert caption.startswith("GPU check on CPU (") and f"torch {torch.__version__};" in caption
+    assert "float32 GEMM rate " in caption and "TFLOP/s" in caption
+    assert header == "| part | result | time | speed | host syncs | peak GPU memory (GB) |"
+    assert "failed:" not in proc.stdout
+    report = json.loads(out.read_text())
+    assert set(report) == {
+        "machine", "data", "train_examples", "test_examples", "sizes", "seconds",
+        "tests", "reference_model", "conv", "evaluation",
+    }  # fmt: skip
+    assert {"device", "torch", "gemm_tflops"} <= set(report["machine"])
+    tests = report["tests"]
+    assert (tests["passed"], tests["failed"], tests["errors"]) == (0, 0, 0)
+    assert tests["skipped"] >= 1 and "test_devices.py" in tests["files"]
+    assert set(report["reference_model"]) == {"vaekit", "example", "speedup"}
+    assert set(report["conv"]) == {"fp32", "bf16"}
+    for result in (*report["reference_model"].values(), *report["conv"].values()):
+        if isinstance(result, dict):
+            assert result["epochs_per_second"] > 0 and "peak_gpu_gb" in result
+    for program in ("vaekit", "example"):
+        assert report["reference_model"][program]["steps_per_epoch"] == 4  # 512 / 128
+    evaluation = report["evaluation"]
+    assert evaluation["k"] == 50 and evaluation["images"] == evaluation["all_images"] == 16
+    assert evaluation["share_of_decoder_gemm_rate"] > 0 and evaluation["nll"] > 0
+
+
+@pytest.mark.skipif(torch_sees_a_gpu(), reason="PyTorch sees a GPU here")
+def test_gpu_check_refuses_in_one_line_without_a_gpu(tmp_path):
+    proc = _gpu_check("--quick", "--out", str(tmp_path / "check.json"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "no CUDA GPU" in proc.stderr
+    assert "--device cpu" in proc.stderr and not (tmp_path / "check.json").exists()
+
+
+def test_gpu_check_counts_every_synchronisation(monkeypatch):
+    """On a GPU the check counts each of torch's sync warnings (all from one line) and each
+    torch.cuda.synchronize call, lets other warnings through, and restores the debug mode and
+    synchronize; faked here, as torch has no CUDA build on CI."""
+    import warnings
+
+    import torch
+
+    gpu = _gpu_module(monkeypatch)
+    modes = ["default"]
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: modes[-1])
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    synchronize = torch.cuda.synchronize
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with gpu.counting_syncs(torch.device("cuda")) as count:
+            for _ in range(3):
+                warnings.warn(gpu.SYNC_WARNING, stacklevel=1)
+            torch.cuda.synchronize()
+            warnings.warn("something else", stacklevel=1)
+    assert count == [4]
+    assert modes == ["default", "warn", "default"] and torch.cuda.synchronize is synchronize
+    assert [str(w.message) for w in shown] == ["something else"]
+    with gpu.counting_syncs(torch.device("cpu")) as count:
+        pass
+    assert count == [None]  # no device to wait for
+
+
+def test_gpu_check_counts_the_bounds_products_as_the_speed_suite(monkeypatch):
+    """k = 5000 on MNIST's 10,000 test images: the encoder once per image and the decoder once
+    per sample, 2 FLOPs per multiply-add, 32.17 TFLOP (the decoder's 32.16 of them)."""
+    gpu = _gpu_module(monkeypatch)
+    encoder, decoder = 2 * (784 * 400 + 2 * 400 * 20), 2 * (20 * 400 + 400 * 784)
+    assert gpu.iwae_flops_per_image(5000) == encoder + 5000 * decoder
+    assert round(10_000 * 5000 * decoder / 1e12, 2) == 32.16
+    assert gpu.decoder_products(80) == [(80, 20, 400), (80, 400, 784)]
+
+
+def _gpu_module(monkeypatch):
+    """benchmarks/gpu.py as a module (it imports benchmarks/run.py beside it)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("gpu", BENCHMARKS / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu", gpu)  # for its dataclass
+    spec.loader.exec_module(gpu)
+    return gpu
 
 
 def test_example_program_trains_and_saves_its_images(tmp_path):

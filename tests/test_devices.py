@@ -224,7 +224,7 @@ def test_conv_bf16_trains_on_the_cpu_like_fp32(tmp_path, small_data):
         assert history["bf16"][key] == pytest.approx(history["fp32"][key], rel=0.02)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 def test_conv_bf16_trains_on_cuda(tmp_path, capsys):
     """The suite's GPU test: the conv model on cuda in fp32 and bf16, one epoch of mnist-small;
     bf16's loss is finite and within 2% of fp32's, its weights float32; a GPU index past the
