@@ -144,6 +144,14 @@ def test_a_run_whose_data_is_gone_has_names_but_no_split(folder_runs, tmp_path):
     assert client.get("/api/map").json()["points"] == []
 
 
+def test_a_run_that_holds_out_nothing_maps_nothing(tmp_path):
+    """Its images were all trained on: they are no held-out images to map or compare with."""
+    run = folder_run(tmp_path, 2, 5, "--val-fraction", "0")
+    client = TestClient(create_app(Explorer.open(run)), base_url=LOCAL)
+    assert client.get("/api/model").json()["held_out"] is None
+    assert client.get("/api/map").json()["points"] == []
+
+
 def test_a_named_set_with_a_validation_split_maps_it(tmp_path):
     run = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", "--epochs", "1", "--quiet", "--hidden", "8"]

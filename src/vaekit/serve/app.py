@@ -70,7 +70,7 @@ class ModelInfo(BaseModel):
     digits: bool = Field(description="the data are handwritten digits (a named digit set)")
     held_out: str | None = Field(
         description="which split the map's dots and the reference scores are: test or "
-        "validation; null when the run's held-out data was not found"
+        "validation; null when the run holds none out or its data was not found"
     )
     class_names: list[str] = Field(
         description="the name of each class code 0, 1, …: the run's classes.json, else numbers"

@@ -275,7 +275,8 @@ class Explorer:
         """(% of reference images scoring lower, a plain-words reading)."""
         if not len(self.reference_scores):
             return None, (
-                "no held-out images to compare with (the run's held-out data was not found)"
+                "no held-out images to compare with (the run's data was not found, or it "
+                "holds none out)"
             )
         below = 100.0 * np.searchsorted(self.reference_scores, log_px) / len(self.reference_scores)
         if below < 1:

@@ -269,7 +269,7 @@ function describeData() {  // the page in the words of the run's data
   $("draw-title").textContent = m.digits ? "Draw a digit" : "Draw or upload an image";
   $("dots").textContent = m.held_out
     ? `Dots are ${m.held_out} images' posterior means, coloured by label.`
-    : "The run's held-out images were not found: the map has no dots.";
+    : "No held-out images of this run were found: the map has no dots.";
   const kind = channels === 3 ? "colour" : "grey";
   $("upload-what").textContent = m.uploads_resized
     ? `or upload a PNG/JPEG (brought to ${width}×${height}, ${kind})`
