@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import explorer_runs
+from conftest import explorer_runs, folder_run
 from vaekit.cli import main
-from vaekit.data import load_dataset
+from vaekit.data import classes, load_dataset
 from vaekit.draw import geometry
 from vaekit.engines.sampling import posterior_means
 from vaekit.model.priors import StandardNormal
@@ -76,11 +77,110 @@ def test_model_and_map(client):
         "score_samples": 100,
         "latent_range": pytest.approx([-3.0902, 3.0902], abs=1e-4),  # N(0, 1): Φ⁻¹(0.001)
         "latent_limit": pytest.approx([-9.2706, 9.2706], abs=1e-4),
+        "data": "mnist-small",
+        "digits": True,
+        "held_out": "test",  # a named set with a test split, no validation split
+        "class_names": [str(c) for c in range(10)],  # no classes.json: the numbers
+        "uploads_resized": False,
     }
     latent_map = client.get("/api/map").json()
     assert len(latent_map["points"]) == 1000 == len(latent_map["labels"])  # mnist-small's test set
     assert latent_map["axes"] == [[1.0, 0.0], [0.0, 1.0]] and latent_map["centre"] == [0.0, 0.0]
     assert latent_map["prior_range"] == [model["latent_range"]] * 2
+
+
+# --- what the page says about the run's data -----------------------------------------------
+
+#: Class names as users write them: characters that would break HTML unless escaped.
+NAMES = ("<b>bag</b>", "T-shirt/top", 'a & b "quoted"')
+
+
+@pytest.fixture(scope="module")
+def folder_runs(tmp_path_factory):
+    """A conditional run of a 3-class colour folder (32×32, validation split only), as copies:
+    with class names, without them, and one whose data folder is gone."""
+    root = tmp_path_factory.mktemp("folder")
+    run = folder_run(root, 3, 20, "--conditional")
+    copies = {}
+    for name in ("named", "unnamed", "lost"):
+        copies[name] = root / name
+        shutil.copytree(run, copies[name])
+        (copies[name] / classes.CLASSES_FILE).unlink(missing_ok=True)
+    classes.save(copies["named"], NAMES)
+    classes.save(copies["lost"], NAMES)
+    copies["data"] = root / "clothes"
+    return copies
+
+
+def model_info(run) -> dict:
+    return TestClient(create_app(Explorer.open(run)), base_url=LOCAL).get("/api/model").json()
+
+
+def test_a_folder_run_with_class_names_is_described_by_them(folder_runs):
+    info = model_info(folder_runs["named"])
+    assert info["class_names"] == list(NAMES)  # as stored: escaping is the page's job
+    assert info["data"] == "clothes" and info["digits"] is False
+    assert info["held_out"] == "validation"  # a folder has no test split
+    assert info["image_shape"] == [3, 32, 32] and info["n_classes"] == 3
+    assert info["uploads_resized"] is False
+
+
+def test_a_folder_run_without_class_names_numbers_its_classes(folder_runs):
+    info = model_info(folder_runs["unnamed"])
+    assert info["class_names"] == ["0", "1", "2"] and info["held_out"] == "validation"
+
+
+def test_a_run_whose_data_is_gone_has_names_but_no_split(folder_runs, tmp_path):
+    data = folder_runs["data"]
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    try:
+        explorer = Explorer.open(folder_runs["lost"])
+    finally:
+        moved.rename(data)
+    client = TestClient(create_app(explorer), base_url=LOCAL)
+    info = client.get("/api/model").json()
+    assert info["held_out"] is None and info["class_names"] == list(NAMES)
+    assert client.get("/api/map").json()["points"] == []
+
+
+def test_a_run_that_holds_out_nothing_maps_nothing(tmp_path):
+    """Its images were all trained on: they are no held-out images to map or compare with."""
+    run = folder_run(tmp_path, 2, 5, "--val-fraction", "0")
+    client = TestClient(create_app(Explorer.open(run)), base_url=LOCAL)
+    assert client.get("/api/model").json()["held_out"] is None
+    assert client.get("/api/map").json()["points"] == []
+
+
+def test_a_named_set_with_a_validation_split_maps_it(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--data", "mnist-small", "--epochs", "1", "--quiet", "--hidden", "8"]
+    assert main([*argv, "--latent-dim", "2", "--val-fraction", "0.1", "--out", str(run)]) == 0
+    explorer = Explorer.open(run)
+    client = TestClient(create_app(explorer), base_url=LOCAL)
+    info = client.get("/api/model").json()
+    assert info["held_out"] == "validation" and info["digits"] is True
+    assert info["data"] == "mnist-small" and info["class_names"] == [str(c) for c in range(10)]
+    assert len(client.get("/api/map").json()["points"]) == 500  # 10% of 5,000, not the test set
+
+
+def test_a_run_that_resizes_its_images_says_so(runs):
+    engine = loading.open_run(runs["plain"])
+    explorer = Explorer(engine, None, None, image_size=(28, 28))
+    info = TestClient(create_app(explorer), base_url=LOCAL).get("/api/model").json()
+    assert info["uploads_resized"] is True and info["held_out"] is None
+    assert info["class_names"] == [] and info["data"] == "" and info["digits"] is False
+
+
+def test_a_colour_drawing_is_read_in_colour(folder_runs):
+    explorer = Explorer.open(folder_runs["named"])
+    red = np.zeros((32, 32, 4), np.uint8)
+    red[..., 0], red[..., 3] = 255, 255  # an opaque RGBA canvas, as the page sends it
+    buffer = io.BytesIO()
+    Image.fromarray(red).save(buffer, format="PNG")
+    pixels = explorer.image_from_upload(buffer.getvalue())
+    assert pixels.shape == (3, 32, 32)
+    np.testing.assert_allclose(pixels[:, 0, 0], [1.0, 0.0, 0.0])
 
 
 def test_decode_gives_the_decoder_mean_as_a_png(client, runs):

@@ -1,6 +1,7 @@
 """The explorer in real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright):
 load the page, click and drag on the map and see the decoded image change, sample, interpolate,
-draw a digit and read its score, use the sliders and label picker of a conditional model.
+draw a digit and read its score, use the sliders and label picker of a conditional model, and
+see a colour run of named classes spoken of in its own words (names, split, drawing in colour).
 
 Screenshots go to ``test-artifacts/serve/``. Without Chromium the tests are skipped, unless
 ``VAEKIT_REQUIRE_BROWSER=1`` (as in CI), where a missing browser is a failure.
@@ -8,6 +9,9 @@ Screenshots go to ``test-artifacts/serve/``. Without Chromium the tests are skip
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import shutil
 import time
@@ -16,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import explorer_runs
+from conftest import explorer_runs, folder_run
+from vaekit.data import classes
 from vaekit.runs.loading import open_run
 from vaekit.serve.app import create_app
 from vaekit.serve.explorer import Explorer
@@ -35,6 +40,10 @@ if not Path(CHROMIUM).exists():
 playwright = pytest.importorskip("playwright.sync_api")
 
 
+#: Class names that break HTML unless shown as text.
+NAMES = ("<b>bag</b>", "T-shirt/top", "coat & <i>hat</i>")
+
+
 def Server(run: Path) -> BackgroundServer:
     return BackgroundServer(create_app(Explorer.open(run)))
 
@@ -42,6 +51,15 @@ def Server(run: Path) -> BackgroundServer:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     return explorer_runs(tmp_path_factory.mktemp("browser"), epochs=3, hidden=64)
+
+
+@pytest.fixture(scope="module")
+def clothes(tmp_path_factory):
+    """A conditional run of a 3-class folder of 32×32 colour images (a validation split only),
+    its classes named :data:`NAMES`."""
+    run = folder_run(tmp_path_factory.mktemp("clothes"), 3, 20, "--conditional")
+    classes.save(run, NAMES)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +162,9 @@ def test_map_click_drag_sample_interpolate_and_draw(browser, runs):
     with Server(runs["plain"]) as server:
         page, errors = open_page(browser, server.url)
         assert "2-d latent" in page.text_content("#about")
+        assert page.text_content("#draw-title") == "Draw a digit"
+        assert "Dots are test images' posterior means" in page.text_content("#map-hint")
+        assert not page.is_visible("#pen")  # a grey run draws in white
         start_z = page.get_attribute("#decoded", "data-z")
         start = decoded_pixels(page)
         assert len(start) == 28 * 28
@@ -279,6 +300,53 @@ def test_the_legend_matches_the_dots_and_the_axes_are_named(browser, runs):
             got = seen[label]
             assert all(abs(g - w) <= 2 for g, w in zip(got, want, strict=True)), (label, got, want)
         page.locator("#map").screenshot(path=ARTIFACTS / "05-map-legend.png")
+        assert errors == [] and image_faults(page) == []
+        page.close()
+
+
+def drawn_image(body: str) -> np.ndarray:
+    """The pixels of the image in an /api/analyse JSON body (a PNG data URL), (H, W, 3)."""
+    from PIL import Image
+
+    payload = json.loads(body)["image"].split(",", 1)[1]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB"))
+
+
+def test_a_colour_run_is_spoken_of_in_its_own_words(browser, clothes):
+    with Server(clothes) as server:
+        page, errors = open_page(browser, server.url)
+        labels = page.evaluate("state.map.labels")
+        legend = page.locator("#legend li").all_text_contents()
+        assert legend == [NAMES[v] for v in sorted(set(labels))]
+        assert page.locator("#label option").all_text_contents() == list(NAMES)
+        tags = "#legend b, #legend i, #label b, #label i, #about b"
+        assert page.locator(tags).count() == 0  # the names are text, never markup
+        assert page.text_content("#draw-title") == "Draw or upload an image"
+        hint = page.text_content("#map-hint")
+        assert "Dots are validation images' posterior means" in hint and "test" not in hint
+        assert "clothes" in page.text_content("#about")
+        assert "32×32" in page.text_content("#upload-what")
+
+        # draw in red: the page sends a 32×32 colour image and shows a 32×32 reconstruction
+        page.select_option("#label", "1")
+        page.fill("#pen", "#ff0000")
+        sent: list[str] = []
+        page.on("request", lambda r: sent.append(r.post_data) if "/api/analyse" in r.url else 0)
+        page.locator("#draw").scroll_into_view_if_needed()
+        canvas = page.locator("#draw").bounding_box()
+        x0, y0 = canvas["x"], canvas["y"]
+        page.mouse.move(x0 + 60, y0 + 140)
+        page.mouse.down()
+        page.mouse.move(x0 + 220, y0 + 140, steps=10)
+        page.mouse.up()
+        page.click("#read")
+        page.wait_for_function("document.querySelector('#score').textContent.includes('nats')")
+        image = drawn_image(sent[-1])
+        assert image.shape == (32, 32, 3)
+        red = (image[..., 0] > 200) & (image[..., 1] < 60) & (image[..., 2] < 60)
+        assert red.sum() > 20 and json.loads(sent[-1])["label"] == 1
+        assert len(decoded_pixels(page, "#reconstruction")) == 32 * 32
+        page.screenshot(path=ARTIFACTS / "07-colour-names.png", full_page=True)
         assert errors == [] and image_faults(page) == []
         page.close()
 

@@ -6,7 +6,11 @@ settings, never over one of the run's own.
 from __future__ import annotations
 
 import argparse
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from vaekit.cli.common import (
     check_drawable,
@@ -28,12 +32,15 @@ from vaekit.cli.flags import (
     whole_number,
 )
 from vaekit.config.limits import MAX_CLASSES, MAX_UNITS
+from vaekit.data import Dataset, classes
 from vaekit.draw import figures, gallery, geometry
 from vaekit.engines.sampling import posterior_means, sample_prior
 from vaekit.errors import ConfigError
 from vaekit.runs import config_file, loading
 from vaekit.runs.metrics import CURVE_KEYS, read_metrics
 from vaekit.text import plural
+
+RECONSTRUCT_N = 8  # inputs reconstruct draws without -n or --index
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -68,13 +75,54 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    if args.index is not None and args.n is not None:
+        raise ConfigError("give -n or --index, not both: --index names the rows to draw")
+    if args.index is not None and len(args.index) > MAX_GRID:
+        raise ConfigError(f"--index takes at most {MAX_GRID} rows, got {len(args.index):,}")
     engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     data = command_data(args, args.data, args.split)[0]
     y = labels_for(engine, data)
-    out = args.out or args.run / f"reconstructions-n{args.n}-seed{args.seed}.png"
-    gallery.draw_reconstructions(engine, data.x[: args.n], out, args.seed, y)
+    rows = _rows_to_reconstruct(args, data)
+    out = args.out or args.run / _reconstructions_name(args)
+    labels = None if y is None else y[rows]
+    gallery.draw_reconstructions(engine, data.x[rows], out, args.seed, labels)
+    print(f"drew rows {_rows_shown(rows, data.y, classes.load(args.run))}")
     print(f"wrote {out}")
     return 0
+
+
+def _rows_to_reconstruct(args: argparse.Namespace, data: Dataset) -> np.ndarray:
+    """The rows of ``data`` that ``reconstruct`` draws: --index, each checked, else -n rows
+    spread over the classes by --seed (:func:`gallery.spread_rows`)."""
+    count = len(data.x)
+    if args.index is None:
+        return gallery.spread_rows(args.n or RECONSTRUCT_N, data.y, count, args.seed)
+    for index in args.index:
+        if index >= count:
+            raise ConfigError(
+                f"--index {index} is past the {plural(count, 'input')} of {data.name} (rows "
+                f"0 to {count - 1})"
+            )
+    return np.array(args.index, dtype=np.int64)
+
+
+def _rows_shown(rows: np.ndarray, labels: np.ndarray | None, names: Sequence[str] | None) -> str:
+    """The rows drawn, each with its class's name when the run names its classes."""
+    if labels is None or not names:
+        return ", ".join(map(str, rows))
+    named = (names[c] if c < len(names) else str(c) for c in labels[rows])
+    return ", ".join(f"{row} ({name})" for row, name in zip(rows, named, strict=True))
+
+
+def _reconstructions_name(args: argparse.Namespace) -> str:
+    """The default file of ``reconstruct``, named after its settings: -n, or the --index rows
+    (a digest of them when they are many), and --seed."""
+    if args.index is None:
+        return f"reconstructions-n{args.n or RECONSTRUCT_N}-seed{args.seed}.png"
+    rows = "-".join(map(str, args.index))
+    if len(args.index) > 8:
+        rows = f"{len(args.index)}rows-" + hashlib.sha256(rows.encode()).hexdigest()[:10]
+    return f"reconstructions-index{rows}-seed{args.seed}.png"
 
 
 def cmd_manifold(args: argparse.Namespace) -> int:
@@ -209,13 +257,26 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reconstruct",
         help="reconstruct inputs with a trained run",
-        description="Encode inputs (the run's held-out data, or --data), sample z ~ q(z|x), "
-        "decode; draw both.",
+        description="Encode inputs (a seeded spread of the run's held-out data, or of --data, "
+        "or the rows --index names), sample z ~ q(z|x) (with --seed), decode; draw both, and "
+        "print which rows were drawn.",
     )
     add_run_flags(p)
     add_data_flags(p)
     p.add_argument(
-        "-n", type=whole_number(1, MAX_GRID), default=8, help="number of inputs (default 8)"
+        "-n",
+        type=whole_number(1, MAX_GRID),
+        help=f"number of inputs (default {RECONSTRUCT_N}), spread over the classes by --seed: one "
+        "of each class in turn, each class's rows drawn at random (without labels: a random "
+        "sample)",
+    )
+    p.add_argument(
+        "--index",
+        type=whole_number(0, 10**9),
+        nargs="+",
+        metavar="I",
+        help=f"draw these rows of the data read (0 is the first; at most {MAX_GRID}) instead of "
+        "-n spread ones",
     )
     p.set_defaults(handler=cmd_reconstruct)
 

@@ -49,6 +49,8 @@ from vaekit.data.readers import read_file
 from vaekit.errors import DataError
 
 DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-small", *shapes.DATASETS)
+#: The named sets of handwritten digits (the explorer asks for a digit to be drawn).
+DIGIT_SETS = ("mnist", "mnist-small")
 SPLITS = ("train", "test")
 DATA_DIR_ENV = "VAEKIT_DATA_DIR"
 DOWNLOAD_TIMEOUT = 15  # seconds without an answer before trying the next mirror

@@ -84,6 +84,24 @@ def draw_label_grid(
     figures.save_sample_grid(images, path, title, ncol=per_class)
 
 
+def spread_rows(n: int, labels: np.ndarray | None, count: int, seed: int) -> np.ndarray:
+    """Up to ``n`` of ``count`` rows to show, chosen by ``seed``, so that a picture of a few
+    rows of data sorted by class is no picture of one class. With ``labels`` (one per row): one
+    row of each class in turn, in code order (class 0's first pick, class 1's, …, then again),
+    each class's rows in a seeded random order, a class that runs out skipped. Without: a
+    seeded random sample, in row order."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(count, size=min(n, count), replace=False))
+    queues = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    picked: list[int] = []
+    for turn in range(n):  # at most n turns are needed
+        picked += [int(rows[turn]) for rows in queues if turn < len(rows)]
+        if len(picked) >= n:
+            break
+    return np.array(picked[:n], dtype=np.int64)
+
+
 def draw_reconstructions(
     engine: Engine,
     x: np.ndarray,

@@ -66,10 +66,23 @@ class ModelInfo(BaseModel):
         description="the prior's 0.1% and 99.9% quantiles of each z_k: the sliders' range"
     )
     latent_limit: list[float] = Field(description="the least and greatest z_k decoded")
+    data: str = Field(description="the data set's name: a named set, or the file or folder's name")
+    digits: bool = Field(description="the data are handwritten digits (a named digit set)")
+    held_out: str | None = Field(
+        description="which split the map's dots and the reference scores are: test or "
+        "validation; null when the run holds none out or its data was not found"
+    )
+    class_names: list[str] = Field(
+        description="the name of each class code 0, 1, …: the run's classes.json, else numbers"
+    )
+    uploads_resized: bool = Field(
+        description="an upload of another size is brought to the model's (the run's "
+        "image_size); false: it must have the model's size"
+    )
 
 
 class MapInfo(BaseModel):
-    points: list[list[float]] = Field(description="(u, v) of each test image's E[z|x]")
+    points: list[list[float]] = Field(description="(u, v) of each held-out image's E[z|x]")
     labels: list[int] | None
     centre: list[float] = Field(description="the latent at (0, 0)")
     axes: list[list[float]] = Field(description="the latent directions of u and v")
@@ -93,7 +106,7 @@ class AnalysisOut(BaseModel):
     position: list[float]
     reconstruction: str = Field(description="data: URL of a PNG")
     log_likelihood: float = Field(description="log p(x) estimate, nats")
-    percentile: float | None = Field(description="% of test images with a lower estimate")
+    percentile: float | None = Field(description="% of held-out images with a lower estimate")
     reading: str
 
 
@@ -291,11 +304,16 @@ def _reading_routes(explorer: Explorer) -> APIRouter:
             score_samples=explorer.score_samples,
             latent_range=list(explorer.latent_range),
             latent_limit=list(explorer.latent_limit),
+            data=explorer.about.name,
+            digits=explorer.about.digits,
+            held_out=explorer.about.held_out,
+            class_names=list(explorer.class_names),
+            uploads_resized=explorer.image_size is not None,
         )
 
     @router.get("/api/map", response_model=MapInfo)
     def latent_map() -> MapInfo:
-        """The 2-D map: test images' posterior means, projected."""
+        """The 2-D map: held-out images' posterior means, projected."""
         labels = explorer.map_labels
         return MapInfo(
             points=explorer.map_points.round(4).tolist(),
@@ -377,9 +395,11 @@ def _analysis_routes(explorer: Explorer) -> APIRouter:
         ),
     ) -> AnalysisOut:
         """Encode a drawn or uploaded image: its latent, place on the map, reconstruction and
-        log-likelihood, read against the model's test images.
+        log-likelihood, read against the model's held-out images.
 
-        The image (PNG or JPEG of the model's size) comes in one of three ways:
+        The image (PNG or JPEG of the model's size, or of any size for a run that brings its
+        images to one; grey or colour, read as the model's channels say) comes in one of three
+        ways:
 
         - JSON `{"image": "<base64 or data: URL>", "label": 3}`;
         - `multipart/form-data` with the image in the file field `file` and an optional form

@@ -2,7 +2,8 @@
 decoding, interpolation, and the analysis of a drawn or uploaded image.
 
 The map: posterior means E[z|x] of (up to ``map_size``) images of the run's held-out data (its
-validation split, else its test split; see :mod:`vaekit.runs.inputs`), projected to
+validation split, else its test split: :func:`vaekit.runs.inputs.held_out`, whose word for it
+the page shows), projected to
 2-D — the identity for a 2-d latent, else the two principal axes of the means that
 ``manifold.png`` and ``scatter.png`` use (the first ``run_figures.SCATTER_POINTS``), by the same
 function (:func:`vaekit.draw.geometry.principal_components`), so that the map is oriented as they
@@ -20,6 +21,10 @@ the same estimate on held-out images: an input below the 1st percentile is unusu
 An upload is read as the run's training images were: brought to its ``image_size`` (resized to
 cover it, centre-cropped) when it has one, else it must have the model's size; read grey or RGB
 as the model's channels say; then scaled by the run's stored scaling (``scaling.json``).
+
+What the page says about the run's data (:class:`AboutData`): the data set's name, its class
+names (the run's ``classes.json``, else each class's number), which split the map's dots are,
+and whether the data are handwritten digits (a named digit set: the page asks for a digit).
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vaekit.data import classes
+from vaekit.data.datasets import DIGIT_SETS
 from vaekit.data.readers import read_image
 from vaekit.data.scaling import Scaling, fit_array
 from vaekit.draw import figures, gallery, geometry
@@ -41,7 +49,7 @@ from vaekit.engines.sampling import posterior_means
 from vaekit.errors import ConfigError, DataError, VaekitError
 from vaekit.measure.evaluation import iwae_log_likelihood
 from vaekit.runs import config_file, loading
-from vaekit.runs.inputs import run_data
+from vaekit.runs.inputs import held_out
 
 #: The probabilities whose prior quantiles bound the sliders (and the map's least extent).
 RANGE_PROBABILITIES = (0.001, 0.999)
@@ -53,6 +61,22 @@ MAX_INTERPOLATION_STEPS = 32
 
 class InputError(VaekitError):
     """A request the explorer refuses (bad latent, label, image); the message says why."""
+
+
+@dataclass(frozen=True)
+class AboutData:
+    """What the page says about the run's data."""
+
+    name: str = ""  # a named set's name, or the file or folder's name
+    class_names: Sequence[str] | None = None  # None: each class is named by its number
+    held_out: str | None = None  # the map's split: "test" or "validation"; None: no map data
+    digits: bool = False  # handwritten digits (a named digit set)
+
+    @classmethod
+    def of_run(cls, run_dir: str | Path, data: str, held_out: str | None) -> AboutData:
+        """The run's data ``data`` (``train.data``: a set's name or a path), its class names
+        and its held-out split's word ``held_out``."""
+        return cls(Path(data).name, classes.load(run_dir), held_out, data in DIGIT_SETS)
 
 
 @dataclass
@@ -81,17 +105,20 @@ class Explorer:
         reference_size: int = 300,
         scaling: Scaling | None = None,
         image_size: tuple[int, int] | None = None,
+        about: AboutData | None = None,
     ) -> None:
         """``reference``: model inputs of held-out images (the map, and the scores an upload is
         compared with); ``scaling`` turns an upload's levels into model inputs (default: the
         8-bit levels divided by 255); ``image_size``: the (H, W) uploads are brought to (None:
-        they must have the model's size)."""
+        they must have the model's size); ``about``: what the page says about the data."""
         config = engine.config
         if not figures.can_draw(config.input_shape) or len(config.input_shape) != 3:
             raise ConfigError("the explorer shows images; this run's inputs are not images")
         self.engine, self.config, self.score_samples = engine, config, score_samples
         self.scaling = scaling or fit_array("unit", np.zeros((1, 1)))
         self.image_size = image_size
+        self.about = about or AboutData()
+        self.class_names = class_names(self.about.class_names, config.n_classes, reference_labels)
         lows, highs = engine.prior.quantile(np.array(RANGE_PROBABILITIES))  # (K,) each
         low, high = float(lows.min()), float(highs.max())
         self.latent_range = (low, high)
@@ -136,10 +163,13 @@ class Explorer:
         _, train, _ = config_file.read_config(run_dir)
         reading = {"scaling": Scaling.load(run_dir), "image_size": train.image_size}
         try:
-            data, _ = run_data(run_dir)
-        except (DataError, ConfigError, OSError):
-            return cls(runner, None, None, **reading)  # no map points, no reference scores
-        return cls(runner, data.x, data.y, **reading)
+            data, split = held_out(run_dir)
+        except (DataError, ConfigError, OSError):  # no map points, no reference scores
+            return cls(
+                runner, None, None, **reading, about=AboutData.of_run(run_dir, train.data, None)
+            )
+        about = AboutData.of_run(run_dir, train.data, split)
+        return cls(runner, data.x, data.y, **reading, about=about)
 
     # --- the latent space ---------------------------------------------------------------------
 
@@ -244,7 +274,10 @@ class Explorer:
     def read_score(self, log_px: float) -> tuple[float | None, str]:
         """(% of reference images scoring lower, a plain-words reading)."""
         if not len(self.reference_scores):
-            return None, "no held-out images to compare with (the run's data was not found)"
+            return None, (
+                "no held-out images to compare with (the run's data was not found, or it "
+                "holds none out)"
+            )
         below = 100.0 * np.searchsorted(self.reference_scores, log_px) / len(self.reference_scores)
         if below < 1:
             return below, "unusual for this model: less likely than 99% of its held-out images"
@@ -287,6 +320,17 @@ class Explorer:
             return self.scaling.apply(levels[None], "the image")[0]
         except DataError as exc:
             raise InputError(str(exc)) from None
+
+
+def class_names(
+    names: Sequence[str] | None, n_classes: int, labels: np.ndarray | None
+) -> tuple[str, ...]:
+    """The name of each class code: ``names``, else the numbers of the model's ``n_classes``
+    classes or of the classes among ``labels``, whichever are more."""
+    if names:
+        return tuple(names)
+    present = 0 if labels is None or not len(labels) else int(np.max(labels)) + 1
+    return classes.names_or_numbers(None, max(n_classes, present))
 
 
 def decode_data_url(text: str) -> bytes:

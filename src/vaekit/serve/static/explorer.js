@@ -52,6 +52,10 @@ function colourOf(label) {
   return COLOURS[(label ?? 0) % COLOURS.length];
 }
 
+function nameOf(label) {  // the class's name (user text: always set as text, never as HTML)
+  return state.model.class_names[label] ?? String(label);
+}
+
 function buildLegend() {  // one swatch per label present among the dots, or "unlabelled"
   const { points, labels } = state.map;
   const present = labels ? [...new Set(labels)].sort((p, q) => p - q) : [null];
@@ -61,7 +65,9 @@ function buildLegend() {  // one swatch per label present among the dots, or "un
     swatch.style.backgroundColor = colourOf(l);
     swatch.style.opacity = POINT_ALPHA;
     item.dataset.label = l === null ? "" : String(l);
-    item.append(swatch, l === null ? "unlabelled" : String(l));
+    const name = Object.assign(document.createElement("span"),
+      { textContent: l === null ? "unlabelled" : nameOf(l) });
+    item.append(swatch, name);
     $("legend").append(item);
   }
   $("axis-u").textContent = `${state.map.axis_titles[0]} →`;
@@ -192,8 +198,17 @@ async function sampleLatent() {  // a draw from the run's prior, made by the ser
 
 // --- drawing and reading an image -----------------------------------------------------------
 
+// The drawing canvas has the run's image shape, DRAW_SIZE pixels on its longer side; the pen is
+// PEN_PIXELS of the run's pixels wide, white for a grey run, the colour chosen for a colour one.
+const DRAW_SIZE = 280, PEN_PIXELS = 2.2;
+
 function setUpDrawing() {
   const c = $("draw"), ctx = c.getContext("2d");
+  const [channels, height, width] = state.model.image_shape;
+  const scale = DRAW_SIZE / Math.max(height, width);  // canvas pixels per image pixel
+  c.width = Math.round(width * scale); c.height = Math.round(height * scale);
+  $("pen-box").hidden = channels !== 3;
+  const pen = () => (channels === 3 ? $("pen").value : "white");
   const clear = () => { ctx.fillStyle = "black"; ctx.fillRect(0, 0, c.width, c.height); };
   clear();
   let last = null;
@@ -202,7 +217,7 @@ function setUpDrawing() {
   c.addEventListener("pointermove", (e) => {
     if (!last) return;
     const p = point(e);
-    ctx.strokeStyle = "white"; ctx.lineWidth = 22; ctx.lineCap = "round";
+    ctx.strokeStyle = pen(); ctx.lineWidth = PEN_PIXELS * scale; ctx.lineCap = "round";
     ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(...p); ctx.stroke();
     last = p;
   });
@@ -210,8 +225,7 @@ function setUpDrawing() {
   c.addEventListener("pointerup", stop);
   c.addEventListener("pointerleave", stop);
   $("clear").addEventListener("click", () => { clear(); $("score").textContent = ""; });
-  $("read").addEventListener("click", () => {
-    const [, height, width] = state.model.image_shape;
+  $("read").addEventListener("click", () => {  // the drawing at the run's image size
     const small = Object.assign(document.createElement("canvas"), { width, height });
     const sctx = small.getContext("2d");
     sctx.imageSmoothingQuality = "high";
@@ -250,19 +264,32 @@ async function analyse(dataUrl) {
 
 // --- start ----------------------------------------------------------------------------------
 
+function describeData() {  // the page in the words of the run's data
+  const m = state.model, [channels, height, width] = m.image_shape;
+  $("draw-title").textContent = m.digits ? "Draw a digit" : "Draw or upload an image";
+  $("dots").textContent = m.held_out
+    ? `Dots are ${m.held_out} images' posterior means, coloured by label.`
+    : "No held-out images of this run were found: the map has no dots.";
+  const kind = channels === 3 ? "colour" : "grey";
+  $("upload-what").textContent = m.uploads_resized
+    ? `or upload a PNG/JPEG (brought to ${width}×${height}, ${kind})`
+    : `or upload a ${width}×${height} PNG/JPEG (read as ${kind})`;
+}
+
 async function start() {
   state.model = await (await api("/api/model")).json();
   state.map = await (await api("/api/map")).json();
   const m = state.model;
-  $("about").textContent = `${m.latent_dim}-d latent, ${m.likelihood} decoder, ` +
+  $("about").textContent = (m.data ? `${m.data}: ` : "") + `${m.latent_dim}-d latent, ${m.likelihood} decoder, ` +
     `${m.image_shape[1]}×${m.image_shape[2]} images` +
     (m.n_classes ? `, conditional on ${m.n_classes} classes` : "") +
     `; scores are importance-weighted log p(x) estimates (k = ${m.score_samples}).`;
   if (m.n_classes) {
-    for (let l = 0; l < m.n_classes; l++) $("label").append(new Option(String(l), String(l)));
+    for (let l = 0; l < m.n_classes; l++) $("label").append(new Option(nameOf(l), String(l)));
     $("label-box").hidden = false;
     $("label").addEventListener("change", decode);
   }
+  describeData();
   computeBounds();
   buildLegend();
   buildSliders();
