@@ -170,3 +170,25 @@ def test_a_bernoulli_draw_is_one_with_probability_p(library, rng):
     assert str(draw.dtype).endswith("float32") and set(np.unique(np.asarray(draw))) <= {0.0, 1.0}
     np.testing.assert_allclose(np.asarray(draw).mean(0), np.asarray(p), atol=0.01)
     assert np.asarray(draw)[:, 0].max() == 0 and np.asarray(draw)[:, -1].min() == 1
+
+
+@pytest.mark.parametrize("scale", [1e-2, 0.1, 1.0, 10.0])
+@pytest.mark.parametrize("shape", [(7, 3), (2, 5, 4)])
+def test_the_calibrated_sigma_is_the_one_that_fits_the_batch_best(scale, shape, rng):
+    """σ*² = the batch's mean squared error minimises Σ −log N(x; mean, σ²I) over one σ: checked
+    against a grid of σ around it, for arrays and tensors alike."""
+    x = rng.uniform(size=shape[-2:])
+    mean = x + rng.normal(scale=scale, size=shape)
+    best = objectives.calibrated_log_sigma(mean, x)
+    assert best.shape == (1,)
+    np.testing.assert_allclose(best, 0.5 * np.log(((x - mean) ** 2).mean()))
+    total = lambda log_sigma: objectives.gaussian_nll(mean, x, log_sigma).sum()  # noqa: E731
+    for step in (-0.1, -0.01, 0.01, 0.1):
+        assert total(best) < total(best + step)
+    as_tensor = objectives.calibrated_log_sigma(torch.from_numpy(mean), torch.from_numpy(x))
+    np.testing.assert_allclose(as_tensor.numpy(), best, rtol=1e-12)
+
+
+def test_a_perfect_reconstruction_keeps_the_calibrated_sigma_finite():
+    x = np.ones((3, 4))
+    assert objectives.calibrated_log_sigma(x, x)[0] == np.log(objectives.MIN_CALIBRATED_SIGMA)

@@ -8,7 +8,9 @@ ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
 #: p(x|z): the names of the likelihoods that vaekit.model.objectives implements (its table
 #: LIKELIHOODS has one entry for each).
 LIKELIHOODS = ("bernoulli", "gaussian")
-SIGMA_MODES = ("fixed", "scalar", "per-dim")
+#: How the Gaussian's σ is found: fixed, learned by gradient (one σ, or one per dimension), or
+#: calibrated (each training step sets it to the batch's maximum-likelihood value).
+SIGMA_MODES = ("fixed", "scalar", "per-dim", "calibrated")
 ARCHITECTURES = ("mlp", "conv")
 #: Training objectives: the negative ELBO (with β), the negative IWAE bound, and β-TCVAE
 #: (the negative ELBO plus (β − 1) times the total correlation, Chen et al., 2018).

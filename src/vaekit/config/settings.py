@@ -126,7 +126,13 @@ class ModelConfig:
     sigma: float = setting(
         1.0, "Gaussian σ, fixed or initial", Rule("number", 0, above=True), group=MODEL
     )
-    learn_sigma: str = setting("fixed", "learn σ", choice(*SIGMA_MODES), group=MODEL)
+    learn_sigma: str = setting(
+        "fixed",
+        "σ: fixed, learned (scalar or per-dim) or calibrated (each step sets one σ to the "
+        "batch's maximum-likelihood value, Rybkin et al. 2021)",
+        choice(*SIGMA_MODES),
+        group=MODEL,
+    )
     beta: float = setting(
         1.0,
         "KL weight β (1: the true ELBO); tcvae: the TC weight",
@@ -346,9 +352,10 @@ class ModelConfig:
 
     @property
     def log_sigma_shape(self) -> tuple[int, ...] | None:
-        """Shape of the learned log σ of a Gaussian likelihood: (1,) for ``scalar``, (D,) for
-        ``per-dim``; None when σ is fixed."""
-        return {"scalar": (1,), "per-dim": (self.input_dim,)}.get(self.learn_sigma)
+        """Shape of the stored log σ of a Gaussian likelihood: (1,) for ``scalar`` and
+        ``calibrated``, (D,) for ``per-dim``; None when σ is fixed."""
+        shapes = {"scalar": (1,), "calibrated": (1,), "per-dim": (self.input_dim,)}
+        return shapes.get(self.learn_sigma)
 
     @property
     def encoder_width(self) -> int:

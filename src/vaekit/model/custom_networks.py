@@ -49,6 +49,15 @@ LOG_SIGMA = "log_sigma"
 CHECK_ROWS = 2
 
 
+def sigma_parameter(config: ModelConfig, shape: tuple[int, ...]):
+    """The decoder's log σ (a ``torch.nn.Parameter``), initialised to log ``config.sigma``:
+    learned by gradient, or (``calibrated``) set by each training step, outside the optimizer's
+    reach."""
+    torch = _torch()
+    learned = config.learn_sigma != "calibrated"
+    return torch.nn.Parameter(torch.full(shape, math.log(config.sigma)), requires_grad=learned)
+
+
 def check_consent(model: Mapping[str, Any], source: str, trust_code: bool) -> None:
     """The networks that the model settings ``model`` (read from the file ``source``) name by
     import path: with ``trust_code``, imported now (so that every later read of the same file
@@ -196,11 +205,7 @@ def build(config: ModelConfig, part: str) -> nn.Module:
     module = _construct(load_class(path, field), config, label)
     _state_shapes(module, part, label)
     if part == "decoder" and config.learn_sigma != "fixed":
-        torch = _torch()
-        shape = config.log_sigma_shape
-        module.register_parameter(
-            LOG_SIGMA, torch.nn.Parameter(torch.full(shape, math.log(config.sigma)))
-        )
+        module.register_parameter(LOG_SIGMA, sigma_parameter(config, config.log_sigma_shape))
     _check_outputs(module, config, part, label)
     return module
 

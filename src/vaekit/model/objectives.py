@@ -257,6 +257,21 @@ def gaussian_grad(mean: Array, x: Array, log_sigma: LogSigma) -> tuple:
     return grad, per_dim.sum().reshape(1) if log_sigma.shape == (1,) else per_dim
 
 
+#: The smallest calibrated σ: a decoder that reconstructs a batch exactly must not make log σ −∞.
+MIN_CALIBRATED_SIGMA = 1e-3
+
+
+def calibrated_log_sigma(mean: Array, x: Array) -> Array:
+    """log σ* of the Gaussian that fits a batch best: σ*² = mean over rows and dimensions of
+    (x − mean)², the value that minimises Σ −log N(x; mean, σ²I) over one shared σ (Rybkin et al.,
+    2021, "Simple and Effective VAE Training with Calibrated Decoders"), at least
+    :data:`MIN_CALIBRATED_SIGMA`. Shape (1,); for arrays and tensors alike (no gradient flows
+    through it in training: at the optimum ∂/∂σ is 0, so mean's gradient is the same)."""
+    xp = namespace(mean)
+    mse = ((x - mean) ** 2).mean().reshape(1)
+    return 0.5 * xp.log(xp.maximum(mse, xp.full_like(mse, MIN_CALIBRATED_SIGMA**2)))
+
+
 @dataclass(frozen=True)
 class Likelihood:
     """p(x|z) from the decoder output ``out`` (shape of x, or (S, N, D) sharing x (N, D)).

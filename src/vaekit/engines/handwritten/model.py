@@ -171,7 +171,9 @@ def backward(
     d_out, d_ls = objectives.LIKELIHOODS[config.likelihood].grad(f.out, x, log_sigma(config, p))
     d_out /= n
     if d_ls is not None:
-        grads["decoder.log_sigma"] = d_ls / n
+        # A calibrated σ is set by the step, not learned: a zero gradient leaves it where it is.
+        calibrated = config.learn_sigma == "calibrated"
+        grads["decoder.log_sigma"] = d_ls * 0 if calibrated else d_ls / n
 
     # decoder, output layer then hidden layers in reverse
     gw, gb, d = dense_backward(d_out, f.g, p["decoder.out.weight"])
@@ -224,6 +226,9 @@ def elbo_gradients(
     and kl the prior's KL per dimension, nats, and the gradient of
     L = mean(recon) + β·Σ_k max(λ, mean(kl_k)) (= mean(recon + β·kl) without free bits λ)."""
     f = forward(config, p, x, eps, onehot)
+    if config.learn_sigma == "calibrated":
+        # σ is the batch's best; backward gives it no gradient (see there).
+        p["decoder.log_sigma"][...] = objectives.calibrated_log_sigma(f.out, x)
     recon = reconstruction_nll(config, p, x, f.out)
     kl = prior.kl_per_dim(f.mu, f.logvar, labels)
     _, mask = objectives.free_bits(kl.mean(axis=0), config.free_bits)

@@ -106,7 +106,7 @@ class Decoder(nn.Module):
         self.act = ACTIVATIONS[config.activation]
         shape = shapes.get("decoder.log_sigma")
         if shape is not None:
-            self.log_sigma = nn.Parameter(torch.full(shape, math.log(config.sigma)))
+            self.log_sigma = custom_networks.sigma_parameter(config, shape)
 
     def forward(self, z: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
         h = _with_label(z, onehot)
@@ -237,6 +237,11 @@ class VAEModule(nn.Module):
         samples = z.shape[:-1]
         y = None if y is None else y.expand(samples).reshape(-1)
         out = self._decoder(z.reshape(-1, z.shape[-1]), y).reshape(*samples, -1)
+        if self.training and self.config.learn_sigma == "calibrated":
+            # σ is the batch's best (no gradient flows into it); evaluation and sampling use the
+            # last one a training step found.
+            with torch.no_grad():
+                self.decoder.log_sigma.copy_(objectives.calibrated_log_sigma(out, x))
         return self.likelihood.nll(out, x, self.log_sigma())
 
     def elbo_terms(
