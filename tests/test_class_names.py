@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli_runner import run_cli, user_error
+from cli_runner import run_cli, user_error
+from vaekit.cli import main
 from vaekit.data import classes, load_raw
 from vaekit.data.datasets import CLASS_NAMES
 from vaekit.draw import figures
-from vaekit.errors import DataError
+from vaekit.errors import ConfigError, DataError
 
 TINY = ["--hidden", "16", "--latent-dim", "2", "--epochs", "1", "--quiet", "--batch-size", "16"]
 #: Folder names of every kind: plain, spaces, a comma, quotes, unicode, names that are numbers
@@ -65,10 +66,7 @@ def named_run(tmp_path_factory):
     names = folder_names(root)
     data = class_folder(root / "data", names, np.random.default_rng(0))
     run = root / "run"
-    code = __import__("vaekit.cli", fromlist=["main"]).main(
-        ["train", "--data", str(data), "--out", str(run), "--conditional", *TINY]
-    )
-    assert code == 0
+    assert main(["train", "--data", str(data), "--out", str(run), "--conditional", *TINY]) == 0
     return run, data, expected_names(names)
 
 
@@ -208,3 +206,68 @@ def test_named_sets_name_their_classes(mnist_small):
     assert load_raw("mnist-small").classes == tuple("0123456789")
     assert CLASS_NAMES["fashion-mnist"][7] == "Sneaker" and len(CLASS_NAMES["fashion-mnist"]) == 10
     assert load_raw("shapes-small").classes is None  # no labels: its factors are no classes
+
+
+LABEL_KINDS = [
+    ("strings", np.array(["sneaker", "bag", "coat"])),
+    ("ints", np.array([3, 7, 11])),
+    ("codes", np.array([0, 1, 2])),
+    ("floats", np.array([0.5, 1.5, 2.5])),
+    ("series", "pandas"),
+]
+
+
+@pytest.mark.parametrize(("kind", "values"), LABEL_KINDS)
+def test_the_estimator_keeps_its_classes(kind, values, tmp_path):
+    from vaekit.api.estimator import VAE
+
+    rng = np.random.default_rng(5)
+    x = rng.random((60, 6)).astype(np.float32)
+    if kind == "series":
+        pandas = pytest.importorskip("pandas")
+        values = np.array(["b", "a", "c"], dtype=object)
+        y = pandas.Series(values[np.arange(60) % 3])
+    else:
+        y = values[np.arange(60) % 3]
+    vae = VAE(hidden=(8,), latent_dim=2, conditional=True, epochs=1, batch_size=20)
+    vae.fit(x, y)
+    expected = np.unique(np.asarray(y))
+    assert vae.classes_.tolist() == expected.tolist() and vae.model_config_.n_classes == 3
+    name = str(expected[1].item() if hasattr(expected[1], "item") else expected[1])
+    assert vae.sample(2, labels=expected[1]).shape == (2, 6)
+    assert vae.transform(x[:4], np.asarray(y)[:4]).shape == (4, 2)
+    vae.save(tmp_path / "m")
+    assert classes.load(tmp_path / "m")[1] == name
+    loaded = VAE.load(tmp_path / "m")
+    assert loaded.classes_.tolist() == vae.classes_.tolist()
+    assert loaded.classes_.dtype.kind == vae.classes_.dtype.kind or kind == "series"
+    np.testing.assert_array_equal(
+        loaded.sample(2, seed=1, labels=expected[1]), vae.sample(2, seed=1, labels=expected[1])
+    )
+    with pytest.raises(ConfigError, match="not one of this model"):
+        vae.sample(2, labels="no such class")
+
+
+def test_the_estimator_of_a_digit_run_takes_digits_as_numbers(tmp_path, capsys):
+    from vaekit.api.estimator import VAE
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", "mnist-small", "--out", run, "--conditional", *TINY[:-2]]
+    assert run_cli(capsys, *argv, "--batch-size", "500")[0] == 0
+    assert classes.load(run) == tuple("0123456789")
+    vae = VAE.load(run)
+    assert vae.classes_.tolist() == list(range(10))
+    assert vae.sample(2, labels=4).shape == (2, 1, 28, 28)
+
+
+def test_tensorboard_records_the_class_names_once():
+    from vaekit.train.tracking import class_table
+
+    table = class_table(["bag", "a|b", "two\nlines"])
+    assert table.splitlines() == [
+        "| code | name |",
+        "| --- | --- |",
+        "| 0 | bag |",
+        "| 1 | a&#124;b |",
+        "| 2 | two lines |",
+    ]
