@@ -598,7 +598,11 @@ for command, argv in RUN_COMMANDS.items():
         argv = [a.replace("{run}", "{crun}").replace("mnist-small", "{bad}") for a in argv]
         CASES.append((f"{command} a conditional run with label 10", argv, "between 0 and 9"))
 CASES.append(
-    ("sample a conditional run with --label 10", ["sample", "{crun}", "--label", "10"], "0 and 9")
+    (
+        "sample a conditional run with --label 10",
+        ["sample", "{crun}", "--label", "10"],
+        "classes: 0, 1, 2",
+    )
 )
 CASES.append(
     (

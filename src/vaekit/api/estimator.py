@@ -29,7 +29,7 @@ import numpy as np
 
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import RawData
-from vaekit.data.labels import class_labels
+from vaekit.data import classes as class_names
 from vaekit.data.pipeline import (
     TrainingData,
     check_compatible,
@@ -153,6 +153,56 @@ def batch_kernel(function: Any, x: np.ndarray, labels: np.ndarray | None) -> Any
     return tuple(a[:1] for a in out) if isinstance(out, tuple) else out[:1]
 
 
+def class_codes(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, codes) of the labels ``y`` of ``n`` examples, of any kind scikit-learn takes
+    (numbers, strings, a pandas Series): the classes are ``numpy.unique(y)`` and each code the
+    index of its label's class; labels of mixed kinds, NaN, or not one per example raise
+    :class:`DataError`."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != n:
+        raise DataError(f"y has shape {labels.shape}; expected one label per example, ({n},)")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise DataError("y holds NaN or infinite labels")
+    if labels.dtype.kind not in "biufUO":
+        raise DataError(f"y holds labels of type {labels.dtype}; use numbers or strings")
+    try:
+        found, codes = np.unique(labels, return_inverse=True)
+    except TypeError:
+        raise DataError("y mixes labels of different kinds (numbers and strings, say)") from None
+    if found.dtype.kind == "O" and not all(isinstance(v, str) for v in found.tolist()):
+        raise DataError("y holds objects that are neither numbers nor strings")
+    return found, codes.reshape(-1).astype(np.int64)
+
+
+def codes_of(labels: Any, classes: np.ndarray) -> np.ndarray:
+    """The codes of ``labels`` (one value or a 1-D array, values of ``classes``); a value that
+    is no class raises :class:`ConfigError` naming the classes."""
+    values = np.asarray(labels)
+    if values.ndim > 1:
+        raise DataError(f"labels have shape {values.shape}; expected one or one per example")
+    index = {value: code for code, value in enumerate(classes.tolist())}
+    codes = []
+    for value in np.atleast_1d(values).tolist():
+        if value not in index:
+            shown = ", ".join(map(repr, classes.tolist()[:20]))
+            raise ConfigError(f"{value!r} is not one of this model's classes: {shown}")
+        codes.append(index[value])
+    return np.array(codes, dtype=np.int64).reshape(values.shape)
+
+
+def stored_classes(run_dir: Path, n_classes: int) -> np.ndarray:
+    """The ``classes_`` of a conditional model saved in ``run_dir``: the numbers it keeps,
+    else its class names (names that are its codes 0, 1, …, as a MNIST run's, and a run
+    without names give the codes, as numbers)."""
+    values = class_names.load_values(run_dir)
+    if values is not None:
+        return np.array(values)
+    names = class_names.load(run_dir)
+    if names is None or names == class_names.names_or_numbers(None, n_classes):
+        return np.arange(n_classes)
+    return np.array(names)
+
+
 def check_contamination(value: Any) -> float:
     """``contamination`` as a float in (0, 0.5], else one ConfigError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 0.5:
@@ -185,6 +235,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     After :meth:`fit`: ``engine_`` (the trained engine), ``model_config_``, ``train_config_``,
     ``history_`` (one metrics dict per epoch), ``scaling_``, ``n_features_in_`` (values per
     example: D, or C·H·W), ``feature_names_in_`` (for a DataFrame's columns), and
+    ``classes_`` (a conditional model: its classes, the sorted unique values of ``y`` as
+    ``numpy.unique`` gives them, scikit-learn's convention; code c inside the model is
+    ``classes_[c]``, and every method that takes labels takes these values) and
     ``threshold_`` (also ``offset_``, scikit-learn's name): the ``contamination``-quantile
     (the ⌊c·(n−1)⌋-th smallest) of log p(x) over the n held-out rows (the training rows when
     ``val_fraction=0``), in nats, scored with ``threshold_k_`` importance samples and noise
@@ -226,18 +279,21 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     def fit(self, X: Any, y: Any = None) -> VAE:
         """Train on ``X`` (raw values, at least 2 rows) for ``epochs`` epochs, holding out
-        ``val_fraction`` of it; returns ``self``. ``y`` (int class labels) is required by, and
+        ``val_fraction`` of it; returns ``self``. ``y`` (class labels of any kind: numbers,
+        strings, a pandas Series; ``classes_`` are their unique values) is required by, and
         used only by, a conditional model."""
         x = self._validated(X, reset=True)
         values = {parameter.name: getattr(self, parameter.name) for parameter in PARAMETERS}
         contamination = check_contamination(values["contamination"])
-        labels = None
+        labels, found = None, None
         if values["conditional"]:
             if y is None:
                 raise ConfigError("a conditional VAE needs the labels: fit(X, y)")
-            labels = class_labels(np.asarray(y), "y", len(x))
+            found, labels = class_codes(y, len(x))
         train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
-        data = TrainingData.prepare(train, RawData(x=x, y=labels, name="X"), None)
+        names = None if found is None else class_names.check_names(map(str, found.tolist()), "y")
+        raw = RawData(x=x, y=labels, name="X", classes=names)
+        data = TrainingData.prepare(train, raw, None)
         networks = {name: import_path(values[name], name) for name in NETWORKS}
         settings = {**{name: values[name] for name in MODEL_PARAMS}, **networks}
         model = model_config(settings, train, data, values["conditional"])
@@ -261,6 +317,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
             engine.set_weights(best)
         self.engine_, self.model_config_, self.train_config_ = engine, model, train
         self.scaling_: Scaling | None = data.scaling
+        if found is not None:
+            self.classes_ = found
         rows = data.val_rows if len(data.val_rows) else slice(None)
         self._calibrate(x[rows], None if labels is None else labels[rows], contamination)
         return self
@@ -353,7 +411,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
     # --- using the model -------------------------------------------------------------------
 
     def _labels(self, y: Any, n: int) -> np.ndarray | None:
-        return check_labels(self._engine(), y, n) if self._engine().config.conditional else None
+        """A conditional model's codes of the labels ``y`` (values of ``classes_``, one, or one
+        per example; None: the classes in turn); None for an unconditional model, which
+        takes no labels."""
+        engine = self._engine()
+        if not engine.config.conditional or y is None:
+            return check_labels(engine, y, n) if engine.config.conditional else None
+        return check_labels(engine, codes_of(y, self.classes_), n)
 
     def encode(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar) of q(z|x[, y]), each (N, latent_dim)."""
@@ -384,11 +448,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         self, n_samples: int = 1, seed: int | None = None, labels: np.ndarray | int | None = None
     ) -> np.ndarray:
         """``n_samples`` draws of the decoder mean at z ~ p(z), the model's prior (of class
-        ``labels`` for a conditional model; default: the classes in turn), in X's units;
+        ``labels``, values of ``classes_``, for a conditional model; default: the classes in
+        turn), in X's units;
         ``seed`` defaults to the training seed."""
         engine = self._engine()
         seed = self.train_config_.seed if seed is None else seed
-        return self._raw_units(sample_prior(engine, n_samples, seed=seed, labels=labels))
+        codes = None if labels is None else codes_of(labels, self.classes_)
+        return self._raw_units(sample_prior(engine, n_samples, seed=seed, labels=codes))
 
     def generate(
         self, z: np.ndarray | None = None, n: int = 1, seed: int = 0, labels: Any = None
@@ -473,9 +539,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
 
     def save(self, path: str | Path) -> None:
         """Write the model as a run directory (config.json, model.safetensors, metrics.jsonl,
-        scaling.json and outliers.json) that :meth:`load` and the command line (``vaekit
-        sample PATH``) read. It holds no optimizer state, so it cannot be resumed. Refuses a
-        non-empty directory, and a symbolic link (it is not followed)."""
+        scaling.json, outliers.json and, for a conditional model, classes.json) that
+        :meth:`load` and the command line (``vaekit sample PATH``) read. It holds no optimizer
+        state, so it cannot be resumed. Refuses a non-empty directory, and a symbolic link (it
+        is not followed)."""
         engine = self._engine()
         run_dir = Path(path)
         if run_dir.is_symlink():
@@ -488,6 +555,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         write_metrics(run_dir, self.history_)
         if self.scaling_ is not None:
             self.scaling_.save(run_dir)
+        if hasattr(self, "classes_"):
+            numbers = self.classes_.dtype.kind in "iuf"
+            names = [str(value) for value in self.classes_]
+            class_names.save(run_dir, names, self.classes_.tolist() if numbers else None)
         if hasattr(self, "threshold_"):
             write_atomic(run_dir / OUTLIERS_FILE, json.dumps(self._outliers_record()).encode())
         if hasattr(self, "feature_names_in_"):
@@ -525,6 +596,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         vae.history_ = read_metrics(run_dir)
         vae.n_features_in_ = math.prod(model.input_shape)
         vae.scaling_ = Scaling.load(run_dir)
+        if model.conditional:
+            vae.classes_ = stored_classes(run_dir, model.n_classes)
         vae._restore_outliers(run_dir)
         vae._restore_feature_names(run_dir)
         return vae

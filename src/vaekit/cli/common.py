@@ -16,7 +16,7 @@ from typing import NoReturn
 import numpy as np
 
 from vaekit import disk
-from vaekit.data import Dataset
+from vaekit.data import Dataset, classes
 from vaekit.data.labels import class_labels
 from vaekit.data.scaling import Scaling
 from vaekit.draw import figures
@@ -89,6 +89,27 @@ def labels_for(engine, data: Dataset) -> np.ndarray | None:
     if data.y is None:
         raise ConfigError(f"{data.name} has no labels, which this conditional model needs")
     return class_labels(data.y, data.name, len(data.x), engine.config.n_classes)
+
+
+def label_code(run: Path, engine, label: str | None) -> int | None:
+    """The code of the class ``--label`` names (a name of the run's classes, or a number), None
+    without ``--label``; a model that is not conditional, or a label that is no class of it,
+    raises :class:`ConfigError` in one line (naming the choices)."""
+    if label is None:
+        return None
+    if not engine.config.conditional:
+        raise ConfigError(f"{run} is not a conditional model; --label needs one")
+    return classes.code_of(label, classes.load(run), engine.config.n_classes)
+
+
+def label_texts(data: Dataset) -> list[str]:
+    """Each example's label as a table shows it: its class name (its number for data without
+    names), or "" for data without labels."""
+    if data.y is None:
+        return [""] * len(data.x)
+    n_classes = int(data.y.max()) + 1 if len(data.y) else 0
+    names = classes.names_or_numbers(data.classes, n_classes)
+    return [names[code] for code in data.y]
 
 
 def check_unconditional(engine, what: str) -> None:

@@ -16,6 +16,7 @@ from vaekit.cli.common import (
     check_drawable,
     check_unconditional,
     command_data,
+    label_code,
     labels_for,
     reporting,
     save_decoded_npy,
@@ -31,8 +32,9 @@ from vaekit.cli.flags import (
     picture_file,
     whole_number,
 )
-from vaekit.config.limits import MAX_CLASSES, MAX_UNITS
-from vaekit.data import Dataset, classes
+from vaekit.config.limits import MAX_UNITS
+from vaekit.data import Dataset
+from vaekit.data import classes as class_names
 from vaekit.draw import figures, gallery, geometry
 from vaekit.engines.sampling import posterior_means, sample_prior
 from vaekit.errors import ConfigError
@@ -47,9 +49,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     n = args.n if args.n is not None else (10 if args.grid_by_label else 64)
     engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
     classes = engine.config.n_classes
-    if (args.label is not None or args.grid_by_label) and not classes:
-        flag = "--label" if args.label is not None else "--grid-by-label"
-        raise ConfigError(f"{args.run} is not a conditional model; {flag} needs one")
+    if args.grid_by_label and not classes:
+        raise ConfigError(f"{args.run} is not a conditional model; --grid-by-label needs one")
+    label = label_code(args.run, engine, args.label)
     if args.grid_by_label and n * classes > MAX_IMAGES:
         raise ConfigError(
             f"-n {n} with --grid-by-label draws {n * classes:,} images ({classes} classes); "
@@ -57,16 +59,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
     if args.grid_by_label:
         out = args.out or args.run / f"samples-by-label-n{n}-seed{args.seed}.png"
-        gallery.draw_label_grid(engine, out, per_class=n, seed=args.seed)
+        names = class_names.load(args.run)
+        gallery.draw_label_grid(engine, out, per_class=n, seed=args.seed, names=names)
         print(f"wrote {out} ({plural(classes, 'row')}, one per class, {plural(n, 'sample')} each)")
         return 0
-    which = f"-label{args.label}" if args.label is not None else ""
+    which = f"-label{label}" if label is not None else ""  # the code: names may hold a "/"
     out = args.out or args.run / f"samples{which}-n{n}-seed{args.seed}.png"
-    images = sample_prior(engine, n, seed=args.seed, labels=args.label)
+    images = sample_prior(engine, n, seed=args.seed, labels=label)
     if figures.can_draw(engine.config.input_shape):
         title = f"{plural(n, 'sample')} from the prior (seed {args.seed})"
-        if args.label is not None:
-            title = f"{plural(n, 'sample')} of class {args.label} (seed {args.seed})"
+        if label is not None:
+            name = class_names.names_or_numbers(class_names.load(args.run), classes)[label]
+            title = f"{plural(n, 'sample')} of class {name} (seed {args.seed})"
         figures.save_sample_grid(images, out, title)
         print(f"wrote {out}")
     if args.npy:
@@ -86,7 +90,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     out = args.out or args.run / _reconstructions_name(args)
     labels = None if y is None else y[rows]
     gallery.draw_reconstructions(engine, data.x[rows], out, args.seed, labels)
-    print(f"drew rows {_rows_shown(rows, data.y, classes.load(args.run))}")
+    print(f"drew rows {_rows_shown(rows, data.y, class_names.load(args.run))}")
     print(f"wrote {out}")
     return 0
 
@@ -140,8 +144,7 @@ def cmd_manifold(args: argparse.Namespace) -> int:
 
 def cmd_traverse(args: argparse.Namespace) -> int:
     engine = loading.open_run(args.run, args.engine, args.device, args.checkpoint)
-    if args.label is not None and not engine.config.conditional:
-        raise ConfigError(f"{args.run} is not a conditional model; --label needs one")
+    label = label_code(args.run, engine, args.label)
     k = engine.config.latent_dim
     if args.dims is not None and any(d >= k for d in args.dims):
         raise ConfigError(f"--dims must be latent indices in 0..{k - 1}; got {args.dims}")
@@ -154,9 +157,17 @@ def cmd_traverse(args: argparse.Namespace) -> int:
             raise ConfigError(f"--index {index} is past the {plural(len(data.x), 'input')}")
         i = slice(index, index + 1)
         base = engine.encode(data.x[i], None if y is None else y[i])[0][0]
-    out = args.out or args.run / _traversals_name(args)
+    out = args.out or args.run / _traversals_name(args, label)
     images = gallery.draw_traversals(
-        engine, out, data.x, y, dims=args.dims, steps=args.steps, base=base, label=args.label
+        engine,
+        out,
+        data.x,
+        y,
+        dims=args.dims,
+        steps=args.steps,
+        base=base,
+        label=label,
+        names=class_names.load(args.run),
     )
     if figures.can_draw(engine.config.input_shape):
         print(f"wrote {out}")
@@ -165,16 +176,16 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _traversals_name(args: argparse.Namespace) -> str:
-    """The default file of ``traverse``: its settings in the name, never train's
-    traversals.png."""
+def _traversals_name(args: argparse.Namespace, label: int | None) -> str:
+    """The default file of ``traverse``: its settings in the name (the class by its code),
+    never train's traversals.png."""
     parts = ["traversals"]
     if args.dims is not None:
         parts.append("dims" + "-".join(map(str, args.dims)))
     if args.index is not None:
         parts.append(f"index{args.index}")
-    if args.label is not None:
-        parts.append(f"label{args.label}")
+    if label is not None:
+        parts.append(f"label{label}")
     return "-".join([*parts, f"steps{args.steps}"]) + ".png"
 
 
@@ -187,7 +198,7 @@ def cmd_scatter(args: argparse.Namespace) -> int:
         latents = posterior_means(engine, data.x, y, limit=args.max_points, progress=progress)
     labels = None if data.y is None else data.y[: len(latents)]
     out = args.out or args.run / f"scatter-{args.method}-n{len(latents)}.png"
-    figures.save_latent_scatter(latents, labels, out, method=args.method)
+    figures.save_latent_scatter(latents, labels, out, method=args.method, names=data.classes)
     print(f"wrote {out}")
     return 0
 
@@ -243,8 +254,8 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--label",
-        type=whole_number(0, MAX_CLASSES - 1),
-        help="the class to draw (conditional models)",
+        metavar="NAME|N",
+        help="the class to draw, by its name or number (conditional models)",
     )
     p.add_argument(
         "--grid-by-label", action="store_true", help="one row per class (conditional models)"
@@ -329,7 +340,9 @@ def _add_traverse(sub: argparse._SubParsersAction) -> None:
         "neither: the prior's median)",
     )
     p.add_argument(
-        "--label", type=whole_number(0, MAX_UNITS), help="class to decode with (conditional)"
+        "--label",
+        metavar="NAME|N",
+        help="the class to decode with, by its name or number (conditional models)",
     )
     p.add_argument("--npy", type=output_file, help="also save the decoded array (rows, steps, …)")
     p.set_defaults(handler=cmd_traverse)

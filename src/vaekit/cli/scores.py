@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from vaekit import disk
-from vaekit.cli.common import command_data, labels_for, reporting
+from vaekit.cli.common import command_data, label_texts, labels_for, reporting
 from vaekit.cli.flags import add_data_flags, add_run_flags, output_file, probability, whole_number
 from vaekit.config.limits import BINARIZATIONS, MAX_IW_SAMPLES
 from vaekit.data import shapes
@@ -103,7 +103,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for (source, data), y in zip(inputs, labels_of, strict=True):
         with reporting(args, f"scoring {source}, k={args.iw_samples}", len(data.x)) as progress:
             log_px = _log_px(args, engine, data.x, y, progress)
-        labels = data.y if data.y is not None else [""] * len(data.x)
+        labels = label_texts(data)
         cell = csv_name(source)
         rows += [
             [cell, i, label, f"{v:.4f}"]
@@ -187,11 +187,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
         arrays = {"mu": mu, "logvar": logvar}
         if data.y is not None:
             arrays["y"] = data.y
+        if data.y is not None and data.classes:
+            arrays["classes"] = np.array(data.classes, dtype=str)
         np.savez(buffer, **arrays)
     else:
         k = mu.shape[1]
         header = [f"mu_{i}" for i in range(k)] + [f"logvar_{i}" for i in range(k)] + ["label"]
-        labels = data.y if data.y is not None else [""] * len(mu)
+        labels = label_texts(data)
         rows = [
             [*(f"{v:.6g}" for v in (*m, *lv)), label]
             for m, lv, label in zip(mu, logvar, labels, strict=True)

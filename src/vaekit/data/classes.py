@@ -8,7 +8,9 @@ names in sorted order. A run stores them once, as it starts, in ``classes.json``
     {"classes": [{"code": 0, "name": "bag"}, {"code": 1, "name": "coat"}, ...]}
 
 and every command shows and takes labels by these names; a run without the file (labels that
-were numbers, or a run from before names were kept) names each class by its number.
+were numbers, or a run from before names were kept) names each class by its number. A model the
+estimator fitted on labels that were numbers (``y = [3, 7, 7, …]``) also keeps each class's
+number, as ``"value": 3``, so that its ``classes_`` come back as numbers.
 """
 
 from __future__ import annotations
@@ -91,16 +93,36 @@ def recode(
     return table[y]
 
 
-def save(run_dir: str | Path, names: Sequence[str]) -> None:
-    """Write ``classes.json`` into ``run_dir`` (atomically)."""
-    record = {"classes": [{"code": c, "name": name} for c, name in enumerate(names)]}
+def save(
+    run_dir: str | Path, names: Sequence[str], values: Sequence[int | float] | None = None
+) -> None:
+    """Write ``classes.json`` into ``run_dir`` (atomically); ``values``: the number each class
+    was, for labels that were numbers (see the module docstring)."""
+    entries = [{"code": c, "name": name} for c, name in enumerate(names)]
+    for entry, value in zip(entries, values or (), strict=False):
+        entry["value"] = value
+    record = {"classes": entries}
     write_atomic(Path(run_dir) / CLASSES_FILE, (json.dumps(record, indent=1) + "\n").encode())
 
 
 def load(run_dir: str | Path) -> tuple[str, ...] | None:
     """The class names ``run_dir`` keeps, or None when it keeps none; a damaged or edited
     file raises :class:`DataError`."""
-    path = Path(run_dir) / CLASSES_FILE
+    entries = _entries(Path(run_dir) / CLASSES_FILE)
+    return None if entries is None else tuple(e["name"] for e in entries)
+
+
+def load_values(run_dir: str | Path) -> tuple[int | float, ...] | None:
+    """The number each class was, when the run keeps one for every class (see
+    :func:`save`), else None."""
+    entries = _entries(Path(run_dir) / CLASSES_FILE)
+    if not entries or any("value" not in e for e in entries):
+        return None
+    return tuple(e["value"] for e in entries)
+
+
+def _entries(path: Path) -> list[dict] | None:
+    """The checked entries of the class record at ``path``, or None without one."""
     if not path.exists() and not path.is_symlink():
         return None
     try:
@@ -110,7 +132,11 @@ def load(run_dir: str | Path) -> tuple[str, ...] | None:
             not isinstance(e, dict) or e.get("code") != c for c, e in enumerate(entries)
         ):
             raise ValueError("the codes are not 0, 1, 2, … in order")
+        values = [e["value"] for e in entries if "value" in e]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise ValueError("a class's value is not a number")
         names = [e["name"] for e in entries]
     except (ValueError, RecursionError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is not a vaekit class-name record ({exc})") from None
-    return check_names(names, str(path))
+    check_names(names, str(path))
+    return entries

@@ -62,6 +62,27 @@ _FILES = {
 }
 _ALL_FILES = _FILES["train"] + _FILES["test"]
 
+#: The names of the named sets' classes, code by code: digits for the MNIST sets, and
+#: Fashion-MNIST's official names (https://github.com/zalandoresearch/fashion-mnist#labels).
+#: The shapes sets have no labels (their factors are no classes), so no names.
+DIGITS = tuple(str(digit) for digit in range(10))
+CLASS_NAMES = {
+    "mnist": DIGITS,
+    "mnist-small": DIGITS,
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+
 _DESCRIPTIONS = {
     "mnist": "MNIST handwritten digits, 60,000 train / 10,000 test, 28x28 grey",
     "fashion-mnist": "Fashion-MNIST clothing images, 60,000 train / 10,000 test, 28x28 grey",
@@ -152,7 +173,7 @@ def load_dataset(
         return None
     x = raw.x[:]
     scaling = scaling_module.fit_array("auto", x[:1], pixels=raw.pixels, source=raw.name)
-    return Dataset(x=scaling.apply(x, raw.name), y=raw.y, name=raw.name)
+    return Dataset(x=scaling.apply(x, raw.name), y=raw.y, name=raw.name, classes=raw.classes)
 
 
 def load_raw(
@@ -168,7 +189,8 @@ def load_raw(
     at ``source``.
 
     A named set (see ``DATASET_NAMES``) gives uint8 images ``(N, 1, 28, 28)`` (``pixels``) and
-    int64 labels, for split ``train`` or ``test``, from ``data_dir`` or else as the module's
+    int64 labels (their classes named by :data:`CLASS_NAMES`), for split ``train`` or
+    ``test``, from ``data_dir`` or else as the module's
     docstring says; a set missing from the cache is downloaded into it when ``download`` is
     true. ``shapes`` and ``shapes-small`` give the images of :mod:`vaekit.data.shapes` (an
     array-like unpacking the rows read, uint8 {0, 255}), no labels, and no test split (None). User
@@ -200,7 +222,13 @@ def load_raw(
             f"{folder}: {images_name} holds images of shape {images.shape} but "
             f"{labels_name} holds labels of shape {labels.shape}; expected (N, H, W) and (N,)."
         )
-    return RawData(x=images[:, None], y=labels.astype(np.int64), name=source, pixels=True)
+    return RawData(
+        x=images[:, None],
+        y=labels.astype(np.int64),
+        name=source,
+        pixels=True,
+        classes=CLASS_NAMES[source],
+    )
 
 
 def has_test_split(source: str) -> bool:

@@ -33,7 +33,8 @@ class TrainingData:
     """Model inputs: training examples, optional validation (held out of the training data) and
     test examples, each scaled by ``scaling`` and binarized as the protocol says (except
     ``dynamic`` training data, sampled afresh per batch, and streamed training data, binarized
-    per batch). Each set is a NumPy array, or an array-like read on demand when ``streamed``."""
+    per batch). Each set is a NumPy array, or an array-like read on demand when ``streamed``.
+    ``classes`` names the labels' codes when the training data names them (None: numbers)."""
 
     train: Any
     test: Any | None
@@ -47,6 +48,7 @@ class TrainingData:
     per_batch: str = "none"
     #: The rows of the raw training data held out for validation (empty: none).
     val_rows: np.ndarray = dataclasses.field(default_factory=lambda: np.arange(0))
+    classes: tuple[str, ...] | None = None
 
     @classmethod
     def load(
@@ -120,6 +122,7 @@ class TrainingData:
             streamed=stream,
             per_batch="threshold" if stream and config.binarize == "threshold" else "none",
             val_rows=val_idx,
+            classes=train.classes,
         )
 
     def held_out(self) -> tuple[Any, np.ndarray | None, str] | None:
@@ -168,15 +171,16 @@ def model_config(
 ) -> ModelConfig:
     """The model a run trains, for the command line and the estimator alike: the ``settings``
     given (flags, a preset, a settings file, keywords) on ``data``'s example shape, with, for a
-    ``conditional`` model, as many classes as the largest label of the training data (its
-    held-out part included) says, and when no prior is named the one that suits
+    ``conditional`` model, as many classes as the data name (a class without an example
+    counts), else as the largest label of the training data (its held-out part included)
+    says, and when no prior is named the one that suits
     ``train.engine`` (:func:`vaekit.config.settings.default_prior`)."""
     n_classes = 0
     if conditional:
         parts = [y for y in (data.train_labels, data.val_labels) if y is not None and len(y)]
         if not parts:
             raise ConfigError(f"a conditional model needs labels, and {train.data} has none")
-        n_classes = int(max(y.max() for y in parts)) + 1
+        n_classes = len(data.classes) if data.classes else int(max(y.max() for y in parts)) + 1
     prior = settings.get("prior") or default_prior(n_classes, train.engine)
     shape = tuple(data.train.shape[1:])
     return ModelConfig(**{**settings, "input_shape": shape, "n_classes": n_classes, "prior": prior})

@@ -3,8 +3,9 @@
 Every reader returns a :class:`~vaekit.data.dataset.RawData` whose ``x`` holds the numbers as
 stored (scaling is a separate, explicit step: :mod:`vaekit.data.scaling`), with shape
 ``(N, D)`` for tables and ``(N, C, H, W)`` for images (``(N, H, W)`` arrays gain a channel
-axis), and whose ``y`` is int64 labels of shape ``(N,)`` or ``None`` (see
-:func:`~vaekit.data.labels.class_labels`). Files are never unpickled.
+axis), whose ``y`` is int64 labels of shape ``(N,)`` or ``None`` (see
+:func:`~vaekit.data.labels.class_labels`), and whose ``classes`` name the labels' codes when the
+data names them (:mod:`vaekit.data.classes`). Files are never unpickled.
 
 What a file declares is checked before memory is allocated for it: an array header's shape and
 type against the bytes the file (or archive member) really holds and, for arrays read whole,
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from vaekit.config.limits import IMAGE_MODES, MAX_IMAGE_SIDE, MAX_INPUT_VALUES
+from vaekit.data.classes import as_text, check_names
 from vaekit.data.dataset import RawData
 from vaekit.data.labels import class_labels
 from vaekit.data.sources import Concatenated, Decoded, NpyFile
@@ -69,32 +71,35 @@ def read_file(
     - ``.npy``: one array of examples, no labels, read from the file on demand;
     - a directory of ``.npy`` files (shards, nothing else): their arrays one after another in
       name order, read on demand; all of one dtype and example shape; no labels;
-    - ``.npz``: arrays ``x`` and optional ``y``, else the first array and no labels;
+    - ``.npz``: arrays ``x`` and optional ``y``, else the first array and no labels; a
+      ``classes`` member (a 1-D array of strings) names the codes of ``y``;
     - ``.csv``: numbers; a first row with any non-numeric cell is a header, and a header
-      column named ``label`` or ``y`` holds integer labels;
+      column named ``label`` or ``y`` holds the labels: whole numbers, or, when any cell is
+      not a number, class names (each cell stripped), coded 0, 1, ... in sorted order;
     - one PNG/JPEG image (one example);
     - a directory of PNG/JPEG images (sorted by name, no labels), or a directory of
-      subdirectories, one per class, labelled 0, 1, ... in sorted name order, decoded on
-      demand; their pixels are 8-bit levels 0…255 (``pixels``). Images are read as
-      :func:`read_image` says: of one size, or brought to ``image_size`` (H, W); grey or RGB
-      by ``image_mode``, where ``auto`` means RGB when any image of the folder has colour.
+      subdirectories, one per class, labelled 0, 1, ... in sorted name order and named by
+      the subdirectories (:func:`~vaekit.data.classes.as_text`), decoded on demand; their
+      pixels are 8-bit levels 0…255 (``pixels``). Images are read as :func:`read_image` says:
+      of one size, or brought to ``image_size`` (H, W); grey or RGB by ``image_mode``, where
+      ``auto`` means RGB when any image of the folder has colour.
     """
     path = Path(path)
     _check_image_options(image_size, image_mode)
-    pixels = False
+    pixels, classes = False, None
     if path.is_dir() and _npy_files(path):
         x, y = _read_npy_dir(path), None
     elif path.is_dir():
-        (x, y), pixels = _read_image_dir(path, image_size, image_mode), True
+        (x, y, classes), pixels = _read_image_dir(path, image_size, image_mode), True
     elif not path.is_file():
         there = path.exists() or path.is_symlink()
         raise DataError(f"{path} {'is not a regular file' if there else 'does not exist'}.")
     elif path.suffix.lower() == ".npy":
         x, y = _read_npy(path), None
     elif path.suffix.lower() == ".npz":
-        x, y = _read_npz(path)
+        x, y, classes = _read_npz(path)
     elif path.suffix.lower() == ".csv":
-        x, y = _read_csv(path)
+        x, y, classes = _read_csv(path)
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         x, y, pixels = read_image(path, image_size, image_mode)[None], None, True
     else:
@@ -104,7 +109,12 @@ def read_file(
         )
     x = as_examples(x, str(path))
     y = None if y is None else class_labels(y, str(path), len(x))
-    return RawData(x=x, y=y, name=path.name, pixels=pixels)
+    if classes is not None and len(y) and int(y.max()) >= len(classes):
+        raise DataError(
+            f"{path} has label {int(y.max())} but names only {len(classes)} classes (codes 0 to "
+            f"{len(classes) - 1})."
+        )
+    return RawData(x=x, y=y, name=path.name, pixels=pixels, classes=classes)
 
 
 def _check_image_options(image_size: tuple[int, int] | None, image_mode: str) -> None:
@@ -284,8 +294,9 @@ def _read_npy_dir(folder: Path) -> Concatenated:
     return Concatenated(parts)
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Arrays ``x`` and ``y`` (``x.npy``, ``y.npy``) of a .npz archive, else its first member."""
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
+    """Arrays ``x`` and ``y`` (``x.npy``, ``y.npy``) of a .npz archive and the names of
+    ``classes`` (``classes.npy``, strings), else its first member."""
     with _reading(path, ".npz"), path.open("rb") as f:
         start = f.read(len(_NPY_MAGIC))
         if start.startswith(_NPY_MAGIC):
@@ -309,13 +320,25 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                 with archive.open(info) as member:
                     return _read_array(member, info.file_size, f"{path} (member {info.filename})")
 
-            if "x" in by_name:
-                return read(by_name["x"]), read(by_name["y"]) if "y" in by_name else None
-            return read(members[0]), None
+            if "x" not in by_name:
+                return read(members[0]), None, None
+            y = read(by_name["y"]) if "y" in by_name else None
+            if "classes" not in by_name:
+                return read(by_name["x"]), y, None
+            if y is None:
+                raise DataError(f"{path} names classes but holds no labels y to name.")
+            names = read(by_name["classes"])
+            if names.dtype.kind != "U" or names.ndim != 1:
+                raise DataError(
+                    f"{path} (member classes.npy) holds {names.dtype} of shape {names.shape}; "
+                    "the class names are a 1-D array of strings."
+                )
+            return read(by_name["x"]), y, check_names(names.tolist(), f"{path} (classes)")
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a numeric CSV; rows and columns in errors are 1-based, as in a text editor."""
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
+    """Read a numeric CSV (its label column numbers or class names, see :func:`_csv_labels`);
+    rows and columns in errors are 1-based, as in a text editor."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -332,10 +355,15 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     label_cols = [i for i, name in enumerate(header or []) if name.lower() in LABEL_COLUMNS]
     if len(label_cols) > 1:
         raise DataError(f"{path} has more than one label column ('label' or 'y').")
-    values = np.empty((len(lines), width), dtype=np.float64)
-    for i, (line_num, row) in enumerate(lines):
+    for line_num, row in lines:
         if len(row) != width:
             raise DataError(f"{path} line {line_num} has {len(row)} columns instead of {width}.")
+    label_cells = [row[label_cols[0]] for _, row in lines] if label_cols else []
+    named = not all(_is_number(cell) for cell in label_cells)
+    values = np.empty((len(lines), width), dtype=np.float64)
+    for i, (line_num, row) in enumerate(lines):
+        if named:  # the label column is read below, as names
+            row = [("0" if j == label_cols[0] else cell) for j, cell in enumerate(row)]
         try:
             values[i] = [float(cell) for cell in row]
         except ValueError:
@@ -357,10 +385,26 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             "not a finite number within float32 (±3.4e38)."
         )
     if not label_cols:
-        return values, None
+        return values, None, None
     keep = [j for j in range(width) if j != label_cols[0]]
     position = [f"line {line_num} column {label_cols[0] + 1}" for line_num, _ in lines]
-    return values[:, keep], class_labels(values[:, label_cols[0]], str(path), where=position)
+    if named:
+        return values[:, keep], *_named_labels(label_cells, str(path), position)
+    labels = class_labels(values[:, label_cols[0]], str(path), where=position)
+    return values[:, keep], labels, None
+
+
+def _named_labels(
+    cells: list[str], source: str, position: list[str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels that are class names: the names, stripped, are the sorted unique cells, and each
+    label is its name's index; an empty cell is refused, naming its place."""
+    stripped = [cell.strip() for cell in cells]
+    if "" in stripped:
+        raise DataError(f"{source} {position[stripped.index('')]} has no label.")
+    names = check_names(sorted(set(stripped)), source)
+    codes = {name: code for code, name in enumerate(names)}
+    return np.array([codes[cell] for cell in stripped], dtype=np.int64), names
 
 
 def _is_number(cell: str) -> bool:
@@ -373,9 +417,9 @@ def _is_number(cell: str) -> bool:
 
 def _read_image_dir(
     path: Path, image_size: tuple[int, int] | None, image_mode: str
-) -> tuple[Decoded, np.ndarray | None]:
+) -> tuple[Decoded, np.ndarray | None, tuple[str, ...] | None]:
     """The images of ``path``, or of its class subdirectories, sorted by name (read on
-    demand), and their labels."""
+    demand), their labels and the names of their classes (the subdirectories')."""
     images = _image_files(path)
     classes = sorted(
         (p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")),
@@ -387,7 +431,7 @@ def _read_image_dir(
             "subdirectory of images per class."
         )
     if images:
-        return _read_images(path, images, image_size, image_mode), None
+        return _read_images(path, images, image_size, image_mode), None, None
     if not classes:
         raise DataError(
             f"{path} holds no PNG or JPEG images, no class subdirectories and no .npy files."
@@ -399,7 +443,9 @@ def _read_image_dir(
             raise DataError(f"{folder} (a class directory) holds no PNG or JPEG images.")
         files += found
         labels += [label] * len(found)
-    return _read_images(path, files, image_size, image_mode), np.array(labels, dtype=np.int64)
+    names = check_names([as_text(folder.name) for folder in classes], str(path))
+    x = _read_images(path, files, image_size, image_mode)
+    return x, np.array(labels, dtype=np.int64), names
 
 
 def _image_files(folder: Path) -> list[Path]:

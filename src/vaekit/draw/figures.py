@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vaekit.data.classes import names_or_numbers
 from vaekit.disk import write_atomic
 from vaekit.draw.geometry import (
     check_latents,
@@ -111,7 +112,7 @@ def _save(canvas: np.ndarray, path: Path, title: str) -> None:
     ax = fig.add_axes((0, 0, 1, height * scale / (height * scale + 0.5)))
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
-    fig.suptitle(title, y=0.99, va="top", fontsize=10)
+    fig.suptitle(plain(title), y=0.99, va="top", fontsize=10)
     _write_image(fig, path, title)
 
 
@@ -162,11 +163,17 @@ def _tile_centres(count: int, size: int) -> np.ndarray:
     return PAD + np.arange(count) * (size + PAD) + (size - 1) / 2
 
 
+def plain(text: str) -> str:
+    """``text`` as matplotlib draws it literally: a ``$`` would start math (class names are the
+    user's words, "$5 items" included), so each is escaped."""
+    return text.replace("$", r"\$")
+
+
 def _title(fig: Figure, title: str, detail: str) -> str:
     """A bold title line and a smaller line saying exactly what is drawn; returns both as one
     line (for the file's Title field)."""
-    fig.suptitle(f"{title}\n", y=0.995, va="top", fontsize=11, fontweight="bold")
-    fig.text(0.5, 0.995, f"\n{detail}", ha="center", va="top", fontsize=9, linespacing=1.55)
+    fig.suptitle(f"{plain(title)}\n", y=0.995, va="top", fontsize=11, fontweight="bold")
+    fig.text(0.5, 0.995, f"\n{plain(detail)}", ha="center", va="top", fontsize=9, linespacing=1.55)
     return f"{title}: {detail}"
 
 
@@ -239,18 +246,18 @@ def save_manifold(
     _write_image(fig, path, _title(fig, title or "Decoded latent manifold", detail))
 
 
-def save_traversals(
+def save_labelled_rows(
     images: np.ndarray, path: str | Path, row_labels: Sequence[str], title: str, detail: str
 ) -> None:
-    """Draw decoded traversals (rows × steps images, row-major) as a grid, one labelled row per
-    latent dimension, as a PNG at ``path``."""
+    """Draw images (rows × columns, row-major) as a grid with a label left of each row (a
+    traversal's latent dimension, a class), as a PNG at ``path``."""
     images = _as_images(images)
     rows = len(row_labels)
     steps = len(images) // rows
     h = images.shape[1]
     fig, ax = _image_figure(tile(images, steps), margins=(1.3, 0.25, 0.3, 0.7))
     ax.set_xticks([])
-    ax.set_yticks(_tile_centres(rows, h), list(row_labels))
+    ax.set_yticks(_tile_centres(rows, h), [plain(label) for label in row_labels])
     ax.tick_params(labelsize=8, length=0)
     _write_image(fig, path, _title(fig, title, detail))
 
@@ -262,13 +269,29 @@ def save_latent_scatter(
     *,
     title: str | None = None,
     method: str = "auto",
+    names: Sequence[str] | None = None,
 ) -> None:
-    """Scatter posterior means (N, K), one dot per example, coloured by its integer label.
+    """Write :func:`latent_scatter` as a picture at ``path``."""
+    fig, caption = latent_scatter(latents, labels, title=title, method=method, names=names)
+    _write_image(fig, path, caption)
+
+
+def latent_scatter(
+    latents: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    title: str | None = None,
+    method: str = "auto",
+    names: Sequence[str] | None = None,
+) -> tuple[Figure, str]:
+    """(the figure, its one-line title) scattering posterior means (N, K), one dot per
+    example, coloured by its integer label.
 
     The plane: the latents themselves when K == 2 (``method="auto"``); otherwise (or with
     ``method="pca"``) their top two principal components (numpy SVD); ``method="tsne"`` uses
     scikit-learn's t-SNE (:class:`ConfigError` if scikit-learn is not installed). Colours come
-    from tab10 (tab20 for up to 20 classes, a colorbar beyond) with a legend of the labels;
+    from tab10 (tab20 for up to 20 classes, a colorbar beyond) with a legend of the classes,
+    each by its name in ``names`` (code c is ``names[c]``; None: by its number);
     ``labels=None`` draws every dot in one colour. Dots are drawn in a random order so no class
     hides another; size and transparency suit 10,000 points.
     """
@@ -278,6 +301,8 @@ def save_latent_scatter(
     latents = check_latents(latents, "latents")
     n = len(latents)
     labels = None if labels is None else _class_numbers(labels, n)
+    if labels is not None and names is not None and len(labels) and labels.max() >= len(names):
+        raise DataError(f"label {int(labels.max())} has no name: {len(names)} names are given")
     xy, axis_names, projection = project(latents, method)
 
     size = float(np.clip(600 / math.sqrt(n), 2, 30))
@@ -290,7 +315,7 @@ def save_latent_scatter(
     if labels is None:
         ax.scatter(xy[order, 0], xy[order, 1], color="tab:blue", **style)
     elif legend:
-        _scatter_with_legend(ax, xy[order], labels[order], style)
+        _scatter_with_legend(ax, xy[order], labels[order], style, names)
     else:
         points = ax.scatter(xy[order, 0], xy[order, 1], c=labels[order], cmap="viridis", **style)
         fig.colorbar(points, ax=ax, label="label", fraction=0.05)
@@ -299,7 +324,7 @@ def save_latent_scatter(
     ax.set_ylabel(axis_names[1], fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.25)
-    _write_image(fig, path, _title(fig, title or "Posterior means", f"{n:,} points, {projection}"))
+    return fig, _title(fig, title or "Posterior means", f"{n:,} points, {projection}")
 
 
 def _class_numbers(labels: np.ndarray, n: int) -> np.ndarray:
@@ -315,21 +340,25 @@ def _class_numbers(labels: np.ndarray, n: int) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _scatter_with_legend(ax: Any, xy: np.ndarray, labels: np.ndarray, style: dict) -> None:
-    """Dots in one tab10 colour per class (tab20 beyond ten), with a legend of the labels."""
+def _scatter_with_legend(
+    ax: Any, xy: np.ndarray, labels: np.ndarray, style: dict, names: Sequence[str] | None
+) -> None:
+    """Dots in one tab10 colour per class (tab20 beyond ten), with a legend of the classes by
+    name (:func:`vaekit.data.classes.names_or_numbers`)."""
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
     classes = np.unique(labels)
+    shown = names_or_numbers(names, int(classes[-1]) + 1)
     cmap = colormaps["tab10" if len(classes) <= 10 else "tab20"]
     colours = np.array([cmap(i) for i in range(len(classes))])
     ax.scatter(xy[:, 0], xy[:, 1], c=colours[np.searchsorted(classes, labels)], **style)
     handles = [
-        Line2D([], [], ls="", marker="o", ms=7, color=colours[i], label=str(c))
+        Line2D([], [], ls="", marker="o", ms=7, color=colours[i], label=plain(shown[c]))
         for i, c in enumerate(classes)
     ]
     legend = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "frameon": False}
-    ax.legend(handles=handles, title="label", fontsize=9, **legend)
+    ax.legend(handles=handles, title="class" if names else "label", fontsize=9, **legend)
 
 
 def _with_gaps(canvas: np.ndarray, width: int, ncol: int) -> np.ndarray:

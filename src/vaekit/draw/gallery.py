@@ -4,11 +4,12 @@ drawn alone by its command (``sample``, ``reconstruct``, ``manifold``, ``scatter
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from vaekit.data import classes as class_names
 from vaekit.draw import figures, geometry
 from vaekit.engines import Engine
 from vaekit.engines.sampling import posterior_means, reconstruct, sample_prior
@@ -46,14 +47,17 @@ def draw_samples(
     *,
     epoch: int | None = None,
     step: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> None:
     """n prior samples in a square grid; a conditional model gets one row per class instead,
-    with about n/C samples each (see :func:`draw_label_grid`). During training, the title says
-    at which ``epoch`` (and ``step``) they were drawn."""
+    with about n/C samples each (see :func:`draw_label_grid`, which ``names`` the rows).
+    During training, the title says at which ``epoch`` (and ``step``) they were drawn."""
     classes = engine.config.n_classes
     if classes:
         per_class = max(1, round(n / classes))
-        draw_label_grid(engine, path, per_class=per_class, seed=seed, epoch=epoch, step=step)
+        draw_label_grid(
+            engine, path, per_class=per_class, seed=seed, epoch=epoch, step=step, names=names
+        )
         return
     images = sample_prior(engine, n, seed=seed)
     title = f"{plural(n, 'sample')} from the prior{_when(epoch, step)} (seed {seed})"
@@ -68,9 +72,11 @@ def draw_label_grid(
     *,
     epoch: int | None = None,
     step: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> None:
-    """A conditional model's samples, one row per class, the same noise down each column: the
-    same z, or with the class prior z = m_c + s_c·eps of row c's Gaussian at the same eps."""
+    """A conditional model's samples, one row per class, labelled by the class's name in
+    ``names`` (None: its number), the same noise down each column: the same z, or with the
+    class prior z = m_c + s_c·eps of row c's Gaussian at the same eps."""
     classes = engine.config.n_classes
     labels = np.repeat(np.arange(classes), per_class)
     z = np.concatenate(
@@ -80,8 +86,9 @@ def draw_label_grid(
         ]
     )
     images = engine.decode(z.astype(np.float32), labels)
-    title = f"Samples by class{_when(epoch, step)}: row c is label c (seed {seed})"
-    figures.save_sample_grid(images, path, title, ncol=per_class)
+    rows = class_names.names_or_numbers(names, classes)
+    detail = f"one row per class, the same noise down each column (seed {seed})"
+    figures.save_labelled_rows(images, path, rows, f"Samples by class{_when(epoch, step)}", detail)
 
 
 def spread_rows(n: int, labels: np.ndarray | None, count: int, seed: int) -> np.ndarray:
@@ -182,14 +189,16 @@ def draw_traversals(
     base: np.ndarray | None = None,
     label: int | None = None,
     n_dims: int = 10,
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Latent traversals: for each chosen dimension k, decode ``base`` with z_k swept over the
     prior's quantiles at ``steps`` values of p evenly spaced over [0.05, 0.95]; the other
     coordinates stay at ``base`` (default: the prior's per-coordinate median, quantile(0.5)).
     Rows are ``dims`` as given, else the ``n_dims`` dimensions with the most use (see
     :func:`dimension_order`, over x and labels); a conditional model decodes every image with
-    ``label`` (default 0). Writes the PNG when the inputs can be drawn; returns the decoder
-    means, (rows, steps, *input_shape)."""
+    ``label`` (default 0), named in the figure by ``names`` (None: its number). Writes the PNG
+    when the inputs can be drawn; returns the decoder means, (rows, steps, *input_shape).
+    """
     k = engine.config.latent_dim
     if not isinstance(steps, (int, np.integer)) or not 2 <= steps <= 100:
         raise ConfigError(f"steps must be 2..100; got {steps!r}")
@@ -216,8 +225,9 @@ def draw_traversals(
         lo, hi = geometry.QUANTILE_RANGE
         detail = f"each row sweeps one z_k over its prior quantiles, p = {lo:g}..{hi:g}"
         if y is not None:
-            detail += f", label {y[0]}"
-        figures.save_traversals(images, path, rows, "Latent traversals", detail)
+            shown = class_names.names_or_numbers(names, engine.config.n_classes)
+            detail += f", label {shown[y[0]]}"
+        figures.save_labelled_rows(images, path, rows, "Latent traversals", detail)
     return images.reshape(len(dims), steps, *images.shape[1:])
 
 
@@ -228,10 +238,12 @@ def draw_all(
     inputs. Image figures only for inputs that can be drawn; the latent manifold and the
     interpolations only for unconditional models; the manifold and the latent scatter only for
     at least 2 latent dimensions. Returns the files written (named in RUN_FIGURES, and
-    TRAVERSALS for drawable inputs and at most TRAVERSAL_MAX_LATENT latent dimensions)."""
+    TRAVERSALS for drawable inputs and at most TRAVERSAL_MAX_LATENT latent dimensions). The
+    classes are named as the run names them (``classes.json``)."""
     written = []
+    names = class_names.load(run_dir)
     if figures.can_draw(engine.config.input_shape):
-        draw_samples(engine, run_dir / SAMPLES, seed=seed)
+        draw_samples(engine, run_dir / SAMPLES, seed=seed, names=names)
         draw_reconstructions(engine, x[:8], run_dir / RECONSTRUCTIONS, seed, labels)
         written += [SAMPLES, RECONSTRUCTIONS]
         if not engine.config.conditional and engine.config.latent_dim >= 2:
@@ -241,12 +253,12 @@ def draw_all(
     if figures.can_draw(engine.config.input_shape) and (
         engine.config.latent_dim <= TRAVERSAL_MAX_LATENT
     ):
-        draw_traversals(engine, run_dir / TRAVERSALS, x, labels)
+        draw_traversals(engine, run_dir / TRAVERSALS, x, labels, names=names)
         written.append(TRAVERSALS)
     if engine.config.latent_dim >= 2:
         latents = posterior_means(engine, x, labels, limit=SCATTER_POINTS)
         scatter_labels = None if labels is None else labels[: len(latents)]
-        figures.save_latent_scatter(latents, scatter_labels, run_dir / SCATTER)
+        figures.save_latent_scatter(latents, scatter_labels, run_dir / SCATTER, names=names)
         written.append(SCATTER)
     curves = read_metrics(run_dir, CURVE_KEYS)
     figures.save_training_curves(curves, run_dir / CURVES)

@@ -20,6 +20,13 @@ Splits of the run's own data (``source`` None):
 Any other ``source`` (a file, a folder, an image, a named set) is read whole, every example in
 order (a named set's ``test`` split unless ``split`` is ``train``), its images brought to the
 model's size and colour mode, then scaled by the run's scaling.
+
+Labels are given as the run's codes, named by the run's classes (``classes.json``): data that
+name their classes (another folder, a CSV of names) are recoded by name
+(:func:`vaekit.data.classes.recode`), so a folder holding only some of the run's classes gets
+their codes in the run. Data whose classes the run does not know keep their own names for an
+unconditional model (they only label its pictures and tables) and are refused for a
+conditional one (its codes are inputs).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vaekit.config.settings import ModelConfig, TrainConfig
-from vaekit.data import Dataset, binarize, has_test_split, load_raw
+from vaekit.data import Dataset, binarize, classes, has_test_split, load_raw
 from vaekit.data.dataset import RawData
 from vaekit.data.datasets import run_data_dir
 from vaekit.data.pipeline import (
@@ -64,7 +71,8 @@ def run_data(
     for (see :func:`vaekit.data.datasets.run_data_dir`); ``binarize_mode`` defaults to the run's
     protocol with ``dynamic`` fixed to ``static`` (data seen once). The examples must have the
     model's input shape, else :class:`ConfigError`; a Bernoulli model refuses inputs outside
-    [0, 1] (after scaling, before binarization) in one line. The Dataset is named ``source``.
+    [0, 1] (after scaling, before binarization) in one line. The Dataset is named ``source``;
+    its labels and classes are the run's (see the module docstring).
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -88,10 +96,32 @@ def model_inputs(
             f"{name} has examples of shape {tuple(raw.x.shape[1:])}, the model expects "
             f"{model.input_shape}"
         )
+    y, names = run_labels(run_dir, model, raw, name)
     x = scaling.apply(in_memory(raw.x), name)
     if model.likelihood == "bernoulli" and mode in ("none", "static") and x.size:
         check_unit_range(float(x.min()), float(x.max()), name, scaling)
-    return Dataset(x=binarize(x, mode), y=raw.y, name=name), mode
+    return Dataset(x=binarize(x, mode), y=y, name=name, classes=names), mode
+
+
+def run_labels(
+    run_dir: str | Path, model: ModelConfig, raw: RawData, name: str
+) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """(labels, class names) of ``raw`` for the run: the run's codes and names where the run
+    keeps names, else the data's own (see the module docstring)."""
+    run_names = classes.load(run_dir)
+    if raw.y is None:
+        return None, run_names
+    if raw.classes and run_names:
+        try:
+            return classes.recode(raw.y, raw.classes, run_names, name), run_names
+        except DataError:
+            if model.conditional:
+                raise
+            return raw.y, raw.classes
+    names = run_names or raw.classes
+    if names and len(raw.y) and int(raw.y.max()) >= len(names):
+        return raw.y, None  # numbers beyond the run's classes: shown as numbers (or refused)
+    return raw.y, names
 
 
 def part_read(train: TrainConfig, source: str | None, split: str) -> str:
@@ -144,7 +174,7 @@ def _raw(
         raise DataError(f"the run holds out no validation split of {own}; use --split train or all")
     index = train_idx if part == "train" else val_idx
     y = None if whole.y is None else whole.y[index]
-    return RawData(Subset(whole.x, index), y, whole.name, whole.pixels), own
+    return RawData(Subset(whole.x, index), y, whole.name, whole.pixels, whole.classes), own
 
 
 def _image_reading(model: ModelConfig, train: TrainConfig) -> tuple[tuple[int, int] | None, str]:

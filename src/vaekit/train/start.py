@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.config.settings import ModelConfig, TrainConfig
+from vaekit.data import classes
 from vaekit.data.datasets import run_data_dir
 from vaekit.data.pipeline import TrainingData, check_compatible
 from vaekit.data.scaling import Scaling
@@ -124,6 +125,8 @@ def start_run(
             config_file.write_config(run_dir, model, config, created_by)
             if data.scaling is not None:
                 data.scaling.save(run_dir)
+            if data.classes:
+                classes.save(run_dir, data.classes)
         if on_start is not None:
             on_start()
         writer = RunWriter(run_dir, model, config, log, writes=main)
@@ -158,7 +161,9 @@ def resume_run(
     lock.check_not_busy(run_dir)  # on every rank, before anything is loaded
     config, where = _resumed_config(config, epochs, patience, device, data_dir)
     scaling = Scaling.load(run_dir)  # None for a run from before scalings were stored: auto
+    names = classes.load(run_dir)  # None: numbered classes, or a run from before names were kept
     data = TrainingData.load(replace(config, data_dir=where), scaling=scaling)
+    check_same_classes(run_dir, names, data.classes)
     engine = checked_engine(model, config, data, group)
     with _writer_lock(run_dir, main):
         if main:
@@ -176,10 +181,28 @@ def resume_run(
             best_weights.keep_best_until(run_dir, state.epoch)
             if scaling is None and data.scaling is not None:
                 data.scaling.save(run_dir)
+            if names is None and data.classes:
+                classes.save(run_dir, data.classes)
             log(_resuming_line(run_dir, config, state))
         saved = last_metrics(run_dir, state.epoch)
         writer = RunWriter(run_dir, model, config, log, writes=main, first_step=state.step)
         return ([saved] if saved else []) + writer.train(engine, data, state, progress)
+
+
+def check_same_classes(
+    run_dir: Path, names: tuple[str, ...] | None, found: tuple[str, ...] | None
+) -> None:
+    """Refuse to resume on data whose classes are not the ones the run keeps (a class folder
+    renamed, added or removed would change what each code means); a run that keeps no names
+    takes the data's."""
+    if names is None or found == names:
+        return
+    shown = ", ".join(found[:10]) + (" …" if len(found) > 10 else "") if found else "none"
+    raise ConfigError(
+        f"the data of {run_dir} now name the classes {shown}, but the run was trained on "
+        f"{', '.join(names[:10])}{' …' if len(names) > 10 else ''}; restore the data as they "
+        "were, or train a new run"
+    )
 
 
 def _resumed_config(

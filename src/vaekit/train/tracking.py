@@ -13,7 +13,7 @@ import importlib.util
 import json
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +71,9 @@ class TensorBoardLogger:
     """Writes TensorBoard event files into ``log_dir``: per step ``step/loss``, ``step/recon``,
     ``step/kl``, ``step/beta``, ``step/lr``; per epoch ``epoch/<key>`` for each number of its
     metrics record (the epoch too), at the step that ended it, so that on resuming TensorBoard
-    drops what an interrupted attempt wrote after its checkpoint, epochs as steps; images; and,
-    when closed, the run's settings as
-    hyperparameters with the final metrics (``final/<key>``)."""
+    drops what an interrupted attempt wrote after its checkpoint, epochs as steps; images; the
+    class names (``classes``, a text table of code and name); and, when closed, the run's
+    settings as hyperparameters with the final metrics (``final/<key>``)."""
 
     def __init__(
         self,
@@ -129,6 +129,11 @@ class TensorBoardLogger:
         levels, or floats in [0, 1])."""
         self.writer.add_image(tag, as_hwc(image), step, dataformats="HWC")
 
+    def classes(self, names: Sequence[str]) -> None:
+        """The names of the run's classes, once, as the text ``classes``: a Markdown table of
+        each code and its name (the names the figures' legends and rows show)."""
+        self.writer.add_text("classes", class_table(names), 0)
+
     def close(self, final_metrics: Mapping[str, Any]) -> None:
         """Write the settings as hyperparameters with the numbers of ``final_metrics`` (the
         last epoch's record, say) as ``final/<key>``, and close the event file."""
@@ -160,6 +165,16 @@ def numbers(record: Mapping[str, Any]) -> dict[str, float]:
         for key, value in record.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }
+
+
+def class_table(names: Sequence[str]) -> str:
+    """A Markdown table of each class's code and name (``|`` and line breaks escaped, so a
+    name stays in its cell)."""
+    rows = [
+        f"| {code} | {name.replace('|', '&#124;').replace(chr(10), ' ')} |"
+        for code, name in enumerate(names)
+    ]
+    return "\n".join(["| code | name |", "| --- | --- |", *rows])
 
 
 def hparams_of(model: ModelConfig, train: TrainConfig) -> dict[str, str | int | float | bool]:

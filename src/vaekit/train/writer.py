@@ -51,6 +51,7 @@ class RunWriter:
         self.writes = writes
         self.drawable = figures.can_draw(model.input_shape) and writes
         self.figure_inputs: tuple[np.ndarray, np.ndarray | None] | None = None
+        self.names: tuple[str, ...] | None = None  # the data's class names, set by train
         self.tracker = None
         if writes and config.logger != "none":
             from vaekit.train import tracking  # torch's TensorBoard writer: only when asked for
@@ -87,6 +88,7 @@ class RunWriter:
                 self.config.seed,
                 epoch=state.epoch + 1,
                 step=state.step,
+                names=self.names,
             )
             self._track_image("samples", path, state.step)
 
@@ -128,7 +130,8 @@ class RunWriter:
         if self.drawable and epoch % self.config.sample_every == 0:
             seed = self.config.seed
             path = self._figure(f"samples-epoch-{epoch:03d}.png")
-            gallery.draw_samples(engine, path, self.config.sample_count, seed, epoch=epoch)
+            count = self.config.sample_count
+            gallery.draw_samples(engine, path, count, seed, epoch=epoch, names=self.names)
             self._track_image("samples", path, state.step)
             x, y = self.figure_inputs
             path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
@@ -165,7 +168,9 @@ class RunWriter:
 
     def train(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
         """Run :func:`fit` with this writer, then write the final figures."""
-        self.figure_inputs = figure_inputs(data)
+        self.figure_inputs, self.names = figure_inputs(data), data.classes
+        if self.tracker is not None and data.classes:
+            self.tracker.classes(data.classes)
         per_step = self.config.sample_every_steps or self.tracker is not None
         try:
             history = fit(
