@@ -70,29 +70,31 @@ def explorer_runs(root, epochs: int, hidden: int) -> dict:
     return runs
 
 
-def class_folder(folder, classes: int, per_class: int, size: int = 32, seed: int = 0):
+def class_folder(folder, classes: int, per_class: int, size: int = 32, seed: int = 0, names=None):
     """A folder of ``per_class`` RGB PNGs (``size``×``size``) in each of ``classes`` class
-    sub-folders ``c0``, ``c1``, …: a square of one colour per class on black, at a random place."""
+    sub-folders ``c0``, ``c1``, … (or ``names``): a square of one colour per class on black, at a
+    random place."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     colours = rng.integers(80, 256, (classes, 3))
     for c in range(classes):
-        (folder / f"c{c}").mkdir(parents=True)
+        where = folder / (names[c] if names else f"c{c}")
+        where.mkdir(parents=True)
         for i in range(per_class):
             image = np.zeros((size, size, 3), np.uint8)
             top, left = rng.integers(0, size // 2, 2)
             image[top : top + size // 2, left : left + size // 2] = colours[c]
-            Image.fromarray(image).save(folder / f"c{c}" / f"{i:03d}.png")
+            Image.fromarray(image).save(where / f"{i:03d}.png")
     return folder
 
 
-def folder_run(root, classes: int = 3, per_class: int = 20, *flags: str):
-    """A 2-d run of a colour :func:`class_folder` in ``root``/run, trained for an epoch through
-    the command line (``flags`` added)."""
+def folder_run(root, classes: int = 3, per_class: int = 20, *flags: str, names=None):
+    """A 2-d run of a colour :func:`class_folder` in ``root``/run (its classes named ``names``),
+    trained for an epoch through the command line (``flags`` added)."""
     from vaekit.cli import main
 
-    data = class_folder(root / "clothes", classes, per_class)
+    data = class_folder(root / "clothes", classes, per_class, names=names)
     run = root / "run"
     argv = ["train", "--data", str(data), "--epochs", "1", "--quiet", "--hidden", "16"]
     assert main([*argv, "--latent-dim", "2", *flags, "--out", str(run)]) == 0

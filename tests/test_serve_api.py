@@ -92,22 +92,23 @@ def test_model_and_map(client):
 # --- what the page says about the run's data -----------------------------------------------
 
 #: Class names as users write them: characters that would break HTML unless escaped.
-NAMES = ("<b>bag</b>", "T-shirt/top", 'a & b "quoted"')
+#: Class folders whose names are HTML (the page must show them as text). Sorted, as codes are.
+NAMES = ("<b>bag</b>", "T-shirt top", 'a & b "quoted"')
 
 
 @pytest.fixture(scope="module")
 def folder_runs(tmp_path_factory):
     """A conditional run of a 3-class colour folder (32×32, validation split only), as copies:
-    with class names, without them, and one whose data folder is gone."""
+    with the class names training kept, without them (a run from before names were kept), and
+    one whose data folder is gone."""
     root = tmp_path_factory.mktemp("folder")
-    run = folder_run(root, 3, 20, "--conditional")
+    run = folder_run(root, 3, 20, "--conditional", names=NAMES)
+    assert classes.load(run) == NAMES
     copies = {}
     for name in ("named", "unnamed", "lost"):
         copies[name] = root / name
         shutil.copytree(run, copies[name])
-        (copies[name] / classes.CLASSES_FILE).unlink(missing_ok=True)
-    classes.save(copies["named"], NAMES)
-    classes.save(copies["lost"], NAMES)
+    (copies["unnamed"] / classes.CLASSES_FILE).unlink()
     copies["data"] = root / "clothes"
     return copies
 

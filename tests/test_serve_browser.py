@@ -41,7 +41,8 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 
 #: Class names that break HTML unless shown as text.
-NAMES = ("<b>bag</b>", "T-shirt/top", "coat & <i>hat</i>")
+#: Class folders whose names are HTML (the page must show them as text). Sorted, as codes are.
+NAMES = ("<b>bag</b>", "T-shirt top", "coat & <i>hat</i>")
 
 
 def Server(run: Path) -> BackgroundServer:
@@ -56,9 +57,9 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clothes(tmp_path_factory):
     """A conditional run of a 3-class folder of 32×32 colour images (a validation split only),
-    its classes named :data:`NAMES`."""
-    run = folder_run(tmp_path_factory.mktemp("clothes"), 3, 20, "--conditional")
-    classes.save(run, NAMES)
+    its class folders named :data:`NAMES`."""
+    run = folder_run(tmp_path_factory.mktemp("clothes"), 3, 20, "--conditional", names=NAMES)
+    assert classes.load(run) == NAMES
     return run
 
 
