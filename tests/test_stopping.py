@@ -375,3 +375,30 @@ def test_data_trained_whole_default_to_a_number_of_epochs_and_their_last_weights
     train(capsys, tiny_csv, tmp_path / "plain", "--val-fraction", "0")
     assert config_file.read_config(tmp_path / "plain")[1].epochs == DEFAULT_EPOCHS
     assert loading.weights_of(tmp_path / "plain") == "last"
+
+
+# --- the estimator ------------------------------------------------------------------------
+
+ESTIMATOR = dict(hidden=(8,), latent_dim=2, likelihood="gaussian", scale="standardize")
+
+
+def test_the_estimator_trains_auto_by_default_and_ends_with_the_best_weights(capsys):
+    from vaekit.api.estimator import VAE
+
+    vae = VAE(engine="numpy", batch_size=50, patience=2, verbose=True, **ESTIMATOR).fit(table())
+    assert (vae.train_config_.epochs, vae.train_config_.keep) == ("auto", "best")
+    history = vae.history_
+    best = 1 + int(np.argmin([r["val_loss"] for r in history]))
+    assert history[-1]["stopped"] == "patience" and len(history) - best == 2
+    assert stop_line(capsys.readouterr().out).endswith(
+        f"keeping epoch {best}'s weights ({history[best - 1]['val_loss']:.2f} nats)"
+    )
+
+
+def test_the_estimator_refuses_auto_without_held_out_rows_and_trains_whole_data_ten_epochs():
+    from vaekit.api.estimator import VAE
+
+    with pytest.raises(ConfigError, match="epochs='auto' .* val_fraction=0"):
+        VAE(epochs="auto", val_fraction=0.0, engine="numpy", **ESTIMATOR).fit(table(40))
+    vae = VAE(val_fraction=0.0, engine="numpy", **ESTIMATOR).fit(table(40))
+    assert len(vae.history_) == DEFAULT_EPOCHS
