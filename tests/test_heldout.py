@@ -113,7 +113,8 @@ def test_keep_best_keeps_the_weights_of_the_lowest_held_out_loss(images, tmp_pat
     start_run(MODEL, config(images, epochs=2), tmp_path / "two", progress=False, log=quiet)
     two = checkpoint.load_weights(tmp_path / "two", MODEL)
     engine = loading.open_run(tmp_path / "run", which="best")
-    last = loading.open_run(tmp_path / "run")
+    last = loading.open_run(tmp_path / "run", which="last")
+    assert loading.weights_of(tmp_path / "run") == "best"  # the default of a run that kept them
     for name, array in engine.get_weights().items():
         np.testing.assert_array_equal(array, two[name], err_msg=name)
     assert any(
