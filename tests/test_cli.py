@@ -173,7 +173,7 @@ def test_datasets_lists_the_named_sets(capsys, tmp_path):
         (["train", "--data", "no-such-set", "--out", "x"], "no-such-set"),
         (["train", "--out", "x"], "--data"),
         (["train", "--data", "mnist-small", "--latent-dim", "0", "--out", "x"], "--latent-dim"),
-        (["train", "--data", "mnist-small", "--epochs", "ten"], "is not a whole number"),
+        (["train", "--data", "mnist-small", "--epochs", "ten"], "neither a whole number"),
         (["train", "--data", "mnist-small", "--activation", "swish"], "invalid choice"),
         (["train", "--bogus"], "unrecognized"),
         (["train", "--resume"], "--out"),

@@ -141,8 +141,8 @@ def test_unknown_keys_are_named_with_the_nearest_valid_one(tmp_path, text, messa
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('epochs = "ten"', "epochs must be a positive whole number, got 'ten'"),
-        ("epochs = 2.0", "epochs must be a positive whole number, got 2.0"),
+        ('epochs = "ten"', "epochs must be a positive whole number or auto, got 'ten'"),
+        ("epochs = 2.0", "epochs must be a positive whole number or auto, got 2.0"),
         ('hidden = "400"', "hidden must be a list of layer sizes, got '400'"),
         ("hidden = [400, -1]", "hidden[1] must be a positive whole number, got -1"),
         ('learn_sigma = "scalar"', "learn_sigma applies only to the gaussian likelihood"),

@@ -191,9 +191,11 @@ def test_params_round_trip(tmp_path):
 
 
 def resolved(params: dict) -> dict:
-    """The hyperparameters a saved run records: the model's defaults that depend on other
-    settings (prior None, flow_steps None) as the unconditional, flow-less model resolves them."""
-    return {**params, "prior": "standard", "flow_steps": 0}
+    """The hyperparameters a saved run records: the defaults that depend on other settings
+    (prior None, flow_steps None; keep, patience and max_minutes None) as an unconditional,
+    flow-less model of a number of epochs resolves them."""
+    stopping = {"keep": "last", "patience": 0, "max_minutes": None}
+    return {**params, "prior": "standard", "flow_steps": 0, **stopping}
 
 
 def test_a_conv_estimator_fits_and_a_loaded_run_refits_with_its_channels(images, tmp_path):

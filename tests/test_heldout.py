@@ -113,7 +113,8 @@ def test_keep_best_keeps_the_weights_of_the_lowest_held_out_loss(images, tmp_pat
     start_run(MODEL, config(images, epochs=2), tmp_path / "two", progress=False, log=quiet)
     two = checkpoint.load_weights(tmp_path / "two", MODEL)
     engine = loading.open_run(tmp_path / "run", which="best")
-    last = loading.open_run(tmp_path / "run")
+    last = loading.open_run(tmp_path / "run", which="last")
+    assert loading.weights_of(tmp_path / "run") == "best"  # the default of a run that kept them
     for name, array in engine.get_weights().items():
         np.testing.assert_array_equal(array, two[name], err_msg=name)
     assert any(
@@ -130,12 +131,16 @@ def test_patience_stops_early_and_a_resumed_run_stops_again_at_once(images, tmp_
     cfg = config(images, epochs=10, patience=2)
     history = start_run(MODEL, cfg, tmp_path / "run", progress=False, log=lines.append)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # epochs 3, 4: no better than 3.0
-    assert "stopped early after epoch 4" in lines[-1] and "epoch 2" in lines[-1]
+    assert history[-1]["stopped"] == "patience"
     assert (tmp_path / "run" / "samples.png").is_file()  # the final figures are drawn
     lines.clear()
     records = resume_run(tmp_path / "run", progress=False, log=lines.append)
     assert [r["epoch"] for r in records] == [4]  # nothing more trained
-    assert "stopped early" in lines[0] and "stopped early after epoch 4" in lines[-1]
+    assert lines[0] == (
+        f"{tmp_path / 'run'} has stopped after epoch 4: the held-out -ELBO has not improved for "
+        "2 epochs; the best held-out -ELBO was epoch 2's (3.00 nats); drawing its figures (pass "
+        "--patience with a number larger than 2 to train on)"
+    )
     # a larger patience on --resume goes on loop
     records = resume_run(tmp_path / "run", patience=3, progress=False, log=quiet)
     assert [r["epoch"] for r in records][:2] == [4, 5]

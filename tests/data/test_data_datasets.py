@@ -342,6 +342,13 @@ def test_unknown_split():
         load_dataset("mnist-small", "valid")
 
 
+def test_the_named_sets_include_every_shapes_set():
+    from vaekit.data import shapes
+
+    assert set(shapes.DATASETS) <= set(DATASET_NAMES)
+    assert all(name in DATASET_NAMES for name in ("mnist", "fashion-mnist", "mnist-small"))
+
+
 def test_dataset_status_fields(tmp_path):
     status = dataset_status(tmp_path)
     assert [s["name"] for s in status] == list(DATASET_NAMES)

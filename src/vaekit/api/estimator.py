@@ -49,7 +49,7 @@ from vaekit.runs.config_file import read_config, write_config
 from vaekit.runs.layout import FEATURES_FILE, MAX_RECORD_BYTES, OUTLIERS_FILE
 from vaekit.runs.loading import open_run
 from vaekit.runs.metrics import read_metrics, write_metrics
-from vaekit.train.loop import LoopState, fit
+from vaekit.train.loop import LoopState, fit, stop_sentence
 from vaekit.train.start import engine_for
 from vaekit.train.writer import format_epoch
 
@@ -203,6 +203,23 @@ def stored_classes(run_dir: Path, n_classes: int) -> np.ndarray:
     return np.array(names)
 
 
+def check_held_out(train: TrainConfig, data: TrainingData) -> None:
+    """``epochs='auto'`` and ``keep='best'`` follow the held-out score: refuse them, in one
+    line, where ``val_fraction=0`` holds nothing out."""
+    if data.held_out() is not None:
+        return
+    if train.auto:
+        raise ConfigError(
+            "epochs='auto' trains until the held-out score stops improving, and val_fraction=0 "
+            "holds nothing out; give val_fraction > 0 or a number of epochs"
+        )
+    if train.keep == "best":
+        raise ConfigError(
+            "keep='best' keeps the epoch with the best held-out score, and val_fraction=0 "
+            "holds nothing out; give val_fraction > 0 or keep='last'"
+        )
+
+
 def check_contamination(value: Any) -> float:
     """``contamination`` as a float in (0, 0.5], else one ConfigError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 0.5:
@@ -298,17 +315,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         settings = {**{name: values[name] for name in MODEL_PARAMS}, **networks}
         model = model_config(settings, train, data, values["conditional"])
         check_compatible(model, data)
-        if train.keep == "best" and data.held_out() is None:
-            raise ConfigError(
-                "keep='best' keeps the epoch with the best held-out score, and val_fraction=0 "
-                "holds nothing out; give val_fraction > 0 or keep='last'"
-            )
+        check_held_out(train, data)
         engine = engine_for(model, train)
         best: dict[str, np.ndarray] = {}
 
         def on_epoch(engine: Engine, record: dict[str, Any], state: LoopState) -> None:
             if values["verbose"]:
                 print(format_epoch(record, train.epochs))
+                why = (
+                    stop_sentence(train, record["stopped"], state) if "stopped" in record else None
+                )
+                if why is not None:
+                    print(why)
             if train.keep == "best" and state.best_epoch == state.epoch:
                 best.update((k, v.copy()) for k, v in engine.get_weights().items())
 
@@ -571,12 +589,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         path: str | Path,
         engine: str | None = None,
         device: str = "auto",
-        checkpoint: str = "last",
+        checkpoint: str | None = None,
         *,
         trust_code: bool = False,
     ) -> VAE:
         """A :class:`VAE` holding the weights of the run directory ``path`` (any vaekit run):
-        its ``checkpoint`` ``last`` or ``best`` (a run trained with ``--keep best``), its
+        its ``checkpoint`` ``last`` or ``best`` (default: the run's own choice, best where it
+        kept them: ``--epochs auto``, ``--keep best``; see
+        :func:`vaekit.runs.loading.weights_of`), its
         stored scaling and, for a run :meth:`save` wrote, its outlier threshold. A run that
         names its own networks by import path needs ``trust_code=True`` (importing a module
         runs its code), unless your code has imported their modules already."""

@@ -60,9 +60,14 @@ def require_onnx() -> None:
 
 
 def export_onnx(
-    run_dir: str | Path, out_dir: str | Path, *, which: str = "last", trust_code: bool = False
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    which: str | None = None,
+    trust_code: bool = False,
 ) -> Path:
-    """Export run ``run_dir``'s ``which`` checkpoint (``last`` or ``best``) into ``out_dir``
+    """Export run ``run_dir``'s ``which`` checkpoint (``last`` or ``best``; None: the run's own
+    choice, :func:`vaekit.runs.loading.weights_of`) into ``out_dir``
     (created; a folder holding anything but a previous export is refused) and return
     ``out_dir``. Everything is computed before anything is written; a new or empty ``out_dir``
     then receives the three files at once (see :func:`write_export`). ``trust_code`` as
@@ -70,6 +75,7 @@ def export_onnx(
     require_onnx()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     check_out_dir(out_dir)
+    which = loading.weights_of(run_dir, which)
     engine = loading.open_run(run_dir, "torch", "cpu", which, trust_code=trust_code)
     scaling = scaling_record(Scaling.load(run_dir))
     config: ModelConfig = engine.config

@@ -45,15 +45,19 @@ MAX_GRID = 100  # reconstruct -n, manifold -n (n × n decoded images), interpola
 MAX_POINTS = 1_000_000  # scatter --max-points
 
 
-def whole_number(low: int, high: int) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number from ``low`` to ``high``; argparse's refusal names
-    the flag and the range."""
+def whole_number(low: int, high: int, words: tuple[str, ...] = ()) -> Callable[[str], int | str]:
+    """An argparse ``type``: a whole number from ``low`` to ``high``, or one of ``words`` (such
+    as auto); argparse's refusal names the flag and the range."""
 
-    def whole_number(text: str) -> int:
+    def whole_number(text: str) -> int | str:
+        if text in words:
+            return text
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+            also = "".join(f" nor {word}" for word in words)
+            what = f"neither a whole number{also}" if words else "not a whole number"
+            raise argparse.ArgumentTypeError(f"{text!r} is {what}") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is outside the range {low:,} to {high:,}")
         return value
@@ -147,7 +151,7 @@ def setting_flag(field: dataclasses.Field) -> tuple[str, dict[str, Any]]:
     if rule.kind == "choice":
         spec.update(choices=rule.choices, metavar=None)
     elif rule.kind in ("whole", "pair"):
-        spec["type"] = whole_number(int(rule.low), int(rule.high))
+        spec["type"] = whole_number(int(rule.low), int(rule.high), rule.choices)
         spec["nargs"] = 2 if rule.kind == "pair" else None
     elif rule.kind == "sizes":
         spec.update(type=int, nargs="*" if rule.empty else "+")
@@ -191,8 +195,8 @@ def add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
         choices=layout.WHICH,
-        default="last",
-        help="the weights to use: last (default) or best (the best held-out -ELBO, --keep best)",
+        help="the weights to use: best (the best held-out -ELBO; the default of a run that kept "
+        "them: --epochs auto, --keep best) or last (the last epoch's; the default otherwise)",
     )
 
 

@@ -17,13 +17,15 @@ from vaekit.cli.flags import (
 )
 from vaekit.config.limits import ENGINES
 from vaekit.data import dataset_status
+from vaekit.runs import loading
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from vaekit.api.export import EXPORT_FILES, export_onnx  # torch's exporter: only when asked for
 
-    out = export_onnx(args.run, args.out, which=args.checkpoint)
-    print(f"wrote {', '.join(EXPORT_FILES)} ({args.checkpoint} weights) to {out}")
+    which = loading.weights_of(args.run, args.checkpoint)
+    out = export_onnx(args.run, args.out, which=which)
+    print(f"wrote {', '.join(EXPORT_FILES)} ({which} weights) to {out}")
     return 0
 
 

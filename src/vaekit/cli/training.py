@@ -30,7 +30,9 @@ from vaekit.errors import ConfigError
 from vaekit.model import parameters
 from vaekit.model.custom_networks import check_consent
 from vaekit.runs import best_weights, checkpoint, config_file, layout
+from vaekit.runs.layout import read_json
 from vaekit.text import plural
+from vaekit.train.loop import LoopState, stop_sentence
 from vaekit.train.start import resume_run, start_run
 
 DEMO_DIR = Path("runs") / "demo"
@@ -48,9 +50,10 @@ MODEL_FIELDS = tuple(
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 
 
-#: Settings --resume lets differ from the run's: train longer, read the data from where it is now,
-#: continue on another device (a run trained on a GPU resumes on a CPU, and back).
-RESUME_MAY_CHANGE = ("epochs", "data_dir", "device", "patience")
+#: Settings --resume lets differ from the run's: train longer (a larger --epochs, --patience or
+#: --max-minutes), read the data from where it is now, continue on another device (a run trained
+#: on a GPU resumes on a CPU, and back).
+RESUME_MAY_CHANGE = ("epochs", "data_dir", "device", "patience", "max_minutes")
 
 
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
@@ -185,7 +188,7 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
     announcement = (
         f"training {parameters.count(model):,}-parameter {kind}{model.arch} VAE on {train.data} "
         f"({plural(len(data.train), 'example')}{holding}, scale {data.scaling.method}) with the "
-        f"{train.engine} engine{processes} into {out}"
+        f"{train.engine} engine{processes} into {out}{_until(train)}"
     )
     with stopping_cleanly(out):
         history = start_run(
@@ -203,7 +206,31 @@ def _train_new(args: argparse.Namespace, created_by: str, force: bool, out: Path
     return 0
 
 
+def _until(train: TrainConfig) -> str:
+    """How long an ``epochs`` auto run trains, for the announcement; "" for a number."""
+    if not train.auto:
+        return ""
+    return (
+        f", until the held-out -ELBO has not improved for {plural(train.patience, 'epoch')} "
+        f"(at most {plural(train.epoch_limit, 'epoch')} and {train.max_minutes:g} minutes)"
+    )
+
+
+def _stop_line(last: dict, out: Path) -> str | None:
+    """Why the run stopped after its ``last`` epoch's record (:func:`stop_sentence`), or None
+    where it trained the epochs it was given."""
+    reason = last.get("stopped")
+    if reason is None:
+        return None
+    _, train, _ = config_file.read_config(out)
+    state = LoopState.from_json(read_json(out / layout.STATE_FILE))
+    return stop_sentence(train, reason, state)
+
+
 def _print_summary(last: dict, out: Path) -> None:
+    stop = _stop_line(last, out)
+    if stop is not None:
+        print(stop)
     if "val_loss" in last:
         print(
             f"validation -ELBO after {plural(last['epoch'], 'epoch')}: "
@@ -223,7 +250,8 @@ def _print_summary(last: dict, out: Path) -> None:
     if best is not None:
         print(
             f"best held-out -ELBO: {best['loss']:.2f} nats at epoch {best['epoch']} "
-            f"(kept in {out / layout.BEST_WEIGHTS_FILE}; --checkpoint best loads it)"
+            f"(kept in {out / layout.BEST_WEIGHTS_FILE}; every command uses these weights "
+            "unless given --checkpoint last)"
         )
     print(f"run saved in {out}")
 
@@ -256,6 +284,7 @@ def _train(args: argparse.Namespace) -> int:
                 args.out,
                 epochs=args.epochs,
                 patience=args.patience,
+                max_minutes=args.max_minutes,
                 data_dir=_settings(args).train.get("data_dir"),
                 device=args.device,
                 progress=not args.quiet,

@@ -37,6 +37,8 @@ LR_SCHEDULES = ("decay", "burda")
 SCALINGS = ("auto", "none", "unit", "standardize", "minmax")
 IMAGE_MODES = ("auto", "grey", "rgb")
 KEEP = ("last", "best")
+#: ``epochs`` that trains until the held-out −ELBO stops improving (see TrainConfig).
+AUTO = "auto"
 LOGGERS = ("none", "tensorboard")
 #: Whether the training set lives on the engine's device for the run (see
 #: vaekit.train.loop.data_on_device): auto (on a lone CUDA GPU it fits on), yes, no.
@@ -61,9 +63,22 @@ MAX_FLOW_STEPS = 64
 #: samples per grid.
 MAX_SEED = 2**32 - 1
 MAX_EPOCHS = 1_000_000
+#: Longest time cap (``max_minutes``): a year.
+MAX_MINUTES = 525_600
 MAX_STEPS = 10**12
 MAX_BATCH = 1_000_000
 MAX_SAMPLES = 10_000
 #: Largest side ``image_size`` may ask for, and the largest validation fraction.
 MAX_IMAGE_SIDE = 4096
 MAX_VAL_FRACTION = 0.5
+
+#: The named data sets (vaekit.data.datasets reads them): their protocols fix their epochs,
+#: DEFAULT_EPOCHS unless given, where your own data train ``epochs`` AUTO by default.
+DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-small", "shapes", "shapes-small")
+DEFAULT_EPOCHS = 10
+#: ``epochs`` AUTO: the patience (epochs without a better held-out −ELBO before it stops), the
+#: most epochs it trains and the most minutes, unless given. The measurements behind them are
+#: in docs/data.md ("How long to train").
+AUTO_PATIENCE = 10
+AUTO_MAX_EPOCHS = 1000
+AUTO_MAX_MINUTES = 60.0

@@ -25,7 +25,8 @@ from vaekit.errors import ConfigError
 class Rule:
     """What values a setting takes.
 
-    ``kind``: ``whole`` (an int from ``low`` to ``high``), ``number`` (a finite float from
+    ``kind``: ``whole`` (an int from ``low`` to ``high``, or one of ``choices``: the words it
+    takes too, such as ``auto``), ``number`` (a finite float from
     ``low`` to ``high``, each end excluded when ``above`` / ``below``), ``choice`` (one of
     ``choices``), ``sizes`` (layer sizes: whole numbers from 1 to MAX_UNITS, at least one unless
     ``empty``), ``pair`` (two whole numbers from ``low`` to ``high``), ``text`` (a non-empty
@@ -73,7 +74,9 @@ def check(name: str, value: Any, rule: Rule) -> Any:
     if value is None and rule.optional:
         return None
     if rule.kind == "whole":
-        return _whole(name, value, int(rule.low), int(rule.high))
+        if isinstance(value, str) and value in rule.choices:
+            return value
+        return _whole(name, value, int(rule.low), int(rule.high), rule.choices)
     if rule.kind == "number":
         return _number(name, value, rule)
     if rule.kind == "choice":
@@ -111,17 +114,19 @@ def shown(value: Any) -> str:
     return repr(value)
 
 
-def _whole(name: str, value: Any, low: int, high: int) -> int:
+def _whole(name: str, value: Any, low: int, high: int, words: tuple[str, ...] = ()) -> int:
     """A whole number (not a bool) from ``low`` to ``high``; from 1 up, the message says
-    "positive" and "limit", the words of a count."""
+    "positive" and "limit", the words of a count; it names the ``words`` the setting also
+    takes."""
     whole = isinstance(value, int) and not isinstance(value, bool)
+    also = "".join(f" or {word}" for word in words)
     if low == 1 and not (whole and value >= 1):
-        raise ConfigError(f"{name} must be a positive whole number, got {shown(value)}")
+        raise ConfigError(f"{name} must be a positive whole number{also}, got {shown(value)}")
     if low == 1 and value > high:
         raise ConfigError(f"{name} = {shown(value)} is larger than the limit of {high}")
     if not (whole and low <= value <= high):
         raise ConfigError(
-            f"{name} must be a whole number from {low:,} to {high:,}, got {shown(value)}"
+            f"{name} must be a whole number from {low:,} to {high:,}{also}, got {shown(value)}"
         )
     return value
 

@@ -17,9 +17,15 @@ from typing import Any
 from vaekit.config.limits import (
     ACTIVATIONS,
     ARCHITECTURES,
+    AUTO,
+    AUTO_MAX_EPOCHS,
+    AUTO_MAX_MINUTES,
+    AUTO_PATIENCE,
     BINARIZATIONS,
     CLOSED_FORM_PRIORS,
     DATA_ON_DEVICE,
+    DATASET_NAMES,
+    DEFAULT_EPOCHS,
     DEFAULT_FLOW_STEPS,
     ENGINES,
     FLOWS,
@@ -36,6 +42,7 @@ from vaekit.config.limits import (
     MAX_IMAGE_SIDE,
     MAX_INPUT_VALUES,
     MAX_IW_SAMPLES,
+    MAX_MINUTES,
     MAX_SAMPLES,
     MAX_SEED,
     MAX_STEPS,
@@ -422,7 +429,16 @@ class TrainConfig:
         choice(*PRECISIONS),
         group=TRAINING,
     )
-    epochs: int = setting(10, "number of epochs", whole(1, MAX_EPOCHS), group=TRAINING)
+    epochs: int | str | None = setting(
+        None,
+        f"number of epochs, or {AUTO}: until the held-out -ELBO has not improved for --patience "
+        f"epochs (default {AUTO_PATIENCE}), keeping the best weights, at most "
+        f"{AUTO_MAX_EPOCHS:,} epochs and --max-minutes (default {AUTO_MAX_MINUTES:g}) "
+        f"(default {AUTO} for your own data, {DEFAULT_EPOCHS} for the named data sets)",
+        Rule("whole", 1, MAX_EPOCHS, choices=(AUTO,), optional=True),
+        metavar="N|auto",
+        group=TRAINING,
+    )
     batch_size: int = setting(128, "examples per step", whole(1, MAX_BATCH), group=TRAINING)
     lr: float = setting(1e-3, "learning rate", Rule("number", 0, above=True), group=TRAINING)
     lr_decay: float = setting(
@@ -492,19 +508,30 @@ class TrainConfig:
         metavar="F",
         group=DATA,
     )
-    keep: str = setting(
-        "last",
+    keep: str | None = setting(
+        None,
         "last: the last epoch's checkpoint; best: also the weights of the best held-out "
-        "-ELBO (best.safetensors)",
-        choice(*KEEP),
+        "-ELBO (best.safetensors), which commands then use unless --checkpoint last "
+        f"(default best with --epochs {AUTO}, else last)",
+        Rule("choice", choices=KEEP, optional=True),
         group=DATA,
     )
-    patience: int = setting(
-        0,
-        "stop when the held-out -ELBO has not improved for N epochs (0: never)",
-        whole(0, MAX_EPOCHS),
+    patience: int | None = setting(
+        None,
+        "stop when the held-out -ELBO has not improved for N epochs (0: never; default "
+        f"{AUTO_PATIENCE} with --epochs {AUTO}, else 0)",
+        Rule("whole", 0, MAX_EPOCHS, optional=True),
         metavar="N",
         group=DATA,
+    )
+    max_minutes: float | None = setting(
+        None,
+        "stop after the first epoch that ends past M minutes of training (0: after one epoch), "
+        "the one stop that depends on the machine's speed (default "
+        f"{AUTO_MAX_MINUTES:g} with --epochs {AUTO}, else none)",
+        Rule("number", 0, MAX_MINUTES, optional=True),
+        metavar="M",
+        group=TRAINING,
     )
     logger: str = setting(
         "none",
@@ -524,6 +551,49 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        self._resolve_stopping()
+
+    def _resolve_stopping(self) -> None:
+        """Fill in the defaults that follow ``epochs``, then refuse what auto cannot do.
+
+        ``epochs`` None is ``auto`` for your own data (a file, a folder, an array) that holds
+        out examples, and DEFAULT_EPOCHS for the named data sets, whose protocols fix their
+        epochs, and for data trained whole (``val_fraction`` 0), which has no held-out score
+        to follow. With ``auto``: ``keep`` best, ``patience`` AUTO_PATIENCE and
+        ``max_minutes`` AUTO_MAX_MINUTES unless given; otherwise last, 0 (never) and None (no
+        time cap). The resolved values are what a run's config.json records."""
+        if self.epochs is None:
+            own = self.data not in DATASET_NAMES and self.val_fraction != 0
+            object.__setattr__(self, "epochs", AUTO if own else DEFAULT_EPOCHS)
+        auto = self.auto
+        defaults = {
+            "keep": "best" if auto else "last",
+            "patience": AUTO_PATIENCE if auto else 0,
+            "max_minutes": AUTO_MAX_MINUTES if auto else None,
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if auto and self.keep != "best":
+            raise ConfigError(
+                f"epochs {AUTO} keeps the weights of the best held-out -ELBO, so keep must be "
+                f"best, not {self.keep!r}; leave keep out or give a number of epochs"
+            )
+        if auto and not self.patience:
+            raise ConfigError(
+                f"epochs {AUTO} stops when the held-out -ELBO has not improved for patience "
+                "epochs, so patience must be 1 or more, not 0"
+            )
+
+    @property
+    def auto(self) -> bool:
+        """Whether the run trains until its held-out −ELBO stops improving (``epochs`` auto)."""
+        return self.epochs == AUTO
+
+    @property
+    def epoch_limit(self) -> int:
+        """The most epochs the run trains: ``epochs``, or AUTO_MAX_EPOCHS for ``auto``."""
+        return AUTO_MAX_EPOCHS if self.auto else self.epochs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vaekit.config.limits import DATASET_NAMES  # written there: the default epochs need them
 from vaekit.data import scaling as scaling_module
 from vaekit.data import shapes
 from vaekit.data.dataset import Dataset, RawData
@@ -48,7 +49,6 @@ from vaekit.data.idx import parse_idx, read_idx_bytes
 from vaekit.data.readers import read_file
 from vaekit.errors import DataError
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "mnist-small", *shapes.DATASETS)
 #: The named sets of handwritten digits (the explorer asks for a digit to be drawn).
 DIGIT_SETS = ("mnist", "mnist-small")
 SPLITS = ("train", "test")

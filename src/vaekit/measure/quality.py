@@ -161,7 +161,7 @@ def score_run(
     *,
     engine_name: str | None = None,
     device: str = "auto",
-    which: str = "last",
+    which: str | None = None,
     data_dir=None,
 ) -> dict:
     """:func:`score` of n prior samples of the run (classes in turn for a conditional run)

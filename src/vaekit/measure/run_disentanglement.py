@@ -63,7 +63,7 @@ def score_run(
     *,
     engine_name: str | None = None,
     device: str = "auto",
-    which: str = "last",
+    which: str | None = None,
 ) -> dict:
     """:func:`score_codes` of n (default :data:`DEFAULT_N`, at most the grid's size) images of
     the run's grid drawn by ``seed`` (the seed of the forests too), encoded by the run's
@@ -73,6 +73,7 @@ def score_run(
     disentanglement.sklearn_module()  # before the work: a missing extra in one line
     n = min(DEFAULT_N, grid.n_images) if n is None else n
     drawn = shapes.generate(grid, n, seed)
+    which = loading.weights_of(run_dir, which)
     engine = loading.open_run(run_dir, engine_name, device, which)
     raw = RawData(x=drawn.x, y=None, name=name, pixels=True)
     data, _ = model_inputs(run_dir, raw, f"{n:,} images of {name}")

@@ -21,6 +21,10 @@ from vaekit.runs.layout import METRICS_FILE
 #: line is damaged and skipped.
 MAX_METRICS_LINE = 64 * 1024
 
+#: The keys of a record that hold words: ``stopped``, on the last epoch a run trained, says why
+#: it stopped there (``patience``, ``epochs`` or ``time``: vaekit.train.loop.stop_reason).
+TEXT_KEYS = ("stopped",)
+
 #: The metrics a training-curves figure draws (figures.save_training_curves); reading only these
 #: keeps ``curves`` small on a long run.
 CURVE_KEYS = (
@@ -58,13 +62,16 @@ def _metric_lines(run_dir: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
 
 def _is_record(record: Any) -> bool:
     """A metrics record: an object of numbers (floats, or integers within float range) with
-    an integer epoch; anything else on a line (an edit, damage) is skipped."""
+    an integer epoch, and words under :data:`TEXT_KEYS`; anything else on a line (an edit,
+    damage) is skipped."""
     return (
         isinstance(record, dict)
         and isinstance(record.get("epoch"), int)
         and all(
-            isinstance(v, float) or (isinstance(v, int) and abs(v) <= sys.float_info.max)
-            for v in record.values()
+            isinstance(v, float)
+            or (isinstance(v, int) and abs(v) <= sys.float_info.max)
+            or (k in TEXT_KEYS and isinstance(v, str))
+            for k, v in record.items()
         )
     )
 

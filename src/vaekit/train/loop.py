@@ -3,7 +3,8 @@
 Each epoch: a seeded permutation of the training set, batches as slices of it (dynamic
 binarization draws a fresh Bernoulli sample of each batch), one engine step per batch with the
 KL weight of the warm-up schedule, then the validation and test ELBO and one metrics record;
-``patience`` stops the loop once the held-out −ELBO has not improved for that many epochs.
+the loop stops by :func:`stop_reason`: its epochs trained, ``patience`` epochs without a better
+held-out −ELBO, or ``max_minutes`` of training.
 What a run directory receives is :mod:`vaekit.train.writer`'s; starting and resuming a run,
 :mod:`vaekit.train.start`'s.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.limits import MAX_VAL_FRACTION
+from vaekit.config.limits import AUTO, AUTO_MAX_EPOCHS, MAX_VAL_FRACTION
 from vaekit.config.settings import TrainConfig
 from vaekit.data import binarize
 from vaekit.data.pipeline import TrainingData
@@ -31,8 +32,12 @@ from vaekit.engines.torch import distributed
 from vaekit.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaekit.measure.evaluation import evaluate_elbo
 from vaekit.runs import layout
+from vaekit.text import plural
 
 Log = Callable[[str], None]
+
+#: A clock in seconds (the loop's is ``time.perf_counter``; tests give their own).
+Clock = Callable[[], float]
 
 
 #: Without a terminal, an epoch of at least this many steps also reports on stderr every tenth
@@ -62,14 +67,16 @@ def kl_weight(beta: float, warmup_epochs: float, step: int, steps_per_epoch: int
 @dataclass
 class LoopState:
     """Where the loop stands: epochs finished, optimizer steps taken, its generator (epoch
-    permutations and dynamic binarization), and the best held-out −ELBO so far (nats per
-    example) with its epoch (None before any held-out score)."""
+    permutations and dynamic binarization), the best held-out −ELBO so far (nats per example)
+    with its epoch (None before any held-out score), and the seconds its epochs took, summed
+    over every session of the run (what ``max_minutes`` caps)."""
 
     epoch: int
     step: int
     rng: np.random.Generator
     best_loss: float | None = None
     best_epoch: int | None = None
+    seconds: float = 0.0
 
     @classmethod
     def fresh(cls, seed: int) -> LoopState:
@@ -82,14 +89,16 @@ class LoopState:
             "loop_rng": self.rng.bit_generator.state,
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
+            "seconds": self.seconds,
         }
 
     @classmethod
     def from_json(cls, state: Any) -> LoopState:
         """The loop state recorded in a checkpoint's ``state.json``; an edited or damaged record
         (counts that are not whole numbers ≥ 0, a generator state numpy refuses, a best loss
-        that is not a finite number) raises CheckpointError. A checkpoint written before best
-        losses were kept has none."""
+        that is not a finite number, seconds that are not a finite number ≥ 0) raises
+        CheckpointError. A checkpoint written before best losses were kept has none, one
+        written before training time was kept counts 0 seconds."""
         where = layout.STATE_FILE
         if not isinstance(state, dict):
             raise CheckpointError(f"{where} must hold a JSON object, not {type(state).__name__}")
@@ -120,7 +129,17 @@ class LoopState:
                 f"{where}: best_loss and best_epoch must be a finite number and an epoch "
                 f"already trained, or both null; got {best_loss!r} and {best_epoch!r}"
             )
-        return cls(state["epoch"], state["step"], rng, best_loss, best_epoch)
+        seconds = state.get("seconds", 0.0)
+        if not (
+            isinstance(seconds, (int, float))
+            and not isinstance(seconds, bool)
+            and math.isfinite(seconds)
+            and seconds >= 0
+        ):
+            raise CheckpointError(
+                f"{where}: seconds must be a finite number 0 or more, not {seconds!r}"
+            )
+        return cls(state["epoch"], state["step"], rng, best_loss, best_epoch, float(seconds))
 
     def improve(self, loss: float) -> bool:
         """Record the held-out loss of the epoch just finished; whether it is the best yet."""
@@ -139,16 +158,63 @@ class LoopState:
         )
 
 
+def stop_reason(config: TrainConfig, state: LoopState) -> str | None:
+    """Why the loop trains no further epoch, or None to train on: ``patience`` (that many epochs
+    in a row without a better held-out −ELBO), ``epochs`` (``config.epoch_limit`` trained) or
+    ``time`` (the epochs took ``max_minutes`` or more in all, so 0 stops after the first
+    epoch), first of them that holds. The
+    first two depend only on the metrics, so the same seed stops at the same epoch; ``time``
+    is the one stop that depends on the machine's speed."""
+    if state.stalled(config.patience):
+        return "patience"
+    if state.epoch >= config.epoch_limit:
+        return "epochs"
+    timed = config.max_minutes is not None and state.epoch  # the first epoch always trains
+    if timed and state.seconds >= 60 * config.max_minutes:
+        return "time"
+    return None
+
+
+def stop_sentence(config: TrainConfig, reason: str, state: LoopState) -> str | None:
+    """Why a run stopped after ``state.epoch``, for its summary, with the best held-out epoch
+    (its weights kept with ``keep`` best): "stopped after epoch 37: the held-out -ELBO has not
+    improved for 10 epochs; keeping epoch 27's weights (271.30 nats)". None for a run that
+    trained the number of epochs it was given: nothing needs saying."""
+    if reason == "patience":
+        why = f"the held-out -ELBO has not improved for {plural(config.patience, 'epoch')}"
+    elif reason == "time":
+        why = (
+            f"its epochs took {config.max_minutes:g} minutes or more (max_minutes), the one "
+            "stop that depends on the machine's speed"
+        )
+    elif config.auto:
+        why = f"epochs {AUTO} trains at most {AUTO_MAX_EPOCHS:,} epochs"
+    else:
+        return None
+    sentence = f"stopped after epoch {state.epoch}: {why}"
+    if state.best_epoch is None:
+        return sentence
+    loss = f"({state.best_loss:.2f} nats)"
+    if config.keep == "best":
+        return f"{sentence}; keeping epoch {state.best_epoch}'s weights {loss}"
+    return f"{sentence}; the best held-out -ELBO was epoch {state.best_epoch}'s {loss}"
+
+
 def check_held_out(config: TrainConfig, data: TrainingData) -> None:
-    """``--patience`` and ``--keep best`` follow the held-out score: refuse them, in one line,
-    for data without held-out examples."""
+    """``--epochs auto``, ``--patience`` and ``--keep best`` follow the held-out score: refuse
+    them, in one line, for data without held-out examples."""
     if data.held_out() is not None:
         return
-    for wanted, flag in ((config.patience, "--patience"), (config.keep == "best", "--keep best")):
+    fraction = f"--val-fraction F (0 < F ≤ {MAX_VAL_FRACTION})"
+    for wanted, flag, instead in (
+        (config.auto, f"--epochs {AUTO}", "--epochs N"),
+        (config.patience, "--patience", "leave --patience out"),
+        (config.keep == "best", "--keep best", "leave --keep best out"),
+    ):
         if wanted:
             raise ConfigError(
                 f"{flag} follows the held-out score, and this run holds out no data; give "
-                f"--val-fraction F (0 < F ≤ {MAX_VAL_FRACTION}) or leave {flag} out"
+                f"{fraction} or {instead}"
             )
 
 
@@ -279,12 +345,16 @@ def fit(
     on_epoch: EpochHook | None = None,
     on_step: StepHook | None = None,
     progress: bool = False,
+    clock: Clock = time.perf_counter,
 ) -> list[dict[str, Any]]:
-    """Train ``engine`` from ``state`` (default: a fresh start) to ``config.epochs``, or until
-    ``config.patience`` epochs in a row bring no lower held-out −ELBO (nats per example; the
-    validation split, else the test split), which ``state`` records with its epoch.
+    """Train ``engine`` from ``state`` (default: a fresh start) until :func:`stop_reason` says
+    stop: ``config.epoch_limit`` epochs, ``config.patience`` epochs in a row without a lower
+    held-out −ELBO (nats per example; the validation split, else the test split), which
+    ``state`` records with its epoch, or ``config.max_minutes`` of epochs by ``clock``.
 
-    Returns one metrics record per epoch trained; ``on_epoch(engine, record, state)`` runs after
+    Returns one metrics record per epoch trained (``seconds``: the epoch's, by ``clock``; the
+    last epoch's also ``stopped``: why the loop stopped after it);
+    ``on_epoch(engine, record, state)`` runs after
     each epoch and ``on_step(engine, state, metrics, beta)`` after each step. A non-finite loss
     raises :class:`TrainingDiverged` naming its step, with the weights of the step before it.
     With ``progress``: a bar on stderr when it is a terminal, else a line there every tenth of
@@ -303,9 +373,9 @@ def fit(
     else:
         source = DeviceBatches(on_device, config, n, state)
     history = []
-    while state.epoch < config.epochs and not state.stalled(config.patience):
+    while stop_reason(config, state) is None:
         epoch = state.epoch + 1
-        started = time.perf_counter()
+        started = clock()
         engine.set_learning_rate(learning_rate(config, epoch))
         source.shuffle(state.rng.permutation(n))
         with Progress(epoch, config.epochs, steps_per_epoch, progress) as shown, closing(source):
@@ -321,10 +391,13 @@ def fit(
         loss, recon, kl = source.epoch_sums() / n
         record = {"epoch": epoch, "step": state.step, "loss": loss, "recon": recon, "kl": kl}
         record.update(beta=beta, **held_out_scores(engine, config, data))
-        record["seconds"] = time.perf_counter() - started
-        state.epoch = epoch
+        record["seconds"] = clock() - started
+        state.epoch, state.seconds = epoch, state.seconds + record["seconds"]
         if data.held_out() is not None:
             state.improve(record["val_loss" if data.val is not None else "test_loss"])
+        reason = stop_reason(config, state)
+        if reason is not None:
+            record["stopped"] = reason
         history.append(record)
         if on_epoch is not None:
             on_epoch(engine, record, state)

@@ -22,7 +22,14 @@ from vaekit.errors import ConfigError
 from vaekit.runs import best_weights, checkpoint, config_file, layout, lock
 from vaekit.runs.metrics import keep_metrics_until, last_metrics
 from vaekit.text import plural
-from vaekit.train.loop import Log, LoopState, check_data_on_device, check_held_out
+from vaekit.train.loop import (
+    Log,
+    LoopState,
+    check_data_on_device,
+    check_held_out,
+    stop_reason,
+    stop_sentence,
+)
 from vaekit.train.writer import RunWriter
 
 
@@ -136,15 +143,16 @@ def start_run(
 def resume_run(
     run_dir: str | Path,
     *,
-    epochs: int | None = None,
+    epochs: int | str | None = None,
     patience: int | None = None,
+    max_minutes: float | None = None,
     data_dir: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
     log: Log = print,
 ) -> list[dict[str, Any]]:
     """Continue the run in ``run_dir`` from its last complete epoch (to ``epochs`` if given,
-    stopping early with ``patience`` if given, both stored)
+    stopping early with ``patience`` and after ``max_minutes`` in all if given, each stored)
     and return the metrics record of that epoch (see :func:`last_metrics`) followed
     by those of the epochs trained now (metrics.jsonl has them all); a finished run only gets
     its final figures again.
@@ -159,7 +167,8 @@ def resume_run(
     checkpoint.check_resumable(run_dir)
     model, config, record = config_file.read_config(run_dir)
     lock.check_not_busy(run_dir)  # on every rank, before anything is loaded
-    config, where = _resumed_config(config, epochs, patience, device, data_dir)
+    changes = {"epochs": epochs, "patience": patience, "max_minutes": max_minutes}
+    config, where = _resumed_config(config, changes, device, data_dir)
     scaling = Scaling.load(run_dir)  # None for a run from before scalings were stored: auto
     names = classes.load(run_dir)  # None: numbered classes, or a run from before names were kept
     data = TrainingData.load(replace(config, data_dir=where), scaling=scaling)
@@ -170,7 +179,7 @@ def resume_run(
             checkpoint.recover(run_dir, model)  # finish or undo an interrupted save, first
         distributed.barrier()
         state = LoopState.from_json(checkpoint.load_checkpoint(run_dir, engine))
-        if state.epoch > config.epochs:
+        if state.epoch > config.epoch_limit:
             raise ConfigError(
                 f"{run_dir} has already trained {plural(state.epoch, 'epoch')}; pass --epochs "
                 f"with a number larger than {state.epoch} to train longer"
@@ -207,26 +216,37 @@ def check_same_classes(
 
 def _resumed_config(
     config: TrainConfig,
-    epochs: int | None,
-    patience: int | None,
+    stopping: dict[str, Any],
     device: str | None,
     data_dir: str | Path | None,
 ) -> tuple[TrainConfig, str | None]:
-    """The run's training settings with what resuming changes (the arguments given, stored in
-    the run), and the directory where the data are looked for now (:func:`run_data_dir`)."""
+    """The run's training settings with what resuming changes (the ``stopping`` settings,
+    ``device`` and ``data_dir`` given, stored in the run), and the directory where the data
+    are looked for now (:func:`run_data_dir`)."""
     where = run_data_dir(config.data, config.data_dir, data_dir)
-    changes = {"epochs": epochs, "patience": patience, "device": device}
+    changes = {**stopping, "device": device}
     changes["data_dir"] = where if data_dir is not None else None
     return replace(config, **{k: v for k, v in changes.items() if v is not None}), where
 
 
+#: How to train on after each stop.
+TRAIN_ON = {
+    "patience": "--patience with a number larger than {patience}",
+    "epochs": "--epochs with a number larger than {epoch}",
+    "time": "--max-minutes with a number larger than {max_minutes:g}",
+}
+
+
 def _resuming_line(run_dir: Path, config: TrainConfig, state: LoopState) -> str:
-    """What resuming will do: train on, or only draw the figures of a finished run."""
-    if state.epoch < config.epochs and state.stalled(config.patience):
-        return f"{run_dir} stopped early; drawing its figures"
-    if state.epoch == config.epochs:  # e.g. stopped while drawing the final figures
-        return (
-            f"{run_dir} has trained all {plural(config.epochs, 'epoch')}; drawing its figures "
-            "(pass --epochs with a larger number to train longer)"
-        )
-    return f"resuming {run_dir} after epoch {state.epoch}"
+    """What resuming will do, in one line: train on, or only draw the figures of a run that
+    has stopped (it says why, and which flag trains on)."""
+    reason = stop_reason(config, state)
+    if reason is None:
+        return f"resuming {run_dir} after epoch {state.epoch}"
+    more = TRAIN_ON[reason].format(epoch=state.epoch, **config.to_dict())
+    why = stop_sentence(config, reason, state)
+    if why is None:  # it trained the epochs it was given, e.g. stopped while drawing figures
+        why = f"has trained all {plural(config.epochs, 'epoch')}"
+    else:
+        why = why.replace("stopped", "has stopped", 1)
+    return f"{run_dir} {why}; drawing its figures (pass {more} to train on)"

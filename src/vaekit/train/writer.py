@@ -20,7 +20,6 @@ from vaekit.engines import Engine, StepMetrics
 from vaekit.errors import CheckpointError, TrainingDiverged
 from vaekit.runs import best_weights, checkpoint
 from vaekit.runs.metrics import append_metrics
-from vaekit.text import plural
 from vaekit.train.loop import Log, LoopState, fit, learning_rate
 
 #: Inputs larger than this in magnitude (after scaling) are named as the likely cause when the
@@ -189,12 +188,6 @@ class RunWriter:
         except BaseException:
             self._stop_tracking()
             raise
-        if state.epoch < self.config.epochs and state.stalled(self.config.patience):
-            self.log(
-                f"stopped early after epoch {state.epoch}: the held-out -ELBO has not improved "
-                f"for {plural(self.config.patience, 'epoch')} (best "
-                f"{state.best_loss:.2f} nats at epoch {state.best_epoch})"
-            )
         with self._writing("the final figures", state.epoch):
             if self.writes:
                 gallery.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
