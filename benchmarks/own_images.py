@@ -58,13 +58,19 @@ CLASSES = (
     "tshirt", "trouser", "pullover", "dress", "coat",
     "sandal", "shirt", "sneaker", "bag", "ankle-boot",
 )  # fmt: skip
-#: Candidates compared with the default command: a name and the flags it adds.
+#: Candidates compared with the default command: a name and the flags it adds. The first three
+#: are today's defaults (with --epochs auto); the others are the choices measured against them
+#: (see docs/benchmarks.md: "Your own images"), run with --common "--epochs 30".
 CANDIDATES = {
     "default": "",
+    "conditional": "--conditional",
     "conv": "--arch conv",
-    "conv-gauss": "--arch conv --likelihood gaussian --learn-sigma scalar",
-    "mlp-gauss": "--likelihood gaussian --learn-sigma scalar",
-    "conv-warmup": "--arch conv --kl-warmup 10",
+    "bernoulli": "--likelihood bernoulli",
+    "learned-sigma": "--likelihood gaussian --learn-sigma scalar",
+    "conv-bernoulli": "--arch conv --likelihood bernoulli",
+    "conv-learned-sigma": "--arch conv --likelihood gaussian --learn-sigma scalar",
+    "conv-bernoulli-warmup": "--arch conv --likelihood bernoulli --kl-warmup 10",
+    "conv-bernoulli-b32": "--arch conv --likelihood bernoulli --batch-size 32",
 }
 
 

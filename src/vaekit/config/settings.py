@@ -85,6 +85,19 @@ def default_prior(n_classes: int, engine: str = ENGINES[0]) -> str:
     return "class" if engine == "numpy" else "vamp"
 
 
+def default_likelihood(input_shape: tuple[int, ...]) -> dict[str, str]:
+    """The likelihood settings when none is named: for colour images (3, H, W) a Gaussian whose
+    σ each training step calibrates to the batch (Rybkin et al., 2021). Bernoulli on colour
+    levels, or a Gaussian whose σ starts at 1 and is learned by gradient, lets the KL fall
+    towards 0 in the first epochs on small colour sets, and the calibrated Gaussian codes more
+    of each image (``benchmarks/own_images.py``: held-out reconstructions of tinted clothing
+    classified right 83% as often as the images, against 72% and 63%, after 30 epochs). Else
+    nothing: Bernoulli, the grey-level protocol of the named sets."""
+    if len(input_shape) == 3 and input_shape[0] == 3:
+        return {"likelihood": "gaussian", "learn_sigma": "calibrated"}
+    return {}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and likelihood of a VAE over inputs of ``input_shape``.
