@@ -18,7 +18,8 @@
    at z = μ) that the classifier calls right, divided by its share on the real test images
    (target ≥ 90%); for a conditional candidate, the same share for samples of each class. Also
    the lowest held-out KL of any epoch (a dip towards 0 is posterior collapse), the epochs
-   trained, which weights were judged, and the command's wall time.
+   trained and why it stopped, which weights were judged, the training time (the epochs') and
+   the whole command's wall time.
 
     python benchmarks/own_images.py                       # the default command, and candidates
     python benchmarks/own_images.py --candidate conv="--arch conv" --only conv
@@ -47,7 +48,7 @@ from PIL import Image
 from vaekit.data import load_dataset
 from vaekit.data.classes import load as load_class_names
 from vaekit.data.datasets import load_raw
-from vaekit.engines.sampling import reconstruct, sample_prior
+from vaekit.engines.sampling import posterior_means, sample_prior
 from vaekit.measure.evaluation import evaluate_elbo, latent_statistics
 from vaekit.runs.config_file import read_config
 from vaekit.runs.inputs import run_data
@@ -115,24 +116,30 @@ def fashion_labels(run: Path, codes: np.ndarray) -> np.ndarray:
     return np.array([CLASSES.index(names[c]) for c in codes])
 
 
-def train_candidate(name: str, flags: str, train_dir: Path, out: Path) -> dict:
+def train_candidate(name: str, flags: str, train_dir: Path, out: Path, reuse: bool) -> dict:
+    """Train the candidate (or, with ``reuse``, take its run from an earlier call); its wall
+    time (None when reused), epochs, training seconds and the lowest held-out KL."""
     run = out / name
     command = ["vaekit", "train", "--data", str(train_dir), "--out", str(run), "--force"]
     command += shlex.split(flags)
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode:
-        sys.exit(f"{name}: {' '.join(command)} failed:\n{done.stderr}")
-    lines = done.stdout.strip().splitlines()
+    seconds, last_line = None, "(reused)"
+    if not (reuse and (run / "metrics.jsonl").exists()):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if done.returncode:
+            sys.exit(f"{name}: {' '.join(command)} failed:\n{done.stderr}")
+        last_line = done.stdout.strip().splitlines()[-1]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     lowest = min(r.get("val_kl", r["kl"]) for r in records)
     return {
         "run": run,
         "seconds": seconds,
+        "train_seconds": sum(r["seconds"] for r in records),
         "epochs": len(records),
+        "stopped": records[-1].get("stopped", "epochs"),
         "lowest_kl": lowest,
-        "last_line": lines[-1],
+        "last_line": last_line,
     }
 
 
@@ -146,7 +153,7 @@ def judge(run: Path, test_dir: Path, net, real_share: float, per_class: int) -> 
     y = labels if model.n_classes else None
     elbo = evaluate_elbo(engine, data.x, y=y)
     stats = latent_statistics(engine, data.x, y=y)
-    recon = reconstruct(engine, data.x, y)
+    recon = engine.decode(posterior_means(engine, data.x, y), y)
     truth = fashion_labels(run, labels)
     recon_share = float((predict(net, as_grey_items(recon)) == truth).mean())
     dims = int(np.prod(model.input_shape))
@@ -189,6 +196,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="where the folders and runs go (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="300 images, 1 classifier epoch")
+    parser.add_argument(
+        "--reuse", action="store_true", help="judge the runs an earlier call left in --out again"
+    )
     args = parser.parse_args()
     if args.quick:
         args.images, args.classifier_epochs, args.per_class = 300, 1, 20
@@ -219,7 +229,8 @@ def main() -> None:
     )
     rows = []
     for name in names:
-        trained = train_candidate(name, f"{candidates[name]} {args.common}", train_dir, out)
+        flags = f"{candidates[name]} {args.common}"
+        trained = train_candidate(name, flags, train_dir, out, args.reuse)
         scores = judge(trained["run"], test_dir, net, real_share, args.per_class)
         rows.append({"candidate": name, "flags": candidates[name], **trained, **scores})
         print(f"{name}: {trained['last_line']}", flush=True)
@@ -245,17 +256,19 @@ def print_table(rows: list[dict], real_share: float) -> None:
     )
     print(
         "| candidate | flags | test −ELBO (nats) | bits/dim | KL (nats) | lowest KL | active units "
-        "| reconstructions right ÷ real | samples right ÷ real | epochs | weights | time (s) |"
+        "| reconstructions right ÷ real | samples right ÷ real | epochs | stopped | weights "
+        "| training (s) | command (s) |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+    print("| --- | --- |" + " ---: |" * 8 + " --- | --- | ---: | ---: |")
     for r in rows:
         bits = "—" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.3f}"
         samples = f"{r['sample_ratio']:.0%}" if "sample_ratio" in r else "—"
+        command = "—" if r["seconds"] is None else f"{r['seconds']:.0f}"
         print(
             f"| {r['candidate']} | `{r['flags'] or '(none)'}` | {r['test_elbo']:.1f} | {bits} "
             f"| {r['kl']:.1f} | {r['lowest_kl']:.2f} | {r['active_units']} of {r['latent_dim']} "
-            f"| **{r['recon_ratio']:.0%}** | {samples} | {r['epochs']} | {r['which']} "
-            f"| {r['seconds']:.0f} |"
+            f"| **{r['recon_ratio']:.0%}** | {samples} | {r['epochs']} | {r['stopped']} "
+            f"| {r['which']} | {r['train_seconds']:.0f} | {command} |"
         )
     print(f"\nThe classifier is right on {real_share:.1%} of the real tinted test images.")
 
