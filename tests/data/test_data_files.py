@@ -223,8 +223,12 @@ def test_csv_non_numeric_cell_names_line_and_column(tmp_path):
     assert "'b'" in message and "'oops'" in message
 
 
-def test_csv_non_numeric_label(tmp_path):
-    refused(write(tmp_path / "t.csv", "a,label\n0,cat\n"), "line 2 column 2 \\('label'\\)")
+def test_csv_words_in_a_feature_column_are_refused_where_labels_may_be_names(tmp_path):
+    """A label column of words names the classes (vaekit.data.classes); a feature column of words
+    is refused at its cell."""
+    refused(write(tmp_path / "t.csv", "a,label\ncat,0\n"), "line 2 column 1 \\('a'\\)")
+    raw = read_file(write(tmp_path / "n.csv", "a,label\n0,cat\n1,ant\n"))
+    assert raw.classes == ("ant", "cat") and raw.y.tolist() == [1, 0]
 
 
 def test_csv_empty_cell_without_header(tmp_path):

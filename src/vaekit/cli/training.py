@@ -228,6 +228,9 @@ def _stop_line(last: dict, out: Path) -> str | None:
 
 
 def _print_summary(last: dict, out: Path) -> None:
+    group = distributed.from_environment()
+    if group is not None and not group.is_main:
+        return  # rank 0 speaks for the group, and reads the run's files once it has written them
     stop = _stop_line(last, out)
     if stop is not None:
         print(stop)
