@@ -305,10 +305,10 @@ def test_an_edited_run_is_refused_in_one_line_and_left_as_it_was(
 
 
 #: (command, flag, lowest, highest): every bounded integer flag of the commands that read runs.
+#: (--label is a class's name or number, checked against the run's classes: tests/test_class_names.)
 FLAGS = [
     ("sample", "-n", 1, 10_000),
     ("sample", "--seed", 0, 2**32 - 1),
-    ("sample", "--label", 0, 9_999),
     ("reconstruct", "-n", 1, 100),
     ("manifold", "-n", 2, 100),
     ("manifold", "--dims", 0, 65_535),
