@@ -186,7 +186,14 @@ def test_conditional_sampling_from_the_cli(subset, tmp_path, capsys):
     assert np.load(tmp_path / "sevens.npy").shape == (16, 1, 28, 28)
     code, out, _ = run_cli(capsys, "sample", str(run), "--grid-by-label", "-n", "5")
     assert code == 0 and "10 rows" in out
-    assert_user_error(capsys, "sample", str(run), "--label", "12", words="between 0 and 9")
+    assert_user_error(
+        capsys,
+        "sample",
+        str(run),
+        "--label",
+        "12",
+        words="not one of this model's classes: 0, 1, 2",
+    )
     assert run_cli(capsys, "evaluate", str(run), "--data", str(subset), "--iw-samples", "3")[0] == 0
     plain = tmp_path / "plain"
     assert (
