@@ -117,3 +117,31 @@ def test_from_dict_rejects_unknown_keys_and_wrong_types():
         ModelConfig.from_dict([1, 2])
     with pytest.raises(ConfigError):
         ModelConfig.from_dict({"latent_dim": "20"})
+
+
+@pytest.mark.parametrize(
+    ("shape", "engine", "given", "expected"),
+    [
+        ((3, 32, 32), "torch", {}, {"arch": "conv", "latent_dim": 50, "learn_sigma": "calibrated"}),
+        ((3, 64, 48), "torch", {}, {"arch": "conv", "latent_dim": 50, "learn_sigma": "calibrated"}),
+        ((3, 30, 30), "torch", {}, {"arch": "mlp", "latent_dim": 50, "learn_sigma": "calibrated"}),
+        ((3, 32, 32), "torch", {"conv_channels": (8, 8, 8, 8, 8, 8)}, {"arch": "mlp"}),
+        ((3, 32, 32), "numpy", {}, {"arch": "mlp", "latent_dim": 50, "likelihood": "gaussian"}),
+        ((3, 32, 32), "torch", {"likelihood": "bernoulli"}, {"learn_sigma": "fixed"}),
+        ((3, 32, 32), "torch", {"likelihood": "gaussian"}, {"learn_sigma": "fixed"}),
+        ((3, 32, 32), "torch", {"arch": "mlp", "latent_dim": 8}, {"arch": "mlp", "latent_dim": 8}),
+        ((3, 32, 32), "torch", {"learn_sigma": "scalar"}, {"likelihood": "gaussian"}),
+        ((1, 28, 28), "torch", {}, {"arch": "mlp", "latent_dim": 20, "likelihood": "bernoulli"}),
+        ((3072,), "torch", {}, {"arch": "mlp", "latent_dim": 20, "likelihood": "bernoulli"}),
+        ((3, 32), "torch", {}, {"arch": "mlp", "latent_dim": 20, "likelihood": "bernoulli"}),
+    ],
+)
+def test_colour_images_take_their_defaults_where_none_are_named(shape, engine, given, expected):
+    """Colour images: a calibrated Gaussian, 50 latents and the conv model where it can be built;
+    whatever is named wins, σ goes with the likelihood, and anything else keeps the old defaults."""
+    from vaekit.config.settings import colour_image_defaults
+
+    settings = {**given, **colour_image_defaults(shape, engine, given)}
+    config = ModelConfig(input_shape=shape, **settings)
+    for name, value in expected.items():
+        assert getattr(config, name) == value, name

@@ -11,7 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import ModelConfig, TrainConfig, default_likelihood, default_prior
+from vaekit.config.settings import (
+    ModelConfig,
+    TrainConfig,
+    colour_image_defaults,
+    default_prior,
+)
 from vaekit.data import RawData, binarize, load_raw
 from vaekit.data.scaling import Scaling
 from vaekit.data.scaling import fit as fit_scaling
@@ -174,8 +179,9 @@ def model_config(
     ``conditional`` model, as many classes as the data name (a class without an example
     counts), else as the largest label of the training data (its held-out part included)
     says, and when no prior is named the one that suits
-    ``train.engine`` (:func:`vaekit.config.settings.default_prior`), and when no likelihood is
-    named the one that suits the data (:func:`vaekit.config.settings.default_likelihood`)."""
+    ``train.engine`` (:func:`vaekit.config.settings.default_prior`); for colour images, the
+    settings that suit them where none are named
+    (:func:`vaekit.config.settings.colour_image_defaults`)."""
     n_classes = 0
     if conditional:
         parts = [y for y in (data.train_labels, data.val_labels) if y is not None and len(y)]
@@ -184,9 +190,8 @@ def model_config(
         n_classes = len(data.classes) if data.classes else int(max(y.max() for y in parts)) + 1
     prior = settings.get("prior") or default_prior(n_classes, train.engine)
     shape = tuple(data.train.shape[1:])
-    if settings.get("likelihood") is None:
-        given = {name: value for name, value in settings.items() if name != "likelihood"}
-        settings = {**default_likelihood(shape), **given}
+    given = {name: value for name, value in settings.items() if value is not None}
+    settings = {**given, **colour_image_defaults(shape, train.engine, given)}
     return ModelConfig(**{**settings, "input_shape": shape, "n_classes": n_classes, "prior": prior})
 
 
