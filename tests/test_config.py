@@ -139,7 +139,7 @@ def test_from_dict_rejects_unknown_keys_and_wrong_types():
 def test_colour_images_take_their_defaults_where_none_are_named(shape, engine, given, expected):
     """Colour images: a calibrated Gaussian, 50 latents and the conv model where it can be built;
     whatever is named wins, σ goes with the likelihood, and anything else keeps the old defaults."""
-    from vaekit.config.settings import colour_image_defaults
+    from vaekit.config.defaults import colour_image_defaults
 
     settings = {**given, **colour_image_defaults(shape, engine, given)}
     config = ModelConfig(input_shape=shape, **settings)

@@ -153,56 +153,6 @@ def batch_kernel(function: Any, x: np.ndarray, labels: np.ndarray | None) -> Any
     return tuple(a[:1] for a in out) if isinstance(out, tuple) else out[:1]
 
 
-def class_codes(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(classes, codes) of the labels ``y`` of ``n`` examples, of any kind scikit-learn takes
-    (numbers, strings, a pandas Series): the classes are ``numpy.unique(y)`` and each code the
-    index of its label's class; labels of mixed kinds, NaN, or not one per example raise
-    :class:`DataError`."""
-    labels = np.asarray(y)
-    if labels.ndim != 1 or len(labels) != n:
-        raise DataError(f"y has shape {labels.shape}; expected one label per example, ({n},)")
-    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-        raise DataError("y holds NaN or infinite labels")
-    if labels.dtype.kind not in "biufUO":
-        raise DataError(f"y holds labels of type {labels.dtype}; use numbers or strings")
-    try:
-        found, codes = np.unique(labels, return_inverse=True)
-    except TypeError:
-        raise DataError("y mixes labels of different kinds (numbers and strings, say)") from None
-    if found.dtype.kind == "O" and not all(isinstance(v, str) for v in found.tolist()):
-        raise DataError("y holds objects that are neither numbers nor strings")
-    return found, codes.reshape(-1).astype(np.int64)
-
-
-def codes_of(labels: Any, classes: np.ndarray) -> np.ndarray:
-    """The codes of ``labels`` (one value or a 1-D array, values of ``classes``); a value that
-    is no class raises :class:`ConfigError` naming the classes."""
-    values = np.asarray(labels)
-    if values.ndim > 1:
-        raise DataError(f"labels have shape {values.shape}; expected one or one per example")
-    index = {value: code for code, value in enumerate(classes.tolist())}
-    codes = []
-    for value in np.atleast_1d(values).tolist():
-        if value not in index:
-            shown = ", ".join(map(repr, classes.tolist()[:20]))
-            raise ConfigError(f"{value!r} is not one of this model's classes: {shown}")
-        codes.append(index[value])
-    return np.array(codes, dtype=np.int64).reshape(values.shape)
-
-
-def stored_classes(run_dir: Path, n_classes: int) -> np.ndarray:
-    """The ``classes_`` of a conditional model saved in ``run_dir``: the numbers it keeps,
-    else its class names (names that are its codes 0, 1, …, as a MNIST run's, and a run
-    without names give the codes, as numbers)."""
-    values = class_names.load_values(run_dir)
-    if values is not None:
-        return np.array(values)
-    names = class_names.load(run_dir)
-    if names is None or names == class_names.names_or_numbers(None, n_classes):
-        return np.arange(n_classes)
-    return np.array(names)
-
-
 def check_held_out(train: TrainConfig, data: TrainingData) -> None:
     """``epochs='auto'`` and ``keep='best'`` follow the held-out score: refuse them, in one
     line, where ``val_fraction=0`` holds nothing out."""
@@ -306,7 +256,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         if values["conditional"]:
             if y is None:
                 raise ConfigError("a conditional VAE needs the labels: fit(X, y)")
-            found, labels = class_codes(y, len(x))
+            found, labels = class_names.class_codes(y, len(x))
         train = TrainConfig(data=ARRAY_SOURCE, **{name: values[name] for name in TRAIN_PARAMS})
         names = None if found is None else class_names.check_names(map(str, found.tolist()), "y")
         raw = RawData(x=x, y=labels, name="X", classes=names)
@@ -435,7 +385,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         engine = self._engine()
         if not engine.config.conditional or y is None:
             return check_labels(engine, y, n) if engine.config.conditional else None
-        return check_labels(engine, codes_of(y, self.classes_), n)
+        return check_labels(engine, class_names.codes_of(y, self.classes_), n)
 
     def encode(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(mu, logvar) of q(z|x[, y]), each (N, latent_dim)."""
@@ -471,7 +421,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         ``seed`` defaults to the training seed."""
         engine = self._engine()
         seed = self.train_config_.seed if seed is None else seed
-        codes = None if labels is None else codes_of(labels, self.classes_)
+        codes = None if labels is None else class_names.codes_of(labels, self.classes_)
         return self._raw_units(sample_prior(engine, n_samples, seed=seed, labels=codes))
 
     def generate(
@@ -617,7 +567,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin, BaseE
         vae.n_features_in_ = math.prod(model.input_shape)
         vae.scaling_ = Scaling.load(run_dir)
         if model.conditional:
-            vae.classes_ = stored_classes(run_dir, model.n_classes)
+            vae.classes_ = class_names.stored_classes(run_dir, model.n_classes)
         vae._restore_outliers(run_dir)
         vae._restore_feature_names(run_dir)
         return vae

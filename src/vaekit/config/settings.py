@@ -1,11 +1,9 @@
 """Model and training settings: frozen dataclasses, one line of help and one rule per field
-(:mod:`vaekit.config.rules`), checked when built, with a JSON round-trip.
-
-:class:`ModelConfig` is the single source of truth for the architecture and the likelihood; both
-engines build the same weights (:mod:`vaekit.model.parameters` names them) from it.
-:class:`TrainConfig` holds everything else a training run needs, so that a run directory's
-``config.json`` reproduces it. The command line's flags and the estimator's keyword parameters
-are made from these fields: their help, defaults and bounds are written here once.
+(:mod:`vaekit.config.rules`), checked when built, with a JSON round-trip. :class:`ModelConfig`
+is the one source of the architecture and the likelihood (both engines build its weights, named
+by :mod:`vaekit.model.parameters`); :class:`TrainConfig` holds everything else a run needs, so
+that its ``config.json`` reproduces it. The command line's flags and the estimator's keyword
+parameters are made from these fields: their help, defaults and bounds are written here once.
 """
 
 from __future__ import annotations
@@ -83,33 +81,6 @@ def default_prior(n_classes: int, engine: str = ENGINES[0]) -> str:
     if not n_classes:
         return "standard"
     return "class" if engine == "numpy" else "vamp"
-
-
-def colour_image_defaults(
-    input_shape: tuple[int, ...], engine: str, given: dict[str, Any]
-) -> dict[str, Any]:
-    """The settings a model of colour images (3, H, W) takes where ``given`` names none: a
-    Gaussian whose σ each training step calibrates to the batch (Rybkin et al., 2021), 50 latent
-    dimensions, and the conv architecture where it can be built (the torch engine, vaekit's own
-    networks, H and W divisible by its strides). Else nothing: grey images and tables keep
-    Bernoulli, the MLP and 20 latents, the protocol of the named sets.
-
-    Measured on 2,000 colour clothing images (``benchmarks/own_images.py``; docs/benchmarks.md,
-    "Your own images"): Bernoulli on colour levels, or a Gaussian whose σ starts at 1 and is
-    learned by gradient, lets the KL fall to 1–3 nats in the first epochs; with these defaults
-    the held-out reconstructions are classified right 91% as often as the images themselves,
-    against 85% for the calibrated MLP of 20 latents."""
-    if len(input_shape) != 3 or input_shape[0] != 3:
-        return {}
-    defaults: dict[str, Any] = {"latent_dim": 50}
-    if given.get("likelihood") is None:  # σ goes with the likelihood: both, or neither
-        defaults.update(likelihood="gaussian", learn_sigma="calibrated")
-    strides = 2 ** len(given.get("conv_channels") or ModelConfig.conv_channels)
-    own_networks = given.get("encoder_module") or given.get("decoder_module")
-    fits = input_shape[1] % strides == 0 and input_shape[2] % strides == 0
-    if engine == "torch" and fits and not own_networks:
-        defaults["arch"] = "conv"
-    return {name: value for name, value in defaults.items() if given.get(name) is None}
 
 
 @dataclass(frozen=True)
@@ -290,8 +261,7 @@ class ModelConfig:
             )
 
     def _check_latent_structure(self) -> None:
-        """Which of the prior, the second stochastic layer, the flow and your own networks go
-        together."""
+        """Which priors, second layers, flows and networks of your own go together."""
         custom = self.encoder_module is not None or self.decoder_module is not None
         refusals = (
             (
@@ -347,14 +317,13 @@ class ModelConfig:
 
     @property
     def closed_form_kl(self) -> bool:
-        """Whether KL(q(z|x) ‖ p(z)) has a closed form per latent dimension (the ELBO then uses
-        it; otherwise the single-sample estimate log q(z|x) − log p(z))."""
+        """Whether KL(q(z|x) ‖ p(z)) has a closed form per latent dimension (which the ELBO uses;
+        else the single-sample estimate log q(z|x) − log p(z))."""
         return self.prior in CLOSED_FORM_PRIORS and self.flow == "none" and not self.top_latent_dim
 
     @property
     def prior_dim(self) -> int:
-        """Size of the latent layer the prior p(z) is over: z2 with two stochastic layers, else
-        z."""
+        """Size of the layer p(z) is over: z2 with two stochastic layers, else z."""
         return self.top_latent_dim or self.latent_dim
 
     @property
@@ -386,8 +355,8 @@ class ModelConfig:
 
     @property
     def log_sigma_shape(self) -> tuple[int, ...] | None:
-        """Shape of the stored log σ of a Gaussian likelihood: (1,) for ``scalar`` and
-        ``calibrated``, (D,) for ``per-dim``; None when σ is fixed."""
+        """Shape of the Gaussian's stored log σ: (1,) ``scalar`` or ``calibrated``, (D,)
+        ``per-dim``, None for a fixed σ."""
         shapes = {"scalar": (1,), "calibrated": (1,), "per-dim": (self.input_dim,)}
         return shapes.get(self.learn_sigma)
 

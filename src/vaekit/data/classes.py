@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,3 +141,56 @@ def _entries(path: Path) -> list[dict] | None:
         raise DataError(f"{path} is not a vaekit class-name record ({exc})") from None
     check_names(names, str(path))
     return entries
+
+
+# --- the estimator's labels: values of any kind, codes inside -------------------------------
+
+
+def class_codes(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, codes) of the labels ``y`` of ``n`` examples, of any kind scikit-learn takes
+    (numbers, strings, a pandas Series): the classes are ``numpy.unique(y)`` and each code the
+    index of its label's class; labels of mixed kinds, NaN, or not one per example raise
+    :class:`DataError`."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != n:
+        raise DataError(f"y has shape {labels.shape}; expected one label per example, ({n},)")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise DataError("y holds NaN or infinite labels")
+    if labels.dtype.kind not in "biufUO":
+        raise DataError(f"y holds labels of type {labels.dtype}; use numbers or strings")
+    try:
+        found, codes = np.unique(labels, return_inverse=True)
+    except TypeError:
+        raise DataError("y mixes labels of different kinds (numbers and strings, say)") from None
+    if found.dtype.kind == "O" and not all(isinstance(v, str) for v in found.tolist()):
+        raise DataError("y holds objects that are neither numbers nor strings")
+    return found, codes.reshape(-1).astype(np.int64)
+
+
+def codes_of(labels: Any, classes: np.ndarray) -> np.ndarray:
+    """The codes of ``labels`` (one value or a 1-D array, values of ``classes``); a value that
+    is no class raises :class:`ConfigError` naming the classes."""
+    values = np.asarray(labels)
+    if values.ndim > 1:
+        raise DataError(f"labels have shape {values.shape}; expected one or one per example")
+    index = {value: code for code, value in enumerate(classes.tolist())}
+    codes = []
+    for value in np.atleast_1d(values).tolist():
+        if value not in index:
+            shown = ", ".join(map(repr, classes.tolist()[:20]))
+            raise ConfigError(f"{value!r} is not one of this model's classes: {shown}")
+        codes.append(index[value])
+    return np.array(codes, dtype=np.int64).reshape(values.shape)
+
+
+def stored_classes(run_dir: Path, n_classes: int) -> np.ndarray:
+    """The ``classes_`` of a conditional model saved in ``run_dir``: the numbers it keeps,
+    else its class names (names that are its codes 0, 1, …, as a MNIST run's, and a run
+    without names give the codes, as numbers)."""
+    values = load_values(run_dir)
+    if values is not None:
+        return np.array(values)
+    names = load(run_dir)
+    if names is None or names == names_or_numbers(None, n_classes):
+        return np.arange(n_classes)
+    return np.array(names)

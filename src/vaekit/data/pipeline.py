@@ -11,12 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.config.settings import (
-    ModelConfig,
-    TrainConfig,
-    colour_image_defaults,
-    default_prior,
-)
+from vaekit.config.defaults import colour_image_defaults
+from vaekit.config.settings import ModelConfig, TrainConfig, default_prior
 from vaekit.data import RawData, binarize, load_raw
 from vaekit.data.scaling import Scaling
 from vaekit.data.scaling import fit as fit_scaling
@@ -181,7 +177,7 @@ def model_config(
     says, and when no prior is named the one that suits
     ``train.engine`` (:func:`vaekit.config.settings.default_prior`); for colour images, the
     settings that suit them where none are named
-    (:func:`vaekit.config.settings.colour_image_defaults`)."""
+    (:func:`vaekit.config.defaults.colour_image_defaults`)."""
     n_classes = 0
     if conditional:
         parts = [y for y in (data.train_labels, data.val_labels) if y is not None and len(y)]

@@ -1,10 +1,9 @@
 """Read a user's own data: ``.npy``, ``.npz``, ``.csv`` or a directory of images.
 
-Every reader returns a :class:`~vaekit.data.dataset.RawData` whose ``x`` holds the numbers as
-stored (scaling is a separate, explicit step: :mod:`vaekit.data.scaling`), with shape
-``(N, D)`` for tables and ``(N, C, H, W)`` for images (``(N, H, W)`` arrays gain a channel
-axis), whose ``y`` is int64 labels of shape ``(N,)`` or ``None`` (see
-:func:`~vaekit.data.labels.class_labels`), and whose ``classes`` name the labels' codes when the
+Every reader returns a :class:`~vaekit.data.dataset.RawData`: ``x`` the numbers as stored
+(scaling is a separate step, :mod:`vaekit.data.scaling`), ``(N, D)`` tables or ``(N, C, H, W)``
+images (``(N, H, W)`` arrays gain a channel axis); ``y`` int64 labels ``(N,)`` or ``None``
+(:func:`~vaekit.data.labels.class_labels`); ``classes`` the names of the labels' codes where the
 data names them (:mod:`vaekit.data.classes`). Files are never unpickled.
 
 What a file declares is checked before memory is allocated for it: an array header's shape and
@@ -13,10 +12,9 @@ against :data:`MAX_DATA_VALUES`; an image's width × height × channels against
 :data:`~vaekit.config.settings.MAX_INPUT_VALUES` (the most values one model input may have), and a
 folder's images together against :data:`MAX_DATA_VALUES`, before any pixel is decoded.
 
-Data larger than memory stay on disk: a ``.npy`` file, or a folder of ``.npy`` shards, is read
-row by row as the training loop asks (:class:`~vaekit.data.sources.NpyFile`), and a folder of
-images is decoded batch by batch (:class:`~vaekit.data.sources.Decoded`); only ``.npz`` and
-``.csv`` files are read whole.
+Data larger than memory stay on disk: a ``.npy`` file or folder of ``.npy`` shards is read row
+by row as the loop asks (:class:`~vaekit.data.sources.NpyFile`), a folder of images decoded
+batch by batch (:class:`~vaekit.data.sources.Decoded`); ``.npz`` and ``.csv`` are read whole.
 """
 
 from __future__ import annotations
