@@ -162,9 +162,8 @@ def stop_reason(config: TrainConfig, state: LoopState) -> str | None:
     """Why the loop trains no further epoch, or None to train on: ``patience`` (that many epochs
     in a row without a better held-out −ELBO), ``epochs`` (``config.epoch_limit`` trained) or
     ``time`` (the epochs took ``max_minutes`` or more in all, so 0 stops after the first
-    epoch), first of them that holds. The
-    first two depend only on the metrics, so the same seed stops at the same epoch; ``time``
-    is the one stop that depends on the machine's speed."""
+    epoch), the first that holds. The first two depend only on the metrics, so the same seed
+    stops at the same epoch; ``time`` is the one stop that depends on the machine's speed."""
     if state.stalled(config.patience):
         return "patience"
     if state.epoch >= config.epoch_limit:
