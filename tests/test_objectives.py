@@ -192,3 +192,11 @@ def test_the_calibrated_sigma_is_the_one_that_fits_the_batch_best(scale, shape, 
 def test_a_perfect_reconstruction_keeps_the_calibrated_sigma_finite():
     x = np.ones((3, 4))
     assert objectives.calibrated_log_sigma(x, x)[0] == np.log(objectives.MIN_CALIBRATED_SIGMA)
+
+
+@pytest.mark.parametrize("stored, best", [(0.0, -2.0), (-3.0, 0.5), (-1.0, -1.0)])
+def test_the_stored_calibrated_sigma_is_a_running_mean_of_the_variances(stored, best):
+    for to_array in (np.array, lambda v: torch.tensor(v, dtype=torch.float64)):
+        got = objectives.running_log_sigma(to_array([stored]), to_array([best]), 0.25)
+        variance = 0.75 * np.exp(2 * stored) + 0.25 * np.exp(2 * best)
+        np.testing.assert_allclose(np.asarray(got), [0.5 * np.log(variance)], rtol=1e-12)

@@ -272,6 +272,18 @@ def calibrated_log_sigma(mean: Array, x: Array) -> Array:
     return 0.5 * xp.log(xp.maximum(mse, xp.full_like(mse, MIN_CALIBRATED_SIGMA**2)))
 
 
+#: The weight of each step's σ*² in the stored one: a running mean over about ten steps.
+CALIBRATION_WEIGHT = 0.1
+
+
+def running_log_sigma(stored: Array, batch: Array, weight: float = CALIBRATION_WEIGHT) -> Array:
+    """log σ of the running mean σ² ← (1 − w)·σ² + w·σ*²: what evaluation and sampling use, the
+    batch's best σ* (:func:`calibrated_log_sigma`) averaged over recent steps, so that a held-out
+    score does not swing with the last batch's fit."""
+    xp = namespace(stored)
+    return 0.5 * xp.log((1 - weight) * xp.exp(2 * stored) + weight * xp.exp(2 * batch))
+
+
 @dataclass(frozen=True)
 class Likelihood:
     """p(x|z) from the decoder output ``out`` (shape of x, or (S, N, D) sharing x (N, D)).

@@ -226,11 +226,18 @@ def elbo_gradients(
     and kl the prior's KL per dimension, nats, and the gradient of
     L = mean(recon) + β·Σ_k max(λ, mean(kl_k)) (= mean(recon + β·kl) without free bits λ)."""
     f = forward(config, p, x, eps, onehot)
-    if config.learn_sigma == "calibrated":
-        # σ is the batch's best; backward gives it no gradient (see there).
-        p["decoder.log_sigma"][...] = objectives.calibrated_log_sigma(f.out, x)
+    calibrated = config.learn_sigma == "calibrated"
+    if calibrated:
+        # The loss and its gradient weigh the batch by its best σ (backward gives σ no
+        # gradient); the running mean that evaluation and sampling use is stored after.
+        stored = p["decoder.log_sigma"] * 1
+        best = objectives.calibrated_log_sigma(f.out, x)
+        p["decoder.log_sigma"][...] = best
     recon = reconstruction_nll(config, p, x, f.out)
     kl = prior.kl_per_dim(f.mu, f.logvar, labels)
     _, mask = objectives.free_bits(kl.mean(axis=0), config.free_bits)
     kl_weight = beta / len(x) if mask is None else (beta / len(x)) * mask
-    return recon, kl, backward(config, p, prior, x, f, kl_weight, labels)
+    grads = backward(config, p, prior, x, f, kl_weight, labels)
+    if calibrated:
+        p["decoder.log_sigma"][...] = objectives.running_log_sigma(stored, best)
+    return recon, kl, grads

@@ -238,10 +238,13 @@ class VAEModule(nn.Module):
         y = None if y is None else y.expand(samples).reshape(-1)
         out = self._decoder(z.reshape(-1, z.shape[-1]), y).reshape(*samples, -1)
         if self.training and self.config.learn_sigma == "calibrated":
-            # σ is the batch's best (no gradient flows into it); evaluation and sampling use the
-            # last one a training step found.
+            # Training weighs the batch by its best σ (no gradient flows into it); evaluation and
+            # sampling use the running mean that each step updates.
             with torch.no_grad():
-                self.decoder.log_sigma.copy_(objectives.calibrated_log_sigma(out, x))
+                best = objectives.calibrated_log_sigma(out, x)
+                stored = self.decoder.log_sigma
+                stored.copy_(objectives.running_log_sigma(stored, best))
+            return self.likelihood.nll(out, x, best)
         return self.likelihood.nll(out, x, self.log_sigma())
 
     def elbo_terms(
