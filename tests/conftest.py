@@ -114,3 +114,19 @@ def without_sklearn(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
+
+
+def scripted(monkeypatch, losses):
+    """Make the held-out −ELBO of successive evaluations follow ``losses`` (then stay at the
+    last), whatever the weights: a deterministic case for --keep best and --patience."""
+    from vaekit.measure.evaluation import ElboResult
+    from vaekit.train import loop
+
+    calls = iter(losses)
+    last = [losses[-1]]
+
+    def fake(engine, x, **kwargs):
+        last[0] = next(calls, last[0])
+        return ElboResult(last[0], last[0], 0.0, len(x))
+
+    monkeypatch.setattr(loop, "evaluate_elbo", fake)

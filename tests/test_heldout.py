@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from cli_runner import run_cli, user_error
+from conftest import scripted
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import RawData
 from vaekit.data.pipeline import TrainingData
 from vaekit.data.splits import validation_split
-from vaekit.measure.evaluation import ElboResult
 from vaekit.runs import best_weights, checkpoint, config_file, loading
 from vaekit.runs.metrics import read_metrics
 from vaekit.train import loop, start
@@ -85,19 +85,6 @@ def test_resume_with_a_validation_split_is_bit_exact(images, tmp_path):
     assert [m["val_loss"] for m in metrics] == [
         m["val_loss"] for m in read_metrics(tmp_path / "whole")
     ]
-
-
-def scripted(monkeypatch, losses):
-    """Make the held-out −ELBO of successive evaluations follow ``losses`` (then stay at the
-    last), whatever the weights: a deterministic case for --keep best and --patience."""
-    calls = iter(losses)
-    last = [losses[-1]]
-
-    def fake(engine, x, **kwargs):
-        last[0] = next(calls, last[0])
-        return ElboResult(last[0], last[0], 0.0, len(x))
-
-    monkeypatch.setattr(loop, "evaluate_elbo", fake)
 
 
 def test_keep_best_keeps_the_weights_of_the_lowest_held_out_loss(images, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cli_runner import run_cli, user_error
+from conftest import scripted
 from vaekit.config.files import read_settings
 from vaekit.config.limits import (
     AUTO_MAX_EPOCHS,
@@ -28,10 +29,8 @@ from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.data import RawData
 from vaekit.data.pipeline import TrainingData
 from vaekit.errors import ConfigError
-from vaekit.measure.evaluation import ElboResult
 from vaekit.runs import best_weights, config_file, loading
 from vaekit.runs.metrics import read_metrics
-from vaekit.train import loop
 from vaekit.train.loop import LoopState, fit, stop_reason
 from vaekit.train.start import engine_for
 
@@ -115,19 +114,6 @@ def test_the_time_cap_stops_after_the_first_epoch_that_ends_past_it(minutes, epo
         state.improve(100.0 - state.epoch)  # always improving: only the clock stops it
     assert stop_reason(config, state) == "time"
     assert state.epoch == max(1, math.ceil(60 * minutes / epoch_seconds))
-
-
-def scripted(monkeypatch, losses):
-    """The held-out −ELBO of successive evaluations follows ``losses`` (then stays at the last),
-    whatever the weights."""
-    calls = iter(losses)
-    last = [losses[-1]]
-
-    def fake(engine, x, **kwargs):
-        last[0] = next(calls, last[0])
-        return ElboResult(last[0], last[0], 0.0, len(x))
-
-    monkeypatch.setattr(loop, "evaluate_elbo", fake)
 
 
 def tiny_data(config: TrainConfig) -> TrainingData:
