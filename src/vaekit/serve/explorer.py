@@ -153,12 +153,13 @@ class Explorer:
         run_dir: str | Path,
         engine: str | None = None,
         device: str = "auto",
-        which="last",
+        which: str | None = None,
         *,
         trust_code: bool = False,
     ):
-        """The explorer of a run (its ``which`` weights: last or best), with its held-out data
-        as the map (if the data can be found); ``trust_code`` as :func:`loading.open_run`."""
+        """The explorer of a run (its ``which`` weights: last, best, or None for the run's own
+        choice, :func:`loading.weights_of`), with its held-out data as the map (if the data can
+        be found); ``trust_code`` as :func:`loading.open_run`."""
         runner = loading.open_run(Path(run_dir), engine, device, which, trust_code=trust_code)
         _, train, _ = config_file.read_config(run_dir)
         reading = {"scaling": Scaling.load(run_dir), "image_size": train.image_size}
