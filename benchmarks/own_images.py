@@ -23,7 +23,7 @@
 
     python benchmarks/own_images.py                       # the default command, and candidates
     python benchmarks/own_images.py --candidate conv="--arch conv" --only conv
-    python benchmarks/own_images.py --quick               # 300 images a folder (a smoke run)
+    python benchmarks/own_images.py --quick               # a smoke run of its code (CI)
 """
 
 from __future__ import annotations
@@ -92,15 +92,17 @@ def make_folder(folder: Path, split: str, n: int, seed: int) -> None:
         Image.fromarray(np.round(tinted).astype(np.uint8)).save(where / f"{i:05d}.png")
 
 
-def fashion_classifier(path: Path, epochs: int):
-    """The classifier trained on Fashion-MNIST's 60,000 grey training images (kept at ``path``
-    and read from there by the next run of this script with the same ``--out``)."""
+def fashion_classifier(path: Path, epochs: int, images: int | None = None):
+    """The classifier trained on Fashion-MNIST's 60,000 grey training images (the first
+    ``images`` of them, if given), kept at ``path`` and read from there by the next run of this
+    script with the same ``--out``."""
     if path.exists():
         net = classifier()
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval()
     grey = load_raw("fashion-mnist", "train", download=False)
-    net = train_classifier((grey.x[:] / 255).astype(np.float32), grey.y, epochs, seed=1)
+    x, y = (grey.x[:images] / 255).astype(np.float32), grey.y[:images]
+    net = train_classifier(x, y, epochs, seed=1)
     torch.save(net.state_dict(), path)
     return net
 
@@ -198,13 +200,21 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=200, help="samples per class judged")
     parser.add_argument("--out", type=Path, help="where the folders and runs go (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
-    parser.add_argument("--quick", action="store_true", help="300 images, 1 classifier epoch")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 300 images a folder, the classifier on 5,000 images for an epoch, "
+        "the default and conditional candidates for an epoch",
+    )
     parser.add_argument(
         "--reuse", action="store_true", help="judge the runs an earlier call left in --out again"
     )
     args = parser.parse_args()
+    classifier_images = None
     if args.quick:
         args.images, args.classifier_epochs, args.per_class = 300, 1, 20
+        classifier_images, args.common = 5000, f"--epochs 1 {args.common}"
+        args.only = args.only or ["default", "conditional"]
     candidates = dict(CANDIDATES)
     for item in args.candidate:
         name, _, flags = item.partition("=")
@@ -218,7 +228,8 @@ def main() -> None:
 
     started = time.perf_counter()
     epochs = args.classifier_epochs
-    net = fashion_classifier(out / f"classifier-{epochs}.pt", epochs)
+    name = f"classifier-{epochs}-{classifier_images or 'all'}.pt"
+    net = fashion_classifier(out / name, epochs, classifier_images)
     grey_test = load_raw("fashion-mnist", "test", download=False)
     real_x, real_y = tinted_test_images(test_dir)
     real_share = float((predict(net, as_grey_items(real_x)) == real_y).mean())

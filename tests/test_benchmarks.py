@@ -329,6 +329,22 @@ def test_conditional_benchmark_judges_each_latent_size_and_prior():
     assert "| 2 | vamp |" in proc.stdout and "| 2 | class |" in proc.stdout
 
 
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="needs Fashion-MNIST (apt-get install dataset-fashion-mnist; CI installs it)",
+)
+def test_own_images_benchmark_judges_the_default_command(tmp_path):
+    argv = [sys.executable, str(BENCHMARKS / "own_images.py"), "--quick", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        "| default | `(none)` |" in proc.stdout
+        and "| conditional | `--conditional` |" in proc.stdout
+    )
+    assert "right on" in proc.stdout and "float32 GEMM" in proc.stdout
+
+
 @pytest.mark.parametrize("name", ["vamp", "hvae-vamp"])
 def test_the_leaderboards_vamp_models_use_their_latents(monkeypatch, name):
     """The VampPrior entries train out of posterior collapse: after 5 epochs of mnist-small
