@@ -46,7 +46,6 @@ from leaderboard import processor_name
 from PIL import Image
 
 from vaekit.data import load_dataset
-from vaekit.data.classes import load as load_class_names
 from vaekit.data.datasets import load_raw
 from vaekit.engines.sampling import posterior_means, sample_prior
 from vaekit.measure.evaluation import evaluate_elbo, latent_statistics
@@ -115,9 +114,8 @@ def as_grey_items(x: np.ndarray) -> np.ndarray:
     return (grey / peak[:, None, None])[:, None].astype(np.float32)
 
 
-def fashion_labels(run: Path, codes: np.ndarray) -> np.ndarray:
-    """The run's class codes as Fashion-MNIST's labels, matched by class name."""
-    names = load_class_names(run) or tuple(sorted(CLASSES))
+def fashion_labels(names: tuple[str, ...], codes: np.ndarray) -> np.ndarray:
+    """Class codes of data whose classes are ``names`` as Fashion-MNIST's labels, by name."""
     return np.array([CLASSES.index(names[c]) for c in codes])
 
 
@@ -159,7 +157,7 @@ def judge(run: Path, test_dir: Path, net, real_share: float, per_class: int) -> 
     elbo = evaluate_elbo(engine, data.x, y=y)
     stats = latent_statistics(engine, data.x, y=y)
     recon = engine.decode(posterior_means(engine, data.x, y), y)
-    truth = fashion_labels(run, labels)
+    truth = fashion_labels(data.classes, labels)
     recon_share = float((predict(net, as_grey_items(recon)) == truth).mean())
     dims = int(np.prod(model.input_shape))
     result = {
@@ -177,7 +175,8 @@ def judge(run: Path, test_dir: Path, net, real_share: float, per_class: int) -> 
     if model.n_classes:
         codes = np.repeat(np.arange(model.n_classes), per_class)
         samples = sample_prior(engine, len(codes), seed=1, labels=codes)
-        share = float((predict(net, as_grey_items(samples)) == fashion_labels(run, codes)).mean())
+        asked = fashion_labels(data.classes, codes)
+        share = float((predict(net, as_grey_items(samples)) == asked).mean())
         result["sample_share"], result["sample_ratio"] = share, share / real_share
     return result
 
@@ -258,8 +257,7 @@ def main() -> None:
 def tinted_test_images(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """The test folder's images in [0, 1] and their Fashion-MNIST labels (by folder name)."""
     data = load_dataset(str(folder))
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    return data.x, np.array([CLASSES.index(names[c]) for c in data.y])
+    return data.x, fashion_labels(data.classes, data.y)
 
 
 def print_table(rows: list[dict], real_share: float) -> None:

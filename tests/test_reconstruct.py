@@ -21,9 +21,9 @@ ROWS = 60  # 3 classes of 20 images, sorted by class: rows 0-19 are class 0, …
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A run of a 3-class colour folder, its classes named :data:`NAMES`."""
-    run = folder_run(tmp_path_factory.mktemp("reconstruct"), 3, 20)
-    classes.save(run, NAMES)
+    """A run of a 3-class colour folder whose class folders are named :data:`NAMES`."""
+    run = folder_run(tmp_path_factory.mktemp("reconstruct"), 3, 20, names=NAMES)
+    assert classes.load(run) == NAMES
     return run
 
 

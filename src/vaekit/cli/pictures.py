@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from vaekit.cli.common import (
     check_unconditional,
     command_data,
     label_code,
+    label_texts,
     labels_for,
     reporting,
     save_decoded_npy,
@@ -90,7 +90,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     out = args.out or args.run / _reconstructions_name(args)
     labels = None if y is None else y[rows]
     gallery.draw_reconstructions(engine, data.x[rows], out, args.seed, labels)
-    print(f"drew rows {_rows_shown(rows, data.y, class_names.load(args.run))}")
+    print(f"drew rows {_rows_shown(rows, data)}")
     print(f"wrote {out}")
     return 0
 
@@ -110,12 +110,13 @@ def _rows_to_reconstruct(args: argparse.Namespace, data: Dataset) -> np.ndarray:
     return np.array(args.index, dtype=np.int64)
 
 
-def _rows_shown(rows: np.ndarray, labels: np.ndarray | None, names: Sequence[str] | None) -> str:
-    """The rows drawn, each with its class's name when the run names its classes."""
-    if labels is None or not names:
+def _rows_shown(rows: np.ndarray, data: Dataset) -> str:
+    """The rows drawn, each with its class's name when the data read for the run name their
+    classes (the run's names: :func:`vaekit.runs.inputs.run_labels`)."""
+    if data.y is None or not data.classes:
         return ", ".join(map(str, rows))
-    named = (names[c] if c < len(names) else str(c) for c in labels[rows])
-    return ", ".join(f"{row} ({name})" for row, name in zip(rows, named, strict=True))
+    texts = label_texts(data)
+    return ", ".join(f"{row} ({texts[row]})" for row in rows)
 
 
 def _reconstructions_name(args: argparse.Namespace) -> str:
