@@ -25,6 +25,7 @@ from vaekit.engines.protocol import (
 from vaekit.engines.torch import distributed
 from vaekit.engines.torch.distributed import Group
 from vaekit.engines.torch.model import Minibatch, TrainingObjective, VAEModule
+from vaekit.engines.torch.optimizers import FusedAdam
 from vaekit.engines.torch.prior_modules import StandardNormalModule
 from vaekit.errors import ConfigError
 from vaekit.model import objectives
@@ -182,9 +183,8 @@ class TorchEngine:
         self.optimizer_name = options.optimizer
         params = self.model.parameters()
         if options.optimizer == "adam":
-            # fused: one multithreaded kernel for the whole update, on CPU and CUDA alike
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                params, lr=options.lr, eps=options.adam_eps, fused=True
+            self.optimizer: FusedAdam | torch.optim.SGD = FusedAdam(
+                params, lr=options.lr, eps=options.adam_eps
             )
         else:
             self.optimizer = torch.optim.SGD(params, lr=options.lr, momentum=options.momentum)
@@ -471,7 +471,7 @@ class TorchDataOnDevice:
         try:
             engine.optimizer.step()
         finally:
-            del engine.optimizer.found_inf  # the host path's steps decide on the host
+            engine.optimizer.found_inf = None  # the host path's steps decide on the host
         engine.step += 1
         self.last = values
         self.sums += values * batch
