@@ -53,21 +53,10 @@ from vaekit.config.limits import (
     SCALINGS,
     SIGMA_MODES,
 )
-from vaekit.config.rules import Rule, check_fields, from_dict, setting
+from vaekit.config.rules import SIZES, Rule, check_fields, choice, from_dict, setting, whole
 from vaekit.errors import ConfigError
 
 MODEL, TRAINING, DATA = "model", "training", "data"  # the groups of ``vaekit train --help``
-
-
-def choice(*choices: str) -> Rule:
-    return Rule("choice", choices=choices)
-
-
-def whole(low: int, high: int) -> Rule:
-    return Rule("whole", low, high)
-
-
-SIZES = Rule("sizes", empty=True)
 
 
 def default_prior(n_classes: int, engine: str = ENGINES[0]) -> str:
