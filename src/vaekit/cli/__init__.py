@@ -10,6 +10,7 @@ settings are made from the settings' own fields (:mod:`vaekit.cli.flags`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    # Threads that wait for each other sleep instead of spinning (read once, when torch loads
+    # OpenMP): no result changes, and a command beside other work no longer crawls while its
+    # idle threads burn the cores the work needs (docs/performance.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         args = build_parser().parse_args(argv)
         _import_trusted_code(args)

@@ -67,6 +67,8 @@ MAX_EPOCHS = 1_000_000
 MAX_MINUTES = 525_600
 MAX_STEPS = 10**12
 MAX_BATCH = 1_000_000
+#: Most CPU threads a run may ask for.
+MAX_THREADS = 1024
 MAX_SAMPLES = 10_000
 #: Largest side ``image_size`` may ask for, and the largest validation fraction.
 MAX_IMAGE_SIDE = 4096

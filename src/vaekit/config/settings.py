@@ -44,6 +44,7 @@ from vaekit.config.limits import (
     MAX_SAMPLES,
     MAX_SEED,
     MAX_STEPS,
+    MAX_THREADS,
     MAX_UNITS,
     MAX_VAL_FRACTION,
     OBJECTIVES,
@@ -523,6 +524,14 @@ class TrainConfig:
         "none (metrics.jsonl is the record) or tensorboard: also TensorBoard event files in "
         "RUN/tensorboard (the tensorboard extra)",
         choice(*LOGGERS),
+        group=TRAINING,
+    )
+    threads: int | None = setting(
+        1,
+        "CPU threads of the products, kept in the run so that a resume sums alike (more pay only "
+        "on an idle machine: docs/performance.md; a run from before had one per core)",
+        Rule("whole", 1, MAX_THREADS, optional=True),
+        metavar="N",
         group=TRAINING,
     )
     data_on_device: str = setting(

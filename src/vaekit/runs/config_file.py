@@ -51,6 +51,8 @@ def read_config(
     train = record.get("train")
     if isinstance(train, dict) and "val_fraction" not in train:
         train = {**train, "val_fraction": 0.0}  # a run from before held-out splits trained on all
+    if isinstance(train, dict) and "threads" not in train:
+        train = {**train, "threads": None}  # a run from before the setting: one per core
     model = record.get("model")
     if isinstance(model, dict) and "prior" not in model:
         model = {**model, "prior": "standard"}  # a run from before learned priors had N(0, I)

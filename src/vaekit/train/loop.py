@@ -28,6 +28,7 @@ from vaekit.data.pipeline import TrainingData
 from vaekit.data.prefetch import batches
 from vaekit.engines import Engine, StepMetrics
 from vaekit.engines.protocol import DataOnDevice, DeviceReading
+from vaekit.engines.threads import cpu_threads
 from vaekit.engines.torch import distributed
 from vaekit.errors import CheckpointError, ConfigError, TrainingDiverged
 from vaekit.measure.evaluation import evaluate_elbo
@@ -335,6 +336,10 @@ EpochHook = Callable[[Engine, dict[str, Any], LoopState], None]
 StepHook = Callable[[Engine, LoopState, StepMetrics | None, float], None]
 
 
+#: Where an epoch's batches come from: host arrays, or the training set kept on the device.
+Batches = HostBatches | DeviceBatches
+
+
 def fit(
     engine: Engine,
     config: TrainConfig,
@@ -363,44 +368,60 @@ def fit(
     """
     state = state or LoopState.fresh(config.seed)
     n = len(data.train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
     check_held_out(config, data)
     engine.set_dataset_size(n)  # N for the tcvae objective's minibatch-weighted sampling
     on_device = data_on_device(config, data, engine)
     if on_device is None:
-        source: HostBatches | DeviceBatches = HostBatches(engine, config, data, state)
+        source: Batches = HostBatches(engine, config, data, state)
     else:
         source = DeviceBatches(on_device, config, n, state)
     history = []
-    while stop_reason(config, state) is None:
-        epoch = state.epoch + 1
-        started = clock()
-        engine.set_learning_rate(learning_rate(config, epoch))
-        source.shuffle(state.rng.permutation(n))
-        with Progress(epoch, config.epochs, steps_per_epoch, progress) as shown, closing(source):
-            for done, start in enumerate(range(0, n, config.batch_size), start=1):
-                beta = kl_weight(
-                    engine.config.beta, config.kl_warmup, state.step + 1, steps_per_epoch
-                )
-                metrics = source.train_step(start, beta, on_step is not None or shown.due(done))
-                state.step += 1
-                if on_step is not None:
-                    on_step(engine, state, metrics, beta)
-                shown.update(done, metrics)
-        loss, recon, kl = source.epoch_sums() / n
-        record = {"epoch": epoch, "step": state.step, "loss": loss, "recon": recon, "kl": kl}
-        record.update(beta=beta, **held_out_scores(engine, config, data))
-        record["seconds"] = clock() - started
-        state.epoch, state.seconds = epoch, state.seconds + record["seconds"]
-        if data.held_out() is not None:
-            state.improve(record["val_loss" if data.val is not None else "test_loss"])
-        reason = stop_reason(config, state)
-        if reason is not None:
-            record["stopped"] = reason
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(engine, record, state)
+    with cpu_threads(config.threads):
+        while stop_reason(config, state) is None:
+            record = train_epoch(engine, config, data, state, source, on_step, progress, clock)
+            history.append(record)
+            if on_epoch is not None:
+                on_epoch(engine, record, state)
     return history
+
+
+def train_epoch(
+    engine: Engine,
+    config: TrainConfig,
+    data: TrainingData,
+    state: LoopState,
+    source: Batches,
+    on_step: StepHook | None,
+    progress: bool,
+    clock: Clock,
+) -> dict[str, Any]:
+    """One epoch of :func:`fit` (its arguments, ``source`` the batches): the steps, then the
+    held-out scores; advances ``state`` and returns the epoch's metrics record."""
+    n = len(data.train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    epoch = state.epoch + 1
+    started = clock()
+    engine.set_learning_rate(learning_rate(config, epoch))
+    source.shuffle(state.rng.permutation(n))
+    with Progress(epoch, config.epochs, steps_per_epoch, progress) as shown, closing(source):
+        for done, start in enumerate(range(0, n, config.batch_size), start=1):
+            beta = kl_weight(engine.config.beta, config.kl_warmup, state.step + 1, steps_per_epoch)
+            metrics = source.train_step(start, beta, on_step is not None or shown.due(done))
+            state.step += 1
+            if on_step is not None:
+                on_step(engine, state, metrics, beta)
+            shown.update(done, metrics)
+    loss, recon, kl = source.epoch_sums() / n
+    record = {"epoch": epoch, "step": state.step, "loss": loss, "recon": recon, "kl": kl}
+    record.update(beta=beta, **held_out_scores(engine, config, data))
+    record["seconds"] = clock() - started
+    state.epoch, state.seconds = epoch, state.seconds + record["seconds"]
+    if data.held_out() is not None:
+        state.improve(record["val_loss" if data.val is not None else "test_loss"])
+    reason = stop_reason(config, state)
+    if reason is not None:
+        record["stopped"] = reason
+    return record
 
 
 def held_out_scores(engine: Engine, config: TrainConfig, data: TrainingData) -> dict[str, float]:

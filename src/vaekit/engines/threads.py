@@ -1,0 +1,34 @@
+"""How many CPU threads the engines' products use: a run's ``threads`` setting, applied to torch
+and to NumPy's BLAS alike.
+
+The count is a setting, recorded in the run, and never read from the machine's load: threads
+change the order in which a product's partial sums are added, so a resumed run repeats its
+earlier steps bit for bit only with the same count.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+from threadpoolctl import threadpool_limits
+
+
+@contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """Within the block, torch (when it is imported: a NumPy-engine run never imports it) and
+    the BLAS behind NumPy use ``count`` threads; None leaves the libraries' own default, one
+    thread per core. The previous counts come back afterwards, so the estimator's ``fit``
+    leaves the calling program's threads as they were."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    blas = threadpool_limits(count, user_api="blas") if count is not None else nullcontext()
+    try:
+        with blas:
+            if torch is not None and count is not None:
+                torch.set_num_threads(count)
+            yield
+    finally:
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)

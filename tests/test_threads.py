@@ -1,0 +1,122 @@
+"""A run's CPU threads: a setting with a default, kept in the run, used again on resume (so the
+resumed steps add their products' partial sums in the same order), applied to torch and to
+NumPy's BLAS, and given back afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+from tests.cli_runner import run_cli, user_error
+from threadpoolctl import threadpool_info
+
+from vaekit.config.settings import TrainConfig
+from vaekit.engines import threads
+from vaekit.runs import config_file, layout
+
+SMALL = ("--hidden", "24", "--latent-dim", "3", "--batch-size", "100", "--quiet")
+
+
+def blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_cpu_threads_sets_torch_and_blas_within_and_restores_after(count):
+    torch_before, blas_before = torch.get_num_threads(), blas_threads()
+    with threads.cpu_threads(count):
+        assert torch.get_num_threads() == count
+        assert all(n == count for n in blas_threads())
+    assert (torch.get_num_threads(), blas_threads()) == (torch_before, blas_before)
+
+
+def test_none_leaves_the_libraries_defaults():
+    before = (torch.get_num_threads(), blas_threads())
+    with threads.cpu_threads(None):
+        assert (torch.get_num_threads(), blas_threads()) == before
+
+
+def test_the_default_is_one_thread_and_a_bad_count_is_one_line(capsys, tmp_path):
+    assert TrainConfig().threads == 1 and TrainConfig(threads=None).threads is None
+    for bad in ("0", "-1", "two", "1.5", "2000"):
+        line = user_error(capsys, "train", "--data", "mnist-small", "--threads", bad,
+                          "--out", tmp_path / "r")  # fmt: skip
+        assert "threads" in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def _counts_used(monkeypatch) -> list:
+    """The counts each ``fit`` of this process asks for, recorded as the loop applies them."""
+    used, original = [], threads.cpu_threads
+
+    def spy(count):
+        used.append(count)
+        return original(count)
+
+    monkeypatch.setattr("vaekit.train.loop.cpu_threads", spy)
+    return used
+
+
+def test_the_run_keeps_its_count_and_a_resume_uses_it_bit_exactly(capsys, tmp_path, monkeypatch):
+    """Two threads, 2 epochs at once against 1 + a resumed 1: the same weights and losses, and
+    the resume trains with the run's 2 threads though its default is 1."""
+    used = _counts_used(monkeypatch)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for out, epochs in ((whole, "2"), (cut, "1")):
+        code, _, err = run_cli(capsys, "train", "--data", "mnist-small", "--out", out,
+                               "--epochs", epochs, "--threads", "2", *SMALL)  # fmt: skip
+        assert code == 0, err
+    assert json.loads((cut / "config.json").read_text())["train"]["threads"] == 2
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
+    assert code == 0, err
+    assert used == [2, 2, 2]
+    want, got = (load_file(run / layout.WEIGHTS_FILE) for run in (whole, cut))
+    for name, array in want.items():
+        np.testing.assert_array_equal(got[name], array, err_msg=name)
+
+
+def test_a_run_from_before_the_setting_resumes_with_one_thread_per_core(
+    capsys, tmp_path, monkeypatch
+):
+    run = tmp_path / "old"
+    code, _, err = run_cli(capsys, "train", "--data", "mnist-small", "--out", run,
+                           "--epochs", "1", *SMALL)  # fmt: skip
+    assert code == 0, err
+    record = json.loads((run / "config.json").read_text())
+    del record["train"]["threads"]
+    (run / "config.json").write_text(json.dumps(record))
+    assert config_file.read_config(run)[1].threads is None
+    used = _counts_used(monkeypatch)
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", run, "--epochs", "2")
+    assert code == 0 and used == [None], err
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_the_estimator_trains_with_its_count_and_gives_the_callers_back(engine, monkeypatch):
+    pytest.importorskip("sklearn")
+    from vaekit import VAE
+
+    used = _counts_used(monkeypatch)
+    before = (torch.get_num_threads(), blas_threads())
+    x = (np.random.default_rng(0).random((60, 12)) > 0.5).astype(np.float32)
+    VAE(hidden=(8,), latent_dim=2, epochs=1, engine=engine, threads=2).fit(x)
+    assert used == [2]
+    assert (torch.get_num_threads(), blas_threads()) == before
+
+
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_the_command_line_lets_waiting_threads_sleep_unless_told_otherwise(given):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os; from vaekit.cli import main; main(['presets']); " + (
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split()[-1] == (given or "PASSIVE"), out.stderr
