@@ -29,6 +29,14 @@ def mnist_small():
     return load_dataset("mnist-small", "train"), load_dataset("mnist-small", "test")
 
 
+@pytest.fixture(scope="session")
+def digits_file(tmp_path_factory, mnist_small):
+    """500 mnist-small images as a .npy file: quicker epochs for the runs that need several."""
+    path = tmp_path_factory.mktemp("digits") / "digits.npy"
+    np.save(path, (mnist_small[0].x[:500] * 255).astype(np.uint8))
+    return path
+
+
 @pytest.fixture
 def small_model() -> ModelConfig:
     return ModelConfig(hidden=(64,), latent_dim=8)

@@ -199,14 +199,6 @@ def test_the_prior_snapshot_keeps_the_weights_it_was_taken_with():
 # --- the command line and the estimator ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory, mnist_small):
-    """500 mnist-small images as a .npy file: quicker epochs for the runs that need several."""
-    path = tmp_path_factory.mktemp("digits") / "digits.npy"
-    np.save(path, (mnist_small[0].x[:500] * 255).astype(np.uint8))
-    return path
-
-
 def train(capsys, data, out, *flags):
     argv = ["train", "--data", data, "--out", out, "--quiet", *SMALL, *flags]
     code, _, err = run_cli(capsys, *argv)
@@ -250,10 +242,10 @@ def test_cli_trains_samples_evaluates_and_draws_a_two_layer_model(two_layer_run,
         assert code == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", (argv, err)
 
 
-def test_cli_resume_of_a_two_layer_model_is_bit_exact(capsys, tmp_path, digits):
+def test_cli_resume_of_a_two_layer_model_is_bit_exact(capsys, tmp_path, digits_file):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    train(capsys, digits, whole, "--epochs", "2")
-    train(capsys, digits, cut, "--epochs", "1")
+    train(capsys, digits_file, whole, "--epochs", "2")
+    train(capsys, digits_file, cut, "--epochs", "1")
     code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
     assert code == 0 and "resuming" in out, err
     want, got = (load_file(run / layout.WEIGHTS_FILE) for run in (whole, cut))
@@ -264,9 +256,9 @@ def test_cli_resume_of_a_two_layer_model_is_bit_exact(capsys, tmp_path, digits):
     assert losses[0] == losses[1]
 
 
-def test_cli_trains_a_two_layer_model_by_the_iwae_bound(capsys, tmp_path, digits):
+def test_cli_trains_a_two_layer_model_by_the_iwae_bound(capsys, tmp_path, digits_file):
     run = tmp_path / "iwae"
-    train(capsys, digits, run, "--epochs", "1", "--objective", "iwae", "--k", "3")
+    train(capsys, digits_file, run, "--epochs", "1", "--objective", "iwae", "--k", "3")
     config = json.loads((run / "config.json").read_text())["model"]
     assert config["objective"] == "iwae" and config["iw_samples"] == 3
     code, out, err = run_cli(capsys, "evaluate", run, "--iw-samples", "5", "--json")

@@ -1,7 +1,9 @@
 """The second stochastic layer of a two-layer VAE (Burda et al., 2015).
 
-The model is p(z2) p(z1|z2) p(x|z1) with the posterior q(z1|x) q(z2|z1); both conditionals
-between the layers are diagonal Gaussians whose mean and log-variance come from small MLPs:
+The model is p(z2) p(z1|z2) p(x|z1) with the posterior q(z1|x) q(z2|z1). q(z1|x) and p(x|z1) are
+the VAE's own encoder and decoder (MLP or conv: :mod:`vaekit.engines.torch.model`); the two
+conditionals between the layers are diagonal Gaussians whose mean and log-variance come from
+small MLPs:
 
 - q(z2|z1) = N(mu2(z1), diag e^logvar2(z1)): ``top.encoder``, z1 → ``top_hidden`` → (mu2, logvar2);
 - p(z1|z2) = N(mu1(z2), diag e^logvar1(z2)): ``top.decoder``, z2 → reversed ``top_hidden`` →

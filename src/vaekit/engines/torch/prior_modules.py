@@ -61,9 +61,10 @@ class StandardNormalModule(nn.Module):
 
 class VampPriorModule(nn.Module):
     """p(z) = (1/C) Σ_c q(z|u_c) (Tomczak & Welling, 2018): the posterior of C learned
-    pseudo-inputs u_c (``pseudo_inputs``, (C, D)), through ``top_posterior`` (the encoder; with
-    two stochastic layers q(z2|E[z1|u])). For the Bernoulli likelihood the encoder reads
-    hardtanh(u) ∈ [0, 1], as the data it was trained on. Init: :data:`PSEUDO_INPUT_INIT`.
+    pseudo-inputs u_c (``pseudo_inputs``, (C, D); a conv encoder reads each as an image of
+    ``input_shape``), through ``top_posterior`` (the encoder; with two stochastic layers
+    q(z2|E[z1|u])). For the Bernoulli likelihood the encoder reads hardtanh(u) ∈ [0, 1], as the
+    data it was trained on. Init: :data:`PSEUDO_INPUT_INIT`.
 
     In a conditional model the pseudo-inputs are dealt to the classes in turn (u_c belongs to
     class c mod n_classes) and each is encoded with its class's label, so that
