@@ -44,6 +44,20 @@ class Rule:
     optional: bool = False
 
 
+def choice(*choices: str) -> Rule:
+    """One of ``choices``."""
+    return Rule("choice", choices=choices)
+
+
+def whole(low: int, high: int) -> Rule:
+    """A whole number from ``low`` to ``high``."""
+    return Rule("whole", low, high)
+
+
+#: Layer sizes, none at all allowed.
+SIZES = Rule("sizes", empty=True)
+
+
 def setting(
     default: Any,
     help: str,

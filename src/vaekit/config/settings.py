@@ -53,21 +53,10 @@ from vaekit.config.limits import (
     SCALINGS,
     SIGMA_MODES,
 )
-from vaekit.config.rules import Rule, check_fields, from_dict, setting
+from vaekit.config.rules import SIZES, Rule, check_fields, choice, from_dict, setting, whole
 from vaekit.errors import ConfigError
 
 MODEL, TRAINING, DATA = "model", "training", "data"  # the groups of ``vaekit train --help``
-
-
-def choice(*choices: str) -> Rule:
-    return Rule("choice", choices=choices)
-
-
-def whole(low: int, high: int) -> Rule:
-    return Rule("whole", low, high)
-
-
-SIZES = Rule("sizes", empty=True)
 
 
 def default_prior(n_classes: int, engine: str = ENGINES[0]) -> str:
@@ -126,7 +115,13 @@ class ModelConfig:
         metavar="UNITS",
         group=MODEL,
     )
-    activation: str = setting("relu", "hidden activation", choice(*ACTIVATIONS), group=MODEL)
+    activation: str = setting(
+        "relu",
+        "hidden activation, or gated: gated dense layers (W·h + b) ⊙ sigmoid(V·h + c) (torch "
+        "engine, MLP)",
+        choice(*ACTIVATIONS),
+        group=MODEL,
+    )
     likelihood: str = setting("bernoulli", "p(x|z)", choice(*LIKELIHOODS), group=MODEL)
     sigma: float = setting(
         1.0, "Gaussian σ, fixed or initial", Rule("number", 0, above=True), group=MODEL
@@ -241,7 +236,7 @@ class ModelConfig:
             object.__setattr__(self, "flow_steps", steps)
         self._check_likelihood_and_objective()
         self._check_latent_structure()
-        self._check_shape()
+        self._check_architecture()
 
     def _check_likelihood_and_objective(self) -> None:
         if self.learn_sigma != "fixed" and self.likelihood != "gaussian":
@@ -303,9 +298,12 @@ class ModelConfig:
             if refused:
                 raise ConfigError(why)
 
-    def _check_shape(self) -> None:
+    def _check_architecture(self) -> None:
+        """The conv architecture's images and activations; an input of a size vaekit takes."""
         shape = self.input_shape
         if self.arch == "conv":
+            if self.activation == "gated":
+                raise ConfigError("gated dense layers are for the MLP architecture, not conv")
             scale = 2 ** len(self.conv_channels)
             if len(shape) != 3 or shape[1] % scale or shape[2] % scale:
                 raise ConfigError(
