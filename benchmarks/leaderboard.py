@@ -157,6 +157,22 @@ MODELS = {
         "81.09 (Tomczak & Welling 2018, their convHVAE: gated convolutions)",
         {"kl_warmup": HVAE_VAMP_WARMUP_EPOCHS},
     ),
+    "hvae-vamp-gated": Entry(
+        "VAE + VampPrior (500 pseudo-inputs), two stochastic layers (100, 50), gated dense "
+        f"layers, ELBO, KL warm-up over {HVAE_VAMP_WARMUP_EPOCHS} epochs",
+        {**TWO_LAYERS, "activation": "gated", "prior": "vamp"},
+        training={"kl_warmup": HVAE_VAMP_WARMUP_EPOCHS},
+    ),
+    "hvae-vamp-iwae": Entry(
+        "VAE + VampPrior, two stochastic layers (100, 50; ReLU), IWAE k = 5, KL warm-up over "
+        f"{HVAE_VAMP_WARMUP_EPOCHS} epochs",
+        {**TWO_LAYERS, "activation": "relu", "prior": "vamp", "objective": "iwae", "iw_samples": 5},
+        training={"kl_warmup": HVAE_VAMP_WARMUP_EPOCHS},
+    ),
+    "vamp-gated": Entry(
+        "VAE + VampPrior (500 pseudo-inputs), one layer, gated dense layers, ELBO",
+        {**ONE_LAYER, "activation": "gated", "prior": "vamp"},
+    ),
 }
 
 

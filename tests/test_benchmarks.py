@@ -308,7 +308,7 @@ def test_leaderboard_table_reads_a_row_saved_before_processors_were_recorded(mon
 
 
 def test_leaderboard_entries_train_with_their_own_settings_on_the_protocol(monkeypatch):
-    """The KL warm-up of hvae-vamp and its conv variant reaches the config its run trains with
+    """The KL warm-up of hvae-vamp and of its variants reaches the config their runs train with
     (and is checked on resume, which compares whole configs); the other entries train by the
     protocol alone."""
     import argparse
@@ -316,7 +316,7 @@ def test_leaderboard_entries_train_with_their_own_settings_on_the_protocol(monke
     leaderboard = _leaderboard_module(monkeypatch)
     args = argparse.Namespace(data="mnist", data_dir=None, engine="torch", seed=0)
     configs = {name: leaderboard.train_config(args, e) for name, e in leaderboard.MODELS.items()}
-    warmed = {"hvae-vamp", "hvae-vamp-conv"}
+    warmed = {"hvae-vamp", "hvae-vamp-conv", "hvae-vamp-gated", "hvae-vamp-iwae"}
     assert all(configs[name].kl_warmup == 50 for name in warmed)
     assert all(c.kl_warmup == 0 for name, c in configs.items() if name not in warmed)
     assert {c.lr for c in configs.values()} == {1e-3}

@@ -22,6 +22,7 @@ if os.environ.get("CI") != "true":  # CI installs the onnx extra and must run th
 SHAPE = (1, 8, 8)
 CASES = {
     "mlp-bernoulli-best": dict(hidden=(16,), latent_dim=3, activation="softplus"),
+    "mlp-gated": dict(hidden=(16,), latent_dim=3, activation="gated"),
     "mlp-gaussian-conditional": dict(
         hidden=(16, 12),
         latent_dim=2,

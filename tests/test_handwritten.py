@@ -77,6 +77,7 @@ def test_training_by_hand_follows_autograd_for_many_steps(rng):
         ({"objective": "tcvae"}, "fp32"),
         ({"flow": "iaf", "flow_steps": 1}, "fp32"),
         ({"top_latent_dim": 2, "top_hidden": (8,)}, "fp32"),
+        ({"activation": "gated"}, "fp32"),
         ({"arch": "conv", "input_shape": (1, 8, 8), "conv_channels": (4,)}, "fp32"),
         ({"arch": "conv", "input_shape": (1, 8, 8), "conv_channels": (4,)}, "bf16"),
     ],

@@ -228,15 +228,15 @@ def scaling_record(scaling: Scaling | None) -> dict[str, Any]:
 
 def _plain_linears(vae: VAEModule) -> VAEModule:
     """``vae`` with its :class:`~vaekit.engines.torch.dense.Dense` layers turned into plain
-    ``nn.Linear`` (the same parameters and product h·Wᵀ + b): Dense calls oneDNN's kernel,
-    which has no ONNX operator."""
+    ``nn.Linear`` (the same parameters and product h·Wᵀ + b), gated ones into ``GatedLinear``:
+    Dense calls oneDNN's kernel, which has no ONNX operator."""
     from torch import nn
 
-    from vaekit.engines.torch.dense import Dense
+    from vaekit.engines.torch.dense import Dense, GatedDense, GatedLinear
 
-    for module in vae.modules():
+    for module in vae.modules():  # a gated layer before its gate, a Dense too
         if isinstance(module, Dense):
-            module.__class__ = nn.Linear
+            module.__class__ = GatedLinear if isinstance(module, GatedDense) else nn.Linear
     return vae
 
 

@@ -4,7 +4,11 @@ instead of running for hours or exhausting memory."""
 
 from __future__ import annotations
 
-ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
+#: Hidden activations applied to each unit, act(W·h + b): both engines, any architecture.
+POINTWISE_ACTIVATIONS = ("relu", "elu", "tanh", "sigmoid", "softplus", "leaky_relu")
+#: ... and ``gated``, gated dense layers (W·h + b) ⊙ sigmoid(V·h + c) (Dauphin et al., 2017, as
+#: Tomczak & Welling, 2018 use them): the torch engine's MLP layers only.
+ACTIVATIONS = (*POINTWISE_ACTIVATIONS, "gated")
 #: p(x|z): the names of the likelihoods that vaekit.model.objectives implements (its table
 #: LIKELIHOODS has one entry for each).
 LIKELIHOODS = ("bernoulli", "gaussian")

@@ -116,7 +116,13 @@ class ModelConfig:
         metavar="UNITS",
         group=MODEL,
     )
-    activation: str = setting("relu", "hidden activation", choice(*ACTIVATIONS), group=MODEL)
+    activation: str = setting(
+        "relu",
+        "hidden activation, or gated: gated dense layers (W·h + b) ⊙ sigmoid(V·h + c) (torch "
+        "engine, MLP)",
+        choice(*ACTIVATIONS),
+        group=MODEL,
+    )
     likelihood: str = setting("bernoulli", "p(x|z)", choice(*LIKELIHOODS), group=MODEL)
     sigma: float = setting(
         1.0, "Gaussian σ, fixed or initial", Rule("number", 0, above=True), group=MODEL
@@ -231,7 +237,7 @@ class ModelConfig:
             object.__setattr__(self, "flow_steps", steps)
         self._check_likelihood_and_objective()
         self._check_latent_structure()
-        self._check_shape()
+        self._check_architecture()
 
     def _check_likelihood_and_objective(self) -> None:
         if self.learn_sigma != "fixed" and self.likelihood != "gaussian":
@@ -293,9 +299,12 @@ class ModelConfig:
             if refused:
                 raise ConfigError(why)
 
-    def _check_shape(self) -> None:
+    def _check_architecture(self) -> None:
+        """The conv architecture's images and activations; an input of a size vaekit takes."""
         shape = self.input_shape
         if self.arch == "conv":
+            if self.activation == "gated":
+                raise ConfigError("gated dense layers are for the MLP architecture, not conv")
             scale = 2 ** len(self.conv_channels)
             if len(shape) != 3 or shape[1] % scale or shape[2] % scale:
                 raise ConfigError(

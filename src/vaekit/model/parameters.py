@@ -45,15 +45,24 @@ def check_size(config: ModelConfig) -> None:
         )
 
 
-def _dense(prefix: str, width: int, sizes: tuple[int, ...]) -> tuple[Shapes, int]:
+def _dense(
+    prefix: str, width: int, sizes: tuple[int, ...], gated: bool = False
+) -> tuple[Shapes, int]:
     """Hidden layers ``prefix.hidden.i`` of ``sizes`` over an input of ``width``, and the width
-    they end with."""
+    they end with; a ``gated`` layer has a gate ``prefix.hidden.i.gate`` of the same shapes."""
     found: Shapes = {}
     for i, units in enumerate(sizes):
-        found[f"{prefix}.hidden.{i}.weight"] = (units, width)
-        found[f"{prefix}.hidden.{i}.bias"] = (units,)
+        layer = f"{prefix}.hidden.{i}"
+        for name in (layer, f"{layer}.gate") if gated else (layer,):
+            found[f"{name}.weight"] = (units, width)
+            found[f"{name}.bias"] = (units,)
         width = units
     return found, width
+
+
+def _gated(config: ModelConfig) -> bool:
+    """Whether the MLP hidden layers are gated dense layers."""
+    return config.activation == "gated"
 
 
 def _heads(prefix: str, width: int, size: int, names: tuple[str, ...]) -> Shapes:
@@ -79,14 +88,15 @@ def _encoder(config: ModelConfig) -> Shapes:
             found[f"encoder.conv.{i}.bias"] = (out,)
             channels = out
         width = math.prod(config.conv_feature_shape)
-    hidden, width = _dense("encoder", width + config.n_classes, config.hidden)
+    hidden, width = _dense("encoder", width + config.n_classes, config.hidden, _gated(config))
     return {**found, **hidden, **_heads("encoder", width, config.latent_dim, ("mu", "logvar"))}
 
 
 def _decoder(config: ModelConfig) -> Shapes:
     if config.decoder_module is not None:
         return custom_networks.module_shapes(config, "decoder")
-    found, width = _dense("decoder", config.latent_dim + config.n_classes, config.decoder_sizes)
+    width = config.latent_dim + config.n_classes
+    found, width = _dense("decoder", width, config.decoder_sizes, _gated(config))
     if config.arch != "conv":
         return {**found, **_heads("decoder", width, config.input_dim, ("out",))}
     features = math.prod(config.conv_feature_shape)
@@ -124,7 +134,7 @@ def _top_layer(config: ModelConfig) -> Shapes:
         ("top.encoder", k1, k2, config.top_hidden),
         ("top.decoder", k2, k1, config.top_hidden[::-1]),
     ):
-        hidden, width = _dense(net, size_in, sizes)
+        hidden, width = _dense(net, size_in, sizes, _gated(config))
         found.update({**hidden, **_heads(net, width, size_out, ("mu", "logvar"))})
     return found
 

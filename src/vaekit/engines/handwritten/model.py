@@ -43,12 +43,14 @@ Params = dict[str, Array]
 
 def uncovered(config: ModelConfig) -> list[str]:
     """What of ``config`` the hand-written passes do not cover, in words (empty: they cover it
-    all). They cover the MLP VAE with one stochastic layer, the ELBO objective, either
-    likelihood, free bits, a conditional model, and the standard and class priors."""
+    all). They cover the MLP VAE with pointwise activations and one stochastic layer, the ELBO
+    objective, either likelihood, free bits, a conditional model, and the standard and class
+    priors."""
     return [
         what
         for what, used in (
             ("the conv architecture", config.arch != "mlp"),
+            ("gated dense layers", config.activation == "gated"),
             (f"the {config.objective} objective", config.objective != "elbo"),
             (f"the {config.prior} prior", config.prior in ("vamp", "mog")),
             ("a second stochastic layer", config.top_latent_dim > 0),

@@ -10,11 +10,16 @@ resume multiply alike), and ``F.linear`` otherwise; without gradients, oneDNN on
 
 For a = h·Wᵀ + b and g = ∂L/∂a:  ∂L/∂h = g·W,  ∂L/∂W = gᵀ·h,  ∂L/∂b = Σ_rows g; each product
 is one oneDNN matmul on strided views (no transposed copies).
+
+On top of it: :class:`GatedDense`, a gated layer of two such products, and
+:class:`HiddenLayers`, an MLP's hidden layers with their activation (pointwise or gated).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -114,7 +119,8 @@ class Dense(nn.Linear):
         return F.linear(h, self.weight, self.bias)
 
 
-#: The hidden activations by name (``config.ACTIVATIONS``), shared by every torch network.
+#: The pointwise hidden activations by name (``config.limits.POINTWISE_ACTIVATIONS``), shared by
+#: every torch network.
 ACTIVATIONS = {
     "relu": F.relu,
     "elu": F.elu,
@@ -123,3 +129,52 @@ ACTIVATIONS = {
     "softplus": F.softplus,
     "leaky_relu": F.leaky_relu,  # negative slope 0.01
 }
+
+
+class _Gated:
+    """A gated dense layer (Dauphin et al., 2017; Tomczak & Welling, 2018):
+
+        h_out = (h·Wᵀ + b) ⊙ sigmoid(h·Vᵀ + c),
+
+    (N, out) for h (N, in). W and b are the layer's own ``weight`` and ``bias`` (its class's
+    product), V and c its ``gate``'s, a second dense layer of the same shape: a gated layer
+    takes two (in → out) products where a pointwise one takes one. The sigmoid gate replaces
+    the activation: the layer is not followed by one."""
+
+    gate: nn.Module
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return super().forward(h) * torch.sigmoid(self.gate(h))
+
+
+class GatedDense(_Gated, Dense):
+    """A gated layer (:class:`_Gated`'s formula) of :class:`Dense` products; parameters
+    ``weight``, ``bias``, ``gate.weight``, ``gate.bias``."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        self.gate = Dense(in_features, out_features)
+
+
+class GatedLinear(_Gated, nn.Linear):
+    """A :class:`GatedDense` whose products are ``nn.Linear``'s, as the ONNX export, which has
+    no operator for oneDNN's, turns it (and its gate) into."""
+
+
+class HiddenLayers(nn.ModuleList):
+    """The hidden layers of an MLP over ``sizes`` (its input width first): each
+    h ← act(h·Wᵀ + b) for a pointwise ``activation`` (:data:`ACTIVATIONS`), or a
+    :class:`GatedDense` for ``gated``. The encoder's, the decoder's and those of the networks
+    between two stochastic layers are built here. Layer i's parameters are ``i.weight`` and
+    ``i.bias`` (and ``i.gate.*`` when gated), as :func:`vaekit.model.parameters.shapes` names
+    them under ``….hidden``."""
+
+    def __init__(self, sizes: Sequence[int], activation: str) -> None:
+        gated = activation == "gated"
+        super().__init__((GatedDense if gated else Dense)(a, b) for a, b in pairwise(sizes))
+        self.act = None if gated else ACTIVATIONS[activation]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            h = layer(h) if self.act is None else self.act(layer(h))
+        return h

@@ -19,14 +19,13 @@ samples it (ancestral sampling) and estimates its quantiles by Monte Carlo.
 from __future__ import annotations
 
 import copy
-from itertools import pairwise
 
 import numpy as np
 import torch
 from torch import nn
 
 from vaekit.config.settings import ModelConfig
-from vaekit.engines.torch.dense import ACTIVATIONS, Dense
+from vaekit.engines.torch.dense import Dense, HiddenLayers
 from vaekit.errors import ConfigError
 from vaekit.model import objectives
 from vaekit.model.priors import Prior
@@ -45,16 +44,13 @@ class GaussianLayer(nn.Module):
     ) -> None:
         super().__init__()
         sizes = [size_in, *hidden]
-        self.hidden = nn.ModuleList(Dense(a, b) for a, b in pairwise(sizes))
+        self.hidden = HiddenLayers(sizes, activation)
         self.mu = Dense(sizes[-1], size_out)
         self.logvar = Dense(sizes[-1], size_out)
-        self.act = ACTIVATIONS[activation]
 
     def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lead = u.shape[:-1]
-        h = u.reshape(-1, u.shape[-1])  # one matrix: Dense multiplies 2-D inputs fastest
-        for layer in self.hidden:
-            h = self.act(layer(h))
+        h = self.hidden(u.reshape(-1, u.shape[-1]))  # one matrix: 2-D inputs multiply fastest
         return self.mu(h).reshape(*lead, -1), self.logvar(h).reshape(*lead, -1)
 
 

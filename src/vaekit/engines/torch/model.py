@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from itertools import pairwise
 from typing import NamedTuple
 
 import torch
@@ -28,15 +27,11 @@ from torch import nn
 from vaekit.config.settings import ModelConfig
 from vaekit.engines.torch import flows, hierarchy
 from vaekit.engines.torch import prior_modules as learned_priors
-from vaekit.engines.torch.dense import ACTIVATIONS, Dense
+from vaekit.engines.torch.dense import ACTIVATIONS, Dense, HiddenLayers
 from vaekit.errors import ConfigError
 from vaekit.model import custom_networks, objectives, parameters
 from vaekit.model.objectives import reparameterize
 from vaekit.model.priors import Prior
-
-
-def _stack(sizes: list[int]) -> nn.ModuleList:
-    return nn.ModuleList(Dense(a, b) for a, b in pairwise(sizes))
 
 
 def _with_label(h: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
@@ -55,12 +50,12 @@ class Encoder(nn.Module):
                 nn.Conv2d(shapes[f"encoder.conv.{i}.weight"][1], out, 4, stride=2, padding=1)
                 for i, out in enumerate(config.conv_channels)
             )
+            self.act = ACTIVATIONS[config.activation]  # the convolutions'
         width = shapes["encoder.mu.weight"][1]
         first = shapes["encoder.hidden.0.weight"][1] if config.hidden else width
-        self.hidden = _stack([first, *config.hidden])
+        self.hidden = HiddenLayers([first, *config.hidden], config.activation)
         self.mu = Dense(width, config.latent_dim)
         self.logvar = Dense(width, config.latent_dim)
-        self.act = ACTIVATIONS[config.activation]
 
     def forward(
         self, x: torch.Tensor, onehot: torch.Tensor | None = None
@@ -77,10 +72,7 @@ class Encoder(nn.Module):
             h = h.flatten(1)
         else:
             h = x
-        h = _with_label(h, onehot)
-        for layer in self.hidden:
-            h = self.act(layer(h))
-        return h
+        return self.hidden(_with_label(h, onehot))
 
 
 class Decoder(nn.Module):
@@ -91,27 +83,27 @@ class Decoder(nn.Module):
         super().__init__()
         self.config = config
         shapes = parameters.shapes(config)
-        self.hidden = _stack([config.latent_dim + config.n_classes, *config.decoder_sizes])
+        self.hidden = HiddenLayers(
+            [config.latent_dim + config.n_classes, *config.decoder_sizes], config.activation
+        )
         width = shapes["decoder.out.weight" if config.arch == "mlp" else "decoder.project.weight"][
             1
         ]
         if config.arch == "conv":
             self.project = Dense(width, shapes["decoder.project.weight"][0])
+            self.act = ACTIVATIONS[config.activation]  # the projection's and deconvolutions'
             self.deconv = nn.ModuleList(
                 nn.ConvTranspose2d(*shapes[f"decoder.deconv.{i}.weight"][:2], 4, 2, padding=1)
                 for i in range(len(config.conv_channels))
             )
         else:
             self.out = Dense(width, config.input_dim)
-        self.act = ACTIVATIONS[config.activation]
         shape = shapes.get("decoder.log_sigma")
         if shape is not None:
             self.log_sigma = custom_networks.sigma_parameter(config, shape)
 
     def forward(self, z: torch.Tensor, onehot: torch.Tensor | None = None) -> torch.Tensor:
-        h = _with_label(z, onehot)
-        for layer in self.hidden:
-            h = self.act(layer(h))
+        h = self.hidden(_with_label(z, onehot))
         if self.config.arch != "conv":
             return self.out(h)
         h = self.act(self.project(h)).reshape(len(h), *self.config.conv_feature_shape)
