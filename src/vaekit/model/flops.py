@@ -16,7 +16,8 @@ A training step runs each product forward, then backward the gradient of its wei
 again) and the gradient of its input (as much again), except where that input needs none: the
 data x, read by the encoder's first layer. So a product costs 3× its forward FLOPs in training,
 and the encoder's first layer on x 2×. The VampPrior's pseudo-inputs are learned: the encoder's
-first layer computes their gradient too.
+first layer computes their gradient too; with two stochastic layers only their mean of z1 goes
+on (into q(z2|z1)), so the encoder's ``logvar`` head runs on them forward only.
 
 Where each network runs, per step of B examples (S: ``iw_samples``, 1 but for the iwae
 objective): the encoder on the B inputs; the decoder on the S·B latent draws; with two
@@ -83,12 +84,18 @@ def _conv(config: ModelConfig, name: str, positions: int, reads_input: bool = Fa
     return Product(name, 2 * KERNEL_TAPS * size_in * size_out * positions, reads_input)
 
 
+def _hidden(config: ModelConfig, prefix: str, layers: int, reads: bool = False) -> list[Product]:
+    """The hidden layers ``prefix.hidden.i`` of the encoder, the decoder and the networks
+    between two stochastic layers, a dense product each; ``reads``: whether the first reads
+    the network's input."""
+    return [_dense(config, f"{prefix}.hidden.{i}", reads and i == 0) for i in range(layers)]
+
+
 def _gaussian(config: ModelConfig, prefix: str, layers: int, reads: bool) -> list[Product]:
-    """Hidden layers ``prefix.hidden.i``, then the heads ``mu`` and ``logvar``; ``reads``:
-    whether the first of them reads the network's input (the heads, without hidden layers)."""
-    hidden = [_dense(config, f"{prefix}.hidden.{i}", reads and i == 0) for i in range(layers)]
+    """Hidden layers, then the heads ``mu`` and ``logvar``; ``reads``: whether the first of
+    them reads the network's input (the heads, without hidden layers)."""
     heads = [_dense(config, f"{prefix}.{head}", reads and not layers) for head in ("mu", "logvar")]
-    return hidden + heads
+    return _hidden(config, prefix, layers, reads) + heads
 
 
 def _encoder(config: ModelConfig) -> list[Product]:
@@ -102,7 +109,7 @@ def _encoder(config: ModelConfig) -> list[Product]:
 
 
 def _decoder(config: ModelConfig) -> list[Product]:
-    hidden = [_dense(config, f"decoder.hidden.{i}") for i in range(len(config.decoder_sizes))]
+    hidden = _hidden(config, "decoder", len(config.decoder_sizes))
     if config.arch != "conv":
         return [*hidden, _dense(config, "decoder.out")]
     _, height, width = config.conv_feature_shape
@@ -148,7 +155,9 @@ def passes(config: ModelConfig, batch_size: int, samples: int) -> list[Pass]:
     rows = {net: samples * batch_size for net in nets}  # the draws, but for two networks:
     rows.update({"encoder": batch_size, "flow.context": batch_size})  # on the examples
     found = [Pass(tuple(products), rows[net], net != "encoder") for net, products in nets.items()]
-    return found + _pseudo_inputs(config, nets) if config.prior == "vamp" else found
+    if config.prior == "vamp":
+        found += _pseudo_inputs(config, nets)
+    return found
 
 
 def _pseudo_inputs(config: ModelConfig, nets: dict[str, list[Product]]) -> list[Pass]:
