@@ -1,4 +1,4 @@
-"""The likelihood leaderboard: test NLL of each model after a fixed CPU budget, one command per row.
+"""The likelihood leaderboard: test NLL of each model after a fixed budget of work (TFLOP).
 
 Protocol (MNIST, as Burda et al. 2015): training images dynamically binarized (a fresh Bernoulli
 sample per batch), the test set binarized once with a fixed seed; test NLL = −mean L_5000 over
@@ -20,29 +20,38 @@ CPU-minutes, a training loss 5.5 nats above one-layer ``vamp`` at the same epoch
 were active and the training loss at epoch 70 was 94.49 nats against 98.65 without (``vamp``:
 93.21).
 
-The budget is CPU time: the training process's CPU seconds divided by its threads (2 here), so a
-row measured beside other work still gets the compute it is owed; the wall clock is printed too.
-A CPU-minute is worth more on a faster processor (``iwae`` reached 282 epochs in 30 CPU-minutes
-on an AMD EPYC and 438 on an Intel Xeon), so the training run keeps the names of the processors
-it ran on (``processors.json``) and each row lists those its run had run on when it was saved.
-The script sets OMP_WAIT_POLICY=PASSIVE (unless it is set) so that threads waiting for each
-other sleep instead of spinning: spinning burns CPU time without work, most when other processes
-share the cores (beside a busy core, 0.2 CPU-minutes of training on mnist-small reached 17
-epochs spinning and 50 passive). On a quiet machine it costs a little: an epoch of the vamp model
-on MNIST took 7.1 CPU-seconds per thread passive against 6.6 spinning (OMP_WAIT_POLICY=ACTIVE),
-and 11.2 s of wall time against 6.6; beside a `yes` process it took 6.0 passive against 15.3
-spinning (2 epochs each, the Xeon).
+The budget is work: the floating-point operations of the model's matrix products in training,
+forward and backward, in TFLOP (10^12), counted from the architecture by
+:func:`vaekit.model.flops.epoch_flops` (an epoch's work: its examples times the FLOPs per
+example, for the VampPrior with its pseudo-inputs' share of each step). The work of an epoch
+does not depend on the machine or on what runs beside it, so a row is saved at the same epoch
+everywhere, and a row can train in the background: only its wall time changes. The default
+budgets, 123.9 and 441.7 TFLOP, are the work of ``hvae-vamp``'s MNIST rows at 30 and 120
+CPU-minutes of the budgets before (193 and 688 epochs; :data:`DEFAULT_BUDGETS`), rounded down
+so that the same run saves them at the same epochs. CPU time (the process's CPU seconds divided
+by its threads, 2 here), wall time and the processors the training run ran on
+(``processors.json``) are kept beside the work in each row as observations: a CPU-minute buys
+more work on a faster processor (``iwae`` reached 282 epochs in 30 CPU-minutes on an AMD EPYC
+and 438 on an Intel Xeon). The script sets OMP_WAIT_POLICY=PASSIVE (unless it is set) so that
+threads waiting for each other sleep instead of spinning: spinning burns CPU time without work,
+most when other processes share the cores (beside a busy core, 0.2 CPU-minutes of training on
+mnist-small reached 17 epochs spinning and 50 passive). On a quiet machine it costs a little: an
+epoch of the vamp model on MNIST took 7.1 CPU-seconds per thread passive against 6.6 spinning
+(OMP_WAIT_POLICY=ACTIVE), and 11.2 s of wall time against 6.6; beside a `yes` process it took
+6.0 passive against 15.3 spinning (2 epochs each, the Xeon).
 
 At the first epoch end past each budget the weights are saved as a run directory; afterwards
 each run is evaluated (a row evaluated before is read back, not evaluated again).
 
 The model's training run (``DATA-MODEL-training`` beside the rows) is checkpointed every epoch,
-weights, optimizer and generators, with the CPU and wall minutes spent so far: the same command
-after a stop resumes it where it stopped, losing at most one epoch, and a larger budget extends
-it (``--budgets 60 120`` after ``--budgets 30`` trains on from the 30-minute point). The resumed
-run takes exactly the steps the uninterrupted one would have taken.
+weights, optimizer and generators, with the work, CPU and wall minutes spent so far: the same
+command after a stop resumes it where it stopped, losing at most one epoch, and a larger budget
+extends it (``--budgets 120 440`` after ``--budgets 120`` trains on from the 120-TFLOP point).
+The resumed run takes exactly the steps the uninterrupted one would have taken. A training run
+from before budgets were work (its epochs recorded CPU minutes alone) resumes too, its work
+counted from its epochs; a budget it has passed without a row of that budget is refused.
 
-    python benchmarks/leaderboard.py vae --budgets 30 120     # one model: both rows, one run
+    python benchmarks/leaderboard.py vae --budgets 123.9 441.7  # one model: both rows, one run
     python benchmarks/leaderboard.py --list                   # the models and their commands
     python benchmarks/leaderboard.py --table                  # the table of every saved row
     python benchmarks/leaderboard.py vamp --quick             # a smoke run on mnist-small
@@ -74,9 +83,10 @@ from vaekit.data.pipeline import TrainingData
 from vaekit.engines import Engine
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.measure.evaluation import evaluate_elbo, iwae_log_likelihood
-from vaekit.model import parameters
+from vaekit.model import flops, parameters
 from vaekit.runs import checkpoint, config_file, layout, loading, lock
 from vaekit.runs.metrics import append_metrics, keep_metrics_until, read_metrics, write_metrics
+from vaekit.text import plural
 from vaekit.train.loop import LoopState, fit
 from vaekit.train.start import engine_for
 
@@ -176,6 +186,14 @@ MODELS = {
 }
 
 
+#: The budgets (TFLOP) when none are given: the work of hvae-vamp's MNIST rows at 30 and 120
+#: CPU-minutes, 193 and 688 epochs of 0.64212 TFLOP (123.929 and 441.779), rounded down to
+#: 0.1 TFLOP, so that its training run saves them at those epochs: the issue's targets.
+DEFAULT_BUDGETS = (123.9, 441.7)
+#: The budget of --quick (TFLOP): a few epochs of mnist-small.
+QUICK_BUDGET = 0.05
+#: A row's directory name ends with its budget and this unit: ``mnist-vae-123.9tflop``.
+BUDGET_UNIT = "tflop"
 #: A row's evaluation, beside its run.
 ROW_FILE = "leaderboard.json"
 #: The processors a training run (or a row cut from it) ran on, as a JSON list.
@@ -232,7 +250,13 @@ def train_config(args: argparse.Namespace, entry: Entry) -> TrainConfig:
 
 
 def row_dir(args: argparse.Namespace, budget: float) -> Path:
-    return args.out / f"{args.data}-{args.model}-{budget:g}min"
+    """The run directory of the row of ``budget`` TFLOP."""
+    return args.out / f"{args.data}-{args.model}-{budget:g}{BUDGET_UNIT}"
+
+
+def row_budget(run_dir: Path) -> float:
+    """The budget, TFLOP, that a row's directory name ends with."""
+    return float(run_dir.name.rsplit("-", 1)[1].removesuffix(BUDGET_UNIT))
 
 
 def training_dir(args: argparse.Namespace) -> Path:
@@ -243,8 +267,8 @@ def training_dir(args: argparse.Namespace) -> Path:
 def resume(
     run_dir: Path, model: ModelConfig, config: TrainConfig, engine: Engine
 ) -> tuple[LoopState, list[dict]]:
-    """The loop state and the epoch records (with their cumulative CPU and wall minutes) of an
-    earlier training run in ``run_dir``, with ``engine`` restored to its last epoch; a fresh
+    """The loop state and the epoch records (with their cumulative work, CPU and wall minutes)
+    of an earlier training run in ``run_dir``, with ``engine`` restored to its last epoch; a fresh
     start when there is none. A run with other settings is refused (ConfigError)."""
     if not layout.is_run(run_dir):
         config_file.write_config(run_dir, model, config, "benchmark")
@@ -265,35 +289,70 @@ def resume(
     return state, read_metrics(run_dir)
 
 
+def passed_budgets(progress_dir: Path, rows: dict[float, Path], done: float) -> list[Path]:
+    """The rows of the budgets (TFLOP: their run directories) that a training run which has
+    done ``done`` TFLOP has passed; each must have been saved (a ConfigError otherwise: a
+    run of budgets in CPU time, or one that trained with fewer budgets, kept no weights there)."""
+    passed = [(budget, run_dir) for budget, run_dir in rows.items() if budget <= done]
+    for budget, run_dir in passed:
+        if not (run_dir / layout.CONFIG_FILE).exists():
+            raise ConfigError(
+                f"{progress_dir} has trained past {budget:g} TFLOP (to {done:.2f}) without "
+                f"saving that row; give budgets above {done:.2f} TFLOP, or remove it to train "
+                "the model again"
+            )
+    return [run_dir for _, run_dir in passed]
+
+
+def save_row(
+    run_dir: Path, engine: Engine, config: TrainConfig, records: list[dict], processors: list[str]
+) -> Path:
+    """Save the row of ``run_dir`` at the last of ``records``: the settings, the weights, the
+    records so far and the processors its training run has run on."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ROW_FILE).unlink(missing_ok=True)  # an earlier run's evaluation
+    config_file.write_config(run_dir, engine.config, config, "benchmark")
+    checkpoint.save_weights(run_dir, engine)
+    write_metrics(run_dir, records)
+    write_processors(run_dir, processors)
+    last = records[-1]
+    print(
+        f"saved {run_dir} after {plural(last['epoch'], 'epoch')}, {last['tflop']:.2f} TFLOP "
+        f"({last['cpu_minutes']:.1f} CPU-min)"
+    )
+    return run_dir
+
+
 def train(
     args: argparse.Namespace, entry: Entry, config: TrainConfig, clock=cpu_minutes
 ) -> list[Path]:
-    """Train until the largest budget (``clock`` minutes, CPU time by default), resuming the
-    model's training run where an earlier one stopped; save a row at the first epoch end past
-    each budget. Every epoch is checkpointed, so a stopped run loses at most one epoch."""
+    """Train until the largest budget (TFLOP), resuming the model's training run where an
+    earlier one stopped; save a row at the first epoch end past each budget. Every epoch is
+    checkpointed, so a stopped run loses at most one epoch; each epoch's record keeps its work
+    and, as observations, the ``clock``'s minutes (CPU time by default) and the wall time."""
     data = TrainingData.load(config)
     model = ModelConfig(input_shape=tuple(data.train.shape[1:]), **entry.model)
     engine = engine_for(model, config)
+    epoch_work = flops.epoch_flops(model, len(data.train), config.batch_size)
+
+    def work(epochs: int) -> float:
+        return flops.tflop(epochs * epoch_work)
+
     progress_dir = training_dir(args)
     progress_dir.mkdir(parents=True, exist_ok=True)
     with lock.writing(progress_dir):
         state, records = resume(progress_dir, model, config, engine)
+        # the work of every epoch, also of a run from before records kept it
+        records = [dict(r, tflop=work(r["epoch"])) for r in records]
         spent = records[-1] if records else {"cpu_minutes": 0.0, "wall_minutes": 0.0}
         budgets = sorted(args.budgets)
-        passed = [b for b in budgets if b <= spent["cpu_minutes"]]
-        for budget in passed:
-            if not (row_dir(args, budget) / layout.CONFIG_FILE).exists():
-                raise ConfigError(
-                    f"{progress_dir} has trained past {budget:g} CPU-minutes "
-                    f"({spent['cpu_minutes']:.1f}) without saving that row; remove it to "
-                    "train the model again"
-                )
-        budgets = budgets[len(passed) :]
-        saved = [row_dir(args, b) for b in passed]
+        rows = {b: row_dir(args, b) for b in budgets}
+        saved = passed_budgets(progress_dir, rows, work(state.epoch))
+        budgets = budgets[len(saved) :]
         if state.epoch:
             print(
-                f"resuming {progress_dir} after epoch {state.epoch} "
-                f"({spent['cpu_minutes']:.1f} CPU-min)"
+                f"resuming {progress_dir} after epoch {state.epoch} ({work(state.epoch):.2f} "
+                f"TFLOP, {spent['cpu_minutes']:.1f} CPU-min)"
             )
         processors = read_processors(progress_dir)
         if (processor := processor_name()) not in processors:
@@ -303,27 +362,27 @@ def train(
         wall_start = time.perf_counter() - 60 * spent["wall_minutes"]
 
         def on_epoch(engine, record, state) -> None:
-            cpu = clock() - cpu_start
+            done, cpu = work(record["epoch"]), clock() - cpu_start
             wall = (time.perf_counter() - wall_start) / 60
-            records.append(dict(record, cpu_minutes=cpu, wall_minutes=wall))
+            records.append(dict(record, tflop=done, cpu_minutes=cpu, wall_minutes=wall))
             if record["epoch"] % 25 == 0:
-                print(f"epoch {record['epoch']}: loss {record['loss']:.2f} ({cpu:.1f} CPU-min)")
-            while budgets and cpu >= budgets[0]:
+                print(
+                    f"epoch {record['epoch']}: loss {record['loss']:.2f} "
+                    f"({done:.2f} TFLOP, {cpu:.1f} CPU-min)"
+                )
+            while budgets and done >= budgets[0]:
                 run_dir = row_dir(args, budgets.pop(0))
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / ROW_FILE).unlink(missing_ok=True)  # an earlier run's evaluation
-                config_file.write_config(run_dir, model, config, "benchmark")
-                checkpoint.save_weights(run_dir, engine)
-                write_metrics(run_dir, records)
-                write_processors(run_dir, processors)
-                saved.append(run_dir)
-                print(f"saved {run_dir} after {record['epoch']} epochs, {cpu:.1f} CPU-min")
+                saved.append(save_row(run_dir, engine, config, records, processors))
             append_metrics(progress_dir, records[-1])
             checkpoint.save_checkpoint(progress_dir, engine, state.to_json())
             if not budgets:
                 raise BudgetSpent
 
-        print(f"{args.model}: {parameters.count(model):,} parameters; {entry.description}")
+        print(
+            f"{args.model}: {parameters.count(model):,} parameters, "
+            f"{flops.training_flops(model, config.batch_size) / 1e6:.3f} MFLOP per training "
+            f"example, {flops.tflop(epoch_work):.4f} TFLOP an epoch; {entry.description}"
+        )
         if budgets:
             with contextlib.suppress(BudgetSpent):
                 fit(
@@ -349,7 +408,9 @@ def evaluate(args: argparse.Namespace, entry: Entry, config: TrainConfig, run_di
         "model": args.model,
         "description": entry.description,
         "parameters": parameters.count(engine.config),
-        "budget_cpu_minutes": float(run_dir.name.rsplit("-", 1)[1][:-3]),
+        "mflop_per_example": flops.training_flops(engine.config, config.batch_size) / 1e6,
+        "budget_tflop": row_budget(run_dir),
+        "tflop": last["tflop"],
         "epochs": last["epoch"],
         "cpu_minutes": last["cpu_minutes"],
         "wall_minutes": last["wall_minutes"],
@@ -377,20 +438,22 @@ def evaluated_row(args: argparse.Namespace, run_dir: Path) -> dict | None:
 
 
 def table(rows: list[dict]) -> str:
-    """The leaderboard as a Markdown table, by data set, budget and NLL; a row saved before
-    rows named their processors says "not recorded" in the CPU column."""
+    """The leaderboard as a Markdown table, by data set, budget and NLL: the work each row
+    trained (TFLOP), its epochs, and as observations its CPU and wall minutes and the processors
+    it ran on. A row saved before rows recorded its work or processors says "not recorded"."""
     lines = [
-        "| data | model | parameters | budget (CPU-min) | wall (min) | epochs | test −ELBO "
-        "| test NLL | evaluation (min) | CPU | published |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| data | model | parameters | TFLOP | epochs | CPU-min | wall (min) | processor "
+        "| test −ELBO | test NLL | evaluation (min) | published |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
-    for r in sorted(rows, key=lambda r: (r["data"], r["budget_cpu_minutes"], r["test_nll"])):
+    for r in sorted(rows, key=lambda r: (r["data"], r.get("budget_tflop", 0.0), r["test_nll"])):
+        work = f"{r['tflop']:,.2f}" if "tflop" in r else "not recorded"
         processors = ", ".join(r["processors"]) if "processors" in r else "not recorded"
         lines.append(
-            f"| {r['data']} | {r['model']} | {r['parameters']:,} | {r['budget_cpu_minutes']:g} "
-            f"| {r['wall_minutes']:.0f} | {r['epochs']:,} | {r['test_elbo_loss']:.2f} "
-            f"| **{r['test_nll']:.2f}** (k = {r['iw_samples']:,}) "
-            f"| {r['evaluation_minutes']:.1f} | {processors} | {r['published']} |"
+            f"| {r['data']} | {r['model']} | {r['parameters']:,} | {work} | {r['epochs']:,} "
+            f"| {r['cpu_minutes']:.0f} | {r['wall_minutes']:.0f} | {processors} "
+            f"| {r['test_elbo_loss']:.2f} | **{r['test_nll']:.2f}** (k = {r['iw_samples']:,}) "
+            f"| {r['evaluation_minutes']:.1f} | {r['published']} |"
         )
     return "\n".join(lines)
 
@@ -401,7 +464,13 @@ def main() -> None:
     parser.add_argument("--data", choices=("mnist", "fashion-mnist", "mnist-small"))
     parser.add_argument("--data-dir", type=Path, help="default: DATA_DIRS, where present")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/leaderboard"))
-    parser.add_argument("--budgets", type=float, nargs="+", metavar="CPU_MIN")
+    parser.add_argument(
+        "--budgets",
+        type=float,
+        nargs="+",
+        metavar="TFLOP",
+        help=f"budgets of training work, TFLOP (default: {' '.join(map(str, DEFAULT_BUDGETS))})",
+    )
     parser.add_argument("--iw-samples", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -411,13 +480,16 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="the models and their commands")
     parser.add_argument("--table", action="store_true", help="print every saved row")
     parser.add_argument(
-        "--quick", action="store_true", help="mnist-small, 0.2 CPU-min, k = 50 (a smoke run)"
+        "--quick",
+        action="store_true",
+        help=f"mnist-small, {QUICK_BUDGET} TFLOP, k = 50 (a smoke run)",
     )
     args = parser.parse_args()
     if args.list:
         for name, entry in MODELS.items():
             print(f"{name:<10} {entry.description}")
-            print(f"           python benchmarks/leaderboard.py {name} --budgets 30 120")
+            budgets = " ".join(map(str, DEFAULT_BUDGETS))
+            print(f"           python benchmarks/leaderboard.py {name} --budgets {budgets}")
         return
     if args.table:
         rows = [json.loads(p.read_text()) for p in sorted(args.out.glob(f"*/{ROW_FILE}"))]
@@ -427,10 +499,10 @@ def main() -> None:
         parser.error("name a model (see --list), or pass --list or --table")
     if args.quick:
         args.data = args.data or "mnist-small"
-        args.budgets = args.budgets or [0.2]
+        args.budgets = args.budgets or [QUICK_BUDGET]
         args.iw_samples = 50
     args.data = args.data or "mnist"
-    args.budgets = args.budgets or [30, 120]
+    args.budgets = args.budgets or list(DEFAULT_BUDGETS)
     default_dir = DATA_DIRS.get(args.data)
     if args.data_dir is None and default_dir is not None and default_dir.is_dir():
         args.data_dir = default_dir

@@ -3,6 +3,7 @@
 import importlib.util
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -195,7 +196,7 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(monkeypatc
     assert "command: python" in proc.stdout and "(seed 0)" in proc.stdout
     table = subprocess.run([*script, "--table", *out], capture_output=True, text=True)
     assert table.returncode == 0 and "| mnist-small | vae |" in table.stdout
-    row = tmp_path / "mnist-small-vae-0.02min" / "leaderboard.json"
+    row = tmp_path / "mnist-small-vae-0.02tflop" / "leaderboard.json"
     processor = _leaderboard_module(monkeypatch).processor_name()
     assert processor and json.loads(row.read_text())["processors"] == [processor]
     assert f"| {processor} |" in table.stdout
@@ -203,7 +204,7 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(monkeypatc
     for extra, error in (
         ([], None),  # the same command again: the row is read back, nothing trains
         (["--seed", "1"], "was trained with other settings; remove it to start"),
-        (["--evaluate-only", "--budgets", "9"], "mnist-small-vae-9min does not exist"),
+        (["--evaluate-only", "--budgets", "9"], "mnist-small-vae-9tflop does not exist"),
     ):
         again = subprocess.run(
             [*script, "vae", "--quick", "--budgets", "0.02", *out, *extra],
@@ -213,7 +214,8 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(monkeypatc
         )
         if error is None:
             assert again.returncode == 0, again.stderr[-2000:]
-            assert "| mnist-small | vae |" in again.stdout and "parameters;" in again.stdout
+            assert "| mnist-small | vae |" in again.stdout
+            assert "MFLOP per training example" in again.stdout
         else:
             assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
             assert error in again.stderr
@@ -232,27 +234,31 @@ def _leaderboard_module(monkeypatch):
 
 def _epoch_clock():
     """A stand-in for the CPU clock that reads one minute more at each call: train() reads it
-    once at its start and once per epoch, so budgets count epochs, whatever the machine."""
+    once at its start and once per epoch, so each record's CPU minutes count its epochs."""
     ticks = itertools.count()
     return lambda: float(next(ticks))
 
 
 def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_path):
-    """Training to budget 2, then again with budgets 2 and 4 (a second process, as after a
-    stop, here on another processor), saves the same 4-epoch row, bit for bit, as one run to
-    budget 4, and names both processors; a budget passed without its row, or other
-    settings, is refused."""
+    """Training to a budget of 1.5 epochs' work (a row at epoch 2), then again with budgets of
+    1.5 and 3.5 (a second process, as after a stop, here on another processor, and with
+    records from before they kept their work), saves the same 4-epoch row, bit for bit, as one
+    run to 3.5, and names both processors; a budget passed without its row, or other settings,
+    is refused."""
     import argparse
 
+    from vaekit.config.settings import ModelConfig
+    from vaekit.data.pipeline import TrainingData
     from vaekit.errors import ConfigError
+    from vaekit.model import flops
     from vaekit.runs import checkpoint, config_file
-    from vaekit.runs.metrics import read_metrics
+    from vaekit.runs.metrics import read_metrics, write_metrics
 
     leaderboard = _leaderboard_module(monkeypatch)
     entry = leaderboard.MODELS["vae"]
 
-    def run(out, budgets, seed=0):
-        args = argparse.Namespace(
+    def arguments(out, budgets, seed=0):
+        return argparse.Namespace(
             data="mnist-small",
             data_dir=None,
             engine="torch",
@@ -261,18 +267,31 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
             out=out,
             budgets=budgets,
         )
+
+    def run(*how, **seed):
+        args = arguments(*how, **seed)
         config = leaderboard.train_config(args, entry)
         return leaderboard.train(args, entry, config, clock=_epoch_clock())
 
-    stale = tmp_path / "straight" / "mnist-small-vae-4min" / leaderboard.ROW_FILE
+    data = TrainingData.load(leaderboard.train_config(arguments(None, []), entry))
+    model = ModelConfig(input_shape=data.train.shape[1:], **entry.model)
+    epoch = flops.tflop(flops.epoch_flops(model, len(data.train), 100))  # TFLOP
+    rows = {
+        b: leaderboard.row_dir(arguments(tmp_path / "stopped", []), b * epoch) for b in (1.5, 3.5)
+    }
+    stale = tmp_path / "straight" / rows[3.5].name / leaderboard.ROW_FILE
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")  # an earlier run's evaluation of this row
-    straight = run(tmp_path / "straight", [4])
+    straight = run(tmp_path / "straight", [3.5 * epoch])
     assert not stale.exists()
-    assert run(tmp_path / "stopped", [2]) == [tmp_path / "stopped" / "mnist-small-vae-2min"]
+    assert run(tmp_path / "stopped", [1.5 * epoch]) == [rows[1.5]]
+    progress = tmp_path / "stopped" / "mnist-small-vae-training"
+    write_metrics(
+        progress, [{k: v for k, v in r.items() if k != "tflop"} for r in read_metrics(progress)]
+    )
     monkeypatch.setattr(leaderboard, "processor_name", lambda: "another CPU")
-    resumed = run(tmp_path / "stopped", [2, 4])
-    assert [p.name for p in resumed] == ["mnist-small-vae-2min", "mnist-small-vae-4min"]
+    resumed = run(tmp_path / "stopped", [1.5 * epoch, 3.5 * epoch])
+    assert resumed == [rows[1.5], rows[3.5]]
     expected, got = (
         checkpoint.load_weights(p, config_file.read_config(p)[0])
         for p in (straight[-1], resumed[-1])
@@ -283,28 +302,50 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
     records = read_metrics(resumed[-1])
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]
     assert [r["loss"] for r in records] == [r["loss"] for r in read_metrics(straight[-1])]
+    assert [r["tflop"] for r in records] == pytest.approx([epoch, 2 * epoch, 3 * epoch, 4 * epoch])
     assert [r["cpu_minutes"] for r in records] == [1.0, 2.0, 3.0, 4.0]
     this_cpu = leaderboard.read_processors(straight[-1])
     assert len(this_cpu) == 1 and leaderboard.read_processors(resumed[0]) == this_cpu
     assert leaderboard.read_processors(resumed[-1]) == [*this_cpu, "another CPU"]
-    with pytest.raises(ConfigError, match="trained past 3 CPU-minutes"):
-        run(tmp_path / "stopped", [3, 6])
+    with pytest.raises(ConfigError, match=f"trained past {2.5 * epoch:g} TFLOP"):
+        run(tmp_path / "stopped", [2.5 * epoch, 6 * epoch])
     with pytest.raises(ConfigError, match="other settings; remove it"):
-        run(tmp_path / "stopped", [6], seed=1)
+        run(tmp_path / "stopped", [6 * epoch], seed=1)
 
 
-def test_leaderboard_table_reads_a_row_saved_before_processors_were_recorded(monkeypatch):
-    """A row written before rows named their processors still tabulates, its CPU column
-    saying so instead of raising KeyError."""
+def test_the_default_budgets_are_the_work_of_the_hvae_vamp_rows_they_replace(monkeypatch):
+    """hvae-vamp's MNIST rows at 30 and 120 CPU-minutes trained 193 and 688 epochs of MNIST's
+    60,000 images: the default budgets in TFLOP are reached at those same epoch ends."""
+    from vaekit.config.settings import ModelConfig
+    from vaekit.model import flops
+
+    leaderboard = _leaderboard_module(monkeypatch)
+    model = ModelConfig(**leaderboard.MODELS["hvae-vamp"].model)
+    epoch = flops.tflop(flops.epoch_flops(model, 60_000, 100))
+    first_past = [math.ceil(budget / epoch) for budget in leaderboard.DEFAULT_BUDGETS]
+    assert first_past == [193, 688]
+
+
+def test_leaderboard_table_reads_rows_saved_before_they_recorded_work_or_processors(monkeypatch):
+    """A row written before rows recorded their work (budgets were CPU minutes) or named their
+    processors still tabulates, its columns saying so instead of raising KeyError."""
     leaderboard = _leaderboard_module(monkeypatch)
     row = {
         "data": "mnist", "model": "vae", "parameters": 1000, "budget_cpu_minutes": 30.0,
-        "wall_minutes": 30.2, "epochs": 7, "test_elbo_loss": 100.0, "test_nll": 95.0,
-        "iw_samples": 5000, "evaluation_minutes": 4.0, "published": "",
+        "cpu_minutes": 30.1, "wall_minutes": 30.2, "epochs": 7, "test_elbo_loss": 100.0,
+        "test_nll": 95.0, "iw_samples": 5000, "evaluation_minutes": 4.0, "published": "",
     }  # fmt: skip
-    recorded = leaderboard.table([{**row, "processors": ["AMD EPYC"]}]).splitlines()[-1]
-    assert recorded.endswith("| 4.0 | AMD EPYC |  |")
-    assert leaderboard.table([row]).splitlines()[-1].endswith("| 4.0 | not recorded |  |")
+    now = {**row, "processors": ["AMD EPYC"], "tflop": 12.345, "budget_tflop": 12.3}
+    assert (
+        leaderboard.table([now])
+        .splitlines()[-1]
+        .startswith("| mnist | vae | 1,000 | 12.35 | 7 | 30 | 30 | AMD EPYC | 100.00 |")
+    )
+    assert (
+        leaderboard.table([row])
+        .splitlines()[-1]
+        .startswith("| mnist | vae | 1,000 | not recorded | 7 | 30 | 30 | not recorded |")
+    )
 
 
 def test_leaderboard_entries_train_with_their_own_settings_on_the_protocol(monkeypatch):

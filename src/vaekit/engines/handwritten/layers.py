@@ -68,6 +68,9 @@ def dense(h: Array, weight: Array, bias: Array) -> Array:
     return linear(h, weight, bias)
 
 
-def dense_backward(g: Array, h: Array, weight: Array) -> tuple[Array, Array, Array]:
-    """(∂L/∂W, ∂L/∂b, ∂L/∂h) of a = h·Wᵀ + b, given g = ∂L/∂a."""
-    return linear(g.T, h.T), g.sum(axis=0), linear(g, weight.T)
+def dense_backward(
+    g: Array, h: Array, weight: Array, input_grad: bool = True
+) -> tuple[Array, Array, Array | None]:
+    """(∂L/∂W, ∂L/∂b, ∂L/∂h) of a = h·Wᵀ + b, given g = ∂L/∂a; ∂L/∂h is None without
+    ``input_grad`` (an input that is data needs none, and its product is skipped)."""
+    return linear(g.T, h.T), g.sum(axis=0), linear(g, weight.T) if input_grad else None

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vaekit.config.settings import ModelConfig
-from vaekit.engines.handwritten.layers import ACTIVATIONS, dense, dense_backward, linear
+from vaekit.engines.handwritten.layers import ACTIVATIONS, dense, dense_backward
 from vaekit.model import objectives, parameters
 from vaekit.model.objectives import Array, namespace, reparameterize
 from vaekit.model.priors import Prior
@@ -196,21 +196,20 @@ def backward(
     d_mu = d_z + kl_weight * kl_mu
     d_logvar = d_z * 0.5 * (f.z - f.mu) + kl_weight * kl_logvar
 
-    # encoder heads, then hidden layers in reverse (no gradient is needed for x itself)
-    gw, gb, d = dense_backward(d_mu, f.h, p["encoder.mu.weight"])
+    # encoder heads, then hidden layers in reverse (no gradient is needed for x itself, which
+    # the heads read where there are no hidden layers)
+    hidden = bool(f.encoder)
+    gw, gb, d = dense_backward(d_mu, f.h, p["encoder.mu.weight"], hidden)
     grads["encoder.mu.weight"], grads["encoder.mu.bias"] = gw, gb
-    gw, gb, d_lv_h = dense_backward(d_logvar, f.h, p["encoder.logvar.weight"])
+    gw, gb, d_lv_h = dense_backward(d_logvar, f.h, p["encoder.logvar.weight"], hidden)
     grads["encoder.logvar.weight"], grads["encoder.logvar.bias"] = gw, gb
-    d += d_lv_h
+    d = d + d_lv_h if hidden else None
     for i in reversed(range(len(f.encoder))):
         h_in, a = f.encoder[i]
         h = f.h if i == len(f.encoder) - 1 else f.encoder[i + 1][0]
         d = act.backward(a, h, d)
-        w = p[f"encoder.hidden.{i}.weight"]
-        grads[f"encoder.hidden.{i}.weight"] = linear(d.T, h_in.T)
-        grads[f"encoder.hidden.{i}.bias"] = d.sum(axis=0)
-        if i > 0:
-            d = linear(d, w.T)
+        gw, gb, d = dense_backward(d, h_in, p[f"encoder.hidden.{i}.weight"], i > 0)
+        grads[f"encoder.hidden.{i}.weight"], grads[f"encoder.hidden.{i}.bias"] = gw, gb
     return grads
 
 
