@@ -86,9 +86,16 @@ def _conv(config: ModelConfig, name: str, positions: int, reads_input: bool = Fa
 
 def _hidden(config: ModelConfig, prefix: str, layers: int, reads: bool = False) -> list[Product]:
     """The hidden layers ``prefix.hidden.i`` of the encoder, the decoder and the networks
-    between two stochastic layers, a dense product each; ``reads``: whether the first reads
-    the network's input."""
-    return [_dense(config, f"{prefix}.hidden.{i}", reads and i == 0) for i in range(layers)]
+    between two stochastic layers, a dense product each, and a second one of the same shape
+    for a gated layer's gate (``activation`` gated: (h·Wᵀ + b) ⊙ σ(h·Vᵀ + c)); ``reads``:
+    whether the first layer reads the network's input."""
+    products = []
+    for i in range(layers):
+        first = reads and i == 0
+        products.append(_dense(config, f"{prefix}.hidden.{i}", first))
+        if config.activation == "gated":
+            products.append(_dense(config, f"{prefix}.hidden.{i}.gate", first))
+    return products
 
 
 def _gaussian(config: ModelConfig, prefix: str, layers: int, reads: bool) -> list[Product]:
