@@ -29,16 +29,17 @@ everywhere, and a row can train in the background: only its wall time changes. T
 budgets, 123.9 and 441.7 TFLOP, are the work of ``hvae-vamp``'s MNIST rows at 30 and 120
 CPU-minutes of the budgets before (193 and 688 epochs; :data:`DEFAULT_BUDGETS`), rounded down
 so that the same run saves them at the same epochs. CPU time (the process's CPU seconds divided
-by its threads, 2 here), wall time and the processors the training run ran on
-(``processors.json``) are kept beside the work in each row as observations: a CPU-minute buys
-more work on a faster processor (``iwae`` reached 282 epochs in 30 CPU-minutes on an AMD EPYC
-and 438 on an Intel Xeon). The script sets OMP_WAIT_POLICY=PASSIVE (unless it is set) so that
-threads waiting for each other sleep instead of spinning: spinning burns CPU time without work,
-most when other processes share the cores (beside a busy core, 0.2 CPU-minutes of training on
-mnist-small reached 17 epochs spinning and 50 passive). On a quiet machine it costs a little: an
+by its threads), wall time and the processors the training run ran on (``processors.json``)
+are kept beside the work in each row as observations: a CPU-minute buys more work on a faster
+processor (``iwae`` reached 282 epochs in 30 CPU-minutes on an AMD EPYC and 438 on an Intel
+Xeon). Training takes one thread unless ``--threads`` says otherwise (the count is kept in the
+run, so a resume sums alike): beside other work a second thread mostly waits for a core another
+program holds. With more, the script sets OMP_WAIT_POLICY=PASSIVE (unless it is set) so that
+threads waiting for each other sleep instead of spinning: beside a busy core, 0.2 CPU-minutes
+of training on mnist-small reached 17 epochs spinning and 50 passive; on a quiet machine an
 epoch of the vamp model on MNIST took 7.1 CPU-seconds per thread passive against 6.6 spinning
-(OMP_WAIT_POLICY=ACTIVE), and 11.2 s of wall time against 6.6; beside a `yes` process it took
-6.0 passive against 15.3 spinning (2 epochs each, the Xeon).
+(OMP_WAIT_POLICY=ACTIVE), and beside a `yes` process 6.0 against 15.3 (2 epochs each, 2
+threads, the Xeon).
 
 At the first epoch end past each budget the weights are saved as a run directory; afterwards
 each run is evaluated (a row evaluated before is read back, not evaluated again).
@@ -75,7 +76,6 @@ from pathlib import Path
 # before torch loads OpenMP, which reads it once (see the module docstring)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch
 
 from vaekit import disk
 from vaekit.config.settings import ModelConfig, TrainConfig
@@ -204,11 +204,11 @@ class BudgetSpent(Exception):
     """Raised by the epoch hook once the last budget is reached."""
 
 
-def cpu_minutes() -> float:
-    """This process's CPU time (all threads, user + system) divided by torch's thread count, in
-    minutes: the wall time the work would take with the threads' cores to itself."""
+def cpu_minutes(threads: int) -> float:
+    """This process's CPU time (all threads, user + system) divided by the training's
+    ``threads``, in minutes: the wall time the work would take with their cores to itself."""
     times = os.times()
-    return (times.user + times.system) / torch.get_num_threads() / 60
+    return (times.user + times.system) / threads / 60
 
 
 def processor_name() -> str:
@@ -245,6 +245,7 @@ def train_config(args: argparse.Namespace, entry: Entry) -> TrainConfig:
         epochs=1_000_000,
         seed=args.seed,
         sample_every=1_000_000,
+        threads=args.threads,
     )
     return replace(protocol, **entry.training)
 
@@ -323,13 +324,12 @@ def save_row(
     return run_dir
 
 
-def train(
-    args: argparse.Namespace, entry: Entry, config: TrainConfig, clock=cpu_minutes
-) -> list[Path]:
+def train(args: argparse.Namespace, entry: Entry, config: TrainConfig, clock=None) -> list[Path]:
     """Train until the largest budget (TFLOP), resuming the model's training run where an
     earlier one stopped; save a row at the first epoch end past each budget. Every epoch is
     checkpointed, so a stopped run loses at most one epoch; each epoch's record keeps its work
     and, as observations, the ``clock``'s minutes (CPU time by default) and the wall time."""
+    clock = clock or (lambda: cpu_minutes(config.threads))
     data = TrainingData.load(config)
     model = ModelConfig(input_shape=tuple(data.train.shape[1:]), **entry.model)
     engine = engine_for(model, config)
@@ -473,6 +473,13 @@ def main() -> None:
     )
     parser.add_argument("--iw-samples", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of the training, kept in its run (default 1: a row beside other work "
+        "wastes nothing waiting for a thread whose core another program took)",
+    )
     parser.add_argument(
         "--engine", choices=("torch", "numpy"), default="torch", help="the training engine"
     )

@@ -266,6 +266,7 @@ def test_a_stopped_leaderboard_run_resumes_to_the_same_weights(monkeypatch, tmp_
             model="vae",
             out=out,
             budgets=budgets,
+            threads=1,
         )
 
     def run(*how, **seed):
@@ -355,7 +356,7 @@ def test_leaderboard_entries_train_with_their_own_settings_on_the_protocol(monke
     import argparse
 
     leaderboard = _leaderboard_module(monkeypatch)
-    args = argparse.Namespace(data="mnist", data_dir=None, engine="torch", seed=0)
+    args = argparse.Namespace(data="mnist", data_dir=None, engine="torch", seed=0, threads=1)
     configs = {name: leaderboard.train_config(args, e) for name, e in leaderboard.MODELS.items()}
     warmed = {"hvae-vamp", "hvae-vamp-conv", "hvae-vamp-gated", "hvae-vamp-iwae"}
     assert all(configs[name].kl_warmup == 50 for name in warmed)
@@ -402,7 +403,7 @@ def test_the_leaderboards_vamp_models_use_their_latents(monkeypatch, name):
     from vaekit.train.start import engine_for
 
     leaderboard = _leaderboard_module(monkeypatch)
-    args = argparse.Namespace(data="mnist-small", data_dir=None, engine="torch", seed=0)
+    args = argparse.Namespace(data="mnist-small", data_dir=None, engine="torch", seed=0, threads=1)
     entry = leaderboard.MODELS[name]
     # without hvae-vamp's KL warm-up, whose small early KL weight would pass this by itself
     config = dataclasses.replace(leaderboard.train_config(args, entry), epochs=5, kl_warmup=0)
