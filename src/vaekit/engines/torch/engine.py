@@ -358,7 +358,8 @@ class TorchEngine:
     def log_weights(
         self, x: np.ndarray, posterior: Posterior, eps: np.ndarray, y: np.ndarray | None = None
     ) -> np.ndarray:
-        self.model.eval()
+        if self.model.training:  # called once per chunk of k samples: no walk over the modules
+            self.model.eval()
         mu, logvar = (self._tensor(a) for a in posterior)
         eps_t = self._tensor(eps, flatten=False)
         xb, yb = self._tensor(x), self._labels(y)
