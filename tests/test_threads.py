@@ -120,3 +120,13 @@ def test_the_command_line_lets_waiting_threads_sleep_unless_told_otherwise(given
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split()[-1] == (given or "PASSIVE"), out.stderr
+
+
+def test_the_demo_takes_a_count_too(capsys, tmp_path):
+    out = tmp_path / "demo"
+    code, _, err = run_cli(
+        capsys, "demo", "--out", out, "--epochs", "1", "--threads", "2", "--quiet"
+    )
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["train"]["threads"] == 2
+    assert "threads" in user_error(capsys, "demo", "--out", tmp_path / "d0", "--threads", "0")

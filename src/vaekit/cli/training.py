@@ -371,6 +371,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--logger", choices=LOGGERS, help="none (default) or tensorboard (see 'train --help')"
     )
+    p.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads (default 1; see 'train --help')"
+    )
     p.set_defaults(handler=cmd_demo)
 
 

@@ -17,6 +17,7 @@ from vaekit.data.pipeline import TrainingData
 from vaekit.data.scaling import Scaling
 from vaekit.draw import figures, gallery
 from vaekit.engines import Engine, StepMetrics
+from vaekit.engines.threads import cpu_threads
 from vaekit.errors import CheckpointError, TrainingDiverged
 from vaekit.runs import best_weights, checkpoint
 from vaekit.runs.metrics import append_metrics
@@ -188,7 +189,7 @@ class RunWriter:
         except BaseException:
             self._stop_tracking()
             raise
-        with self._writing("the final figures", state.epoch):
+        with self._writing("the final figures", state.epoch), cpu_threads(self.config.threads):
             if self.writes:
                 gallery.draw_all(self.run_dir, engine, *self.figure_inputs, self.config.seed)
             if self.tracker is not None:
