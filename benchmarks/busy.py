@@ -56,6 +56,8 @@ GRID_SETTINGS = {
     "2 asleep": (2, "PASSIVE"),
     "2 spinning": (2, "ACTIVE"),
 }
+#: The (width, batch) points of the steps grid.
+FULL_GRID = [(w, b) for w in (200, 400, 1000, 2000) for b in (32, 128, 512)]
 BUSY_TARGET = 1.3
 DEMO_TARGET = 3.0
 
@@ -126,6 +128,7 @@ def table(header: list[str], rows: list[list[str]]) -> None:
 STEPS = """
 import json, sys, time
 import numpy as np
+import torch  # first: cpu_threads sets the threads of the torch it finds imported
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines.threads import cpu_threads
 from vaekit.train.start import engine_for
@@ -293,9 +296,7 @@ def main() -> None:
     full = not args.quick and (args.data_dir / "mnist").is_dir()
     data = "mnist" if full else "mnist-small"
     rounds = args.rounds if not args.quick else 1
-    grid = [(w, b) for w in (200, 400, 1000, 2000) for b in (32, 128, 512)]
-    if args.quick:
-        grid = [(200, 32), (400, 128)]
+    grid = [(200, 32), (400, 128)] if args.quick else FULL_GRID
     started = time.perf_counter()
     print(machine_line() + "\n")
     if args.only in (None, "threads"):

@@ -15,15 +15,20 @@ machine that speeds up or slows down during the run affects them alike. Prints:
    PyTorch VAE example), vaekit's torch engine and its NumPy engine: samples/s, seconds per
    epoch, speed-up over the conventional loop, % of the GEMM roofline, peak RSS;
 4. scaling: samples/s against batch size (32…1024) and hidden width (200…1000);
-5. the importance-weighted evaluation (k = 5000 on the test set) and a whole ``vaekit train``
-   run, with time and peak RSS;
+5. the importance-weighted evaluation (k = 5000 on the test set) as a share of the GEMM roofline
+   at the decoder's shapes (measured in the same process), with waiting threads asleep (as the
+   command line runs it) and spinning, and a whole ``vaekit train`` run, with time and peak RSS;
 6. start-up: ``vaekit --version``, ``--help`` and ``presets`` in fresh interpreters (median of 5
    runs; 1 with --quick), from ``benchmarks/startup.py``;
 7. the whole command: ``vaekit train`` (checkpoints and figures as by default) against
    ``benchmarks/example_program.py`` (what PyTorch's VAE example does, written here), 3 and 10
-   epochs of MNIST, alternating fresh processes, medians of 3; and where vaekit's time goes;
+   epochs of MNIST, alternating fresh processes, medians of 3; and where vaekit's time goes,
+   part by part (interpreter, torch import, data, engine, steps, test ELBO, figures,
+   checkpoints), the computing parts as shares of the GEMM roofline;
 8. several trainings at once (one per core, as in a sweep): the libraries' default threads (one
-   per core in each run) against one thread each, beside one run alone, for both engines.
+   per core in each run) against one thread each, beside one run alone, for both engines;
+9. ``benchmarks/busy.py``'s tables: where two threads pay, the busy-machine table (idle, one and
+   two CPU hogs; the default and the candidates) and the demo against its steps.
 
 Roofline: an epoch's model FLOPs divided by the time the model's matrix products alone take at
 the best measured rate (the fastest library, at the model's shapes): the time an epoch would
@@ -35,6 +40,8 @@ take if everything but the GEMMs were free. % of roofline = that time / the meas
     python benchmarks/run.py --only whole-command   # section 7 alone (about 6 minutes)
     python benchmarks/run.py --only per-epoch       # sections 1 to 3 alone (about 90 s)
     python benchmarks/run.py --only side-by-side    # section 8 alone
+    python benchmarks/run.py --only evaluation      # section 5's evaluation alone
+    python benchmarks/run.py --only busy            # section 9 alone (about 25 minutes)
 """
 
 from __future__ import annotations
@@ -217,12 +224,18 @@ def conventional_epochs(args: dict) -> dict:
 
 
 def vaekit_epochs(args: dict) -> dict:
-    """vaekit's training loop (``fit``: training and the test ELBO, no checkpoints or figures)."""
+    """vaekit's training loop (``fit``: training and the test ELBO, no checkpoints or figures),
+    with ``threads`` (default None: one per core, as the conventional loop and the roofline)."""
     from vaekit.config.settings import TrainConfig
 
     data = load_data(args["data"], args["data_dir"])
     config = TrainConfig(
-        data=args["data"], engine=args["engine"], epochs=args["epochs"], seed=0, batch_size=128
+        data=args["data"],
+        engine=args["engine"],
+        epochs=args["epochs"],
+        seed=0,
+        batch_size=128,
+        threads=args.get("threads"),
     )
     return timed_fit(model_config(args.get("hidden", 400)), config, data)
 
@@ -274,9 +287,13 @@ def worker_scaling(args: dict) -> dict:
 
 def worker_iwae(args: dict) -> dict:
     """The k-sample importance-weighted bound on the test set, with the reference model after
-    one epoch of training (the time does not depend on the weights)."""
+    one epoch of training (the time does not depend on the weights), and in the same process the
+    best float32 GEMM rate at the decoder's shapes (400 → 784, the rows of a chunk up to 16×)."""
+    import torch
+
     from vaekit.config.settings import TrainConfig
     from vaekit.measure.evaluation import iwae_log_likelihood
+    from vaekit.model import flops
     from vaekit.train.loop import fit
     from vaekit.train.start import engine_for
 
@@ -287,7 +304,20 @@ def worker_iwae(args: dict) -> dict:
     test = data.test[: args["images"]]
     started = time.perf_counter()
     bound = iwae_log_likelihood(engine, test, args["k"], seed=0)
-    return {"seconds": time.perf_counter() - started, "nll": float(-bound.mean()), "n": len(test)}
+    seconds = time.perf_counter() - started
+    rates = []
+    for rows in (334, 1336, 5344):
+        h, w = torch.randn(rows, 400), torch.randn(784, 400)
+        rates.append(2 * rows * 400 * 784 / best_seconds(lambda h=h, w=w: h @ w.T) / 1e9)
+    work = len(test) * flops.evaluation_flops(engine.config, samples=args["k"])
+    return {
+        "seconds": seconds,
+        "nll": float(-bound.mean()),
+        "n": len(test),
+        "flops": work,
+        "rate": max(rates),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def worker_cli(args: dict) -> dict:
@@ -313,12 +343,19 @@ def worker_cli(args: dict) -> dict:
     return {"code": code, "seconds": seconds}
 
 
+def worker_sizes(args: dict) -> dict:
+    """The numbers of training and test examples of a data set."""
+    data = load_data(args["data"], args["data_dir"])
+    return {"train": len(data.train), "test": len(data.test)}
+
+
 WORKERS = {
     "gemm": worker_gemm,
     "train": worker_train,
     "scaling": worker_scaling,
     "iwae": worker_iwae,
     "cli": worker_cli,
+    "sizes": worker_sizes,
 }
 
 
@@ -348,20 +385,20 @@ def run_workers_at_once(kind: str, envs: list[dict], **args) -> list[dict]:
 
 def side_by_side(common: dict, epochs: int) -> None:
     """Section 8: as many trainings at once as the machine has cores (a sweep, say), each with
-    the libraries' default threads (one per core) against one thread each (OMP_NUM_THREADS=1,
-    which PyTorch's OpenMP and NumPy's OpenBLAS both read), beside one run alone."""
+    one thread per core against one thread each (``--threads 1``, the default), beside one run
+    alone."""
     cores = os.cpu_count() or 1
-    default, one_thread = dict(os.environ), dict(os.environ, OMP_NUM_THREADS="1")
     rows = []
     for engine in ("torch", "numpy"):
-        for runs, env, threads in (
-            (1, default, f"{cores} (default)"),
-            (cores, default, f"{cores} (default)"),
-            (cores, one_thread, "1 (`OMP_NUM_THREADS=1`)"),
+        for runs, count, threads in (
+            (1, None, f"{cores} (one per core)"),
+            (cores, None, f"{cores} (one per core)"),
+            (cores, 1, "1 (`--threads 1`, the default)"),
         ):
             results = run_workers_at_once(
-                "train", [env] * runs, engine=engine, epochs=epochs, **common
-            )
+                "train", [dict(os.environ)] * runs, engine=engine, epochs=epochs, threads=count,
+                **common,
+            )  # fmt: skip
             seconds = statistics.median(s for r in results for s in r["seconds"])
             rows.append(
                 [engine, str(runs), threads, f"{seconds:.2f}", f"{60 * runs / seconds:.1f}"]
@@ -442,39 +479,119 @@ def whole_command(data: str, data_dir: str, epoch_counts: list[int], rounds: int
         breakdown(data, data_dir, epoch_counts[0], Path(tmp), rounds)
 
 
-def breakdown(data: str, data_dir: str, epochs: int, tmp: Path, rounds: int) -> None:
-    """Where a whole ``vaekit train`` run's wall time goes: start-up (``vaekit --version``), the
-    epochs (training + test ELBO, metrics.jsonl), the per-epoch figures (the run against one with
-    ``--sample-every 1000``, which draws them only at the end) and the rest (data load,
-    checkpoints, final figures). Medians of ``rounds`` runs."""
-    from startup import vaekit_command
+#: Runs ``vaekit ARGV`` in this process with a stopwatch on each part of a training run, and
+#: prints the parts' seconds as JSON (each wrapped function is the one the command calls).
+PARTS = """
+import json, sys, time
+began = time.perf_counter()
+import torch
+imported = time.perf_counter()
+from vaekit.cli import main, training
+from vaekit.data.pipeline import TrainingData
+from vaekit.draw import gallery
+from vaekit.engines.torch import TorchEngine
+from vaekit.runs import checkpoint
+from vaekit.train import loop, start
 
-    startup = statistics.median(timed_run(vaekit_command() + ["--version"]) for _ in range(3))
-    walls: dict[str, list[float]] = {"default": [], "sparse": []}
-    epochs_total: list[float] = []
+spent = {}
+
+
+def timing(part, function):
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[part] = spent.get(part, 0.0) + time.perf_counter() - started
+    return timed
+
+
+training.load_raw = timing("data load", training.load_raw)
+TrainingData.prepare = classmethod(timing("data load", TrainingData.prepare.__func__))
+start.engine_for = timing("engine construction", start.engine_for)
+TorchEngine.train_step = timing("training steps", TorchEngine.train_step)
+loop.held_out_scores = timing("test ELBO each epoch", loop.held_out_scores)
+for name in ("draw_samples", "draw_reconstructions"):
+    setattr(gallery, name, timing("figures each epoch", getattr(gallery, name)))
+gallery.draw_all = timing("final figures", gallery.draw_all)
+checkpoint.save_checkpoint = timing("checkpoints", checkpoint.save_checkpoint)
+code = main(sys.argv[1:])
+spent["torch import"] = imported - began
+spent["in process"] = time.perf_counter() - began
+print(json.dumps(spent))
+"""
+
+
+def breakdown(data: str, data_dir: str, epochs: int, tmp: Path, rounds: int) -> None:
+    """Where a whole ``vaekit train`` run's wall time goes, part by part (medians of
+    ``rounds``), with each computing part's share of the GEMM roofline (its matrix products'
+    FLOPs at the best rate measured at the model's shapes)."""
+    argv = vaekit_train(data, data_dir, epochs, tmp / "parts")
+    argv = [sys.executable, "-c", PARTS, *argv[argv.index("train") :]]
+    runs: dict[str, list[float]] = {}
     for _ in range(rounds):
-        walls["default"].append(timed_run(vaekit_train(data, data_dir, epochs, tmp / "a")))
-        epochs_total.append(sum(epoch_seconds(tmp / "a")))
-        sparse = vaekit_train(data, data_dir, epochs, tmp / "b", "--sample-every", "1000")
-        walls["sparse"].append(timed_run(sparse))
-    wall, quiet = (statistics.median(w) for w in walls.values())
-    trained = statistics.median(epochs_total)
+        started = time.perf_counter()
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        wall = time.perf_counter() - started
+        parts = json.loads(out.splitlines()[-1])
+        parts["interpreter start"] = wall - parts.pop("in process")
+        parts["whole command"] = wall
+        for part, seconds in parts.items():
+            runs.setdefault(part, []).append(seconds)
+    median = {part: statistics.median(values) for part, values in runs.items()}
+    median["the rest"] = 2 * median["whole command"] - sum(median.values())
+    gemm = run_worker("gemm")["rates"]
+    rate = max(r["model"] for r in gemm.values()) * 1e9
+    data_sizes = run_worker("sizes", **{"data": data, "data_dir": data_dir})
+    flops = flops_per_example()
+    work = {
+        "training steps": epochs * data_sizes["train"] * flops["train"],
+        "test ELBO each epoch": epochs * data_sizes["test"] * flops["test"],
+    }
     print(
-        f"where `vaekit train --epochs {epochs}` spends its {wall:.1f} s (medians of {rounds}):\n"
+        f"where `vaekit train --data {data} --epochs {epochs}` spends its "
+        f"{median['whole command']:.1f} s (medians of {rounds}; roofline: the parts' matrix "
+        f"products at {rate / 1e9:.0f} GFLOP/s, the best rate at the model's shapes):\n"
     )
-    table(
-        ["part", "seconds"],
-        [
-            ["start-up (`vaekit --version`, interpreter + CLI)", f"{startup:.2f}"],
-            [f"{epochs} epochs: training + test ELBO (metrics.jsonl)", f"{trained:.2f}"],
-            ["per-epoch figures (default − `--sample-every 1000`)", f"{wall - quiet:.2f}"],
+    rows = []
+    for part, seconds in sorted(median.items(), key=lambda item: -item[1]):
+        share = f"{100 * work[part] / rate / seconds:.0f}%" if part in work else ""
+        rows.append(
+            [part, f"{seconds:.2f}", f"{100 * seconds / median['whole command']:.0f}%", share]
+        )
+    table(["part", "seconds", "of the command", "share of roofline"], rows)
+
+
+def iwae_table(images: int, common: dict) -> None:
+    """The importance-weighted evaluation (k = 5000) as a share of the GEMM roofline, as the
+    command line runs it (waiting threads asleep) and with them spinning."""
+    results = {
+        policy: run_worker(
+            "iwae", dict(os.environ, OMP_WAIT_POLICY=policy), k=5000, images=images, **common
+        )  # fmt: skip
+        for policy in ("PASSIVE", "ACTIVE")
+    }
+    rate = max(result["rate"] for result in results.values())  # the machine's best, for both
+    rows = []
+    for policy, result in results.items():
+        share = result["flops"] / (rate * 1e9) / result["seconds"]
+        rows.append(
             [
-                "the rest: imports, data load, checkpoints, final figures",
-                f"{quiet - trained - startup:.2f}",
-            ],
-            ["whole command", f"{wall:.2f}"],
-        ],
-    )
+                f"{result['threads']} threads, OMP_WAIT_POLICY={policy}",
+                f"{result['seconds']:.1f} s for {result['n']:,}",
+                f"{result['flops'] / 1e12:.2f}",
+                f"{rate:.0f}",
+                f"{100 * share:.0f}% ({'met' if share >= 0.8 else 'missed'})",
+                f"{result['nll']:.2f}",
+                f"{result['peak_rss_gb']:.2f}",
+            ]
+        )
+    print("importance-weighted evaluation, k = 5000, the reference model, torch engine:\n")
+    table(
+        ["threads", "time", "TFLOP", "GEMM GFLOP/s at the decoder's shapes",
+         "share of roofline (target ≥ 80%)", "NLL (nats)", "peak RSS (GB)"],
+        rows,
+    )  # fmt: skip
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -496,10 +613,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="turns of the training loops")
     parser.add_argument(
         "--only",
-        choices=["whole-command", "per-epoch", "side-by-side"],
+        choices=["whole-command", "per-epoch", "side-by-side", "evaluation", "busy"],
         help="run one section alone (whole-command: the vaekit train command against the "
         "example program; per-epoch: the GEMM rates and the per-epoch table; side-by-side: "
-        "several trainings at once, default threads against one each)",
+        "several trainings at once, default threads against one each; evaluation: k = 5000 as "
+        "a share of the GEMM roofline; busy: benchmarks/busy.py's tables)",
+    )
+    parser.add_argument(
+        "--eval-images", type=int, default=10_000, help="test images of the k = 5000 evaluation"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("worker_args", nargs="?", help=argparse.SUPPRESS)
@@ -527,6 +648,17 @@ def main() -> None:
 
     if args.only == "side-by-side":
         side_by_side(common, epochs)
+        print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
+        return
+    import busy  # benchmarks/busy.py, beside this script
+
+    if args.only == "evaluation":
+        print(busy.machine_line() + "\n")
+        iwae_table(args.eval_images if full else 50, common)
+        print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
+        return
+    if args.only == "busy":
+        busy_tables(data, args, rounds)
         print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
         return
 
@@ -643,15 +775,7 @@ def main() -> None:
         )
 
     # evaluation and a whole run
-    images = 10_000 if full else 50
-    iwae = run_worker("iwae", k=5000, images=images, **common)
-    whole = 10_000 / iwae["n"] * iwae["seconds"]
-    estimate = "" if iwae["n"] == 10_000 else f" (measured on {iwae['n']} images, scaled)"
-    print(
-        f"IWAE bound, k = 5000, torch engine: {iwae['seconds']:.1f} s for {iwae['n']:,} images "
-        f"→ {whole / 60:.2f} min for 10,000{estimate}; NLL {iwae['nll']:.2f} nats; peak RSS "
-        f"{iwae['peak_rss_gb']:.2f} GB"
-    )
+    iwae_table(args.eval_images if full else 50, common)
     cli_epochs = 10 if full else 2
     whole_run = run_worker("cli", epochs=cli_epochs, **common)
     print(
@@ -664,7 +788,20 @@ def main() -> None:
     startup_table(1 if args.quick else 5)
     whole_command(data, str(args.data_dir), whole_epochs, whole_rounds)
     side_by_side(common, epochs)
+    busy_tables(data, args, rounds)
     print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
+
+
+def busy_tables(data: str, args: argparse.Namespace, rounds: int) -> None:
+    """benchmarks/busy.py's three sections: where two threads pay, the busy-machine table and
+    the demo against its steps (``--quick``: their small sizes)."""
+    import busy  # benchmarks/busy.py, beside this script
+
+    print(busy.machine_line() + "\n")
+    grid = [(200, 32), (400, 128)] if args.quick else busy.FULL_GRID
+    busy.threads_table(grid, min(rounds, 3), seconds=0.2 if args.quick else 1.0)
+    busy.busy_table(data, str(args.data_dir), min(rounds, 3), args.quick)
+    busy.demo_table(min(rounds, 3), args.quick)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def torch_sees_a_gpu() -> bool:
     "script, expected",
     [
         ("plain_python.py", "speed-up"),
-        ("run.py", "| numpy | 2 | 1 (`OMP_NUM_THREADS=1`) |"),  # its last section
+        ("run.py", "| default (1 thread) | "),  # its busy-machine table, near its end
         ("distributed.py", "| 2 | 1 |"),
         ("anomaly.py", "| breast cancer (benign), 1 split |"),
         ("quality.py", "| 2 | "),
@@ -59,6 +59,21 @@ def test_speed_suite_per_epoch_section_alone(tmp_path):
     assert "| vaekit, torch engine |" in proc.stdout
     assert "| vaekit, numpy engine |" in proc.stdout
     assert "training samples/s against" not in proc.stdout
+
+
+def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
+    """``run.py --only evaluation`` measures k = 5000 with waiting threads asleep and spinning,
+    each as a share of the GEMM rate at the decoder's shapes, beside the machine's GEMM rate."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--only", "evaluation"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "float32 GEMM 2048³:" in proc.stdout
+    rows = [line for line in proc.stdout.splitlines() if "OMP_WAIT_POLICY=" in line]
+    assert len(rows) == 2 and all("% (" in row and "s for 50 |" in row for row in rows), rows
 
 
 def _gpu_check(*flags: str) -> subprocess.CompletedProcess:

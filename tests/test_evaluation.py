@@ -58,6 +58,29 @@ def test_iwae_chunking_does_not_change_the_result(trained, monkeypatch):
     np.testing.assert_allclose(chunked, whole, rtol=1e-10)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 7, 130])
+@pytest.mark.parametrize("k", [1, 100, 1000])
+def test_iwae_calls_fill_their_chunks_from_the_rows_at_hand(trained, monkeypatch, rows, k):
+    """A few rows (one image in the explorer) go in as few decoder calls as the chunk size
+    allows for them, not as many as a full batch would need: ⌈k / chunk⌉ calls, chunk =
+    IWAE_CHUNK_VALUES // (rows · 784), a lone row counted twice (it goes with a copy); and the
+    rows score as they do inside a larger batch."""
+    engine, x = trained
+    calls = []
+    log_weights = engine.log_weights
+
+    def counted(batch, *args, **kwargs):
+        calls.append(len(batch))
+        return log_weights(batch, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "log_weights", counted)
+    got = iwae_log_likelihood(engine, x[:rows], k, seed=5)
+    chunk = max(1, min(k, evaluation.IWAE_CHUNK_VALUES // (max(rows, 2) * 784)))
+    assert len(calls) == math.ceil(k / chunk)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(got, iwae_log_likelihood(engine, x[:150], k, seed=5)[:rows])
+
+
 def test_iwae_converges_to_the_exact_marginal_likelihood():
     """A 1-d latent model whose log p(x) = log ∫ p(x|z) p(z) dz is computed by quadrature."""
     cfg = ModelConfig(

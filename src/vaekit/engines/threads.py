@@ -17,10 +17,11 @@ from threadpoolctl import threadpool_limits
 
 @contextmanager
 def cpu_threads(count: int | None) -> Iterator[None]:
-    """Within the block, torch (when it is imported: a NumPy-engine run never imports it) and
-    the BLAS behind NumPy use ``count`` threads; None leaves the libraries' own default, one
-    thread per core. The previous counts come back afterwards, so the estimator's ``fit``
-    leaves the calling program's threads as they were."""
+    """Within the block, torch (when it is imported on entry, as it is once a torch engine is
+    built: a NumPy-engine run never imports it) and the BLAS behind NumPy use ``count``
+    threads; None leaves the libraries' own default, one thread per core. The previous counts
+    come back afterwards, so the estimator's ``fit`` leaves the calling program's threads as
+    they were."""
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
     blas = threadpool_limits(count, user_api="blas") if count is not None else nullcontext()

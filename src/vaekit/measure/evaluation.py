@@ -96,30 +96,32 @@ def iwae_log_likelihood(
 
     Examples go in batches of at most ``batch_size`` (fewer for a large k, so that a batch's
     noise stays within IWAE_NOISE_VALUES); the k samples in chunks sized so that one decoder
-    call holds at most IWAE_CHUNK_VALUES numbers. Each row's noise comes from its own generator
-    (:func:`row_generators`) and the sizes depend on k and the model only, so a row's L_k does
-    not depend on the rest of x. The logsumexp over chunks is streamed in float64 (running
-    maximum and rescaled sum), so memory does not grow with k. ``progress``, if given, is
-    called after each batch with the number of examples finished so far (cumulative).
+    call holds at most IWAE_CHUNK_VALUES numbers (at least one sample of the batch's rows).
+    Each row's noise comes from its own generator (:func:`row_generators`), and the engines'
+    products give a row the same numbers whatever other rows share them (from two rows on: a
+    lone row goes with a copy of itself), so a row's L_k does not depend on the rest of x. The
+    logsumexp over chunks is streamed in float64 (running maximum and rescaled sum), so memory
+    does not grow with k. ``progress``, if given, is called after each batch with the number of
+    examples finished so far (cumulative).
     """
     if k < 1:
         raise ValueError("k must be at least 1")
     config = engine.config
     width = max(config.input_dim, config.noise_dim)
     rows = max(1, min(batch_size, IWAE_NOISE_VALUES // (k * config.noise_dim)))
-    chunk = max(1, min(k, IWAE_CHUNK_VALUES // (rows * width)))
     out = np.empty(len(x))
     for start in range(0, len(x), rows):
         batch = np.asarray(x[start : start + rows])
         labels = _part(y, start, start + rows)
         if len(batch) == 1:  # one row is multiplied by another kernel, rounded otherwise
-            pair = None if labels is None else np.concatenate([labels, labels])
-            bound = _bound(engine, np.concatenate([batch, batch]), pair, k, chunk, seed)[:1]
-        else:
-            bound = _bound(engine, batch, labels, k, chunk, seed)
-        out[start : start + len(batch)] = bound
+            batch = np.concatenate([batch, batch])
+            labels = None if labels is None else np.concatenate([labels, labels])
+        chunk = max(1, min(k, IWAE_CHUNK_VALUES // (len(batch) * width)))
+        bound = _bound(engine, batch, labels, k, chunk, seed)
+        done = min(start + rows, len(x))
+        out[start:done] = bound[: done - start]
         if progress is not None:
-            progress(start + len(batch))
+            progress(done)
     return out
 
 
