@@ -493,10 +493,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.list:
+        width = max(map(len, MODELS))
+        budgets = " ".join(map(str, DEFAULT_BUDGETS))
         for name, entry in MODELS.items():
-            print(f"{name:<10} {entry.description}")
-            budgets = " ".join(map(str, DEFAULT_BUDGETS))
-            print(f"           python benchmarks/leaderboard.py {name} --budgets {budgets}")
+            print(f"{name:<{width}} {entry.description}")
+            print(f"{'':<{width}} python benchmarks/leaderboard.py {name} --budgets {budgets}")
         return
     if args.table:
         rows = [json.loads(p.read_text()) for p in sorted(args.out.glob(f"*/{ROW_FILE}"))]
