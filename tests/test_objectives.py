@@ -80,12 +80,52 @@ def test_each_formula_gives_the_same_numbers_on_tensors_as_on_arrays(rng):
     assert objectives.namespace(t(mu)) is torch and objectives.namespace(mu) is np
 
 
-def test_bernoulli_uses_the_fused_torch_kernel_on_tensors_with_the_same_numbers(rng):
+def test_bernoulli_on_tensors_is_the_fused_kernel_under_a_gradient_else_products(rng):
+    """Training's tensors go through torch's BCE-with-logits kernel (its fused backward), and
+    evaluation's (no gradient) through the products: the same numbers either way."""
     logits, x = rng.normal(scale=5, size=(4, 9)), rng.uniform(size=(4, 9))
     bernoulli = objectives.LIKELIHOODS["bernoulli"]
     assert bernoulli.torch_nll is objectives.bernoulli_nll_torch
-    fused = bernoulli.nll(torch.from_numpy(logits), torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(fused, objectives.bernoulli_nll(logits, x), rtol=1e-12)
+    expected = objectives.bernoulli_nll(logits, x)
+    trained = torch.from_numpy(logits).requires_grad_()
+    with_gradient = bernoulli.nll(trained, torch.from_numpy(x))
+    assert "BinaryCrossEntropyWithLogits" in with_gradient.grad_fn.next_functions[0][0].name()
+    with torch.no_grad():
+        evaluated = bernoulli.nll(trained, torch.from_numpy(x))
+    assert evaluated.grad_fn is None
+    for got in (with_gradient.detach(), evaluated):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("width", [1, 2, 125, 126, 127, 252, 253, 784, 3072])
+@pytest.mark.parametrize("targets", ["binary", "grey"])
+def test_bernoulli_by_products_is_the_formula_over_widths_and_extreme_logits(rng, width, targets):
+    """Σ softplus(l) − x·l from products of σ(|l|) in groups of 126, against the formula in
+    float64: at float32 rounding for float32 logits (huge ones, and a whole row of zeros whose
+    groups multiply to exactly 2^−126, included), at float64 rounding for float64 ones."""
+    logits = rng.normal(scale=8, size=(3, 5, width))
+    logits[0, 0, 0], logits[0, 1, 0], logits[1, 0] = 1000.0, -1000.0, 0.0
+    x = rng.uniform(size=(5, width))
+    x = (x > 0.5).astype(float) if targets == "binary" else x
+    expected = objectives.bernoulli_nll(logits, x)
+    single = objectives.bernoulli_nll_by_products(
+        torch.tensor(logits, dtype=torch.float32), torch.tensor(x, dtype=torch.float32)
+    )
+    assert single.dtype == torch.float32 and single.shape == (3, 5)
+    scale = np.abs(logits).sum(-1) + width  # the size of the sum's terms, for float32's rounding
+    assert np.all(np.abs(single.double().numpy() - expected) <= 1e-6 * scale)
+    double = objectives.bernoulli_nll_by_products(torch.from_numpy(logits), torch.from_numpy(x))
+    assert np.all(np.abs(double.numpy() - expected) <= 1e-14 * scale)
+    assert np.isclose(single[1, 0].item(), width * math.log(2), rtol=1e-6)  # the row of zeros
+
+
+def test_bernoulli_by_products_takes_bfloat16_logits_in_float32(rng):
+    logits = torch.tensor(rng.normal(scale=4, size=(6, 300)), dtype=torch.bfloat16)
+    x = torch.tensor(rng.uniform(size=(6, 300)) > 0.5, dtype=torch.float32)
+    got = objectives.bernoulli_nll_by_products(logits, x)
+    assert got.dtype == torch.float32
+    expected = objectives.bernoulli_nll(logits.double().numpy(), x.double().numpy())
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
 
 
 def test_free_bits_hold_each_dimension_at_lambda_and_mask_the_others():
