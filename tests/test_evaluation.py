@@ -1,9 +1,11 @@
 """ELBO and importance-weighted log-likelihood against independent computations."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
+import torch
 
 from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
@@ -79,6 +81,87 @@ def test_iwae_calls_fill_their_chunks_from_the_rows_at_hand(trained, monkeypatch
     assert len(calls) == math.ceil(k / chunk)
     monkeypatch.undo()
     np.testing.assert_array_equal(got, iwae_log_likelihood(engine, x[:150], k, seed=5)[:rows])
+
+
+@pytest.mark.parametrize("rows", [1, 7, 130])
+@pytest.mark.parametrize("k", [1, 100, 1000])
+def test_iwae_gives_the_same_numbers_for_any_number_of_threads(trained, rows, k):
+    engine, x = trained
+    alone = iwae_log_likelihood(engine, x[:rows], k, seed=2, threads=1)
+    for count in (2, 3):
+        np.testing.assert_array_equal(
+            iwae_log_likelihood(engine, x[:rows], k, seed=2, threads=count), alone
+        )
+
+
+def test_iwae_threads_give_the_numpy_engine_the_same_numbers_too(mnist_small):
+    engine = NumpyEngine(ModelConfig(hidden=(32,), latent_dim=3), seed=1)
+    x = mnist_small[1].x[:40]
+    alone = iwae_log_likelihood(engine, x, 60, seed=4, threads=1)
+    np.testing.assert_array_equal(iwae_log_likelihood(engine, x, 60, seed=4, threads=2), alone)
+
+
+def _record_threads(engine, monkeypatch, method: str) -> list[tuple[str, int]]:
+    """(thread name, torch's thread count there) of each call of ``engine.<method>``."""
+    calls, original = [], getattr(engine, method)
+
+    def recorded(*args, **kwargs):
+        calls.append((threading.current_thread().name, torch.get_num_threads()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, method, recorded)
+    return calls
+
+
+def test_iwae_chunks_go_to_single_threaded_workers_and_the_callers_threads_come_back(
+    trained, monkeypatch
+):
+    """With threads ≥ 2 each chunk is computed on a worker with one torch thread, each batch's
+    posterior and noise on a thread of their own, one batch ahead; the caller's count is as it
+    was afterwards. With one thread everything runs on the caller's thread."""
+    engine, x = trained
+    monkeypatch.setattr(evaluation, "IWAE_CHUNK_VALUES", 40 * 784 * 5)  # 20 chunks a batch
+    chunks = _record_threads(engine, monkeypatch, "log_weights")
+    batches = _record_threads(engine, monkeypatch, "encode")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        iwae_log_likelihood(engine, x[:80], 100, seed=0, batch_size=40, threads=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(chunks) == 40 and len(batches) == 2
+    assert {count for _, count in chunks + batches} == {1}
+    assert all(name.startswith("vaekit-iwae_") for name, _ in chunks)
+    assert all(name.startswith("vaekit-iwae-draws") for name, _ in batches)
+    chunks.clear()
+    batches.clear()
+    iwae_log_likelihood(engine, x[:80], 100, seed=0, batch_size=40, threads=1)
+    here = threading.current_thread().name
+    assert {name for name, _ in chunks + batches} == {here}
+
+
+def test_iwae_computes_in_order_here_for_an_engine_off_the_cpu(trained, monkeypatch):
+    engine, x = trained
+    monkeypatch.setattr(type(engine), "on_cpu", property(lambda self: False))
+    chunks = _record_threads(engine, monkeypatch, "log_weights")
+    iwae_log_likelihood(engine, x[:10], 50, seed=0, threads=4)
+    assert {name for name, _ in chunks} == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("method", ["log_weights", "encode"])
+def test_an_error_on_a_worker_reaches_the_caller_and_no_worker_is_left(
+    trained, monkeypatch, method
+):
+    engine, x = trained
+
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"{method} failed")
+
+    monkeypatch.setattr(engine, method, broken)
+    with pytest.raises(RuntimeError, match=f"{method} failed"):
+        iwae_log_likelihood(engine, x[:30], 50, seed=0, batch_size=10, threads=2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("vaekit-iwae")]
 
 
 def test_iwae_converges_to_the_exact_marginal_likelihood():

@@ -130,3 +130,27 @@ def test_the_demo_takes_a_count_too(capsys, tmp_path):
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["train"]["threads"] == 2
     assert "threads" in user_error(capsys, "demo", "--out", tmp_path / "d0", "--threads", "0")
+
+
+def test_evaluate_and_score_take_a_count_that_changes_no_number(capsys, tmp_path):
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", "mnist-small", "--epochs", "1", *SMALL,
+                           "--out", run)  # fmt: skip
+    assert code == 0, err
+    records, scores = [], []
+    for count in ("1", "2", "3"):
+        code, out, err = run_cli(capsys, "evaluate", run, "--iw-samples", "50", "--json",
+                                 "--quiet", "--threads", count)  # fmt: skip
+        assert code == 0, err
+        records.append(json.loads(out))
+        csv = tmp_path / f"scores-{count}.csv"
+        code, _, err = run_cli(capsys, "score", run, "mnist-small", "--iw-samples", "20",
+                               "--quiet", "--threads", count, "--out", csv)  # fmt: skip
+        assert code == 0, err
+        scores.append(csv.read_text())
+    assert records[0]["nll"] == records[1]["nll"] == records[2]["nll"]
+    assert scores[0] == scores[1] == scores[2]
+    for bad in ("0", "-1", "two", "2000"):
+        for command in (("evaluate", run, "--iw-samples", "5"), ("score", run, "mnist-small")):
+            line = user_error(capsys, *command, "--threads", bad)
+            assert "threads" in line, line

@@ -18,7 +18,7 @@ import numpy as np
 from vaekit import disk
 from vaekit.cli.common import command_data, label_texts, labels_for, reporting
 from vaekit.cli.flags import add_data_flags, add_run_flags, output_file, probability, whole_number
-from vaekit.config.limits import BINARIZATIONS, MAX_IW_SAMPLES
+from vaekit.config.limits import BINARIZATIONS, MAX_IW_SAMPLES, MAX_THREADS
 from vaekit.data import shapes
 from vaekit.errors import ConfigError
 from vaekit.measure.evaluation import (
@@ -63,9 +63,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     if args.iw_samples:
         with reporting(args, f"IWAE bound, k={args.iw_samples}", len(data.x)) as progress:
-            log_px = iwae_log_likelihood(
-                engine, data.x, args.iw_samples, y=y, seed=args.seed, progress=progress
-            )
+            log_px = _log_px(args, engine, data.x, y, progress)
         result["nll"] = -float(log_px.mean())
     result["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
@@ -162,7 +160,9 @@ def csv_name(name: str) -> str:
 def _log_px(args: argparse.Namespace, engine, x: np.ndarray, y, progress) -> np.ndarray:
     """The IWAE estimate of log p(x) of every example ``x`` (labels ``y``) with the command's k
     and seed, nats."""
-    return iwae_log_likelihood(engine, x, args.iw_samples, y=y, seed=args.seed, progress=progress)
+    return iwae_log_likelihood(
+        engine, x, args.iw_samples, y=y, seed=args.seed, threads=args.threads, progress=progress
+    )
 
 
 def _threshold_line(args: argparse.Namespace, threshold: float, name: str, n: int) -> str:
@@ -274,6 +274,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="also estimate log p(x) with K importance samples (papers use 5000)",
     )
+    _add_threads_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_evaluate)
@@ -300,6 +301,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="default 100",
     )
+    _add_threads_flag(p)
     p.add_argument(
         "--threshold-fpr",
         type=probability,
@@ -310,6 +312,16 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=output_file, help="CSV file to write (default: standard output)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_score)
+
+
+def _add_threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=whole_number(1, MAX_THREADS),
+        metavar="N",
+        help="CPU threads of the importance-weighted bound (default: one per core); the "
+        "numbers do not depend on it",
+    )
 
 
 def _add_encode(sub: argparse._SubParsersAction) -> None:

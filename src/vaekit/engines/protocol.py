@@ -94,6 +94,7 @@ class Engine(Protocol):
     config: ModelConfig
     optimizer_name: str  # "adam" or "sgd"
     prior: Prior  # p(z): sampling and figures draw from it; the KL and log p(z) come from it
+    on_cpu: bool  # computes on this machine's cores: evaluation may call it from several threads
 
     def train_step(self, x: np.ndarray, beta: float, y: np.ndarray | None = None) -> StepMetrics:
         """One optimizer step on the batch ``x`` with the model's objective (mean(recon + beta·KL)

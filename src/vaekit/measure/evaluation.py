@@ -20,21 +20,27 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 
 from vaekit.engines import Engine
+from vaekit.engines.protocol import Posterior
+from vaekit.engines.threads import cpu_threads, usable_cores
 from vaekit.model.priors import has_closed_form_kl
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
-#: 2**18 float32 values (1 MB) keep each chunk's logits in the cores' own caches, where the
-#: likelihood's pass over them runs fastest: k = 5000 of the reference model reached 61% of the
-#: GEMM roofline against 41% with 2**21 (8 MB, which had itself run 1.8× faster than 2**24) and
-#: 43% with 2**17, whose products are too small (2-core AMD EPYC, AVX-512;
-#: ``benchmarks/run.py``).
-IWAE_CHUNK_VALUES = 2**18
+#: 2**21 float32 values (8 MB): each chunk is one worker's task, and larger tasks spend less of
+#: their time in the interpreter, which the workers share. With two workers, k = 5000 of the
+#: reference model reached 78% of the GEMM roofline against 67% with 2**18 and 52% with 2**17
+#: (2-core AMD EPYC, AVX-512; ``benchmarks/run.py --only evaluation``).
+IWAE_CHUNK_VALUES = 2**21
 #: Upper bound on the noise one batch of IWAE draws at once (examples × k × noise dimensions):
 #: 2**24 float32 values, 64 MB.
 IWAE_NOISE_VALUES = 2**24
@@ -90,6 +96,7 @@ def iwae_log_likelihood(
     y: np.ndarray | None = None,
     seed: int = 0,
     batch_size: int = 500,
+    threads: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """L_k(x) per example (nats, float64): the k-sample importance-weighted bound on log p(x).
@@ -100,49 +107,110 @@ def iwae_log_likelihood(
     Each row's noise comes from its own generator (:func:`row_generators`), and the engines'
     products give a row the same numbers whatever other rows share them (from two rows on: a
     lone row goes with a copy of itself), so a row's L_k does not depend on the rest of x. The
-    logsumexp over chunks is streamed in float64 (running maximum and rescaled sum), so memory
-    does not grow with k. ``progress``, if given, is called after each batch with the number of
-    examples finished so far (cumulative).
+    logsumexp over a row's k log-weights is taken in float64 once they are all in. On the CPU the chunks go to ``threads`` workers (None: one per core
+    this process may use), each computing with one thread of its own and the chunks summed in
+    their order, so the number is the same for any count. ``progress``, if given, is called after
+    each batch with the number of examples finished so far (cumulative).
     """
     if k < 1:
         raise ValueError("k must be at least 1")
     config = engine.config
     width = max(config.input_dim, config.noise_dim)
     rows = max(1, min(batch_size, IWAE_NOISE_VALUES // (k * config.noise_dim)))
-    out = np.empty(len(x))
-    for start in range(0, len(x), rows):
+
+    def draws(start: int) -> _Draws:
         batch = np.asarray(x[start : start + rows])
         labels = _part(y, start, start + rows)
         if len(batch) == 1:  # one row is multiplied by another kernel, rounded otherwise
             batch = np.concatenate([batch, batch])
             labels = None if labels is None else np.concatenate([labels, labels])
-        chunk = max(1, min(k, IWAE_CHUNK_VALUES // (len(batch) * width)))
-        bound = _bound(engine, batch, labels, k, chunk, seed)
-        done = min(start + rows, len(x))
-        out[start:done] = bound[: done - start]
-        if progress is not None:
-            progress(done)
+        noise = np.empty((len(batch), k, config.noise_dim), dtype=np.float32)
+        for row, generator in zip(noise, row_generators(batch, seed), strict=True):
+            generator.standard_normal(dtype=np.float32, out=row)  # drawn in place, no stacking
+        return _Draws(batch, labels, engine.encode(batch, labels), noise)
+
+    out = np.empty(len(x))
+    starts = range(0, len(x), rows)
+    with _workers(engine, threads) as (map_chunks, map_ahead):
+        for start, batch in zip(starts, map_ahead(draws, starts), strict=True):
+            chunk = max(1, min(k, IWAE_CHUNK_VALUES // (len(batch.x) * width)))
+            bound = _bound(engine, batch, chunk, map_chunks)
+            done = min(start + rows, len(x))
+            out[start:done] = bound[: done - start]
+            if progress is not None:
+                progress(done)
     return out
 
 
-def _bound(
-    engine: Engine, batch: np.ndarray, labels: np.ndarray | None, k: int, chunk: int, seed: int
-) -> np.ndarray:
-    """L_k of each row of ``batch``: log-weights of its own k noise draws, ``chunk`` samples
-    per decoder call, log-sum-exp'd as they stream by."""
-    mu, logvar = engine.encode(batch, labels)
-    noise = np.empty((len(batch), k, engine.config.noise_dim), dtype=np.float32)
-    for row, generator in zip(noise, row_generators(batch, seed), strict=True):
-        generator.standard_normal(dtype=np.float32, out=row)  # drawn in place, no stacking
-    running_max = np.full(len(batch), -np.inf)
-    running_sum = np.zeros(len(batch))
-    for done in range(0, k, chunk):
-        eps = noise[:, done : done + chunk].transpose(1, 0, 2).astype(mu.dtype)  # (chunk, rows, ·)
-        w = engine.log_weights(batch, (mu, logvar), eps, labels)
-        new_max = np.maximum(running_max, w.max(axis=0))
-        running_sum = running_sum * np.exp(running_max - new_max) + np.exp(w - new_max).sum(0)
-        running_max = new_max
-    return running_max + np.log(running_sum) - math.log(k)
+@dataclass(frozen=True)
+class _Draws:
+    """A batch of rows (and labels) with their posteriors and each row's noise (rows, k, ·)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    posterior: Posterior
+    noise: np.ndarray
+
+
+#: ``map``: the function's results over the items, in order.
+Map = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+
+
+@contextmanager
+def _workers(engine: Engine, threads: int | None) -> Iterator[tuple[Map, Map]]:
+    """(map over chunks of samples, map over batches one ahead): for an engine that computes
+    on the CPU, with ``threads`` ≥ 2 (None: one per core this process may use), chunks go to
+    that many worker threads with one thread each for their products, and the next batch's
+    noise is drawn by a thread of its own while this batch's chunks are computed (NumPy's
+    generators let go of the interpreter's lock); with one, both compute here with one thread.
+    Every chunk's products thus use one thread, and the numbers do not depend on the count. An
+    engine off the CPU computes here, in order.
+
+    Independent chunks on single-threaded workers never wait for one another, where one
+    chunk's products over several threads meet at every operation."""
+    count = usable_cores() if threads is None else threads
+    if not engine.on_cpu:
+        yield map, map
+        return
+    if count < 2:
+        with cpu_threads(1):
+            yield map, map
+        return
+    with (
+        cpu_threads(1),
+        ThreadPoolExecutor(count, thread_name_prefix="vaekit-iwae") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="vaekit-iwae-draws") as drawer,
+    ):
+        yield pool.map, partial(_one_ahead, drawer)
+
+
+def _one_ahead(executor: Executor, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    """fn(item) for each item, in order, the next one computed by ``executor`` while the caller
+    works with this one."""
+    pending: deque[Future] = deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) == 2:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _bound(engine: Engine, batch: _Draws, chunk: int, map_chunks: Map) -> np.ndarray:
+    """L_k of each row of the batch: log-weights of its own k noise draws, ``chunk`` samples
+    per decoder call, then log-sum-exp'd over the k (float64)."""
+    k = batch.noise.shape[1]
+    mu = batch.posterior[0]
+
+    def log_weights(done: int) -> np.ndarray:
+        eps = batch.noise[:, done : done + chunk].transpose(1, 0, 2).astype(mu.dtype)
+        return engine.log_weights(batch.x, batch.posterior, eps, batch.y)  # (chunk, rows)
+
+    w = np.empty((len(batch.x), k))  # a row's k in a row: summed alike in any batch and chunks
+    for done, chunk_w in zip(range(0, k, chunk), map_chunks(log_weights, range(0, k, chunk))):
+        w[:, done : done + chunk] = chunk_w.T
+    top = w.max(axis=1, keepdims=True)
+    return (top + np.log(np.exp(w - top).sum(axis=1, keepdims=True)))[:, 0] - math.log(k)
 
 
 def row_generators(x: np.ndarray, seed: int) -> list[np.random.Generator]:

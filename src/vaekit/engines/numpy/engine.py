@@ -19,6 +19,7 @@ class NumpyEngine:
     """Trains and runs the VAE of ``config`` in NumPy, float32 (default) or float64."""
 
     name = "numpy"
+    on_cpu = True
 
     def __init__(
         self,

@@ -192,6 +192,11 @@ class TorchEngine:
         self.dataset_size: int | None = None
 
     @property
+    def on_cpu(self) -> bool:
+        """Whether the engine computes on this machine's cores (its device is the CPU)."""
+        return self.device.type == "cpu"
+
+    @property
     def prior(self) -> Prior:
         """p(z) with the current weights (a learned prior changes as it trains)."""
         return self.model.prior_snapshot()
