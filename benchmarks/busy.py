@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from run import processor_name, table  # benchmarks/run.py, beside this script
 from startup import vaekit_command  # benchmarks/startup.py, beside this script
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -65,15 +65,6 @@ DEMO_TARGET = 3.0
 # --- the machine ---------------------------------------------------------------------------------
 
 
-def processor() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the platform's."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 GEMM_RATE = """
 import time, torch
 torch.set_num_threads({threads})
@@ -97,7 +88,7 @@ def gemm_rate(threads: int) -> float:
 def machine_line() -> str:
     """The processor, its cores and its GEMM rates: the line every table of speed stands on."""
     return (
-        f"machine: {processor()}, {os.cpu_count()} cores; float32 GEMM 2048³: "
+        f"machine: {processor_name()}, {os.cpu_count()} cores; float32 GEMM 2048³: "
         f"{gemm_rate(os.cpu_count() or 1):.0f} GFLOP/s with {os.cpu_count()} threads, "
         f"{gemm_rate(1):.0f} with 1"
     )
@@ -113,14 +104,6 @@ def hogs(count: int) -> Iterator[None]:
         for proc in procs:
             proc.kill()
             proc.wait()
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print()
 
 
 # --- 1. where two threads pay --------------------------------------------------------------------

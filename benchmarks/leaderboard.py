@@ -67,7 +67,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -76,6 +75,8 @@ from pathlib import Path
 # before torch loads OpenMP, which reads it once (see the module docstring)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
+from run import processor_name  # benchmarks/run.py, beside this script
 
 from vaekit import disk
 from vaekit.config.settings import ModelConfig, TrainConfig
@@ -209,16 +210,6 @@ def cpu_minutes(threads: int) -> float:
     ``threads``, in minutes: the wall time the work would take with their cores to itself."""
     times = os.times()
     return (times.user + times.system) / threads / 60
-
-
-def processor_name() -> str:
-    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), else the platform's."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    return platform.processor() or platform.machine()
 
 
 def read_processors(run_dir: Path) -> list[str]:

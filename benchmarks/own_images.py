@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from conditional import classifier, predict, train_classifier
 from gpu import gemm_tflops
-from leaderboard import processor_name
 from PIL import Image
+from run import processor_name
 
 from vaekit.data import load_dataset
 from vaekit.data.datasets import load_raw

@@ -47,6 +47,7 @@ take if everything but the GEMMs were free. % of roofline = that time / the meas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -64,6 +65,16 @@ REFERENCE = {"hidden": (400,), "latent_dim": 20}
 
 
 # --- measurements, each run in a worker process --------------------------------------------------
+
+
+def processor_name() -> str:
+    """The CPU's model name as the kernel reports it (``/proc/cpuinfo``), else the platform's."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    return platform.processor() or platform.machine()
 
 
 def peak_rss_gb() -> float:

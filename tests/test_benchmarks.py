@@ -240,6 +240,7 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(monkeypatc
 def _leaderboard_module(monkeypatch):
     """benchmarks/leaderboard.py as a module; the OMP_WAIT_POLICY it sets is restored after."""
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # for the helpers it imports from run.py
     spec = importlib.util.spec_from_file_location("leaderboard", BENCHMARKS / "leaderboard.py")
     leaderboard = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "leaderboard", leaderboard)  # for its dataclasses
