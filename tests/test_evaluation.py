@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
@@ -102,11 +103,14 @@ def test_iwae_threads_give_the_numpy_engine_the_same_numbers_too(mnist_small):
 
 
 def _record_threads(engine, monkeypatch, method: str) -> list[tuple[str, int]]:
-    """(thread name, torch's thread count there) of each call of ``engine.<method>``."""
+    """(thread name, the most threads its products may use there) of each call of
+    ``engine.<method>``: torch's count, and OpenMP's as the libraries below torch read it (kept
+    per thread, so a new thread starts from one per core)."""
     calls, original = [], getattr(engine, method)
 
     def recorded(*args, **kwargs):
-        calls.append((threading.current_thread().name, torch.get_num_threads()))
+        openmp = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "openmp"]
+        calls.append((threading.current_thread().name, max([torch.get_num_threads(), *openmp])))
         return original(*args, **kwargs)
 
     monkeypatch.setattr(engine, method, recorded)

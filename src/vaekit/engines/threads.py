@@ -36,6 +36,15 @@ def cpu_threads(count: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+def one_thread_in_this_thread() -> None:
+    """Torch's products, in the calling thread, use one thread: OpenMP keeps its count per
+    thread, and a thread the program starts begins with one per core, whatever the thread that
+    started it was set to (``cpu_threads`` sets its caller's). For a pool's ``initializer``."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 def usable_cores() -> int:
     """The number of cores this process may run on (its CPU affinity, where the system has one)."""
     if hasattr(os, "sched_getaffinity"):

@@ -32,7 +32,7 @@ import numpy as np
 
 from vaekit.engines import Engine
 from vaekit.engines.protocol import Posterior
-from vaekit.engines.threads import cpu_threads, usable_cores
+from vaekit.engines.threads import cpu_threads, one_thread_in_this_thread, usable_cores
 from vaekit.model.priors import has_closed_form_kl
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
@@ -107,10 +107,11 @@ def iwae_log_likelihood(
     Each row's noise comes from its own generator (:func:`row_generators`), and the engines'
     products give a row the same numbers whatever other rows share them (from two rows on: a
     lone row goes with a copy of itself), so a row's L_k does not depend on the rest of x. The
-    logsumexp over a row's k log-weights is taken in float64 once they are all in. On the CPU the chunks go to ``threads`` workers (None: one per core
-    this process may use), each computing with one thread of its own and the chunks summed in
-    their order, so the number is the same for any count. ``progress``, if given, is called after
-    each batch with the number of examples finished so far (cumulative).
+    logsumexp over a row's k log-weights is taken in float64 once they are all in. On the CPU
+    the chunks go to ``threads`` workers (None: one per core this process may use), each
+    computing with one thread of its own, so the number is the same for any count.
+    ``progress``, if given, is called after each batch with the number of examples finished so
+    far (cumulative).
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -176,10 +177,11 @@ def _workers(engine: Engine, threads: int | None) -> Iterator[tuple[Map, Map]]:
         with cpu_threads(1):
             yield map, map
         return
+    single = {"initializer": one_thread_in_this_thread}
     with (
         cpu_threads(1),
-        ThreadPoolExecutor(count, thread_name_prefix="vaekit-iwae") as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="vaekit-iwae-draws") as drawer,
+        ThreadPoolExecutor(count, thread_name_prefix="vaekit-iwae", **single) as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="vaekit-iwae-draws", **single) as drawer,
     ):
         yield pool.map, partial(_one_ahead, drawer)
 
@@ -207,7 +209,8 @@ def _bound(engine: Engine, batch: _Draws, chunk: int, map_chunks: Map) -> np.nda
         return engine.log_weights(batch.x, batch.posterior, eps, batch.y)  # (chunk, rows)
 
     w = np.empty((len(batch.x), k))  # a row's k in a row: summed alike in any batch and chunks
-    for done, chunk_w in zip(range(0, k, chunk), map_chunks(log_weights, range(0, k, chunk))):
+    starts = range(0, k, chunk)
+    for done, chunk_w in zip(starts, map_chunks(log_weights, starts), strict=True):
         w[:, done : done + chunk] = chunk_w.T
     top = w.max(axis=1, keepdims=True)
     return (top + np.log(np.exp(w - top).sum(axis=1, keepdims=True)))[:, 0] - math.log(k)
