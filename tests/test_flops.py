@@ -29,7 +29,7 @@ from vaekit.model import flops
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MNIST = {"input_shape": (1, 28, 28)}
 BATCH = 7  # divides no count of pseudo-inputs below, so their share per example is a fraction
-K = 4  # draws of the bound L_k: few enough for one call (its chunks hold 2**21 values)
+K = 4  # draws of the bound L_k: few enough for one call (its chunks hold 2**20 values)
 
 
 def benchmark(name: str, monkeypatch):

@@ -36,11 +36,12 @@ from vaekit.engines.threads import cpu_threads, one_thread_in_this_thread, usabl
 from vaekit.model.priors import has_closed_form_kl
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
-#: 2**21 float32 values (8 MB): each chunk is one worker's task, and larger tasks spend less of
-#: their time in the interpreter, which the workers share. With two workers, k = 5000 of the
-#: reference model reached 78% of the GEMM roofline against 67% with 2**18 and 52% with 2**17
-#: (2-core AMD EPYC, AVX-512; ``benchmarks/run.py --only evaluation``).
-IWAE_CHUNK_VALUES = 2**21
+#: 2**20 float32 values (4 MB): each chunk is one worker's task, and larger tasks spend less of
+#: their time in the interpreter, which the workers share; but from 2**21 on, the memory a chunk
+#: frees goes back to the system and its next chunk faults it in again (1.7 million page faults
+#: against 87 thousand on 500 images at k = 5000, 5% slower), and 2**19 ran 14% slower (2-core
+#: AMD EPYC, AVX-512).
+IWAE_CHUNK_VALUES = 2**20
 #: Upper bound on the noise one batch of IWAE draws at once (examples × k × noise dimensions):
 #: 2**24 float32 values, 64 MB.
 IWAE_NOISE_VALUES = 2**24
