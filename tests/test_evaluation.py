@@ -145,6 +145,14 @@ def test_iwae_chunks_go_to_single_threaded_workers_and_the_callers_threads_come_
     assert {name for name, _ in chunks + batches} == {here}
 
 
+def test_iwae_in_one_chunk_computes_here(trained, monkeypatch):
+    """One image of the explorer at k = 100 is one decoder call: no workers to start."""
+    engine, x = trained
+    chunks = _record_threads(engine, monkeypatch, "log_weights")
+    iwae_log_likelihood(engine, x[:1], 100, seed=0, threads=2)
+    assert chunks == [(threading.current_thread().name, 1)]
+
+
 def test_iwae_computes_in_order_here_for_an_engine_off_the_cpu(trained, monkeypatch):
     engine, x = trained
     monkeypatch.setattr(type(engine), "on_cpu", property(lambda self: False))

@@ -131,12 +131,15 @@ def iwae_log_likelihood(
             generator.standard_normal(dtype=np.float32, out=row)  # drawn in place, no stacking
         return _Draws(batch, labels, engine.encode(batch, labels), noise)
 
+    def chunk_size(batch_rows: int) -> int:  # samples per decoder call (a lone row counts 2)
+        return max(1, min(k, IWAE_CHUNK_VALUES // (max(batch_rows, 2) * width)))
+
     out = np.empty(len(x))
     starts = range(0, len(x), rows)
-    with _workers(engine, threads) as (map_chunks, map_ahead):
+    chunks = sum(math.ceil(k / chunk_size(min(rows, len(x) - start))) for start in starts)
+    with _workers(engine, threads if chunks > 1 else 1) as (map_chunks, map_ahead):
         for start, batch in zip(starts, map_ahead(draws, starts), strict=True):
-            chunk = max(1, min(k, IWAE_CHUNK_VALUES // (len(batch.x) * width)))
-            bound = _bound(engine, batch, chunk, map_chunks)
+            bound = _bound(engine, batch, chunk_size(len(batch.x)), map_chunks)
             done = min(start + rows, len(x))
             out[start:done] = bound[: done - start]
             if progress is not None:
