@@ -37,12 +37,14 @@ def cpu_threads(count: int | None) -> Iterator[None]:
 
 
 def one_thread_in_this_thread() -> None:
-    """Torch's products, in the calling thread, use one thread: OpenMP keeps its count per
-    thread, and a thread the program starts begins with one per core, whatever the thread that
-    started it was set to (``cpu_threads`` sets its caller's). For a pool's ``initializer``."""
+    """The products of the calling thread use one thread: OpenMP keeps its count per thread, and
+    a thread the program starts begins with one per core, whatever the thread that started it
+    was set to (``cpu_threads`` sets its caller's). Applied to torch and to every OpenMP
+    library loaded (another package may bring its own). For a pool's ``initializer``."""
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
+    threadpool_limits(1, user_api="openmp")  # per thread: nothing to give back
 
 
 def usable_cores() -> int:
