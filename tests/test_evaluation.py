@@ -150,7 +150,7 @@ def test_iwae_in_one_chunk_computes_here(trained, monkeypatch):
     engine, x = trained
     chunks = _record_threads(engine, monkeypatch, "log_weights")
     iwae_log_likelihood(engine, x[:1], 100, seed=0, threads=2)
-    assert chunks == [(threading.current_thread().name, 1)]
+    assert [name for name, _ in chunks] == [threading.current_thread().name]
 
 
 def test_iwae_computes_in_order_here_for_an_engine_off_the_cpu(trained, monkeypatch):
