@@ -33,6 +33,7 @@ import numpy as np
 from vaekit.engines import Engine
 from vaekit.engines.protocol import Posterior
 from vaekit.engines.threads import cpu_threads, one_thread_in_this_thread, usable_cores
+from vaekit.model import objectives
 from vaekit.model.priors import has_closed_form_kl
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
@@ -216,8 +217,7 @@ def _bound(engine: Engine, batch: _Draws, chunk: int, map_chunks: Map) -> np.nda
     starts = range(0, k, chunk)
     for done, chunk_w in zip(starts, map_chunks(log_weights, starts), strict=True):
         w[:, done : done + chunk] = chunk_w.T
-    top = w.max(axis=1, keepdims=True)
-    return (top + np.log(np.exp(w - top).sum(axis=1, keepdims=True)))[:, 0] - math.log(k)
+    return objectives.logsumexp(w, axis=1) - math.log(k)
 
 
 def row_generators(x: np.ndarray, seed: int) -> list[np.random.Generator]:
