@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.engines import Engine
+from vaekit.engines.memory import keep_freed_memory
 from vaekit.engines.protocol import Posterior
 from vaekit.engines.threads import cpu_threads, one_thread_in_this_thread, usable_cores
 from vaekit.model import objectives
@@ -38,10 +39,10 @@ from vaekit.model.priors import has_closed_form_kl
 
 #: Upper bound on the numbers held by one decoder call during IWAE (samples × examples × D).
 #: 2**20 float32 values (4 MB): each chunk is one worker's task, and larger tasks spend less of
-#: their time in the interpreter, which the workers share; but from 2**21 on, the memory a chunk
-#: frees goes back to the system and its next chunk faults it in again (1.7 million page faults
-#: against 87 thousand on 500 images at k = 5000, 5% slower), and 2**19 ran 14% slower (2-core
-#: AMD EPYC, AVX-512).
+#: their time in the interpreter, which the workers share: 2**19 ran 14% slower, and 2**21 took
+#: 0.98 of 2**20's time once freed memory was kept (:mod:`vaekit.engines.memory`; before that,
+#: 2**21's chunks faulted their buffers in again and ran 5% slower), 3 alternating pairs on a
+#: 2-core AMD EPYC with AVX-512: too little to trade for twice the memory per worker.
 IWAE_CHUNK_VALUES = 2**20
 #: Upper bound on the noise one batch of IWAE draws at once (examples × k × noise dimensions):
 #: 2**24 float32 values, 64 MB.
@@ -178,6 +179,7 @@ def _workers(engine: Engine, threads: int | None) -> Iterator[tuple[Map, Map]]:
     if not engine.on_cpu:
         yield map, map
         return
+    keep_freed_memory()  # every chunk allocates the same megabytes: no page faults for them
     if count < 2:
         with cpu_threads(1):
             yield map, map
