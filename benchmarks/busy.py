@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -100,17 +101,23 @@ def machine_line() -> str:
 @contextlib.contextmanager
 def hogs(count: int, own_session: bool = False) -> Iterator[None]:
     """``count`` CPU hogs (``yes``, writing to /dev/null) running for the block; ``own_session``:
-    in a session of their own, as programs started from another terminal or the desktop are
-    (where the kernel schedules sessions as groups, it shares the cores among the groups first)."""
-    procs = [
-        subprocess.Popen(["yes"], stdout=subprocess.DEVNULL, start_new_session=own_session)
-        for _ in range(count)
-    ]
+    all in one session of their own, as programs started from another terminal or from the
+    desktop are (where the kernel schedules sessions as groups, it shares the cores among the
+    groups first). One shell in a new session starts them: a hog per session would make as many
+    groups."""
+    if own_session:
+        shell = ["sh", "-c", "yes > /dev/null & " * count + "wait"]
+        procs = [subprocess.Popen(shell, start_new_session=True)] if count else []
+    else:
+        procs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(count)]
     try:
         yield
     finally:
         for proc in procs:
-            proc.kill()
+            if own_session:
+                os.killpg(proc.pid, signal.SIGKILL)  # the shell and its hogs: one process group
+            else:
+                proc.kill()
             proc.wait()
 
 

@@ -427,3 +427,40 @@ def test_the_leaderboards_vamp_models_use_their_latents(monkeypatch, name):
     model = ModelConfig(input_shape=tuple(data.train.shape[1:]), **entry.model)
     history = fit(engine_for(model, config), config, data)
     assert history[-1]["kl"] > 1.0
+
+
+def _hogs_running() -> dict[int, int]:
+    """{pid: session id} of every ``yes`` process running now (zombies left out)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except OSError:  # gone since the listing
+            continue
+        name, fields = rest.rsplit(") ", 1)
+        state, _, _, session = fields.split()[:4]
+        if name == "yes" and state != "Z":
+            found[int(pid)] = int(session)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("own_session", [False, True])
+def test_busy_hogs_share_one_session_of_their_own_or_ours(monkeypatch, own_session):
+    """The busy table's hogs: two ``yes`` processes, in this process's session or both in one
+    new session (one scheduling group, as programs from another terminal), gone afterwards."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("busy", BENCHMARKS / "busy.py")
+    busy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(busy)
+    before = _hogs_running()
+    with busy.hogs(2, own_session=own_session):
+        started, waited = {}, 0
+        while len(started) < 2:  # the shell starts its hogs after it starts
+            started = {p: s for p, s in _hogs_running().items() if p not in before}
+            waited += 1
+            assert waited < 10**5, "the hogs never started"  # a bound on a hang, not a timing
+        sessions = set(started.values())
+        assert len(started) == 2 and len(sessions) == 1
+        assert (sessions.pop() != os.getsid(0)) == own_session
+    assert not set(started) & set(_hogs_running())
