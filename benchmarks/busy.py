@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -106,7 +105,9 @@ def hogs(count: int, own_session: bool = False) -> Iterator[None]:
     groups first). One shell in a new session starts them: a hog per session would make as many
     groups."""
     if own_session:
-        shell = ["sh", "-c", "yes > /dev/null & " * count + "wait"]
+        # The shell reaps its hogs when it is asked to stop, so none outlives the block.
+        start = 'yes > /dev/null & p="$p $!"; ' * count
+        shell = ["sh", "-c", "trap 'kill $p; wait $p; exit' TERM; " + start + "wait"]
         procs = [subprocess.Popen(shell, start_new_session=True)] if count else []
     else:
         procs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(count)]
@@ -114,10 +115,7 @@ def hogs(count: int, own_session: bool = False) -> Iterator[None]:
         yield
     finally:
         for proc in procs:
-            if own_session:
-                os.killpg(proc.pid, signal.SIGKILL)  # the shell and its hogs: one process group
-            else:
-                proc.kill()
+            proc.terminate()
             proc.wait()
 
 
