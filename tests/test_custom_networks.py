@@ -17,13 +17,12 @@ import torch
 from safetensors.numpy import load_file
 
 import networks_for_tests
-from cli_runner import run_cli, user_error
+from cli_runner import resume_matches_whole, user_error
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError
 from vaekit.model import custom_networks, parameters
 from vaekit.runs import checkpoint, config_file, layout, loading
-from vaekit.runs.metrics import read_metrics
 
 TESTS = Path(__file__).resolve().parent
 SHAPE = (1, 8, 8)
@@ -93,15 +92,7 @@ def test_the_run_records_the_import_paths_and_safetensors_hold_the_weights(runs)
 
 
 def test_resume_is_bit_exact(runs, capsys):
-    cut, straight = runs["cut"], runs["straight"]
-    code, _, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
-    assert code == 0, err
-    got, want = load_file(cut / layout.WEIGHTS_FILE), load_file(straight / "model.safetensors")
-    assert sorted(got) == sorted(want)
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    losses = [r["loss"] for r in read_metrics(cut)]
-    assert losses == [r["loss"] for r in read_metrics(straight)]
+    resume_matches_whole(capsys, runs["cut"], runs["straight"])
 
 
 def test_a_fresh_process_rebuilds_the_networks_with_the_same_outputs(runs, tmp_path):

@@ -11,17 +11,15 @@ import re
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import load_file
 
-from cli_runner import run_cli, user_error
+from cli_runner import resume_matches_whole, run_cli, user_error
 from vaekit.cli import main
 from vaekit.config.settings import ModelConfig, TrainConfig
 from vaekit.engines import build_engine
 from vaekit.engines.torch.flows import InverseAutoregressiveFlow, made_masks
 from vaekit.engines.torch.model import VAEModule
 from vaekit.model import parameters
-from vaekit.runs import checkpoint, config_file, layout
-from vaekit.runs.metrics import read_metrics
+from vaekit.runs import checkpoint, config_file
 
 SMALL = ["--hidden", "32", "--latent-dim", "3", "--batch-size", "250", "--quiet"]
 FLOW = ["--flow", "iaf", "--flow-steps", "2", "--flow-hidden", "16"]
@@ -308,15 +306,8 @@ def test_cli_trains_samples_evaluates_and_resumes_bit_exactly(
     cut, straight = flow_runs[f"{objective}-cut"], flow_runs[f"{objective}-straight"]
     config = config_file.read_config(cut)[0]
     assert config.flow == "iaf" and config.flow_steps == 2 and config.flow_hidden == (16,)
-    code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
-    assert code == 0, err
-    got = load_file(cut / layout.WEIGHTS_FILE)
-    want = load_file(straight / layout.WEIGHTS_FILE)
-    assert sorted(got) == sorted(want) and any(k.startswith("flow.1.") for k in got)
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-    losses = [r["loss"] for r in read_metrics(cut)]
-    assert losses == [r["loss"] for r in read_metrics(straight)]
+    weights = resume_matches_whole(capsys, cut, straight)
+    assert any(name.startswith("flow.1.") for name in weights)
 
     code, _, err = run_cli(capsys, "sample", straight, "-n", "4", "--npy", tmp_path / "s.npy")
     assert code == 0, err

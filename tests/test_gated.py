@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_runner import run_cli, sample_and_evaluate, user_error
+from cli_runner import resume_matches_whole, run_cli, sample_and_evaluate, user_error
 from vaekit.api.estimator import VAE
 from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
@@ -19,7 +19,7 @@ from vaekit.engines.torch.dense import GatedDense, HiddenLayers
 from vaekit.errors import ConfigError
 from vaekit.measure.evaluation import evaluate_elbo
 from vaekit.model import parameters
-from vaekit.runs import checkpoint, config_file
+from vaekit.runs import config_file
 from vaekit.runs.metrics import read_metrics
 
 #: The command line's small two-layer VampPrior model with gated layers everywhere.
@@ -150,16 +150,12 @@ def test_cli_trains_samples_evaluates_and_resumes_a_gated_model_bit_exactly(caps
     train = ["train", "--data", "mnist-small", "--quiet", *GATED_HVAE]
     assert run_cli(capsys, *train, "--epochs", "2", "--out", whole)[0] == 0
     assert run_cli(capsys, *train, "--epochs", "1", "--out", cut)[0] == 0
-    code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
-    assert code == 0 and "resuming" in out, err
+    weights = resume_matches_whole(capsys, cut, whole)
     config, _, _ = config_file.read_config(cut)
     assert config.activation == "gated" and config.prior == "vamp"
-    a, b = checkpoint.load_weights(whole, config), checkpoint.load_weights(cut, config)
-    assert {"encoder.hidden.0.gate.weight", "top.decoder.hidden.0.gate.bias"} <= set(a)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    losses = [[r["loss"] for r in read_metrics(run)] for run in (whole, cut)]
-    assert losses[0] == losses[1] and losses[0][1] < losses[0][0]
+    assert {"encoder.hidden.0.gate.weight", "top.decoder.hidden.0.gate.bias"} <= set(weights)
+    losses = [r["loss"] for r in read_metrics(whole)]
+    assert losses[1] < losses[0]
     sample_and_evaluate(capsys, cut, tmp_path / "s.npy")
 
 

@@ -17,12 +17,12 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from cli_runner import run_cli, sample_and_evaluate
+from cli_runner import resume_matches_whole, run_cli, sample_and_evaluate
 from vaekit.api.estimator import VAE
 from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.measure import evaluation
-from vaekit.runs import checkpoint, config_file
+from vaekit.runs import config_file
 from vaekit.runs.metrics import read_metrics
 
 TINY = dict(
@@ -158,16 +158,12 @@ def test_cli_trains_samples_evaluates_and_resumes_1000_pseudo_inputs_by_iwae(cap
     train = ["train", "--data", "mnist-small", "--quiet", *SMALL_IWAE]
     assert run_cli(capsys, *train, "--epochs", "2", "--out", whole)[0] == 0
     assert run_cli(capsys, *train, "--epochs", "1", "--out", cut)[0] == 0
-    code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
-    assert code == 0 and "resuming" in out, err
+    weights = resume_matches_whole(capsys, cut, whole)
     config, _, _ = config_file.read_config(cut)
     assert (config.prior_components, config.objective, config.iw_samples) == (1000, "iwae", 3)
-    a, b = checkpoint.load_weights(whole, config), checkpoint.load_weights(cut, config)
-    assert a["prior.pseudo_inputs"].shape == (1000, 784)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    losses = [[r["loss"] for r in read_metrics(run)] for run in (whole, cut)]
-    assert losses[0] == losses[1] and losses[0][1] < losses[0][0]
+    assert weights["prior.pseudo_inputs"].shape == (1000, 784)
+    losses = [r["loss"] for r in read_metrics(whole)]
+    assert losses[1] < losses[0]
     result = sample_and_evaluate(capsys, cut, tmp_path / "s.npy")
     assert result["kl_per_dim"] == "n/a"
     code, out, err = run_cli(capsys, "evaluate", cut, "--iw-samples", "50", "--json", "--quiet")

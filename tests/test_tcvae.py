@@ -9,13 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.cli_runner import run_cli, sample_and_evaluate, user_error
+from tests.cli_runner import resume_matches_whole, run_cli, sample_and_evaluate, user_error
 
 from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
 from vaekit.errors import ConfigError
 from vaekit.model import objectives
-from vaekit.runs import checkpoint, config_file
+from vaekit.runs import config_file
 
 SMALL = ["--hidden", "32", "--latent-dim", "4", "--batch-size", "250", "--quiet"]
 
@@ -175,11 +175,7 @@ def test_cli_trains_evaluates_samples_and_resumes_bit_exactly(tmp_path, capsys):
     assert run_cli(capsys, *train, "--epochs", "1", "--kl-warmup", "1", "--out", cut)[0] == 0
     config, _, _ = config_file.read_config(cut)
     assert config.objective == "tcvae" and config.beta == 6.0
-    code, out, err = run_cli(capsys, "train", "--resume", "--out", cut, "--epochs", "2")
-    assert code == 0 and "resuming" in out, err
-    a, b = checkpoint.load_weights(whole, config), checkpoint.load_weights(cut, config)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    resume_matches_whole(capsys, cut, whole)
     lines = [json.loads(line) for line in (cut / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2] and all(np.isfinite(r["loss"]) for r in lines)
 
