@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from statistics import NormalDist
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from torch.distributions import Bernoulli, Normal
 
 from cli_runner import resume_matches_whole, run_cli, user_error
+from hierarchy_quadrature import quadrature_log_px
 from vaekit.api.estimator import VAE
 from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
@@ -81,22 +81,6 @@ def test_log_weights_over_both_layers_equal_the_formula_by_hand():
     np.testing.assert_allclose(got, by_hand.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def quadrature_log_px(model, x: np.ndarray) -> np.ndarray:
-    """log p(x) = log ∫∫ p(x|z1) p(z1|z2) p(z2) dz1 dz2 for K1 = K2 = 1, float64: the sum over a
-    grid of step h on [−12, 12]², times h²."""
-    grid = torch.linspace(-12.0, 12.0, 2401, dtype=torch.float64)
-    h = float(grid[1] - grid[0])
-    xt = torch.from_numpy(x).double()
-    with torch.no_grad():
-        z1 = grid[:, None, None].expand(-1, len(x), 1)
-        log_px_z1 = -model.reconstruction_nll(xt, z1).T  # (N, G1)
-        mu1, logvar1 = model.top.decoder(grid[:, None])  # (G2, 1) each
-        log_p1 = Normal(mu1.T, torch.exp(0.5 * logvar1.T)).log_prob(grid[:, None])  # (G1, G2)
-        log_p2 = Normal(0.0, 1.0).log_prob(grid)  # (G2,)
-        joint = log_px_z1[:, :, None] + log_p1[None] + log_p2[None, None]
-        return (torch.logsumexp(joint.flatten(1), dim=1) + 2 * math.log(h)).numpy()
-
-
 def test_iwae_bound_rises_with_k_towards_log_px_by_quadrature():
     config = ModelConfig(
         input_shape=(3,),
@@ -110,7 +94,10 @@ def test_iwae_bound_rises_with_k_towards_log_px_by_quadrature():
     x = np.array([[1, 0, 1], [0, 0, 0], [1, 1, 0]], dtype=np.float32)
     for _ in range(60):  # a posterior that fits, so that L_k gets close for moderate k
         engine.train_step(np.tile(x, (10, 1)), 1.0)
-    log_px = quadrature_log_px(copy.deepcopy(engine.model).double(), x)
+    top_prior = Normal(0.0, 1.0)
+    log_px = quadrature_log_px(
+        copy.deepcopy(engine.model).double(), x, lambda z2: top_prior.log_prob(z2[:, 0])
+    )
     means = []
     for k in (1, 10, 100, 2000):  # 100 seeds: each row draws its own noise from the seed
         bound = np.stack([evaluation.iwae_log_likelihood(engine, x, k, seed=s) for s in range(100)])

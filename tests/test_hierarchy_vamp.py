@@ -18,6 +18,7 @@ import torch
 from torch.distributions import Bernoulli, Normal
 
 from cli_runner import resume_matches_whole, run_cli, sample_and_evaluate
+from hierarchy_quadrature import quadrature_log_px
 from vaekit.api.estimator import VAE
 from vaekit.config.settings import ModelConfig
 from vaekit.engines import build_engine
@@ -117,22 +118,6 @@ def test_iwae_with_one_sample_is_the_elbo_with_the_same_noise():
         torch.testing.assert_close(param.grad, elbo_grads[name].grad, rtol=1e-5, atol=1e-6)
 
 
-def quadrature_log_px(model, x: np.ndarray) -> np.ndarray:
-    """log p(x) = log ∫∫ p(x|z1) p(z1|z2) p(z2) dz1 dz2 for K1 = K2 = 1 with the VampPrior p(z2)
-    (:func:`vamp_log_density`), float64: the sum over a grid of step h on [−12, 12]², times h²."""
-    grid = torch.linspace(-12.0, 12.0, 2401, dtype=torch.float64)
-    h = float(grid[1] - grid[0])
-    xt = torch.from_numpy(x).double()
-    with torch.no_grad():
-        z1 = grid[:, None, None].expand(-1, len(x), 1)
-        log_px_z1 = -model.reconstruction_nll(xt, z1).T  # (N, G1)
-        mu1, logvar1 = model.top.decoder(grid[:, None])  # (G2, 1) each
-        log_p1 = Normal(mu1.T, torch.exp(0.5 * logvar1.T)).log_prob(grid[:, None])  # (G1, G2)
-        log_p2 = vamp_log_density(model, grid[:, None])  # (G2,)
-        joint = log_px_z1[:, :, None] + log_p1[None] + log_p2[None, None]
-        return (torch.logsumexp(joint.flatten(1), dim=1) + 2 * math.log(h)).numpy()
-
-
 def test_the_bound_rises_from_the_elbo_to_log_px_by_quadrature():
     config = ModelConfig(
         input_shape=(3,), hidden=(4,), latent_dim=1, top_latent_dim=1, top_hidden=(3,),
@@ -142,7 +127,8 @@ def test_the_bound_rises_from_the_elbo_to_log_px_by_quadrature():
     x = np.array([[1, 0, 1], [0, 0, 0], [1, 1, 0]], dtype=np.float32)
     for _ in range(60):  # a posterior that fits, so that L_k gets close for moderate k
         engine.train_step(np.tile(x, (10, 1)), 1.0)
-    log_px = quadrature_log_px(copy.deepcopy(engine.model).double().eval(), x)
+    model = copy.deepcopy(engine.model).double().eval()
+    log_px = quadrature_log_px(model, x, lambda z2: vamp_log_density(model, z2))
     # 100 seeds, each row drawing its own noise from the seed: the mean of L_1000 has a standard
     # error of about 0.001 nats, L_1's about 0.03
     elbo, bound = (
