@@ -139,7 +139,7 @@ def test_gpu_check_counts_every_synchronisation(monkeypatch):
 
     import torch
 
-    gpu = _gpu_module(monkeypatch)
+    gpu = _benchmark_module(monkeypatch, "gpu")
     modes = ["default"]
     monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: modes[-1])
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
@@ -163,21 +163,22 @@ def test_gpu_check_counts_every_synchronisation(monkeypatch):
 def test_gpu_check_counts_the_bounds_products_as_the_speed_suite(monkeypatch):
     """k = 5000 on MNIST's 10,000 test images: the encoder once per image and the decoder once
     per sample, 2 FLOPs per multiply-add, 32.17 TFLOP (the decoder's 32.16 of them)."""
-    gpu = _gpu_module(monkeypatch)
+    gpu = _benchmark_module(monkeypatch, "gpu")
     encoder, decoder = 2 * (784 * 400 + 2 * 400 * 20), 2 * (20 * 400 + 400 * 784)
     assert gpu.iwae_flops_per_image(5000) == encoder + 5000 * decoder
     assert round(10_000 * 5000 * decoder / 1e12, 2) == 32.16
     assert gpu.decoder_products(80) == [(80, 20, 400), (80, 400, 784)]
 
 
-def _gpu_module(monkeypatch):
-    """benchmarks/gpu.py as a module (it imports benchmarks/run.py beside it)."""
+def _benchmark_module(monkeypatch, name: str):
+    """benchmarks/NAME.py as a module, with benchmarks/ on the path for the helpers it imports
+    from run.py beside it, and in ``sys.modules`` for its dataclasses (both undone after)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("gpu", BENCHMARKS / "gpu.py")
-    gpu = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu", gpu)  # for its dataclass
-    spec.loader.exec_module(gpu)
-    return gpu
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_example_program_trains_and_saves_its_images(tmp_path):
@@ -240,12 +241,7 @@ def test_leaderboard_row_trains_to_its_budget_evaluates_and_tabulates(monkeypatc
 def _leaderboard_module(monkeypatch):
     """benchmarks/leaderboard.py as a module; the OMP_WAIT_POLICY it sets is restored after."""
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # for the helpers it imports from run.py
-    spec = importlib.util.spec_from_file_location("leaderboard", BENCHMARKS / "leaderboard.py")
-    leaderboard = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "leaderboard", leaderboard)  # for its dataclasses
-    spec.loader.exec_module(leaderboard)
-    return leaderboard
+    return _benchmark_module(monkeypatch, "leaderboard")
 
 
 def _epoch_clock():
@@ -449,10 +445,7 @@ def _hogs_running() -> dict[int, int]:
 def test_busy_hogs_share_one_session_of_their_own_or_ours(monkeypatch, own_session):
     """The busy table's hogs: two ``yes`` processes, in this process's session or both in one
     new session (one scheduling group, as programs from another terminal), gone afterwards."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("busy", BENCHMARKS / "busy.py")
-    busy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(busy)
+    busy = _benchmark_module(monkeypatch, "busy")
     before = _hogs_running()
     with busy.hogs(2, own_session=own_session):
         started, waited = {}, 0
