@@ -703,6 +703,7 @@ def main() -> None:
     common = {"data": data, "data_dir": str(args.data_dir)}
     started = time.perf_counter()
     whole_epochs, whole_rounds = ([3, 10], 3) if full else ([1], 1)
+    eval_images, rate_seconds, eval_rounds = (args.eval_images, 3.0, 3) if full else (50, 0.3, 1)
     if args.only == "whole-command":
         whole_command(data, str(args.data_dir), whole_epochs, whole_rounds)
         print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
@@ -716,7 +717,7 @@ def main() -> None:
 
     if args.only == "evaluation":
         print(busy.machine_line() + "\n")
-        iwae_table(args.eval_images if full else 50, common, 3.0 if full else 0.3, 3 if full else 1)
+        iwae_table(eval_images, common, rate_seconds, eval_rounds)
         print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
         return
     if args.only == "busy":
@@ -837,7 +838,7 @@ def main() -> None:
         )
 
     # evaluation and a whole run
-    iwae_table(args.eval_images if full else 50, common, 3.0 if full else 0.3, 3 if full else 1)
+    iwae_table(eval_images, common, rate_seconds, eval_rounds)
     cli_epochs = 10 if full else 2
     whole_run = run_worker("cli", epochs=cli_epochs, **common)
     print(
