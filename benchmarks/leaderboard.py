@@ -172,7 +172,8 @@ MODELS = {
         "VAE + VampPrior (500 pseudo-inputs), two stochastic layers (100, 50), gated dense "
         f"layers, ELBO, KL warm-up over {HVAE_VAMP_WARMUP_EPOCHS} epochs",
         {**TWO_LAYERS, "activation": "gated", "prior": "vamp"},
-        training={"kl_warmup": HVAE_VAMP_WARMUP_EPOCHS},
+        "83.19 (Tomczak & Welling 2018, their HVAE)",  # whose dense layers are gated
+        {"kl_warmup": HVAE_VAMP_WARMUP_EPOCHS},
     ),
     "hvae-vamp-iwae": Entry(
         "VAE + VampPrior, two stochastic layers (100, 50; ReLU), IWAE k = 5, KL warm-up over "
