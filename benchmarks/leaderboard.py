@@ -450,7 +450,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line: a model and its budgets, or --list or --table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", choices=sorted(MODELS))
     parser.add_argument("--data", choices=("mnist", "fashion-mnist", "mnist-small"))
@@ -483,6 +484,11 @@ def main() -> None:
         action="store_true",
         help=f"mnist-small, {QUICK_BUDGET} TFLOP, k = 50 (a smoke run)",
     )
+    return parser
+
+
+def main() -> None:
+    parser = argument_parser()
     args = parser.parse_args()
     if args.list:
         width = max(map(len, MODELS))
