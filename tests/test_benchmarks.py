@@ -5,6 +5,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -242,6 +243,26 @@ def _leaderboard_module(monkeypatch):
     """benchmarks/leaderboard.py as a module; the OMP_WAIT_POLICY it sets is restored after."""
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     return _benchmark_module(monkeypatch, "leaderboard")
+
+
+def test_every_leaderboard_command_the_docs_quote_parses(monkeypatch):
+    """The leaderboard commands quoted in README.md and docs/ train for hours, so no test runs
+    them; each must still name a model and flags that the script's own parser accepts (MODEL, in
+    the command for every model, stands for each of them)."""
+    leaderboard = _leaderboard_module(monkeypatch)
+    parser = leaderboard.argument_parser()
+    root = BENCHMARKS.parent
+    quoted = [
+        command.split()
+        for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+        for command in re.findall(r"`python benchmarks/leaderboard\.py([^`]*)`", path.read_text())
+    ]
+    commands = [argv for argv in quoted if argv]  # a section's title names the script alone
+    assert len(commands) >= 15, commands
+    for argv in commands:
+        for model in leaderboard.MODELS if "MODEL" in argv else [None]:
+            args = parser.parse_args([model if word == "MODEL" else word for word in argv])
+            assert args.model in leaderboard.MODELS and args.budgets, argv
 
 
 def _epoch_clock():
