@@ -1,5 +1,6 @@
 """The benchmark scripts still run against the current API (their quick modes, on mnist-small)."""
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -472,3 +473,43 @@ def test_busy_hogs_share_one_session_of_their_own_or_ours(monkeypatch, own_sessi
         assert len(started) == 2 and len(sessions) == 1
         assert (sessions.pop() != os.getsid(0)) == own_session
     assert not set(started) & set(_hogs_running())
+
+
+def test_busy_table_divides_each_ratio_by_the_floor_of_its_load(monkeypatch, capsys, tmp_path):
+    """The busy table's floor (the one-thread loop) is timed under each load, and each
+    command's ratio to its idle time is divided by the floor's ratio under the same load."""
+    busy = _benchmark_module(monkeypatch, "busy")
+    current = []  # the load whose hogs run now
+
+    @contextlib.contextmanager
+    def fake_hogs(count, own_session=False):
+        current.append((count, own_session))
+        yield
+        current.pop()
+
+    # Seconds by load: the floor's and every command's, each slowed by its own factor.
+    slowdown = {(0, False): 1.0, (1, False): 1.1, (2, False): 1.5, (2, True): 1.25}
+    floor_slowdown = {(0, False): 1.0, (1, False): 1.0, (2, False): 1.5, (2, True): 1.0}
+
+    def fake_timed(argv, env):
+        load = current[-1]
+        if argv[1] == "-c" and argv[2].startswith("n = 0"):
+            return 4.0 * floor_slowdown[load]
+        return 10.0 * slowdown[load] * (2 if "--threads" in argv else 1)
+
+    monkeypatch.setattr(busy, "hogs", fake_hogs)
+    monkeypatch.setattr(busy, "timed", fake_timed)
+    monkeypatch.setattr(busy, "vaekit_command", lambda: ["vaekit"])
+    busy.busy_table("mnist-small", str(tmp_path), rounds=1, quick=True)
+    out = capsys.readouterr().out
+    floor = next(line for line in out.splitlines() if line.startswith(f"| {busy.REFERENCE_NAME}"))
+    assert floor.split(" | ")[1:] == ["4.0", "4.0", "1.00", "6.0", "1.50", "4.0", "1.00 |"]
+    default = next(line for line in out.splitlines() if line.startswith("| default (1 thread)"))
+    cells = default.strip("| ").split(" | ")
+    # idle; then per load: seconds, ÷ idle (verdict), ÷ the floor's, ÷ default idle
+    assert cells[1:] == [
+        "10.0",
+        "11.0", "1.10 (met)", "1.10", "1.10",
+        "15.0", "1.50 (missed)", "1.00", "1.50",
+        "12.5", "1.25 (met)", "1.25", "1.25",
+    ]  # fmt: skip
