@@ -107,10 +107,14 @@ def hogs(count: int, own_session: bool = False) -> Iterator[None]:
     groups first). One shell in a new session starts them: a hog per session would make as many
     groups."""
     if own_session:
-        # The shell reaps its hogs when it is asked to stop, so none outlives the block.
-        start = 'yes > /dev/null & p="$p $!"; ' * count
-        shell = ["sh", "-c", "trap 'kill $p; wait $p; exit' TERM; " + start + "wait"]
-        procs = [subprocess.Popen(shell, start_new_session=True)] if count else []
+        # Asked to stop, the shell ignores the signal, sends it to its whole process group (the
+        # hogs, which stay in it) and reaps them, so none outlives the block. A list of the
+        # hogs' pids would miss one started but not yet listed when the signal came.
+        stop = "trap 'trap \"\" TERM; kill 0; wait; exit' TERM; "
+        shell = ["sh", "-c", stop + "yes > /dev/null & " * count + "wait"]
+        # Its stderr is dropped: the shell reports each hog it kills ("Terminated").
+        quiet = {"stderr": subprocess.DEVNULL, "start_new_session": True}
+        procs = [subprocess.Popen(shell, **quiet)] if count else []
     else:
         procs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(count)]
     try:
