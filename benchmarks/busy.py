@@ -23,8 +23,10 @@ this process as a user starts one from their shell) standing for the other work:
 
 Prints the processor and its float32 GEMM rate first: absolute times hold only on that machine.
 
-    python benchmarks/busy.py                # MNIST from ../shared/data (about 25 minutes)
-    python benchmarks/busy.py --quick        # mnist-small, small grid, one round (about 3 min)
+    python benchmarks/busy.py                # MNIST from ../shared/data (about 45 minutes*)
+    python benchmarks/busy.py --quick        # mnist-small, small grid, one round (about 3 minutes*)
+
+(* on a 2-core AMD EPYC at 177 GFLOP/s, 2048³ with 2 threads: its busy table alone took 33.)
 """
 
 from __future__ import annotations
