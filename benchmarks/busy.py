@@ -26,7 +26,7 @@ Prints the processor and its float32 GEMM rate first: absolute times hold only o
     python benchmarks/busy.py                # MNIST from ../shared/data (about 45 minutes*)
     python benchmarks/busy.py --quick        # mnist-small, small grid, one round (about 3 minutes*)
 
-(* on a 2-core AMD EPYC at 177 GFLOP/s, 2048³ with 2 threads: its busy table alone took 33.)
+(* on a 2-core AMD EPYC at 177 GFLOP/s, 2048³ with 2 threads: its busy table alone took 33 minutes.)
 """
 
 from __future__ import annotations
