@@ -229,6 +229,7 @@ def busy_table(data: str, data_dir: str, rounds: int, quick: bool) -> None:
     beside them (the floor of every one-thread command under that load), medians of
     ``rounds``."""
     times: dict[tuple[str, tuple[int, bool], str], list[float]] = {}
+    floor_times: dict[tuple[int, bool], list[float]] = {}
     additions = 5 * 10**6 if quick else 6 * 10**7  # about 0.3 s and 4 s on the 2-core AMD EPYC
     reference = [sys.executable, "-c", REFERENCE_LOOP.format(count=additions)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -240,10 +241,10 @@ def busy_table(data: str, data_dir: str, rounds: int, quick: bool) -> None:
                         for command, argv in argvs.items():
                             seconds = timed(argv + flags, dict(os.environ, **env))
                             times.setdefault((command, load, name), []).append(seconds)
-                    seconds = timed(reference, dict(os.environ))
-                    times.setdefault((REFERENCE_NAME, load, ""), []).append(seconds)
+                    floor_times.setdefault(load, []).append(timed(reference, dict(os.environ)))
     idle, *loads = LOADS
-    floor = {load: statistics.median(times[REFERENCE_NAME, load, ""]) for load in LOADS}
+    floor = {load: statistics.median(seconds) for load, seconds in floor_times.items()}
+    floor_ratio = {load: floor[load] / floor[idle] for load in loads}
     print(
         f"The floor: a loop of additions in one Python thread, the same count each time, run "
         f"after each turn of the commands under each load; wall seconds (medians of {rounds}):\n"
@@ -253,7 +254,7 @@ def busy_table(data: str, data_dir: str, rounds: int, quick: bool) -> None:
         header += [LOADS[load], "÷ idle"]
     row = [REFERENCE_NAME, f"{floor[idle]:.1f}"]
     for load in loads:
-        row += [f"{floor[load]:.1f}", f"{floor[load] / floor[idle]:.2f}"]
+        row += [f"{floor[load]:.1f}", f"{floor_ratio[load]:.2f}"]
     table(header, [row])
     for command in argvs:
         print(f"`{command}`, wall seconds (medians of {rounds}), idle and beside CPU hogs:\n")
@@ -266,7 +267,7 @@ def busy_table(data: str, data_dir: str, rounds: int, quick: bool) -> None:
                 busy = statistics.median(times[command, load, name])
                 verdict = "met" if busy / own_idle <= BUSY_TARGET else "missed"
                 row += [f"{busy:.1f}", f"{busy / own_idle:.2f} ({verdict})"]
-                row += [f"{busy / own_idle / (floor[load] / floor[idle]):.2f}"]
+                row += [f"{busy / own_idle / floor_ratio[load]:.2f}"]
                 row += [f"{busy / default_idle:.2f}"]
             rows.append(row)
         header = ["setting", "idle"]

@@ -493,7 +493,7 @@ def test_busy_table_divides_each_ratio_by_the_floor_of_its_load(monkeypatch, cap
 
     def fake_timed(argv, env):
         load = current[-1]
-        if argv[1] == "-c" and argv[2].startswith("n = 0"):
+        if argv[1] == "-c" and argv[2].startswith(busy.REFERENCE_LOOP.partition("{")[0]):
             return 4.0 * floor_slowdown[load]
         return 10.0 * slowdown[load] * (2 if "--threads" in argv else 1)
 
