@@ -23,10 +23,11 @@ this process as a user starts one from their shell) standing for the other work:
 
 Prints the processor and its float32 GEMM rate first: absolute times hold only on that machine.
 
-    python benchmarks/busy.py                # MNIST from ../shared/data (about 45 minutes*)
-    python benchmarks/busy.py --quick        # mnist-small, small grid, one round (about 3 minutes*)
+    python benchmarks/busy.py                # MNIST from ../shared/data
+    python benchmarks/busy.py --quick        # mnist-small, small grid, one round
 
-(* on a 2-core AMD EPYC at 177 GFLOP/s, 2048³ with 2 threads: its busy table alone took 33 minutes.)
+On a 2-core AMD EPYC at 177 GFLOP/s (2048³, 2 threads), idle, the full run's busy table alone
+took 33 minutes and the whole quick run 3 minutes (184 s, in another run).
 """
 
 from __future__ import annotations
