@@ -533,6 +533,7 @@ from vaekit.draw import gallery
 from vaekit.engines.torch import TorchEngine
 from vaekit.runs import checkpoint
 from vaekit.train import loop, start
+from vaekit.train.write_behind import WriteBehind
 
 spent = {}
 
@@ -555,7 +556,8 @@ loop.held_out_scores = timing("test ELBO each epoch", loop.held_out_scores)
 for name in ("draw_samples", "draw_reconstructions"):
     setattr(gallery, name, timing("figures each epoch", getattr(gallery, name)))
 gallery.draw_all = timing("final figures", gallery.draw_all)
-checkpoint.save_checkpoint = timing("checkpoints", checkpoint.save_checkpoint)
+checkpoint.take_checkpoint = timing("checkpoints", checkpoint.take_checkpoint)
+WriteBehind.finish = timing("waiting for the files' writes", WriteBehind.finish)
 code = main(sys.argv[1:])
 spent["torch import"] = imported - began
 spent["in process"] = time.perf_counter() - began

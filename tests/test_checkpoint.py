@@ -395,7 +395,7 @@ def test_resume_drops_the_epochs_after_the_checkpoint_as_a_stream(tmp_path):
 
 def test_best_weights_verify_or_are_absent_whenever_a_save_stops(run, monkeypatch):
     run_dir, engine, x = run
-    best_weights.save_best(run_dir, engine, 1, 2.5, "val")
+    best_weights.save_best(run_dir, checkpoint.weights_bytes(engine), 1, 2.5, "val")
     best = loading.open_run(run_dir, which="best")
     np.testing.assert_array_equal(best.encode(x)[0], engine.encode(x)[0])
     assert best_weights.read_best(run_dir)["epoch"] == 1
@@ -409,14 +409,16 @@ def test_best_weights_verify_or_are_absent_whenever_a_save_stops(run, monkeypatc
 
     monkeypatch.setattr(best_weights, "write_atomic", stop_at_the_record)
     with pytest.raises(KeyboardInterrupt):
-        best_weights.save_best(run_dir, build_engine(CFG, seed=5), 2, 2.0, "val")
+        best_weights.save_best(
+            run_dir, checkpoint.weights_bytes(build_engine(CFG, seed=5)), 2, 2.0, "val"
+        )
     assert best_weights.read_best(run_dir) is None
     with pytest.raises(CheckpointError, match="kept no best checkpoint"):
         loading.open_run(run_dir, which="best")
     loading.open_run(run_dir)  # the last checkpoint verifies
     monkeypatch.setattr(best_weights, "write_atomic", original)
     # a best whose bytes changed is refused; one of an epoch after the checkpoint is dropped
-    best_weights.save_best(run_dir, engine, 3, 2.0, "val")
+    best_weights.save_best(run_dir, checkpoint.weights_bytes(engine), 3, 2.0, "val")
     weights = run_dir / layout.BEST_WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(CheckpointError, match="damaged"):

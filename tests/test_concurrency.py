@@ -81,11 +81,11 @@ def test_readers_at_every_write_of_a_training_run_get_whole_checkpoints(
     nothing, and the run ends as one trained without readers."""
     run = tmp_path / "run"
     saved, reads, failures = [], [], []
-    real_save, real_fsync, real_replace = checkpoint.save_checkpoint, os.fsync, os.replace
+    real_take, real_fsync, real_replace = checkpoint.take_checkpoint, os.fsync, os.replace
 
-    def save(run_dir, engine, state):
+    def take(engine, state):
         saved.append(engine.get_weights())
-        return real_save(run_dir, engine, state)
+        return real_take(engine, state)
 
     def read_then(function):
         def boundary(*args):
@@ -100,7 +100,7 @@ def test_readers_at_every_write_of_a_training_run_get_whole_checkpoints(
 
         return boundary
 
-    monkeypatch.setattr(checkpoint, "save_checkpoint", save)
+    monkeypatch.setattr(checkpoint, "take_checkpoint", take)
     monkeypatch.setattr(os, "fsync", read_then(real_fsync))
     monkeypatch.setattr(os, "replace", read_then(real_replace))
     assert main([*TRAIN, "--out", str(run)]) == 0

@@ -75,7 +75,7 @@ def test_exported_models_agree_with_the_engine(tmp_path, case):
     engine = _save_run(run_dir, config, seed=1)
     which = "best" if case.endswith("best") else "last"
     if which == "best":  # the best weights are seed 1's, the last checkpoint another's
-        best_weights.save_best(run_dir, engine, 1, 100.0, "val")
+        best_weights.save_best(run_dir, checkpoint.weights_bytes(engine), 1, 100.0, "val")
         other = build_engine(config, "torch", seed=2, device="cpu")
         checkpoint.save_checkpoint(run_dir, other, {"epoch": 2, "step": 2})
     rng = np.random.default_rng(0)

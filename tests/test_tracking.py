@@ -154,16 +154,16 @@ def test_an_interrupted_and_resumed_run_shows_each_epoch_and_step_once(
     run = tmp_path / "run"
     argv = ["train", "--data", "mnist-small", "--epochs", "3", "--hidden", "8", "--latent-dim"]
     argv += ["2", "--engine", "numpy", "--logger", "tensorboard", "--out", str(run), "--quiet"]
-    real = checkpoint.save_checkpoint
+    real = checkpoint.take_checkpoint
 
-    def stopped_at_epoch_2(run_dir, engine, state):
+    def stopped_at_epoch_2(engine, state):
         if state["epoch"] == 2:
             raise KeyboardInterrupt
-        return real(run_dir, engine, state)
+        return real(engine, state)
 
-    monkeypatch.setattr(checkpoint, "save_checkpoint", stopped_at_epoch_2)
+    monkeypatch.setattr(checkpoint, "take_checkpoint", stopped_at_epoch_2)
     assert main(argv) == 130
-    monkeypatch.setattr(checkpoint, "save_checkpoint", real)
+    monkeypatch.setattr(checkpoint, "take_checkpoint", real)
     assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
 
     accumulator = _reader(run / tracking.TENSORBOARD_DIR)

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,10 @@ from vaekit.errors import VaekitError
 
 #: The suffix of the temporary file a write goes to before it is renamed into place.
 TMP_SUFFIX = ".tmp"
+
+#: Writes bytes to a path: :func:`write_atomic`, or a function that keeps them to be written so
+#: later (a training run's figures, written by a thread of their own).
+WriteFile = Callable[[Path, bytes], None]
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -3,8 +3,9 @@ scatter plots, interpolations and training curves.
 
 Images are arrays (N, C, H, W) with C = 1 (grey) or 3 (RGB), or flat (N, D) with D a square
 number (shown as a grey square); values are clipped to [0, 1] for display. Files are written
-atomically (temporary name, then rename), only after every input has been checked. Figures are
-drawn with :class:`matplotlib.figure.Figure` (never pyplot), at 100 dpi.
+atomically (temporary name, then rename), only after every input has been checked; the pictures
+a run draws as it trains go to a ``write`` function instead, which writes them later. Figures
+are drawn with :class:`matplotlib.figure.Figure` (never pyplot), at 100 dpi.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vaekit.data.classes import names_or_numbers
-from vaekit.disk import write_atomic
+from vaekit.disk import WriteFile, write_atomic
 from vaekit.draw.geometry import (
     check_latents,
     check_projection,
@@ -92,18 +93,20 @@ def image_path(path: str | Path) -> Path:
     return path
 
 
-def _write_image(fig: Figure, path: str | Path, title: str) -> None:
-    """Render ``fig`` in memory in the format its suffix names, then write it to ``path``
-    atomically. A PNG carries ``title`` in its Title text field."""
+def _write_image(
+    fig: Figure, path: str | Path, title: str, write: WriteFile = write_atomic
+) -> None:
+    """Render ``fig`` in memory in the format its suffix names, then ``write`` it to ``path``
+    (by default atomically, now). A PNG carries ``title`` in its Title text field."""
     path = image_path(path)
     kind = IMAGE_FORMATS[path.suffix.lower()]
     options: dict[str, Any] = {"metadata": {"Title": title}} if kind == "png" else {}
     buffer = io.BytesIO()
     fig.savefig(buffer, format=kind, dpi=DPI, **options)
-    write_atomic(path, buffer.getvalue())
+    write(path, buffer.getvalue())
 
 
-def _save(canvas: np.ndarray, path: Path, title: str) -> None:
+def _save(canvas: np.ndarray, path: Path, title: str, write: WriteFile) -> None:
     height, width = canvas.shape[:2]
     from matplotlib.figure import Figure
 
@@ -113,22 +116,36 @@ def _save(canvas: np.ndarray, path: Path, title: str) -> None:
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     fig.suptitle(plain(title), y=0.99, va="top", fontsize=10)
-    _write_image(fig, path, title)
+    _write_image(fig, path, title, write)
 
 
-def save_sample_grid(x: np.ndarray, path: str | Path, title: str, ncol: int | None = None) -> None:
-    """Draw images ``x`` in a grid (square by default) with a title, as a PNG at ``path``."""
+def save_sample_grid(
+    x: np.ndarray,
+    path: str | Path,
+    title: str,
+    ncol: int | None = None,
+    *,
+    write: WriteFile = write_atomic,
+) -> None:
+    """Draw images ``x`` in a grid (square by default) with a title, as a PNG at ``path``
+    (``write`` writes it; see :func:`_write_image`)."""
     images = _as_images(x)
     ncol = ncol or math.ceil(math.sqrt(len(images)))
-    _save(tile(images, ncol), Path(path), title)
+    _save(tile(images, ncol), Path(path), title, write)
 
 
 def save_reconstructions(
-    originals: np.ndarray, reconstructions: np.ndarray, path: str | Path, title: str
+    originals: np.ndarray,
+    reconstructions: np.ndarray,
+    path: str | Path,
+    title: str,
+    *,
+    write: WriteFile = write_atomic,
 ) -> None:
-    """Originals on the top row, their reconstructions below, as a PNG at ``path``."""
+    """Originals on the top row, their reconstructions below, as a PNG at ``path`` (``write``
+    writes it)."""
     pair = np.concatenate([_as_images(originals), _as_images(reconstructions)])
-    _save(tile(pair, len(originals)), Path(path), title)
+    _save(tile(pair, len(originals)), Path(path), title, write)
 
 
 def _image_figure(
@@ -247,10 +264,16 @@ def save_manifold(
 
 
 def save_labelled_rows(
-    images: np.ndarray, path: str | Path, row_labels: Sequence[str], title: str, detail: str
+    images: np.ndarray,
+    path: str | Path,
+    row_labels: Sequence[str],
+    title: str,
+    detail: str,
+    *,
+    write: WriteFile = write_atomic,
 ) -> None:
     """Draw images (rows × columns, row-major) as a grid with a label left of each row (a
-    traversal's latent dimension, a class), as a PNG at ``path``."""
+    traversal's latent dimension, a class), as a PNG at ``path`` (``write`` writes it)."""
     images = _as_images(images)
     rows = len(row_labels)
     steps = len(images) // rows
@@ -259,7 +282,7 @@ def save_labelled_rows(
     ax.set_xticks([])
     ax.set_yticks(_tile_centres(rows, h), [plain(label) for label in row_labels])
     ax.tick_params(labelsize=8, length=0)
-    _write_image(fig, path, _title(fig, title, detail))
+    _write_image(fig, path, _title(fig, title, detail), write)
 
 
 def save_latent_scatter(

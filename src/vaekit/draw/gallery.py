@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vaekit.data import classes as class_names
+from vaekit.disk import WriteFile, write_atomic
 from vaekit.draw import figures, geometry
 from vaekit.engines import Engine
 from vaekit.engines.sampling import posterior_means, reconstruct, sample_prior
@@ -48,20 +49,29 @@ def draw_samples(
     epoch: int | None = None,
     step: int | None = None,
     names: Sequence[str] | None = None,
+    write: WriteFile = write_atomic,
 ) -> None:
     """n prior samples in a square grid; a conditional model gets one row per class instead,
     with about n/C samples each (see :func:`draw_label_grid`, which ``names`` the rows).
-    During training, the title says at which ``epoch`` (and ``step``) they were drawn."""
+    During training, the title says at which ``epoch`` (and ``step``) they were drawn, and
+    ``write`` keeps the picture to be written later."""
     classes = engine.config.n_classes
     if classes:
         per_class = max(1, round(n / classes))
         draw_label_grid(
-            engine, path, per_class=per_class, seed=seed, epoch=epoch, step=step, names=names
+            engine,
+            path,
+            per_class=per_class,
+            seed=seed,
+            epoch=epoch,
+            step=step,
+            names=names,
+            write=write,
         )
         return
     images = sample_prior(engine, n, seed=seed)
     title = f"{plural(n, 'sample')} from the prior{_when(epoch, step)} (seed {seed})"
-    figures.save_sample_grid(images, path, title)
+    figures.save_sample_grid(images, path, title, write=write)
 
 
 def draw_label_grid(
@@ -73,6 +83,7 @@ def draw_label_grid(
     epoch: int | None = None,
     step: int | None = None,
     names: Sequence[str] | None = None,
+    write: WriteFile = write_atomic,
 ) -> None:
     """A conditional model's samples, one row per class, labelled by the class's name in
     ``names`` (None: its number), the same noise down each column: the same z, or with the
@@ -88,7 +99,8 @@ def draw_label_grid(
     images = engine.decode(z.astype(np.float32), labels)
     rows = class_names.names_or_numbers(names, classes)
     detail = f"one row per class, the same noise down each column (seed {seed})"
-    figures.save_labelled_rows(images, path, rows, f"Samples by class{_when(epoch, step)}", detail)
+    title = f"Samples by class{_when(epoch, step)}"
+    figures.save_labelled_rows(images, path, rows, title, detail, write=write)
 
 
 def spread_rows(n: int, labels: np.ndarray | None, count: int, seed: int) -> np.ndarray:
@@ -117,13 +129,15 @@ def draw_reconstructions(
     labels: np.ndarray | None = None,
     *,
     epoch: int | None = None,
+    write: WriteFile = write_atomic,
 ) -> None:
     """Inputs above their reconstructions (labels are used by a conditional model); during
-    training, the title names the ``epoch``."""
+    training, the title names the ``epoch`` and ``write`` keeps the picture to be written
+    later."""
     y = labels[: len(x)] if engine.config.conditional else None
     recon = reconstruct(engine, x, seed=seed, labels=y)
     title = f"Inputs (top) and their reconstructions (bottom){_when(epoch)}"
-    figures.save_reconstructions(x, recon, path, title)
+    figures.save_reconstructions(x, recon, path, title, write=write)
 
 
 def draw_manifold(

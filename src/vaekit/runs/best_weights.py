@@ -8,29 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save as save_safetensors
 
 from vaekit.config.settings import ModelConfig
 from vaekit.disk import (
     fsync_dir,
     write_atomic,
 )
-from vaekit.engines import Engine
 from vaekit.errors import CheckpointError
 from vaekit.runs.checkpoint import _read_verified, _sha256, check_weights, safetensors_size_limit
 from vaekit.runs.layout import BEST_FILE, BEST_WEIGHTS_FILE, json_bytes, read_json
 
 
-def save_best(run_dir: Path, engine: Engine, epoch: int, loss: float, split: str) -> None:
-    """Keep the engine's weights as the run's best (held-out −ELBO ``loss``, nats per example,
-    on ``split`` after ``epoch``): remove the old record, write the weights, then the record
-    with their SHA-256, each atomically, so that a crash leaves a best that verifies or none."""
+def save_best(run_dir: Path, weights: bytes, epoch: int, loss: float, split: str) -> None:
+    """Keep ``weights`` (a safetensors file's bytes) as the run's best (held-out −ELBO ``loss``,
+    nats per example, on ``split`` after ``epoch``): remove the old record, write the weights,
+    then the record with their SHA-256, each atomically, so that a crash leaves a best that
+    verifies or none."""
     run_dir = Path(run_dir)
     (run_dir / BEST_FILE).unlink(missing_ok=True)
     fsync_dir(run_dir)
-    data = save_safetensors(engine.get_weights(), metadata={"format": "vaekit"})
-    write_atomic(run_dir / BEST_WEIGHTS_FILE, data)
-    record = {"epoch": epoch, "loss": loss, "split": split, "sha256": _sha256(data)}
+    write_atomic(run_dir / BEST_WEIGHTS_FILE, weights)
+    record = {"epoch": epoch, "loss": loss, "split": split, "sha256": _sha256(weights)}
     write_atomic(run_dir / BEST_FILE, json_bytes(record))
 
 

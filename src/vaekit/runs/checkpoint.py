@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +130,14 @@ def _recorded_sha256(record: Path, name: str) -> str | None:
         return None
 
 
+def weights_bytes(engine: Engine) -> bytes:
+    """The engine's weights as they are now, as the bytes of a safetensors file."""
+    return save_safetensors(engine.get_weights(), metadata={"format": "vaekit"})
+
+
 def save_weights(run_dir: Path, engine: Engine) -> None:
     """Write the engine's weights alone as ``model.safetensors`` (atomically)."""
-    data = save_safetensors(engine.get_weights(), metadata={"format": "vaekit"})
-    write_atomic(Path(run_dir) / WEIGHTS_FILE, data)
+    write_atomic(Path(run_dir) / WEIGHTS_FILE, weights_bytes(engine))
 
 
 def load_weights(run_dir: Path, config: ModelConfig) -> dict[str, np.ndarray]:
@@ -166,28 +171,48 @@ def load_weights(run_dir: Path, config: ModelConfig) -> dict[str, np.ndarray]:
 # --- training checkpoints ----------------------------------------------------------------------
 
 
-def save_checkpoint(run_dir: Path, engine: Engine, state: dict[str, Any]) -> None:
-    """Save weights, optimizer state and ``state`` (epoch, RNG, …) as one crash-safe checkpoint."""
-    run_dir = Path(run_dir)
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint taken in memory by :func:`take_checkpoint`, for :func:`write_checkpoint`."""
+
+    files: dict[str, bytes]  # the weights and the optimizer state, as safetensors files
+    record: dict[str, Any]  # the commit record: the loop's state, the engine's, each file's SHA-256
+
+
+def take_checkpoint(engine: Engine, state: dict[str, Any]) -> Snapshot:
+    """The engine's weights and optimizer state and ``state`` (epoch, RNG, …) as they are now,
+    in memory: training may go on while :func:`write_checkpoint` writes them."""
     arrays, engine_meta = engine.get_training_state()
-    blobs = {
-        WEIGHTS_FILE: save_safetensors(engine.get_weights(), metadata={"format": "vaekit"}),
+    files = {
+        WEIGHTS_FILE: weights_bytes(engine),
         OPTIMIZER_FILE: save_safetensors(arrays, metadata={"format": "vaekit"}),
     }
-    for name, data in blobs.items():
+    record = dict(state, engine=engine_meta, files={k: _sha256(v) for k, v in files.items()})
+    return Snapshot(files, record)
+
+
+def write_checkpoint(run_dir: Path, snapshot: Snapshot) -> None:
+    """Write ``snapshot`` into ``run_dir`` as one crash-safe checkpoint (the module docstring
+    says how)."""
+    run_dir = Path(run_dir)
+    for name, data in snapshot.files.items():
         tmp = run_dir / (name + TMP_SUFFIX)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    record = dict(state, engine=engine_meta, files={k: _sha256(v) for k, v in blobs.items()})
     commit = run_dir / (STATE_FILE + TMP_SUFFIX)
     with open(commit, "wb") as f:
-        f.write(json_bytes(record))
+        f.write(json_bytes(snapshot.record))
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(run_dir)
     _roll_forward(run_dir)
+
+
+def save_checkpoint(run_dir: Path, engine: Engine, state: dict[str, Any]) -> None:
+    """Save weights, optimizer state and ``state`` (epoch, RNG, …) as one crash-safe checkpoint."""
+    write_checkpoint(run_dir, take_checkpoint(engine, state))
 
 
 def _roll_forward(run_dir: Path) -> None:

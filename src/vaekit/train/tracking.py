@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import math
 import threading
@@ -124,9 +125,9 @@ class TensorBoardLogger:
         self.last_step = max(self.last_step, step)
         self.writer.flush()
 
-    def image(self, tag: str, image: str | Path | np.ndarray, step: int) -> None:
-        """A picture at ``step``: a PNG file or an H×W or H×W×C array (C = 1, 3 or 4; uint8
-        levels, or floats in [0, 1])."""
+    def image(self, tag: str, image: str | Path | bytes | np.ndarray, step: int) -> None:
+        """A picture at ``step``: a PNG (a file, or its bytes) or an H×W or H×W×C array (C = 1,
+        3 or 4; uint8 levels, or floats in [0, 1])."""
         self.writer.add_image(tag, as_hwc(image), step, dataformats="HWC")
 
     def classes(self, names: Sequence[str]) -> None:
@@ -191,13 +192,13 @@ def hparams_of(model: ModelConfig, train: TrainConfig) -> dict[str, str | int | 
     return flat
 
 
-def as_hwc(image: str | Path | np.ndarray) -> np.ndarray:
-    """An image as an H×W×C array: a PNG file read with Pillow, or an array, whose H×W form
-    gains a channel axis."""
-    if isinstance(image, (str, Path)):
+def as_hwc(image: str | Path | bytes | np.ndarray) -> np.ndarray:
+    """An image as an H×W×C array: a PNG (a file, or its bytes) read with Pillow, or an array,
+    whose H×W form gains a channel axis."""
+    if isinstance(image, (str, Path, bytes)):
         from PIL import Image
 
-        with Image.open(image) as picture:
+        with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as picture:
             image = np.asarray(picture)
     array = np.asarray(image)
     if array.ndim == 2:
