@@ -55,8 +55,9 @@ def snapshot(run: Path) -> dict[str, str]:
 
 
 def held_writer(run: Path, gate: Path, argv: list[str]) -> subprocess.Popen:
-    """A writer that stops, holding the run's lock, at the first step of epoch 2 (epoch 1 saved)
-    until ``gate`` exists; returns once it stands there."""
+    """A writer that stops, holding the run's lock, at the first step of epoch 2 until ``gate``
+    exists; returns once it stands there and epoch 1's files, written by a thread of their own
+    meanwhile, are all on disk (its checkpoint, renamed into place last)."""
     event = f"hold:{STEPS_PER_EPOCH + 1}:{gate}"
     proc = subprocess.Popen(
         [sys.executable, str(DRIVER), event, *argv, "--out", str(run)],
@@ -66,9 +67,10 @@ def held_writer(run: Path, gate: Path, argv: list[str]) -> subprocess.Popen:
     )
     reached = gate.with_name(gate.name + ".reached")
     deadline = time.monotonic() + DEADLOCK_GUARD_SECONDS
-    while not reached.exists():  # observed progress: the writer says where it is
+    saved = run / layout.STATE_FILE
+    while not (reached.exists() and saved.exists()):  # observed progress: where the writer is
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the writer never reached epoch 2"
+        assert time.monotonic() < deadline, "the writer never reached epoch 2 with epoch 1 saved"
         time.sleep(0.05)
     return proc
 
