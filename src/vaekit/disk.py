@@ -21,7 +21,7 @@ from vaekit.errors import VaekitError
 #: The suffix of the temporary file a write goes to before it is renamed into place.
 TMP_SUFFIX = ".tmp"
 
-#: Writes bytes to a path: :func:`write_atomic`, or a function that keeps them to be written so
+#: Writes bytes to a path: :func:`write_atomic`, or a function that keeps them to be written
 #: later (a training run's figures, written by a thread of their own).
 WriteFile = Callable[[Path, bytes], None]
 

@@ -109,11 +109,11 @@ class RunWriter:
                 names=self.names,
                 write=pictures.__setitem__,
             )
-            self._track_image("samples", pictures.get(path), state.step)
+            self._track_image("samples", pictures[path], state.step)
         return pictures
 
-    def _track_image(self, tag: str, png: bytes | None, step: int) -> None:
-        if self.tracker is not None and png is not None:
+    def _track_image(self, tag: str, png: bytes, step: int) -> None:
+        if self.tracker is not None:
             self.tracker.image(tag, png, step)
 
     def epoch_done(self, engine: Engine, record: dict[str, Any], state: LoopState) -> None:
@@ -142,11 +142,11 @@ class RunWriter:
             gallery.draw_samples(
                 engine, path, count, seed, epoch=epoch, names=self.names, write=keep
             )
-            self._track_image("samples", pictures.get(path), state.step)
+            self._track_image("samples", pictures[path], state.step)
             x, y = self.figure_inputs
             path = self._figure(f"reconstructions-epoch-{epoch:03d}.png")
             gallery.draw_reconstructions(engine, x[:8], path, seed, y, epoch=epoch, write=keep)
-            self._track_image("reconstructions", pictures.get(path), state.step)
+            self._track_image("reconstructions", pictures[path], state.step)
         snapshot = checkpoint.take_checkpoint(engine, state.to_json())
         best = self.config.keep == "best" and state.best_epoch == epoch
         best_loss, split = state.best_loss, "val" if "val_loss" in record else "test"
@@ -224,27 +224,8 @@ class RunWriter:
         self.saved = state.epoch
         if self.tracker is not None and data.classes:
             self.tracker.classes(data.classes)
-        per_step = self.config.sample_every_steps or self.tracker is not None
         try:
-            try:
-                history = fit(
-                    engine,
-                    self.config,
-                    data,
-                    state=state,
-                    on_epoch=self.epoch_done,
-                    on_step=self.step_done if per_step else None,
-                    progress=progress and self.writes,
-                )
-            except TrainingDiverged as exc:
-                self._stop_tracking()
-                self._finish_writes()
-                advice = self._after_divergence(self.saved, data.scaling)
-                raise TrainingDiverged(f"{exc}; {advice}") from None
-            except BaseException:
-                self._stop_tracking()
-                self._finish_writes()  # a run that stops keeps every epoch it finished
-                raise
+            history = self._fit(engine, data, state, progress)
             self._finish_writes()
             with self._writing("the final figures"), cpu_threads(self.config.threads):
                 if self.writes:
@@ -254,6 +235,30 @@ class RunWriter:
         finally:
             self.behind.close()
         return history
+
+    def _fit(self, engine: Engine, data: TrainingData, state: LoopState, progress: bool):
+        """:func:`fit` with this writer's hooks; a run that stops (a diverged loss, Ctrl-C, an
+        error) first stops TensorBoard and has its finished epochs' files written."""
+        per_step = self.config.sample_every_steps or self.tracker is not None
+        try:
+            return fit(
+                engine,
+                self.config,
+                data,
+                state=state,
+                on_epoch=self.epoch_done,
+                on_step=self.step_done if per_step else None,
+                progress=progress and self.writes,
+            )
+        except TrainingDiverged as exc:
+            self._stop_tracking()
+            self._finish_writes()
+            advice = self._after_divergence(self.saved, data.scaling)
+            raise TrainingDiverged(f"{exc}; {advice}") from None
+        except BaseException:
+            self._stop_tracking()
+            self._finish_writes()  # a run that stops keeps every epoch it finished
+            raise
 
     def _stop_tracking(self) -> None:
         if self.tracker is not None:
