@@ -126,20 +126,45 @@ def count_steps(monkeypatch, at: int, action) -> None:
     monkeypatch.setattr(start, "engine_for", engine_for)
 
 
+def event_at_step(monkeypatch, at: int, ctrl_c: bool = False) -> threading.Event:
+    """An event set before the ``at``-th optimizer step, which then meets Ctrl-C if asked."""
+    event = threading.Event()
+
+    def action():
+        event.set()
+        if ctrl_c:
+            raise KeyboardInterrupt
+
+    count_steps(monkeypatch, at, action)
+    return event
+
+
+def epoch_1_saved_after(monkeypatch, event: threading.Event, save) -> list[bool]:
+    """Epoch 1's checkpoint waits for ``event`` (a disk that is slow until then), then goes to
+    ``save(run_dir, snapshot)``; the others are written as ever. Returns whether each wait saw
+    the event."""
+    real, waited = checkpoint.write_checkpoint, []
+
+    def slow_disk(run_dir, snapshot):
+        if snapshot.record["epoch"] != 1:
+            return real(run_dir, snapshot)
+        waited.append(event.wait(GUARD))
+        return save(run_dir, snapshot)
+
+    monkeypatch.setattr(checkpoint, "write_checkpoint", slow_disk)
+    return waited
+
+
+def full_disk(run_dir, snapshot):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
 def test_training_goes_on_while_a_checkpoint_waits_for_the_disk(tmp_path, monkeypatch):
     """The save of epoch 1 cannot end before epoch 2 has taken its first step: a save by the
     training thread would wait for ever (the guard fails it), one written behind ends, and
     the run ends whole."""
-    stepped, waited = threading.Event(), []
-    count_steps(monkeypatch, STEPS_PER_EPOCH + 1, stepped.set)
-    real = checkpoint.write_checkpoint
-
-    def slow_disk(run_dir, snapshot):
-        if snapshot.record["epoch"] == 1:
-            waited.append(stepped.wait(GUARD))
-        real(run_dir, snapshot)
-
-    monkeypatch.setattr(checkpoint, "write_checkpoint", slow_disk)
+    stepped = event_at_step(monkeypatch, STEPS_PER_EPOCH + 1)
+    waited = epoch_1_saved_after(monkeypatch, stepped, checkpoint.write_checkpoint)
     run = tmp_path / "run"
     assert main(train_argv(run)) == 0
     assert waited == [True]
@@ -152,21 +177,8 @@ def test_training_goes_on_while_a_checkpoint_waits_for_the_disk(tmp_path, monkey
 def test_ctrl_c_while_a_save_is_under_way_ends_with_that_epoch_saved(tmp_path, monkeypatch, capsys):
     """Ctrl-C comes in epoch 2 while epoch 1's save still waits for the disk: the save ends
     before the command does, and the message that every finished epoch is saved is true."""
-    interrupted, waited = threading.Event(), []
-
-    def ctrl_c():
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    count_steps(monkeypatch, STEPS_PER_EPOCH + 2, ctrl_c)
-    real = checkpoint.write_checkpoint
-
-    def slow_disk(run_dir, snapshot):
-        if snapshot.record["epoch"] == 1:
-            waited.append(interrupted.wait(GUARD))
-        real(run_dir, snapshot)
-
-    monkeypatch.setattr(checkpoint, "write_checkpoint", slow_disk)
+    interrupted = event_at_step(monkeypatch, STEPS_PER_EPOCH + 2, ctrl_c=True)
+    waited = epoch_1_saved_after(monkeypatch, interrupted, checkpoint.write_checkpoint)
     run = tmp_path / "run"
     assert main(train_argv(run)) == 130
     assert waited == [True]
@@ -180,19 +192,8 @@ def test_ctrl_c_while_a_save_is_under_way_ends_with_that_epoch_saved(tmp_path, m
 def test_ctrl_c_while_a_save_fails_says_what_was_not_saved(tmp_path, monkeypatch, capsys):
     """Epoch 1's save meets a full disk while Ctrl-C stops epoch 2: the command says so (exit
     2), not that every finished epoch is saved."""
-    interrupted = threading.Event()
-
-    def ctrl_c():
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    count_steps(monkeypatch, STEPS_PER_EPOCH + 2, ctrl_c)
-
-    def full_disk(run_dir, snapshot):
-        interrupted.wait(GUARD)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(checkpoint, "write_checkpoint", full_disk)
+    interrupted = event_at_step(monkeypatch, STEPS_PER_EPOCH + 2, ctrl_c=True)
+    epoch_1_saved_after(monkeypatch, interrupted, full_disk)
     run = tmp_path / "run"
     assert main(train_argv(run)) == 2
     err = capsys.readouterr().err.strip().splitlines()
