@@ -513,3 +513,42 @@ def test_busy_table_divides_each_ratio_by_the_floor_of_its_load(monkeypatch, cap
         "15.0", "1.50 (missed)", "1.00", "1.50",
         "12.5", "1.25 (met)", "1.25", "1.25",
     ]  # fmt: skip
+
+
+def test_busy_table_pairs_each_loaded_run_with_an_idle_run_just_before_it(
+    monkeypatch, capsys, tmp_path
+):
+    """A host whose speed drifts (here: 10% slower after every idle run) must not show up as a
+    cost of the load: each loaded run is divided by the idle run of the same command and
+    setting just before it, and the ratios are the loads' own, round after round."""
+    busy = _benchmark_module(monkeypatch, "busy")
+    current, drift = [], [1.0]
+
+    @contextlib.contextmanager
+    def fake_hogs(count, own_session=False):
+        current.append((count, own_session))
+        yield
+        current.pop()
+
+    slowdown = {(0, False): 1.0, (1, False): 1.1, (2, False): 1.5, (2, True): 1.25}
+
+    def fake_timed(argv, env):
+        load = current[-1]
+        if load == (0, False):
+            drift[0] *= 1.1
+        floor = argv[1] == "-c" and argv[2].startswith(busy.REFERENCE_LOOP.partition("{")[0])
+        return (4.0 if floor else 10.0) * slowdown[load] * drift[0]
+
+    monkeypatch.setattr(busy, "hogs", fake_hogs)
+    monkeypatch.setattr(busy, "timed", fake_timed)
+    monkeypatch.setattr(busy, "vaekit_command", lambda: ["vaekit"])
+    busy.busy_table("mnist-small", str(tmp_path), rounds=3, quick=True)
+    lines = capsys.readouterr().out.splitlines()
+    floor = next(line for line in lines if line.startswith(f"| {busy.REFERENCE_NAME}"))
+    assert floor.strip("| ").split(" | ")[3::2] == ["1.10", "1.50", "1.25"]
+    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| --threads 2")]
+    assert len(rows) == 4  # two settings, two commands
+    for cells in rows:
+        # per load: seconds, ÷ idle (verdict), ÷ the floor's, ÷ default idle
+        assert cells[3::4] == ["1.10 (met)", "1.50 (missed)", "1.25 (met)"], cells
+        assert cells[4::4] == ["1.00", "1.00", "1.00"], cells
