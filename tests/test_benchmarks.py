@@ -475,9 +475,9 @@ def test_busy_hogs_share_one_session_of_their_own_or_ours(monkeypatch, own_sessi
     assert not set(started) & set(_hogs_running())
 
 
-def test_busy_table_divides_each_ratio_by_the_floor_of_its_load(monkeypatch, capsys, tmp_path):
-    """The busy table's floor (the one-thread loop) is timed under each load, and each
-    command's ratio to its idle time is divided by the floor's ratio under the same load."""
+def fake_busy_machine(monkeypatch, seconds):
+    """benchmarks/busy.py with its hogs and its timer faked: each command takes
+    ``seconds(load, floor, argv)`` under the load whose hogs run (``floor``: the reference loop)."""
     busy = _benchmark_module(monkeypatch, "busy")
     current = []  # the load whose hogs run now
 
@@ -487,19 +487,29 @@ def test_busy_table_divides_each_ratio_by_the_floor_of_its_load(monkeypatch, cap
         yield
         current.pop()
 
-    # Seconds by load: the floor's and every command's, each slowed by its own factor.
-    slowdown = {(0, False): 1.0, (1, False): 1.1, (2, False): 1.5, (2, True): 1.25}
-    floor_slowdown = {(0, False): 1.0, (1, False): 1.0, (2, False): 1.5, (2, True): 1.0}
-
     def fake_timed(argv, env):
-        load = current[-1]
-        if argv[1] == "-c" and argv[2].startswith(busy.REFERENCE_LOOP.partition("{")[0]):
-            return 4.0 * floor_slowdown[load]
-        return 10.0 * slowdown[load] * (2 if "--threads" in argv else 1)
+        floor = argv[1] == "-c" and argv[2].startswith(busy.REFERENCE_LOOP.partition("{")[0])
+        return seconds(current[-1], floor, argv)
 
     monkeypatch.setattr(busy, "hogs", fake_hogs)
     monkeypatch.setattr(busy, "timed", fake_timed)
     monkeypatch.setattr(busy, "vaekit_command", lambda: ["vaekit"])
+    return busy
+
+
+def test_busy_table_divides_each_ratio_by_the_floor_of_its_load(monkeypatch, capsys, tmp_path):
+    """The busy table's floor (the one-thread loop) is timed under each load, and each
+    command's ratio to its idle time is divided by the floor's ratio under the same load."""
+    # Seconds by load: the floor's and every command's, each slowed by its own factor.
+    slowdown = {(0, False): 1.0, (1, False): 1.1, (2, False): 1.5, (2, True): 1.25}
+    floor_slowdown = {(0, False): 1.0, (1, False): 1.0, (2, False): 1.5, (2, True): 1.0}
+
+    def seconds(load, floor, argv):
+        if floor:
+            return 4.0 * floor_slowdown[load]
+        return 10.0 * slowdown[load] * (2 if "--threads" in argv else 1)
+
+    busy = fake_busy_machine(monkeypatch, seconds)
     busy.busy_table("mnist-small", str(tmp_path), rounds=1, quick=True)
     out = capsys.readouterr().out
     floor = next(line for line in out.splitlines() if line.startswith(f"| {busy.REFERENCE_NAME}"))
@@ -521,27 +531,15 @@ def test_busy_table_pairs_each_loaded_run_with_an_idle_run_just_before_it(
     """A host whose speed drifts (here: 10% slower after every idle run) must not show up as a
     cost of the load: each loaded run is divided by the idle run of the same command and
     setting just before it, and the ratios are the loads' own, round after round."""
-    busy = _benchmark_module(monkeypatch, "busy")
-    current, drift = [], [1.0]
-
-    @contextlib.contextmanager
-    def fake_hogs(count, own_session=False):
-        current.append((count, own_session))
-        yield
-        current.pop()
-
     slowdown = {(0, False): 1.0, (1, False): 1.1, (2, False): 1.5, (2, True): 1.25}
+    drift = [1.0]
 
-    def fake_timed(argv, env):
-        load = current[-1]
+    def seconds(load, floor, argv):
         if load == (0, False):
             drift[0] *= 1.1
-        floor = argv[1] == "-c" and argv[2].startswith(busy.REFERENCE_LOOP.partition("{")[0])
         return (4.0 if floor else 10.0) * slowdown[load] * drift[0]
 
-    monkeypatch.setattr(busy, "hogs", fake_hogs)
-    monkeypatch.setattr(busy, "timed", fake_timed)
-    monkeypatch.setattr(busy, "vaekit_command", lambda: ["vaekit"])
+    busy = fake_busy_machine(monkeypatch, seconds)
     busy.busy_table("mnist-small", str(tmp_path), rounds=3, quick=True)
     lines = capsys.readouterr().out.splitlines()
     floor = next(line for line in lines if line.startswith(f"| {busy.REFERENCE_NAME}"))
