@@ -131,23 +131,28 @@ def flops_per_example() -> dict:
     return {"train": flops.training_flops(config, 128), "test": flops.evaluation_flops(config)}
 
 
+def torch_products() -> dict[str, Callable]:
+    """The float32 products a·b that torch computes on the CPU, by library: MKL's sgemm behind
+    ``@``, and oneDNN's matmul where this build has it (vaekit's dense layers multiply with it
+    without gradients, and in training on CPUs that are not Intel's)."""
+    from vaekit.engines.torch.dense import onednn_linear, onednn_matmul_available
+
+    products: dict[str, Callable] = {"torch.mm (MKL)": lambda a, b: a @ b}
+    if onednn_matmul_available():
+        products["oneDNN"] = lambda a, b: onednn_linear(a, b.T, None)
+    return products
+
+
 def worker_gemm(args: dict) -> dict:
     """GFLOP/s of float32 matrix products: square 2048, and the model's step at batch 128."""
     import numpy as np
     import torch
 
-    from vaekit.engines.torch.dense import onednn_linear, onednn_matmul_available
-
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     shapes = model_matmuls(128)
     step_flops = sum(2 * a * b * c for a, b, c in shapes)
-    products: dict[str, Callable] = {
-        "torch.mm (MKL)": lambda a, b: a @ b,
-        "numpy (OpenBLAS)": None,
-    }
-    if onednn_matmul_available():
-        products["oneDNN"] = lambda a, b: onednn_linear(a, b.T, None)
+    products: dict[str, Callable | None] = {**torch_products(), "numpy (OpenBLAS)": None}
     rates: dict[str, dict] = {}
     for name, product in products.items():
         if name.startswith("numpy"):
@@ -345,8 +350,9 @@ def worker_iwae(args: dict) -> dict:
 
 def worker_decoder_rate(args: dict) -> dict:
     """The best float32 GEMM rate, GFLOP/s, at the decoder's shapes (400 → 784, 334 to 5,344
-    rows) with one thread per core: at each shape the best of three repeats of
-    ``rate_seconds`` / 3."""
+    rows) with one thread per core, by the faster of torch's libraries (:func:`torch_products`;
+    the evaluation's decoder multiplies with oneDNN): at each shape and library the best of
+    three repeats of ``rate_seconds`` / 3."""
     import torch
 
     from vaekit.engines.threads import usable_cores
@@ -355,8 +361,11 @@ def worker_decoder_rate(args: dict) -> dict:
     rates = []
     for rows in (334, 1336, 2672, 5344):
         h, w = torch.randn(rows, 400), torch.randn(784, 400)
-        seconds = best_seconds(lambda h=h, w=w: h @ w.T, min_time=args["rate_seconds"])
-        rates.append(2 * rows * 400 * 784 / seconds / 1e9)
+        for product in torch_products().values():
+            seconds = best_seconds(
+                lambda h=h, w=w, p=product: p(h, w.T), min_time=args["rate_seconds"]
+            )
+            rates.append(2 * rows * 400 * 784 / seconds / 1e9)
     return {"rate": max(rates)}
 
 
@@ -650,7 +659,8 @@ def iwae_table(images: int, common: dict, rate_seconds: float, rounds: int) -> N
         f"of {rounds} runs, the two settings taking turns:\n"
     )
     table(
-        ["threads", "time", "TFLOP", "GEMM GFLOP/s at the decoder's shapes, around each run",
+        ["threads", "time", "TFLOP",
+         "GEMM GFLOP/s at the decoder's shapes (the faster of MKL and oneDNN), around each run",
          "share of roofline (target ≥ 80%); lowest–highest",
          "workers' time: decoder / likelihood's pass / the rest", "NLL (nats)",
          "peak RSS (GB)"],

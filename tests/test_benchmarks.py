@@ -75,6 +75,23 @@ def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
     assert len(rows) == 2 and all("% (" in row and "s for 50 |" in row for row in rows), rows
 
 
+def test_the_decoders_roofline_is_the_faster_library_at_each_shape(monkeypatch):
+    """The evaluation's share is of the best rate either of torch's libraries reaches at the
+    decoder's shapes: a library that is slower at every shape does not set it."""
+    run = _benchmark_module(monkeypatch, "run")
+    last = []
+    products = {name: lambda a, b, name=name: last.append(name) for name in ("slow", "fast")}
+    monkeypatch.setattr(run, "torch_products", lambda: products)
+
+    def best_seconds(fn, min_time):
+        fn()
+        return {"slow": 2.0, "fast": 1.0}[last[-1]]
+
+    monkeypatch.setattr(run, "best_seconds", best_seconds)
+    assert run.worker_decoder_rate({"rate_seconds": 0.1})["rate"] == 2 * 5344 * 400 * 784 / 1e9
+    assert last == ["slow", "fast"] * 4  # both libraries at each of the four shapes
+
+
 def _gpu_check(*flags: str) -> subprocess.CompletedProcess:
     """``benchmarks/gpu.py`` with ``flags``, one thread (quick on a busy machine)."""
     return subprocess.run(
