@@ -18,7 +18,9 @@ machine that speeds up or slows down during the run affects them alike. Prints:
 5. the importance-weighted evaluation (k = 5000 on 1,000 test images, ``--eval-images``) as a
    share of the GEMM roofline at the decoder's shapes (measured before and after each run), with
    waiting threads asleep (as the command line runs it) and spinning, medians of 3 runs taking
-   turns, and a whole ``vaekit train`` run, with time and peak RSS;
+   turns; the rate of each part of its chunks repeated alone by the same workers (the decoder,
+   then with the likelihood, then the engine's whole chunk); and a whole ``vaekit train`` run,
+   with time and peak RSS;
 6. start-up: ``vaekit --version``, ``--help`` and ``presets`` in fresh interpreters (median of 5
    runs; 1 with --quick), from ``benchmarks/startup.py``;
 7. the whole command: ``vaekit train`` (checkpoints and figures as by default) against
@@ -348,6 +350,78 @@ def worker_iwae(args: dict) -> dict:
     }
 
 
+#: The parts of an evaluation's chunk that :func:`worker_iwae_parts` times alone, each also
+#: doing what the part before it does.
+IWAE_PARTS = {
+    "decoder": "the decoder (its two layers)",
+    "likelihood": "the decoder, then the likelihood's pass over its logits",
+    "chunk": "the engine's whole chunk (log_weights: latents, decoder, likelihood, densities)",
+}
+
+
+def worker_iwae_parts(args: dict) -> dict:
+    """GFLOP/s of the decoder's products (as :func:`worker_iwae` counts them) while one worker
+    thread per core, each computing with one thread as the evaluation's workers do, repeats
+    one part of a chunk (IWAE_PARTS) ``repeats`` times, the parts in turn. The chunk is the
+    evaluation's at k = 5000: a batch's test images, and as many samples of each as fill
+    IWAE_CHUNK_VALUES. The reference model as initialised: the parts' time does not depend on
+    the weights."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import torch
+
+    from vaekit.config.settings import TrainConfig
+    from vaekit.engines.memory import keep_freed_memory
+    from vaekit.engines.threads import cpu_threads, one_thread_in_this_thread, usable_cores
+    from vaekit.measure.evaluation import IWAE_CHUNK_VALUES, IWAE_NOISE_VALUES
+    from vaekit.model import flops
+    from vaekit.train.start import engine_for
+
+    data = load_data(args["data"], args["data_dir"])
+    engine = engine_for(model_config(), TrainConfig(data=args["data"], engine="torch", seed=0))
+    config, model = engine.config, engine.model
+    rows = min(500, IWAE_NOISE_VALUES // (args["k"] * config.noise_dim))
+    x = data.test[:rows]
+    samples = IWAE_CHUNK_VALUES // (len(x) * config.input_dim)
+    eps = np.random.default_rng(0).standard_normal(
+        (samples, len(x), config.noise_dim), dtype=np.float32
+    )
+    posterior = engine.encode(x)
+    x_t = torch.from_numpy(x.reshape(len(x), -1))
+    model.eval()
+    eps_t, posterior_t = torch.from_numpy(eps), tuple(map(torch.from_numpy, posterior))
+    with torch.no_grad():
+        z = model.latents(x_t, None, eps_t, posterior_t).z
+    parts = {
+        "decoder": lambda: model._decoder(z.reshape(-1, z.shape[-1]), None),
+        "likelihood": lambda: model.reconstruction_nll(x_t, z),
+        "chunk": lambda: engine.log_weights(x, posterior, eps),
+    }
+    workers = usable_cores()
+    work = workers * args["repeats"] * samples * len(x)
+    work *= sum(p.flops for p in flops.networks(config)["decoder"])
+
+    def repeat(part: Callable) -> None:
+        with torch.no_grad():  # grad mode is per thread
+            for _ in range(args["repeats"]):
+                part()
+
+    keep_freed_memory()  # as the evaluation does
+    rates = {}
+    with (
+        cpu_threads(1),
+        ThreadPoolExecutor(workers, initializer=one_thread_in_this_thread) as pool,
+    ):
+        for name, part in parts.items():
+            with torch.no_grad():
+                part()  # its first call, here, out of the timing
+            started = time.perf_counter()
+            list(pool.map(repeat, [part] * workers))
+            rates[name] = work / (time.perf_counter() - started) / 1e9
+    return {"rates": rates, "threads": workers, "chunk": [samples, len(x)]}
+
+
 def worker_decoder_rate(args: dict) -> dict:
     """The best float32 GEMM rate, GFLOP/s, at the decoder's shapes (400 → 784, 334 to 5,344
     rows) with one thread per core, by the faster of torch's libraries (:func:`torch_products`;
@@ -404,6 +478,7 @@ WORKERS = {
     "scaling": worker_scaling,
     "iwae": worker_iwae,
     "decoder_rate": worker_decoder_rate,
+    "iwae_parts": worker_iwae_parts,
     "cli": worker_cli,
     "sizes": worker_sizes,
 }
@@ -614,12 +689,16 @@ def breakdown(data: str, data_dir: str, epochs: int, tmp: Path, rounds: int) -> 
     table(["part", "seconds", "of the command", "share of roofline"], rows)
 
 
-def iwae_table(images: int, common: dict, rate_seconds: float, rounds: int) -> None:
+def iwae_table(
+    images: int, common: dict, rate_seconds: float, rounds: int, part_repeats: int
+) -> None:
     """The importance-weighted evaluation (k = 5000) as a share of the GEMM roofline, as the
     command line runs it (waiting threads asleep) and with them spinning, the two taking turns
     ``rounds`` times; and where its workers' time went. Each evaluation runs in a fresh process
     between two of the GEMM rate at the decoder's shapes, and its share is of the better of
-    those two: the machine's speed drifts with what else runs on its host."""
+    those two: the machine's speed drifts with what else runs on its host. Then the same for
+    the parts of a chunk alone (:func:`worker_iwae_parts`, each part ``part_repeats`` times a
+    worker), ``rounds`` times, beside the evaluation's own rate."""
     settings = dict(common, k=5000, images=images)
     policies = ["PASSIVE", "ACTIVE"]
     runs: dict[str, list[dict]] = {policy: [] for policy in policies}
@@ -666,6 +745,35 @@ def iwae_table(images: int, common: dict, rate_seconds: float, rounds: int) -> N
          "peak RSS (GB)"],
         rows,
     )  # fmt: skip
+    parts = []
+    for _ in range(rounds):
+        run = run_worker("iwae_parts", k=5000, repeats=part_repeats, **common)
+        after = run_worker("decoder_rate", rate_seconds=rate_seconds)["rate"]
+        parts.append(dict(run, rate=max(rate, after)))
+        rate = after
+    asleep = runs["PASSIVE"]
+    measured = {
+        name: [(run["rates"][name], run["rate"]) for run in parts] for name in IWAE_PARTS
+    } | {"evaluation": [(run["flops"] / run["seconds"] / 1e9, run["rate"]) for run in asleep]}
+    labels = IWAE_PARTS | {"evaluation": "the evaluation itself, as above (waiting threads asleep)"}
+    samples, images = parts[0]["chunk"]
+    print(
+        f"\nthe evaluation's parts: {parts[0]['threads']} workers of 1 thread each repeat one "
+        f"part of a chunk ({samples} samples of {images} images), the decoder's products "
+        f"counted; medians of {rounds} rounds:\n"
+    )
+    table(
+        ["what each worker repeats", "GFLOP/s; lowest–highest", "share of roofline"],
+        [
+            [
+                labels[name],
+                f"{statistics.median(r for r, _ in pairs):.0f}; "
+                f"{min(r for r, _ in pairs):.0f}–{max(r for r, _ in pairs):.0f}",
+                f"{100 * statistics.median(r / roof for r, roof in pairs):.0f}%",
+            ]
+            for name, pairs in measured.items()
+        ],
+    )
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -715,7 +823,9 @@ def main() -> None:
     common = {"data": data, "data_dir": str(args.data_dir)}
     started = time.perf_counter()
     whole_epochs, whole_rounds = ([3, 10], 3) if full else ([1], 1)
-    eval_images, rate_seconds, eval_rounds = (args.eval_images, 3.0, 3) if full else (50, 0.3, 1)
+    eval_images, rate_seconds, eval_rounds, part_repeats = (
+        (args.eval_images, 3.0, 3, 100) if full else (50, 0.3, 1, 2)
+    )
     if args.only == "whole-command":
         whole_command(data, str(args.data_dir), whole_epochs, whole_rounds)
         print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
@@ -729,7 +839,7 @@ def main() -> None:
 
     if args.only == "evaluation":
         print(busy.machine_line() + "\n")
-        iwae_table(eval_images, common, rate_seconds, eval_rounds)
+        iwae_table(eval_images, common, rate_seconds, eval_rounds, part_repeats)
         print(f"(this benchmark took {time.perf_counter() - started:.0f} s)")
         return
     if args.only == "busy":
@@ -850,7 +960,7 @@ def main() -> None:
         )
 
     # evaluation and a whole run
-    iwae_table(eval_images, common, rate_seconds, eval_rounds)
+    iwae_table(eval_images, common, rate_seconds, eval_rounds, part_repeats)
     cli_epochs = 10 if full else 2
     whole_run = run_worker("cli", epochs=cli_epochs, **common)
     print(

@@ -63,7 +63,8 @@ def test_speed_suite_per_epoch_section_alone(tmp_path):
 
 def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
     """``run.py --only evaluation`` measures k = 5000 with waiting threads asleep and spinning,
-    each as a share of the GEMM rate at the decoder's shapes, beside the machine's GEMM rate."""
+    each as a share of the GEMM rate at the decoder's shapes, beside the machine's GEMM rate;
+    then the rate of each part of a chunk alone, beside the evaluation's."""
     proc = subprocess.run(
         [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--only", "evaluation"],
         capture_output=True,
@@ -73,6 +74,15 @@ def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
     assert "float32 GEMM 2048³:" in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if "OMP_WAIT_POLICY=" in line]
     assert len(rows) == 2 and all("% (" in row and "s for 50 |" in row for row in rows), rows
+    parts = proc.stdout.split("the evaluation's parts: ")[1].splitlines()
+    rows = [line for line in parts if line.startswith("| the ")]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| the decoder (its two layers)",
+        "| the decoder, then the likelihood's pass over its logits",
+        "| the engine's whole chunk (log_weights: latents, decoder, likelihood, densities)",
+        "| the evaluation itself, as above (waiting threads asleep)",
+    ]
+    assert all(re.fullmatch(r"\| .+ \| \d+; \d+–\d+ \| \d+% \|", row) for row in rows), rows
 
 
 def test_the_decoders_roofline_is_the_faster_library_at_each_shape(monkeypatch):
