@@ -362,10 +362,10 @@ IWAE_PARTS = {
 def worker_iwae_parts(args: dict) -> dict:
     """GFLOP/s of the decoder's products (as :func:`worker_iwae` counts them) while one worker
     thread per core, each computing with one thread as the evaluation's workers do, repeats
-    one part of a chunk (IWAE_PARTS) ``repeats`` times, the parts in turn. The chunk is the
-    evaluation's at k = 5000: a batch's test images, and as many samples of each as fill
-    IWAE_CHUNK_VALUES. The reference model as initialised: the parts' time does not depend on
-    the weights."""
+    one part of a chunk (IWAE_PARTS) ``repeats`` times, the parts in turn (in ``order``). The
+    chunk is the evaluation's at k = 5000: a batch's test images, and as many samples of each
+    as fill IWAE_CHUNK_VALUES. The reference model as initialised: the parts' time does not
+    depend on the weights."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -413,7 +413,8 @@ def worker_iwae_parts(args: dict) -> dict:
         cpu_threads(1),
         ThreadPoolExecutor(workers, initializer=one_thread_in_this_thread) as pool,
     ):
-        for name, part in parts.items():
+        for name in args["order"]:
+            part = parts[name]
             with torch.no_grad():
                 part()  # its first call, here, out of the timing
             started = time.perf_counter()
@@ -746,8 +747,9 @@ def iwae_table(
         rows,
     )  # fmt: skip
     parts = []
-    for _ in range(rounds):
-        run = run_worker("iwae_parts", k=5000, repeats=part_repeats, **common)
+    for turn in range(rounds):
+        order = list(IWAE_PARTS)[:: 1 if turn % 2 == 0 else -1]
+        run = run_worker("iwae_parts", k=5000, repeats=part_repeats, order=order, **common)
         after = run_worker("decoder_rate", rate_seconds=rate_seconds)["rate"]
         parts.append(dict(run, rate=max(rate, after)))
         rate = after
@@ -760,7 +762,7 @@ def iwae_table(
     print(
         f"\nthe evaluation's parts: {parts[0]['threads']} workers of 1 thread each repeat one "
         f"part of a chunk ({samples} samples of {images} images), the decoder's products "
-        f"counted; medians of {rounds} rounds:\n"
+        f"counted; medians of {rounds} rounds, the parts taking turns:\n"
     )
     table(
         ["what each worker repeats", "GFLOP/s; lowest–highest", "share of roofline"],
