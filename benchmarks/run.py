@@ -364,7 +364,7 @@ def worker_iwae_parts(args: dict) -> dict:
     thread per core, each computing with one thread as the evaluation's workers do, repeats
     one part of a chunk (IWAE_PARTS) ``repeats`` times, the parts in turn (in ``order``). The
     chunk is the evaluation's at k = 5000: a batch's test images, and as many samples of each
-    as fill IWAE_CHUNK_VALUES. The reference model as initialised: the parts' time does not
+    as it puts in one decoder call. The reference model as initialised: the parts' time does not
     depend on the weights."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -374,16 +374,15 @@ def worker_iwae_parts(args: dict) -> dict:
     from vaekit.config.settings import TrainConfig
     from vaekit.engines.memory import keep_freed_memory
     from vaekit.engines.threads import cpu_threads, one_thread_in_this_thread, usable_cores
-    from vaekit.measure.evaluation import IWAE_CHUNK_VALUES, IWAE_NOISE_VALUES
+    from vaekit.measure.evaluation import iwae_batch_rows, iwae_chunk_samples
     from vaekit.model import flops
     from vaekit.train.start import engine_for
 
     data = load_data(args["data"], args["data_dir"])
     engine = engine_for(model_config(), TrainConfig(data=args["data"], engine="torch", seed=0))
     config, model = engine.config, engine.model
-    rows = min(500, IWAE_NOISE_VALUES // (args["k"] * config.noise_dim))
-    x = data.test[:rows]
-    samples = IWAE_CHUNK_VALUES // (len(x) * config.input_dim)
+    x = data.test[: iwae_batch_rows(config, args["k"])]
+    samples = iwae_chunk_samples(config, args["k"], len(x))
     eps = np.random.default_rng(0).standard_normal(
         (samples, len(x), config.noise_dim), dtype=np.float32
     )

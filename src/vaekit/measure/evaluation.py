@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from vaekit.config.settings import ModelConfig
 from vaekit.engines import Engine
 from vaekit.engines.memory import keep_freed_memory
 from vaekit.engines.protocol import Posterior
@@ -47,6 +48,8 @@ IWAE_CHUNK_VALUES = 2**20
 #: Upper bound on the noise one batch of IWAE draws at once (examples × k × noise dimensions):
 #: 2**24 float32 values, 64 MB.
 IWAE_NOISE_VALUES = 2**24
+#: Examples per batch of IWAE where k is small enough (:func:`iwae_batch_rows`).
+IWAE_BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def iwae_log_likelihood(
     *,
     y: np.ndarray | None = None,
     seed: int = 0,
-    batch_size: int = 500,
+    batch_size: int = IWAE_BATCH_SIZE,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
@@ -119,8 +122,7 @@ def iwae_log_likelihood(
     if k < 1:
         raise ValueError("k must be at least 1")
     config = engine.config
-    width = max(config.input_dim, config.noise_dim)
-    rows = max(1, min(batch_size, IWAE_NOISE_VALUES // (k * config.noise_dim)))
+    rows = iwae_batch_rows(config, k, batch_size)
 
     def draws(start: int) -> _Draws:
         batch = np.asarray(x[start : start + rows])
@@ -133,20 +135,34 @@ def iwae_log_likelihood(
             generator.standard_normal(dtype=np.float32, out=row)  # drawn in place, no stacking
         return _Draws(batch, labels, engine.encode(batch, labels), noise)
 
-    def chunk_size(batch_rows: int) -> int:  # samples per decoder call (a lone row counts 2)
-        return max(1, min(k, IWAE_CHUNK_VALUES // (max(batch_rows, 2) * width)))
-
     out = np.empty(len(x))
     starts = range(0, len(x), rows)
-    chunks = sum(math.ceil(k / chunk_size(min(rows, len(x) - start))) for start in starts)
+    chunks = sum(
+        math.ceil(k / iwae_chunk_samples(config, k, min(rows, len(x) - start))) for start in starts
+    )
     with _workers(engine, threads if chunks > 1 else 1) as (map_chunks, map_ahead):
         for start, batch in zip(starts, map_ahead(draws, starts), strict=True):
-            bound = _bound(engine, batch, chunk_size(len(batch.x)), map_chunks)
+            chunk = iwae_chunk_samples(config, k, len(batch.x))
+            bound = _bound(engine, batch, chunk, map_chunks)
             done = min(start + rows, len(x))
             out[start:done] = bound[: done - start]
             if progress is not None:
                 progress(done)
     return out
+
+
+def iwae_batch_rows(config: ModelConfig, k: int, batch_size: int = IWAE_BATCH_SIZE) -> int:
+    """Examples per batch of L_k: ``batch_size``, or fewer for a large k, so that a batch's
+    noise (examples × k × noise dimensions) stays within IWAE_NOISE_VALUES; at least one."""
+    return max(1, min(batch_size, IWAE_NOISE_VALUES // (k * config.noise_dim)))
+
+
+def iwae_chunk_samples(config: ModelConfig, k: int, batch_rows: int) -> int:
+    """Samples per decoder call for a batch of ``batch_rows`` examples: as many as keep the call
+    within IWAE_CHUNK_VALUES numbers (a lone row counts 2: it goes with a copy of itself), at
+    least one and at most k."""
+    width = max(config.input_dim, config.noise_dim)
+    return max(1, min(k, IWAE_CHUNK_VALUES // (max(batch_rows, 2) * width)))
 
 
 @dataclass(frozen=True)
