@@ -702,14 +702,19 @@ def iwae_table(
     settings = dict(common, k=5000, images=images)
     policies = ["PASSIVE", "ACTIVE"]
     runs: dict[str, list[dict]] = {policy: [] for policy in policies}
-    rate = run_worker("decoder_rate", rate_seconds=rate_seconds)["rate"]
+    rates = [run_worker("decoder_rate", rate_seconds=rate_seconds)["rate"]]
+
+    def between_rates(kind: str, env: dict | None = None, **args) -> dict:
+        """The measurement, with ``rate``: the better of the decoder's rate just before it and
+        just after it."""
+        run = run_worker(kind, env, **args)
+        rates.append(run_worker("decoder_rate", rate_seconds=rate_seconds)["rate"])
+        return dict(run, rate=max(rates[-2:]))
+
     for turn in range(rounds):
         for policy in policies[:: 1 if turn % 2 == 0 else -1]:
             env = dict(os.environ, OMP_WAIT_POLICY=policy)
-            run = run_worker("iwae", env, **settings)
-            after = run_worker("decoder_rate", rate_seconds=rate_seconds)["rate"]
-            runs[policy].append(dict(run, rate=max(rate, after)))
-            rate = after
+            runs[policy].append(between_rates("iwae", env, **settings))
     rows = []
     for policy, results in runs.items():
         shares = sorted(run["flops"] / (run["rate"] * 1e9) / run["seconds"] for run in results)
@@ -748,10 +753,8 @@ def iwae_table(
     parts = []
     for turn in range(rounds):
         order = list(IWAE_PARTS)[:: 1 if turn % 2 == 0 else -1]
-        run = run_worker("iwae_parts", k=5000, repeats=part_repeats, order=order, **common)
-        after = run_worker("decoder_rate", rate_seconds=rate_seconds)["rate"]
-        parts.append(dict(run, rate=max(rate, after)))
-        rate = after
+        run = between_rates("iwae_parts", k=5000, repeats=part_repeats, order=order, **common)
+        parts.append(run)
     asleep = runs["PASSIVE"]
     measured = {
         name: [(run["rates"][name], run["rate"]) for run in parts] for name in IWAE_PARTS
