@@ -252,13 +252,20 @@ def bernoulli_nll_by_products(logits: Array, x: Array) -> Array:
     magnitude = torch.abs(logits, out=terms)
     linear_part += 0.5 * magnitude.sum(-1)
     sigmoid = torch.sigmoid(magnitude, out=terms)
-    width = sigmoid.shape[-1]
-    whole = width - width % SIGMOID_PRODUCT_GROUP
-    groups = sigmoid[..., :whole].unflatten(-1, (-1, SIGMOID_PRODUCT_GROUP))
-    log_product = groups.prod(-1).log().sum(-1)
+    return linear_part - group_products(sigmoid, SIGMOID_PRODUCT_GROUP).log().sum(-1)
+
+
+def group_products(values: Array, group: int) -> Array:
+    """The products of the last axis's values in consecutive groups of ``group`` (the last
+    group the rest), (…, ⌈D / group⌉), tensors: Σ_d log v_d = Σ log of them, one logarithm a
+    group."""
+    torch = sys.modules["torch"]
+    width = values.shape[-1]
+    whole = width - width % group
+    products = values[..., :whole].unflatten(-1, (-1, group)).prod(-1)
     if whole < width:
-        log_product = log_product + sigmoid[..., whole:].prod(-1).log()
-    return linear_part - log_product
+        products = torch.cat([products, values[..., whole:].prod(-1, keepdim=True)], dim=-1)
+    return products
 
 
 def bernoulli_grad(logits: Array, x: Array, log_sigma: LogSigma = None) -> tuple:
