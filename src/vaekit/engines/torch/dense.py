@@ -60,9 +60,12 @@ def prefers_onednn() -> bool:
     return onednn_matmul_available() and cpu_vendor() != "GenuineIntel"
 
 
-def onednn_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """h·Wᵀ (+ b) by oneDNN; ``weight`` may be any strided (out, in) view."""
-    return torch.ops.mkldnn._linear_pointwise(h, weight, bias, "none", [], "")
+def onednn_linear(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, then: str = "none"
+) -> torch.Tensor:
+    """h·Wᵀ (+ b) by oneDNN, and ``then`` (``relu``, ``sigmoid``) applied to each value as the
+    product writes it; ``weight`` may be any strided (out, in) view."""
+    return torch.ops.mkldnn._linear_pointwise(h, weight, bias, then, [], "")
 
 
 class _OneDnnLinear(torch.autograd.Function):
@@ -176,5 +179,8 @@ class HiddenLayers(nn.ModuleList):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         for layer in self:
-            h = layer(h) if self.act is None else self.act(layer(h))
+            if self.act is F.relu and not torch.is_grad_enabled() and uses_onednn(h, layer.weight):
+                h = onednn_linear(h, layer.weight, layer.bias, "relu")  # no pass of its own
+            else:
+                h = layer(h) if self.act is None else self.act(layer(h))
         return h
