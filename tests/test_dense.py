@@ -86,3 +86,29 @@ def test_without_gradients_a_rows_product_does_not_depend_on_the_batch_size():
         full = layer(x)
         for rows in (2, 3, 7, 20, 40, 100, 500):
             assert torch.equal(layer(x[:rows])[:2], full[:2]), rows
+
+
+@pytest.mark.skipif(not dense.onednn_matmul_available(), reason="this torch build has no oneDNN")
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_hidden_layers_without_gradients_apply_relu_in_the_product(activation):
+    """Without gradients a ReLU is applied by the product as it writes (oneDNN's post-op), not
+    by a pass of its own: the same bits as each layer and then its activation, for every row
+    count."""
+    torch.manual_seed(0)
+    layers = dense.HiddenLayers([20, 64, 48], activation)
+    for rows in (1, 2, 5, 300):
+        h = torch.randn(rows, 20)
+        with torch.no_grad():
+            expected = h
+            for layer in layers:
+                expected = layers.act(layer(expected))
+            assert torch.equal(layers(h), expected), rows
+
+
+@pytest.mark.skipif(not dense.onednn_matmul_available(), reason="this torch build has no oneDNN")
+@pytest.mark.parametrize("then", ["relu", "sigmoid"])
+def test_onednn_linear_applies_its_function_as_it_writes(then):
+    torch.manual_seed(0)
+    h, weight, bias = torch.randn(30, 16), torch.randn(8, 16), torch.randn(8)
+    expected = getattr(torch, then)(F.linear(h, weight, bias))
+    torch.testing.assert_close(dense.onednn_linear(h, weight, bias, then), expected)
