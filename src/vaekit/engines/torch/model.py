@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaekit.config.settings import ModelConfig
-from vaekit.engines.torch import flows, hierarchy
+from vaekit.engines.torch import bernoulli_head, flows, hierarchy
 from vaekit.engines.torch import prior_modules as learned_priors
 from vaekit.engines.torch.dense import ACTIVATIONS, Dense, HiddenLayers
 from vaekit.errors import ConfigError
@@ -228,6 +228,10 @@ class VAEModule(nn.Module):
         """−log p(x|z), nats: (N,) for z (N, K), or (S, N) for z (S, N, K) sharing x (N, D)."""
         samples = z.shape[:-1]
         y = None if y is None else y.expand(samples).reshape(-1)
+        if self._bernoulli_head(z):
+            h = self.decoder.hidden(_with_label(z.reshape(-1, z.shape[-1]), self.onehot(y)))
+            head = self.decoder.out
+            return bernoulli_head.bernoulli_nll(h.reshape(*samples, -1), head.weight, head.bias, x)
         out = self._decoder(z.reshape(-1, z.shape[-1]), y).reshape(*samples, -1)
         if self.training and self.config.learn_sigma == "calibrated":
             # Training weighs the batch by its best σ (no gradient flows into it); evaluation and
@@ -238,6 +242,16 @@ class VAEModule(nn.Module):
                 stored.copy_(objectives.running_log_sigma(stored, best))
             return self.likelihood.nll(out, x, best)
         return self.likelihood.nll(out, x, self.log_sigma())
+
+    def _bernoulli_head(self, z: torch.Tensor) -> bool:
+        """Whether the decoder's last layer and the likelihood go together for z (S, N, K)
+        (:mod:`.bernoulli_head`): vaekit's MLP decoder and a Bernoulli likelihood."""
+        return (
+            self.config.likelihood == "bernoulli"
+            and self.config.arch == "mlp"
+            and not self.config.decoder_module
+            and bernoulli_head.applies(z, self.decoder.out.weight)
+        )
 
     def elbo_terms(
         self, x: torch.Tensor, eps: torch.Tensor, y: torch.Tensor | None = None
