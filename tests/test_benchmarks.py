@@ -78,7 +78,7 @@ def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
     rows = [line for line in parts if line.startswith("| the ")]
     assert [row.split(" | ")[0] for row in rows] == [
         "| the decoder (its two layers)",
-        "| the decoder, then the likelihood's pass over its logits",
+        "| the decoder with its likelihood (one product by input, then a pass)",
         "| the engine's whole chunk (log_weights: latents, decoder, likelihood, densities)",
         "| the evaluation itself, as above (waiting threads asleep)",
     ]

@@ -61,27 +61,48 @@ def test_iwae_chunking_does_not_change_the_result(trained, monkeypatch):
     np.testing.assert_allclose(chunked, whole, rtol=1e-10)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 7, 130])
-@pytest.mark.parametrize("k", [1, 100, 1000])
+#: Decoder calls for (rows, k) with chunks of 2**20 values of 784 (the test sets it): 1,337
+#: samples × rows a call.
+CALLS = {
+    # all k samples of as many rows as fit: 1,337 of them at k = 1, 13 at k = 100 (a lone row
+    # goes with its copy; the 14th row of 14 joins the call before it)
+    (1, 1): 1, (2, 1): 1, (130, 1): 1,
+    (1, 100): 1, (2, 100): 1, (7, 100): 1, (14, 100): 1, (130, 100): 10,
+    # one row a call, its k samples in equal shares of at most 1,337: one call at k = 1000,
+    # two of 1,000 at k = 2000
+    (1, 1000): 1, (2, 1000): 2, (7, 1000): 7, (1, 2000): 2, (2, 2000): 4,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "k"), list(CALLS))
 def test_iwae_calls_fill_their_chunks_from_the_rows_at_hand(trained, monkeypatch, rows, k):
     """A few rows (one image in the explorer) go in as few decoder calls as the chunk size
-    allows for them, not as many as a full batch would need: ⌈k / chunk⌉ calls, chunk =
-    IWAE_CHUNK_VALUES // (rows · 784), a lone row counted twice (it goes with a copy); and the
-    rows score as they do inside a larger batch."""
+    allows for them, not as many as a full batch would need (CALLS), each within
+    IWAE_CHUNK_VALUES (a lone last row aside); and the rows score as they do inside a larger
+    batch."""
     engine, x = trained
+    monkeypatch.setattr(evaluation, "IWAE_CHUNK_VALUES", 2**20)
     calls = []
     log_weights = engine.log_weights
 
-    def counted(batch, *args, **kwargs):
-        calls.append(len(batch))
-        return log_weights(batch, *args, **kwargs)
+    def counted(batch, posterior, eps, *args, **kwargs):
+        calls.append(eps.shape[:2])
+        assert len(batch) == eps.shape[1] == len(posterior[0])
+        return log_weights(batch, posterior, eps, *args, **kwargs)
 
     monkeypatch.setattr(engine, "log_weights", counted)
     got = iwae_log_likelihood(engine, x[:rows], k, seed=5)
-    chunk = max(1, min(k, evaluation.IWAE_CHUNK_VALUES // (max(rows, 2) * 784)))
-    assert len(calls) == math.ceil(k / chunk)
-    monkeypatch.undo()
-    np.testing.assert_array_equal(got, iwae_log_likelihood(engine, x[:150], k, seed=5)[:rows])
+    assert len(calls) == CALLS[rows, k]
+    budget = evaluation.IWAE_CHUNK_VALUES + k * 784  # a last lone row joins the call before
+    assert all(samples * images * 784 <= budget for samples, images in calls)
+    if 2 * k <= 1337:
+        assert {samples for samples, _ in calls} == {k}
+    else:  # one row a call, the copy of a lone row in none
+        assert {images for _, images in calls} == {1}
+        assert sum(samples for samples, _ in calls) == k * rows
+    monkeypatch.setattr(engine, "log_weights", log_weights)
+    larger = 150 if k < 2000 else 20
+    np.testing.assert_array_equal(got, iwae_log_likelihood(engine, x[:larger], k, seed=5)[:rows])
 
 
 @pytest.mark.parametrize("rows", [1, 7, 130])

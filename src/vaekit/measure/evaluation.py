@@ -44,7 +44,7 @@ from vaekit.model.priors import has_closed_form_kl
 #: 0.98 of 2**20's time once freed memory was kept (:mod:`vaekit.engines.memory`; before that,
 #: 2**21's chunks faulted their buffers in again and ran 5% slower), 3 alternating pairs on a
 #: 2-core AMD EPYC with AVX-512: too little to trade for twice the memory per worker.
-IWAE_CHUNK_VALUES = 2**20
+IWAE_CHUNK_VALUES = 2**22
 #: Upper bound on the noise one batch of IWAE draws at once (examples × k × noise dimensions):
 #: 2**24 float32 values, 64 MB.
 IWAE_NOISE_VALUES = 2**24
@@ -108,8 +108,9 @@ def iwae_log_likelihood(
     """L_k(x) per example (nats, float64): the k-sample importance-weighted bound on log p(x).
 
     Examples go in batches of at most ``batch_size`` (fewer for a large k, so that a batch's
-    noise stays within IWAE_NOISE_VALUES); the k samples in chunks sized so that one decoder
-    call holds at most IWAE_CHUNK_VALUES numbers (at least one sample of the batch's rows).
+    noise stays within IWAE_NOISE_VALUES); the k samples in decoder calls of at most
+    IWAE_CHUNK_VALUES numbers each (:func:`iwae_chunks`: all k samples of several rows, or a
+    share of one row's, at least one sample of one row).
     Each row's noise comes from its own generator (:func:`row_generators`), and the engines'
     products give a row the same numbers whatever other rows share them (from two rows on: a
     lone row goes with a copy of itself), so a row's L_k does not depend on the rest of x. The
@@ -137,14 +138,11 @@ def iwae_log_likelihood(
 
     out = np.empty(len(x))
     starts = range(0, len(x), rows)
-    chunks = sum(
-        math.ceil(k / iwae_chunk_samples(config, k, min(rows, len(x) - start))) for start in starts
-    )
-    with _workers(engine, threads if chunks > 1 else 1) as (map_chunks, map_ahead):
+    calls = sum(len(iwae_chunks(config, k, min(rows, len(x) - a))) for a in starts)
+    with _workers(engine, threads if calls > 1 else 1) as (map_chunks, map_ahead):
         for start, batch in zip(starts, map_ahead(draws, starts), strict=True):
-            chunk = iwae_chunk_samples(config, k, len(batch.x))
-            bound = _bound(engine, batch, chunk, map_chunks)
             done = min(start + rows, len(x))
+            bound = _bound(engine, batch, iwae_chunks(config, k, done - start), map_chunks)
             out[start:done] = bound[: done - start]
             if progress is not None:
                 progress(done)
@@ -157,12 +155,38 @@ def iwae_batch_rows(config: ModelConfig, k: int, batch_size: int = IWAE_BATCH_SI
     return max(1, min(batch_size, IWAE_NOISE_VALUES // (k * config.noise_dim)))
 
 
-def iwae_chunk_samples(config: ModelConfig, k: int, batch_rows: int) -> int:
-    """Samples per decoder call for a batch of ``batch_rows`` examples: as many as keep the call
-    within IWAE_CHUNK_VALUES numbers (a lone row counts 2: it goes with a copy of itself), at
-    least one and at most k."""
+#: A chunk of L_k's work: the rows of a batch and the samples of theirs that one decoder call takes.
+Chunk = tuple[slice, slice]
+
+
+def iwae_chunks(config: ModelConfig, k: int, rows: int) -> list[Chunk]:
+    """The decoder calls for a batch of ``rows`` examples, as (rows, samples) slices of it, each
+    within IWAE_CHUNK_VALUES numbers (samples × rows × the wider of the input and the noise):
+
+    - where that holds all k samples of two rows or more, each call takes all k samples of as
+      many rows as fit. A call of one row would make products of another kind, rounded
+      otherwise: a lone example goes with its copy (the batch's row 1), and a last lone row
+      joins the call before it (one row over);
+    - otherwise each call takes one row and an equal share of its k samples (as equal as k
+      allows), so that an input's samples are one product of many rows
+      (:mod:`vaekit.engines.torch.bernoulli_head`).
+
+    The calls depend on k, the model and the batch's size alone."""
     width = max(config.input_dim, config.noise_dim)
-    return max(1, min(k, IWAE_CHUNK_VALUES // (max(batch_rows, 2) * width)))
+    per_call = max(1, IWAE_CHUNK_VALUES // width)  # samples × rows
+    if 2 * k <= per_call:
+        step = per_call // k
+        starts = list(range(0, rows, step))
+        if len(starts) > 1 and rows - starts[-1] == 1:
+            starts.pop()
+        stops = [*starts[1:], max(rows, 2)]
+        return [(slice(a, b), slice(0, k)) for a, b in zip(starts, stops, strict=True)]
+    share = math.ceil(k / math.ceil(k / per_call))
+    return [
+        (slice(row, row + 1), slice(first, min(first + share, k)))
+        for row in range(rows)
+        for first in range(0, k, share)
+    ]
 
 
 @dataclass(frozen=True)
@@ -221,20 +245,23 @@ def _one_ahead(executor: Executor, fn: Callable[[Any], Any], items: Iterable[Any
         yield pending.popleft().result()
 
 
-def _bound(engine: Engine, batch: _Draws, chunk: int, map_chunks: Map) -> np.ndarray:
-    """L_k of each row of the batch: log-weights of its own k noise draws, ``chunk`` samples
-    per decoder call, then log-sum-exp'd over the k (float64)."""
+def _bound(engine: Engine, batch: _Draws, chunks: list[Chunk], map_chunks: Map) -> np.ndarray:
+    """L_k of each row of the batch: log-weights of its own k noise draws, one decoder call per
+    chunk (rows, samples), then log-sum-exp'd over the k (float64)."""
     k = batch.noise.shape[1]
     mu = batch.posterior[0]
 
-    def log_weights(done: int) -> np.ndarray:
-        eps = batch.noise[:, done : done + chunk].transpose(1, 0, 2).astype(mu.dtype)
-        return engine.log_weights(batch.x, batch.posterior, eps, batch.y)  # (chunk, rows)
+    def log_weights(chunk: Chunk) -> np.ndarray:
+        rows, samples = chunk
+        eps = batch.noise[rows, samples].transpose(1, 0, 2).astype(mu.dtype)
+        posterior = tuple(part[rows] for part in batch.posterior)
+        labels = None if batch.y is None else batch.y[rows]
+        return engine.log_weights(batch.x[rows], posterior, eps, labels)  # (samples, rows)
 
-    w = np.empty((len(batch.x), k))  # a row's k in a row: summed alike in any batch and chunks
-    starts = range(0, k, chunk)
-    for done, chunk_w in zip(starts, map_chunks(log_weights, starts), strict=True):
-        w[:, done : done + chunk] = chunk_w.T
+    computed = max(rows.stop for rows, _ in chunks)  # a lone row's copy, or not
+    w = np.empty((computed, k))  # a row's k in a row: summed alike in any batch and chunks
+    for (rows, samples), chunk_w in zip(chunks, map_chunks(log_weights, chunks), strict=True):
+        w[rows, samples] = chunk_w.T
     return objectives.logsumexp(w, axis=1) - math.log(k)
 
 
