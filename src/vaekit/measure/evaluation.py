@@ -205,13 +205,14 @@ Map = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 @contextmanager
 def _workers(engine: Engine, threads: int | None) -> Iterator[tuple[Map, Map]]:
-    """(map over chunks of samples, map over batches one ahead): for an engine that computes
-    on the CPU, with ``threads`` ≥ 2 (None: one per core this process may use), chunks go to
-    that many worker threads with one thread each for their products, and the next batch's
-    noise is drawn by a thread of its own while this batch's chunks are computed (NumPy's
-    generators let go of the interpreter's lock); with one, both compute here with one thread.
-    Every chunk's products thus use one thread, and the numbers do not depend on the count. An
-    engine off the CPU computes here, in order.
+    """(map over chunks, map over batches one ahead): for an engine that computes on the CPU,
+    with ``threads`` ≥ 2 (None: one per core this process may use), chunks go to that many
+    worker threads with one thread each for their products, and the next batch's noise and
+    posteriors are a task of the same workers, queued before this batch's chunks (NumPy's
+    generators let go of the interpreter's lock): no third thread takes turns with them on the
+    cores. With one, both compute here with one thread. Every chunk's products thus use one
+    thread, and the numbers do not depend on the count. An engine off the CPU computes here,
+    in order.
 
     Independent chunks on single-threaded workers never wait for one another, where one
     chunk's products over several threads meet at every operation."""
@@ -228,9 +229,8 @@ def _workers(engine: Engine, threads: int | None) -> Iterator[tuple[Map, Map]]:
     with (
         cpu_threads(1),
         ThreadPoolExecutor(count, thread_name_prefix="vaekit-iwae", **single) as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="vaekit-iwae-draws", **single) as drawer,
     ):
-        yield pool.map, partial(_one_ahead, drawer)
+        yield pool.map, partial(_one_ahead, pool)
 
 
 def _one_ahead(executor: Executor, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
