@@ -113,6 +113,24 @@ def test_the_model_takes_the_product_for_many_samples_without_gradients(monkeypa
     assert calls == []
 
 
+def test_a_conditional_models_labels_reach_the_product(monkeypatch):
+    """The decoder reads z and the one-hot label: the product by input must get both."""
+    torch.manual_seed(0)
+    model = VAEModule(ModelConfig(hidden=(32,), latent_dim=3, n_classes=10)).eval()
+    x = _inputs("mnist", 2, 784, torch.Generator().manual_seed(3))
+    y = torch.tensor([3, 7])
+    samples = bernoulli_head.MIN_SAMPLES
+    z = torch.randn(samples, 2, 3)
+    calls = _spy(monkeypatch)
+    with torch.no_grad():
+        got = model.reconstruction_nll(x, z, y)
+        onehot = model.onehot(y.expand(samples, 2).reshape(-1))
+        logits = model.decoder(z.reshape(-1, 3), onehot).reshape(samples, 2, 784)
+    assert len(calls) == 1
+    expected = bernoulli_nll(logits.double().numpy(), x.double().numpy())
+    np.testing.assert_allclose(got.numpy(), expected, rtol=2e-6, atol=2e-4)
+
+
 @pytest.mark.parametrize(
     "config",
     [
