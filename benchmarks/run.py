@@ -363,9 +363,9 @@ def worker_iwae_parts(args: dict) -> dict:
     """GFLOP/s of the decoder's products (as :func:`worker_iwae` counts them) while one worker
     thread per core, each computing with one thread as the evaluation's workers do, repeats
     one part of a chunk (IWAE_PARTS) ``repeats`` times, the parts in turn (in ``order``). The
-    chunk is the evaluation's at k = 5000: a batch's test images, and as many samples of each
-    as it puts in one decoder call. The reference model as initialised: the parts' time does not
-    depend on the weights."""
+    chunk is the evaluation's first decoder call at k = 5000 (:func:`iwae_chunks`: one test
+    image's 5,000 samples). The reference model as initialised: the parts' time does not depend
+    on the weights."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np

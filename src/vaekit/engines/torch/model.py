@@ -226,13 +226,13 @@ class VAEModule(nn.Module):
         self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None = None
     ) -> torch.Tensor:
         """−log p(x|z), nats: (N,) for z (N, K), or (S, N) for z (S, N, K) sharing x (N, D)."""
-        samples = z.shape[:-1]
+        samples, flat = z.shape[:-1], z.reshape(-1, z.shape[-1])
         y = None if y is None else y.expand(samples).reshape(-1)
         if self._bernoulli_head(z):
-            h = self.decoder.hidden(_with_label(z.reshape(-1, z.shape[-1]), self.onehot(y)))
+            h = self.decoder.hidden(_with_label(flat, self.onehot(y))).reshape(*samples, -1)
             head = self.decoder.out
-            return bernoulli_head.bernoulli_nll(h.reshape(*samples, -1), head.weight, head.bias, x)
-        out = self._decoder(z.reshape(-1, z.shape[-1]), y).reshape(*samples, -1)
+            return bernoulli_head.bernoulli_nll(h, head.weight, head.bias, x)
+        out = self._decoder(flat, y).reshape(*samples, -1)
         if self.training and self.config.learn_sigma == "calibrated":
             # Training weighs the batch by its best σ (no gradient flows into it); evaluation and
             # sampling use the running mean that each step updates.
