@@ -12,7 +12,8 @@ nats per example. The signs go into a copy of the weights, t_d·l_d = h·(t_d·W
 copy per input that its samples share, and oneDNN's matmul applies σ to each value as it writes
 it (a post-op): no logits are stored and read again. c is 0 wherever x is 0 or 1, so for binary
 x each σ(t·l) is the value's likelihood, and for grey levels the rest is one product by the
-vector Wᵀc. What is left is one pass, a product per group of :data:`GROUP` values and a
+vector Wᵀc, taken first, while h is still in the cache, and from the grey values' rows of W
+alone. What is left is one pass, a product per group of :data:`GROUP` values and a
 logarithm per group: Σ_d log σ(t_d·l_d) = Σ_groups log Π_group σ(t_d·l_d). A sample whose group
 product falls below float32's smallest normal number (2^−126, where its digits start to go)
 takes the formula on its logits instead (:func:`vaekit.model.objectives.bernoulli_nll_by_products`).
@@ -70,14 +71,18 @@ def _one_input(
 ) -> torch.Tensor:
     """−log p(x|z), (S,), for the rows h (S, H) of one input x (D,) (the module docstring)."""
     up = x >= 0.5
+    c = up.to(x.dtype) - x
+    grey = c.nonzero().squeeze(1)
+    if len(grey):  # h·(Wᵀc) + b·c first, while h is still in the cache; c is 0 off the grey
+        nll = onednn_linear(h, (c[grey] @ weight[grey])[None], (bias[grey] @ c[grey])[None])
+        nll = nll[:, 0]
+    else:
+        nll = torch.zeros(len(h), dtype=h.dtype)
     signs = torch.where(up, 1.0, -1.0)
     likelihoods = onednn_linear(h, weight * signs[:, None], bias * signs, "sigmoid")
     products = group_products(likelihoods, GROUP)
-    nll = -products.log().sum(-1)
-    c = up.to(x.dtype) - x
-    if c.any():  # grey levels: h·(Wᵀc) + b·c
-        nll += onednn_linear(h, (c @ weight)[None], (bias @ c)[None])[:, 0]
-    low = (products < SMALLEST_NORMAL).any(dim=-1).nonzero().squeeze(1)
-    if len(low):
+    nll -= products.log().sum(-1)
+    if products.min() < SMALLEST_NORMAL:  # one pass for all rows, then the rows
+        low = (products < SMALLEST_NORMAL).any(dim=-1).nonzero().squeeze(1)
         nll[low] = bernoulli_nll_by_products(onednn_linear(h[low], weight, bias), x)
     return nll
