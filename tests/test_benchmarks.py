@@ -74,6 +74,9 @@ def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
     assert "float32 GEMM 2048³:" in proc.stdout
     rows = [line for line in proc.stdout.splitlines() if "OMP_WAIT_POLICY=" in line]
     assert len(rows) == 2 and all("% (" in row and "s for 50 |" in row for row in rows), rows
+    for row in rows:  # the verdict agrees with the share as printed: no "80% (missed)"
+        share, verdict = re.search(r"\| (\d+\.\d)% \((met|missed)\); ", row).groups()
+        assert (float(share) >= 80) == (verdict == "met"), row
     parts = proc.stdout.split("the evaluation's parts: ")[1].splitlines()
     rows = [line for line in parts if line.startswith("| the ")]
     assert [row.split(" | ")[0] for row in rows] == [
@@ -83,6 +86,40 @@ def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
         "| the evaluation itself, as above (waiting threads asleep)",
     ]
     assert all(re.fullmatch(r"\| .+ \| \d+; \d+–\d+ \| \d+% \|", row) for row in rows), rows
+
+
+@pytest.mark.parametrize(
+    ("share", "printed"),
+    [
+        (0.7996, "79.9"),
+        (0.79999, "79.9"),
+        (0.8, "80.0"),
+        (0.8004, "80.0"),
+        (0.8391, "83.9"),
+        (1.0, "100.0"),
+    ],
+)
+def test_a_share_is_printed_down_to_a_tenth_of_a_point(share, printed, monkeypatch):
+    """A share just under a target never prints as the target: 0.7996 is 79.9%, not 80.0%."""
+    run = _benchmark_module(monkeypatch, "run")
+    assert run.percent_down(share) == printed
+
+
+@pytest.mark.parametrize(
+    ("ratio", "printed"),
+    [
+        (0.5, "0.50"),
+        (0.5004, "0.51"),
+        (1.299, "1.30"),
+        (1.3, "1.30"),
+        (1.3001, "1.31"),
+        (2.6, "2.60"),
+    ],
+)
+def test_a_ratio_is_printed_up_to_a_hundredth(ratio, printed, monkeypatch):
+    """A ratio just over a target never prints as the target: 1.3001 is 1.31, not 1.30."""
+    run = _benchmark_module(monkeypatch, "run")
+    assert run.ratio_up(ratio) == printed
 
 
 def test_the_decoders_roofline_is_the_faster_library_at_each_shape(monkeypatch):
