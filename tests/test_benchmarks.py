@@ -122,6 +122,24 @@ def test_a_ratio_is_printed_up_to_a_hundredth(ratio, printed, monkeypatch):
     assert run.ratio_up(ratio) == printed
 
 
+@pytest.mark.parametrize(
+    ("verdict", "value", "target", "printed"),
+    [
+        ("at_least", 0.7996, 80, "79.9% (missed)"),
+        ("at_least", 0.8, 80, "80.0% (met)"),
+        ("at_least", 0.8391, 80, "83.9% (met)"),
+        ("at_most", 1.3001, 1.3, "1.31 (missed)"),
+        ("at_most", 1.3, 1.3, "1.30 (met)"),
+        ("at_most", 0.5004, 0.5, "0.51 (missed)"),
+        ("at_most", 2.5, 3, "2.50 (met)"),
+    ],
+)
+def test_a_verdict_is_of_the_number_printed_beside_it(verdict, value, target, printed, monkeypatch):
+    """Each benchmark's "met" or "missed" judges the number it prints, never the unrounded one."""
+    run = _benchmark_module(monkeypatch, "run")
+    assert getattr(run, verdict)(value, target) == printed
+
+
 def test_the_decoders_roofline_is_the_faster_library_at_each_shape(monkeypatch):
     """The evaluation's share is of the best rate either of torch's libraries reaches at the
     decoder's shapes: a library that is slower at every shape does not set it."""
