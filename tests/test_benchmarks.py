@@ -250,6 +250,27 @@ def test_gpu_check_counts_the_bounds_products_as_the_speed_suite(monkeypatch):
     assert gpu.decoder_products(80) == [(80, 20, 400), (80, 400, 784)]
 
 
+@pytest.mark.parametrize(("device", "expected"), [("cpu", ["slow", "fast"]), ("cuda", ["@"])])
+def test_gpu_checks_decoder_rate_is_the_faster_library_on_the_cpu(monkeypatch, device, expected):
+    """On the CPU the evaluation's share is of the faster of torch's libraries at the decoder's
+    shapes, as in the speed suite; on a GPU, of ``@``."""
+    import torch
+
+    gpu = _benchmark_module(monkeypatch, "gpu")
+    products = {"slow": "slow", "fast": "fast"}
+    monkeypatch.setattr(gpu, "torch_products", lambda: products)
+    asked = []
+
+    def gemm_tflops(shapes, device, product="@"):
+        asked.append(product)
+        assert shapes == gpu.decoder_products(5000)
+        return {"slow": 1.0, "fast": 3.0, "@": 2.0}[product]
+
+    monkeypatch.setattr(gpu, "gemm_tflops", gemm_tflops)
+    rate = gpu.decoder_gemm_tflops(5000, torch.device(device))
+    assert asked == expected and rate == {"cpu": 3.0, "cuda": 2.0}[device]
+
+
 def _benchmark_module(monkeypatch, name: str):
     """benchmarks/NAME.py as a module, with benchmarks/ on the path for the helpers it imports
     from run.py beside it, and in ``sys.modules`` for its dataclasses (both undone after)."""
