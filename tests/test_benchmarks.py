@@ -89,37 +89,28 @@ def test_speed_suite_evaluation_section_reports_its_share_of_the_roofline():
 
 
 @pytest.mark.parametrize(
-    ("share", "printed"),
+    ("rounding", "value", "printed"),
     [
-        (0.7996, "79.9"),
-        (0.79999, "79.9"),
-        (0.8, "80.0"),
-        (0.8004, "80.0"),
-        (0.8391, "83.9"),
-        (1.0, "100.0"),
+        ("percent_down", 0.7996, "79.9"),
+        ("percent_down", 0.79999, "79.9"),
+        ("percent_down", 0.8, "80.0"),
+        ("percent_down", 0.8004, "80.0"),
+        ("percent_down", 0.8391, "83.9"),
+        ("percent_down", 1.0, "100.0"),
+        ("ratio_up", 0.5, "0.50"),
+        ("ratio_up", 0.5004, "0.51"),
+        ("ratio_up", 1.299, "1.30"),
+        ("ratio_up", 1.3, "1.30"),
+        ("ratio_up", 1.3001, "1.31"),
+        ("ratio_up", 2.6, "2.60"),
     ],
 )
-def test_a_share_is_printed_down_to_a_tenth_of_a_point(share, printed, monkeypatch):
-    """A share just under a target never prints as the target: 0.7996 is 79.9%, not 80.0%."""
+def test_a_number_is_printed_rounded_away_from_its_target(rounding, value, printed, monkeypatch):
+    """A share just under a target (at least) never prints as the target, rounded down to a
+    tenth of a point: 0.7996 is 79.9%, not 80.0%. A ratio just over one (at most) never does
+    either, rounded up to a hundredth: 1.3001 is 1.31, not 1.30."""
     run = _benchmark_module(monkeypatch, "run")
-    assert run.percent_down(share) == printed
-
-
-@pytest.mark.parametrize(
-    ("ratio", "printed"),
-    [
-        (0.5, "0.50"),
-        (0.5004, "0.51"),
-        (1.299, "1.30"),
-        (1.3, "1.30"),
-        (1.3001, "1.31"),
-        (2.6, "2.60"),
-    ],
-)
-def test_a_ratio_is_printed_up_to_a_hundredth(ratio, printed, monkeypatch):
-    """A ratio just over a target never prints as the target: 1.3001 is 1.31, not 1.30."""
-    run = _benchmark_module(monkeypatch, "run")
-    assert run.ratio_up(ratio) == printed
+    assert getattr(run, rounding)(value) == printed
 
 
 @pytest.mark.parametrize(
