@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import io
 import json
+import operator
 import os
 import platform
 import statistics
@@ -114,7 +115,7 @@ GEMM_ROUND_FLOPS = 10**11
 
 
 def gemm_tflops(
-    shapes: list[tuple[int, int, int]], device, product: Callable = lambda a, b: a @ b
+    shapes: list[tuple[int, int, int]], device, product: Callable = operator.matmul
 ) -> float:
     """TFLOP/s of float32 products (rows, inner, cols) on ``device`` (2 FLOPs per multiply-add)
     by ``product`` (default ``@``), the fastest of repeated rounds: on a GPU, each round repeats
