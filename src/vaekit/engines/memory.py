@@ -4,9 +4,10 @@ glibc's malloc returns large freed blocks to the system: those it served by ``mm
 KB, a threshold it raises as such blocks are freed) and the top of a heap once more than twice
 that threshold is free there. An importance-weighted evaluation allocates the same few
 megabytes for every chunk of samples (its hidden layer, its logits, the likelihood's buffer),
-and each chunk then faulted every 4 KB page of them in again: 1,300 to 3,000 page faults a
-chunk of 2²⁰ values with one thread, 16.5 ms a chunk against 12.1 with the memory kept (the
-reference model on a 2-core AMD EPYC; ``tests/test_memory.py`` counts the faults).
+and a chunk then often faulted every 4 KB page of them in again: up to 3,000 page faults a
+chunk of 2²⁰ values with one thread (none where the process's earlier frees had happened to
+raise the thresholds enough), 16.5 ms a chunk against 12.1 with the memory kept (the reference
+model on a 2-core AMD EPYC; ``tests/test_memory.py`` counts the faults).
 """
 
 from __future__ import annotations
