@@ -82,10 +82,11 @@ def median_faults(code: str, *args: str) -> float:
 def test_kept_blocks_are_not_faulted_in_again_where_the_defaults_fault_them_in_every_round():
     # 12 MB is 3,072 pages of 4 KB. glibc's defaults give the heap's free top back to the system
     # once it exceeds twice the largest block freed so far (8 MB here), so every round faults
-    # them all in again; with the setting, only the first round does.
+    # them in again (3,040 here: all but the 128 KB it keeps at the top); with the setting, only
+    # the first round does.
     assert median_faults(ROUNDS, "kept") <= 16
     if not ALWAYS_HUGE:
-        assert median_faults(ROUNDS, "default") >= 3000
+        assert median_faults(ROUNDS, "default") >= 2048
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
