@@ -8,10 +8,21 @@ from pathlib import Path
 
 import pytest
 
+# The page faults of one call, counted by the kernel (median_faults runs each script below
+# after it).
+FAULTS = """
+import resource
+
+def faults(call):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    call()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+"""
+
 # Three blocks of 4 MB (a chunk's buffers) allocated, written and freed by glibc's malloc, round
 # after round, each round's page faults counted; with the setting first or not (argv[1]).
 ROUNDS = """
-import ctypes, ctypes.util, resource, statistics, sys
+import ctypes, ctypes.util, statistics, sys
 from vaekit.engines.memory import keep_freed_memory
 
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
@@ -21,23 +32,20 @@ libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
 if sys.argv[1] == "kept":
     keep_freed_memory()
 
-def faults_per_round(size=4 * 2**20):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def one_round(size=4 * 2**20):
     blocks = [libc.malloc(size) for _ in range(3)]
     for block in blocks:
         libc.memset(block, 1, size)
     for block in blocks:
         libc.free(block)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-print(statistics.median(faults_per_round() for _ in range(12)))
+print(statistics.median(faults(one_round) for _ in range(12)))
 """
 
 # One chunk of 2**20 logits of the reference model's shapes, computed again and again with one
 # thread, its page faults counted (the median of 20) after an evaluation (which keeps freed
 # memory).
 CHUNKS = """
-import resource
 import numpy as np
 import torch
 from vaekit.config.settings import ModelConfig
@@ -51,16 +59,9 @@ x = (rng.random((167, 784)) > 0.5).astype(np.float32)
 posterior = engine.encode(x)
 eps = rng.standard_normal((8, 167, 20)).astype(np.float32)
 
-def faults_per_chunk():  # the median over 20 chunks: the first ones may grow the heap
-    counts = []
-    for _ in range(20):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        engine.log_weights(x, posterior, eps)
-        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    return float(np.median(counts))
-
 iwae_log_likelihood(engine, x[:2], 8, seed=0, threads=1)
-print(faults_per_chunk())
+# the median over 20 chunks: the first ones may grow the heap
+print(np.median([faults(lambda: engine.log_weights(x, posterior, eps)) for _ in range(20)]))
 """
 
 
@@ -73,7 +74,8 @@ ALWAYS_HUGE = HUGE_PAGES.exists() and "[always]" in HUGE_PAGES.read_text()
 
 
 def median_faults(code: str, *args: str) -> float:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    command = [sys.executable, "-c", FAULTS + code, *args]
+    out = subprocess.run(command, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return float(out.stdout.split()[-1])
 
