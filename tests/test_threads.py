@@ -1,6 +1,6 @@
 """A run's CPU threads: a setting with a default, kept in the run, used again on resume (so the
-resumed steps add their products' partial sums in the same order), applied to torch and to
-NumPy's BLAS, and given back afterwards."""
+resumed steps add their products' partial sums in the same order), applied to torch, to
+NumPy's BLAS and to OpenMP, and given back afterwards."""
 
 from __future__ import annotations
 
@@ -22,23 +22,29 @@ from vaekit.runs import config_file
 SMALL = ("--hidden", "24", "--latent-dim", "3", "--batch-size", "100", "--quiet")
 
 
-def blas_threads() -> list[int]:
-    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+def library_threads() -> list[tuple[str, int]]:
+    """(library, threads) of every BLAS and OpenMP library loaded: NumPy's and SciPy's BLAS,
+    torch's OpenMP and scikit-learn's own (imported for the purpose)."""
+    import sklearn.ensemble  # noqa: F401 (loads scikit-learn's OpenMP library)
+
+    pools = threadpool_info()
+    assert len([pool for pool in pools if pool["user_api"] == "openmp"]) >= 2
+    return [(pool["filepath"], pool["num_threads"]) for pool in pools]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
-def test_cpu_threads_sets_torch_and_blas_within_and_restores_after(count):
-    torch_before, blas_before = torch.get_num_threads(), blas_threads()
+def test_cpu_threads_sets_torch_blas_and_openmp_within_and_restores_after(count):
+    torch_before, libraries_before = torch.get_num_threads(), library_threads()
     with threads.cpu_threads(count):
         assert torch.get_num_threads() == count
-        assert all(n == count for n in blas_threads())
-    assert (torch.get_num_threads(), blas_threads()) == (torch_before, blas_before)
+        assert {n for _, n in library_threads()} == {count}
+    assert (torch.get_num_threads(), library_threads()) == (torch_before, libraries_before)
 
 
 def test_none_leaves_the_libraries_defaults():
-    before = (torch.get_num_threads(), blas_threads())
+    before = (torch.get_num_threads(), library_threads())
     with threads.cpu_threads(None):
-        assert (torch.get_num_threads(), blas_threads()) == before
+        assert (torch.get_num_threads(), library_threads()) == before
 
 
 def test_the_default_is_one_thread_and_a_bad_count_is_one_line(capsys, tmp_path):
@@ -98,11 +104,11 @@ def test_the_estimator_trains_with_its_count_and_gives_the_callers_back(engine, 
     from vaekit import VAE
 
     used = _counts_used(monkeypatch)
-    before = (torch.get_num_threads(), blas_threads())
+    before = (torch.get_num_threads(), library_threads())
     x = (np.random.default_rng(0).random((60, 12)) > 0.5).astype(np.float32)
     VAE(hidden=(8,), latent_dim=2, epochs=1, engine=engine, threads=2).fit(x)
     assert used == [2]
-    assert (torch.get_num_threads(), blas_threads()) == before
+    assert (torch.get_num_threads(), library_threads()) == before
 
 
 @pytest.mark.parametrize("given", [None, "ACTIVE"])

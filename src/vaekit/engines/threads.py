@@ -1,5 +1,5 @@
-"""How many CPU threads the engines' products use: a run's ``threads`` setting, applied to torch
-and to NumPy's BLAS alike.
+"""How many CPU threads the engines' products use: a run's ``threads`` setting, applied to torch,
+to NumPy's BLAS and to OpenMP alike.
 
 The count is a setting, recorded in the run, and never read from the machine's load: threads
 change the order in which a product's partial sums are added, so a resumed run repeats its
@@ -19,15 +19,15 @@ from threadpoolctl import threadpool_limits
 @contextmanager
 def cpu_threads(count: int | None) -> Iterator[None]:
     """Within the block, torch (when it is imported on entry, as it is once a torch engine is
-    built: a NumPy-engine run never imports it) and the BLAS behind NumPy use ``count``
-    threads; None leaves the libraries' own default, one thread per core. The previous counts
-    come back afterwards, so the estimator's ``fit`` leaves the calling program's threads as
-    they were."""
+    built: a NumPy-engine run never imports it), the BLAS behind NumPy and every OpenMP library
+    loaded (another package may bring its own) use ``count`` threads on the calling thread;
+    None leaves the libraries' own default, one thread per core. The previous counts come back
+    afterwards, so the estimator's ``fit`` leaves the calling program's threads as they were."""
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
-    blas = threadpool_limits(count, user_api="blas") if count is not None else nullcontext()
+    libraries = threadpool_limits(count) if count is not None else nullcontext()
     try:
-        with blas:
+        with libraries:
             if torch is not None and count is not None:
                 torch.set_num_threads(count)
             yield
