@@ -142,12 +142,13 @@ def test_iwae_chunks_go_to_single_threaded_workers_and_the_callers_threads_come_
     trained, monkeypatch
 ):
     """With threads ≥ 2 each chunk is computed on a worker with one torch thread, and each
-    batch's posterior and noise on a worker too, one batch ahead; the caller's count is as it
-    was afterwards. With one thread everything runs on the caller's thread."""
+    batch's posterior here, with one thread too; the caller's count is as it was afterwards.
+    With one thread everything runs on the caller's thread."""
     engine, x = trained
     monkeypatch.setattr(evaluation, "IWAE_CHUNK_VALUES", 40 * 784 * 5)  # 20 chunks a batch
     chunks = _record_threads(engine, monkeypatch, "log_weights")
     batches = _record_threads(engine, monkeypatch, "encode")
+    here = threading.current_thread().name
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -157,12 +158,70 @@ def test_iwae_chunks_go_to_single_threaded_workers_and_the_callers_threads_come_
         torch.set_num_threads(before)
     assert len(chunks) == 40 and len(batches) == 2
     assert {count for _, count in chunks + batches} == {1}
-    assert all(name.startswith("vaekit-iwae_") for name, _ in chunks + batches)
+    assert all(name.startswith("vaekit-iwae_") for name, _ in chunks)
+    assert {name for name, _ in batches} == {here}
     chunks.clear()
     batches.clear()
     iwae_log_likelihood(engine, x[:80], 100, seed=0, batch_size=40, threads=1)
-    here = threading.current_thread().name
     assert {name for name, _ in chunks + batches} == {here}
+
+
+def test_a_batchs_first_chunks_start_while_the_batch_before_finishes(trained, monkeypatch):
+    """The workers do not wait at the end of a batch: the first batch's last chunk waits for a
+    chunk of the second to start on the other worker, which could not happen if a batch's
+    chunks were handed out only once the batch before was done."""
+    engine, x = trained
+    monkeypatch.setattr(evaluation, "IWAE_CHUNK_VALUES", 40 * 784 * 5)  # chunks of 2 rows
+    index = {row.tobytes(): i for i, row in enumerate(x[:80])}
+    second_started, overlapped, original = threading.Event(), [], engine.log_weights
+
+    def log_weights(batch, *args, **kwargs):
+        first = index[batch[0].tobytes()]
+        if first >= 40:
+            second_started.set()
+        elif first == 38:  # the first batch's last chunk
+            overlapped.append(second_started.wait(timeout=120))
+        return original(batch, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "log_weights", log_weights)
+    got = iwae_log_likelihood(engine, x[:80], 100, seed=0, batch_size=40, threads=2)
+    assert overlapped == [True]
+    monkeypatch.setattr(engine, "log_weights", original)
+    np.testing.assert_array_equal(got, iwae_log_likelihood(engine, x[:80], 100, seed=0))
+
+
+def test_a_rows_noise_is_drawn_once_for_all_the_calls_of_its_shares(trained, monkeypatch):
+    """k = 2000 in calls of at most 1,337 samples: two calls of 1,000 for each row, which take
+    the two halves of one stream of 2,000 draws."""
+    engine, x = trained
+    monkeypatch.setattr(evaluation, "IWAE_CHUNK_VALUES", 2**20)
+    draws, original = [], evaluation.row_generators
+
+    class Counted:
+        def __init__(self, generator):
+            self.generator = generator
+
+        def standard_normal(self, **kwargs):
+            draws.append(kwargs["out"].shape)
+            return self.generator.standard_normal(**kwargs)
+
+    def counted(rows, seed):
+        return [Counted(generator) for generator in original(rows, seed)]
+
+    seen, log_weights = [], engine.log_weights
+
+    def recorded(batch, posterior, eps, *args, **kwargs):
+        seen.append(eps.copy())
+        return log_weights(batch, posterior, eps, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "row_generators", counted)
+    monkeypatch.setattr(engine, "log_weights", recorded)
+    iwae_log_likelihood(engine, x[:3], 2000, seed=4, threads=2)
+    assert draws == [(2000, 4)] * 3
+    assert [eps.shape for eps in seen] == [(1000, 1, 4)] * 6
+    for row, generator in enumerate(original(x[:3], 4)):
+        stream = generator.standard_normal((2000, 4), dtype=np.float32)
+        np.testing.assert_array_equal(np.concatenate(seen[2 * row : 2 * row + 2])[:, 0], stream)
 
 
 def test_iwae_in_one_chunk_computes_here(trained, monkeypatch):

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -125,27 +126,47 @@ def iwae_log_likelihood(
     config = engine.config
     rows = iwae_batch_rows(config, k, batch_size)
 
-    def draws(start: int) -> _Draws:
-        batch = np.asarray(x[start : start + rows])
+    def batch(start: int) -> _Batch:
+        """The batch from ``start``, encoded here as the calls reach it."""
+        part = np.asarray(x[start : start + rows])
         labels = _part(y, start, start + rows)
-        if len(batch) == 1:  # one row is multiplied by another kernel, rounded otherwise
-            batch = np.concatenate([batch, batch])
+        if len(part) == 1:  # one row is multiplied by another kernel, rounded otherwise
+            part = np.concatenate([part, part])
             labels = None if labels is None else np.concatenate([labels, labels])
-        noise = np.empty((len(batch), k, config.noise_dim), dtype=np.float32)
-        for row, generator in zip(noise, row_generators(batch, seed), strict=True):
-            generator.standard_normal(dtype=np.float32, out=row)  # drawn in place, no stacking
-        return _Draws(batch, labels, engine.encode(batch, labels), noise)
+        size = min(rows, len(x) - start)
+        return _Batch(
+            start=start,
+            size=size,
+            x=part,
+            y=labels,
+            posterior=engine.encode(part, labels),
+            generators=row_generators(part, seed),
+            chunks=iwae_chunks(config, k, size),
+            k=k,
+            noise_dim=config.noise_dim,
+        )
 
-    out = np.empty(len(x))
+    def log_weights(call: tuple[_Batch, Chunk]) -> tuple[_Batch, Chunk]:
+        """One decoder call: its chunk's log-weights, written into the batch's."""
+        owner, chunk = call
+        rows_of, samples = chunk
+        posterior = tuple(part[rows_of] for part in owner.posterior)
+        labels = None if owner.y is None else owner.y[rows_of]
+        w = engine.log_weights(owner.x[rows_of], posterior, owner.noise(chunk), labels)
+        owner.w[rows_of, samples] = w.T
+        return call
+
     starts = range(0, len(x), rows)
     calls = sum(len(iwae_chunks(config, k, min(rows, len(x) - a))) for a in starts)
-    with _workers(engine, threads if calls > 1 else 1) as (map_chunks, map_ahead):
-        for start, batch in zip(starts, map_ahead(draws, starts), strict=True):
-            done = min(start + rows, len(x))
-            bound = _bound(engine, batch, iwae_chunks(config, k, done - start), map_chunks)
-            out[start:done] = bound[: done - start]
-            if progress is not None:
-                progress(done)
+    out = np.empty(len(x))
+    with _workers(engine, threads if calls > 1 else 1) as map_in_order:
+        every_call = ((owner, chunk) for owner in map(batch, starts) for chunk in owner.chunks)
+        for owner, chunk in map_in_order(log_weights, every_call):
+            if chunk is owner.chunks[-1]:  # in order: the batch's other calls are done too
+                bound = objectives.logsumexp(owner.w, axis=1) - math.log(k)
+                out[owner.start : owner.start + owner.size] = bound[: owner.size]
+                if progress is not None:
+                    progress(owner.start + owner.size)
     return out
 
 
@@ -189,14 +210,47 @@ def iwae_chunks(config: ModelConfig, k: int, rows: int) -> list[Chunk]:
     ]
 
 
-@dataclass(frozen=True)
-class _Draws:
-    """A batch of rows (and labels) with their posteriors and each row's noise (rows, k, ·)."""
+@dataclass(eq=False)
+class _Batch:
+    """A batch of L_k: its rows, their posteriors and generators, its decoder calls, and the
+    log-weights ``w`` (rows, k) that the calls fill in."""
 
+    start: int  # its first row in x
+    size: int  # its rows in x (a lone row's copy aside)
     x: np.ndarray
     y: np.ndarray | None
     posterior: Posterior
-    noise: np.ndarray
+    generators: list[np.random.Generator]  # one per row (row_generators)
+    chunks: list[Chunk]  # its decoder calls (iwae_chunks)
+    k: int
+    noise_dim: int
+    w: np.ndarray = field(init=False)
+    _shared: dict[int, np.ndarray] = field(init=False, default_factory=dict)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        computed = max(rows.stop for rows, _ in self.chunks)  # a lone row's copy, or not
+        self.w = np.empty((computed, self.k))  # a row's k in a row: summed alike in any batch
+
+    def noise(self, chunk: Chunk) -> np.ndarray:
+        """A call's noise, (samples, rows, noise_dim) float32: all k draws of each of its rows,
+        drawn by the call itself, or a share of one row's k, drawn once by the first of its
+        calls and kept for the others."""
+        rows, samples = chunk
+        if len(range(self.k)[samples]) < self.k:
+            return self._row(rows.start)[samples, None]
+        noise = np.empty((rows.stop - rows.start, self.k, self.noise_dim), dtype=np.float32)
+        for row, generator in zip(noise, self.generators[rows], strict=True):
+            generator.standard_normal(dtype=np.float32, out=row)  # drawn in place, no stacking
+        return np.ascontiguousarray(noise.transpose(1, 0, 2))
+
+    def _row(self, row: int) -> np.ndarray:
+        with self._lock:  # the calls of a row's shares run at once on different workers
+            if row not in self._shared:
+                noise = np.empty((self.k, self.noise_dim), dtype=np.float32)
+                self.generators[row].standard_normal(dtype=np.float32, out=noise)
+                self._shared[row] = noise
+            return self._shared[row]
 
 
 #: ``map``: the function's results over the items, in order.
@@ -204,65 +258,49 @@ Map = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 @contextmanager
-def _workers(engine: Engine, threads: int | None) -> Iterator[tuple[Map, Map]]:
-    """(map over chunks, map over batches one ahead): for an engine that computes on the CPU,
-    with ``threads`` ≥ 2 (None: one per core this process may use), chunks go to that many
-    worker threads with one thread each for their products, and the next batch's noise and
-    posteriors are a task of the same workers, queued before this batch's chunks (NumPy's
-    generators let go of the interpreter's lock): no third thread takes turns with them on the
-    cores. With one, both compute here with one thread. Every chunk's products thus use one
-    thread, and the numbers do not depend on the count. An engine off the CPU computes here,
-    in order.
+def _workers(engine: Engine, threads: int | None) -> Iterator[Map]:
+    """A map in order over the decoder calls: for an engine that computes on the CPU, with
+    ``threads`` ≥ 2 (None: one per core this process may use), the calls go to that many worker
+    threads with one thread each for their products, a few calls ahead of the one whose result
+    is awaited, so that a batch's first calls start while its last ones finish; with one, they
+    are computed here with one thread. Every call's products thus use one thread, and the
+    numbers do not depend on the count. An engine off the CPU computes here, in order.
 
-    Independent chunks on single-threaded workers never wait for one another, where one
-    chunk's products over several threads meet at every operation."""
+    Independent calls on single-threaded workers never wait for one another, where one call's
+    products over several threads meet at every operation."""
     count = usable_cores() if threads is None else threads
     if not engine.on_cpu:
-        yield map, map
+        yield map
         return
-    keep_freed_memory()  # every chunk allocates the same megabytes: no page faults for them
+    keep_freed_memory()  # every call allocates the same megabytes: no page faults for them
     if count < 2:
         with cpu_threads(1):
-            yield map, map
+            yield map
         return
     single = {"initializer": one_thread_in_this_thread}
     with (
         cpu_threads(1),
         ThreadPoolExecutor(count, thread_name_prefix="vaekit-iwae", **single) as pool,
     ):
-        yield pool.map, partial(_one_ahead, pool)
+        yield partial(_in_order, pool, 2 * count)
 
 
-def _one_ahead(executor: Executor, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-    """fn(item) for each item, in order, the next one computed by ``executor`` while the caller
-    works with this one."""
+def _in_order(
+    executor: Executor, ahead: int, fn: Callable[[Any], Any], items: Iterable[Any]
+) -> Iterator[Any]:
+    """fn(item) for each item, in order, computed by ``executor`` up to ``ahead`` items ahead of
+    the one the caller awaits. The calls not yet started are cancelled if the caller stops."""
     pending: deque[Future] = deque()
-    for item in items:
-        pending.append(executor.submit(fn, item))
-        if len(pending) == 2:
+    try:
+        for item in items:
+            pending.append(executor.submit(fn, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
-def _bound(engine: Engine, batch: _Draws, chunks: list[Chunk], map_chunks: Map) -> np.ndarray:
-    """L_k of each row of the batch: log-weights of its own k noise draws, one decoder call per
-    chunk (rows, samples), then log-sum-exp'd over the k (float64)."""
-    k = batch.noise.shape[1]
-    mu = batch.posterior[0]
-
-    def log_weights(chunk: Chunk) -> np.ndarray:
-        rows, samples = chunk
-        eps = batch.noise[rows, samples].transpose(1, 0, 2).astype(mu.dtype)
-        posterior = tuple(part[rows] for part in batch.posterior)
-        labels = None if batch.y is None else batch.y[rows]
-        return engine.log_weights(batch.x[rows], posterior, eps, labels)  # (samples, rows)
-
-    computed = max(rows.stop for rows, _ in chunks)  # a lone row's copy, or not
-    w = np.empty((computed, k))  # a row's k in a row: summed alike in any batch and chunks
-    for (rows, samples), chunk_w in zip(chunks, map_chunks(log_weights, chunks), strict=True):
-        w[rows, samples] = chunk_w.T
-    return objectives.logsumexp(w, axis=1) - math.log(k)
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def row_generators(x: np.ndarray, seed: int) -> list[np.random.Generator]:
