@@ -117,7 +117,8 @@ def iwae_log_likelihood(
     lone row goes with a copy of itself), so a row's L_k does not depend on the rest of x. The
     logsumexp over a row's k log-weights is taken in float64 once they are all in. On the CPU
     the chunks go to ``threads`` workers (None: one per core this process may use), each
-    computing with one thread of its own, so the number is the same for any count.
+    computing with one thread of its own, so the number is the same for any count; they stream
+    across batches (:func:`_workers`), and each draws its own rows' noise (``_Batch.noise``).
     ``progress``, if given, is called after each batch with the number of examples finished so
     far (cumulative).
     """
@@ -149,11 +150,11 @@ def iwae_log_likelihood(
     def log_weights(call: tuple[_Batch, Chunk]) -> tuple[_Batch, Chunk]:
         """One decoder call: its chunk's log-weights, written into the batch's."""
         owner, chunk = call
-        rows_of, samples = chunk
-        posterior = tuple(part[rows_of] for part in owner.posterior)
-        labels = None if owner.y is None else owner.y[rows_of]
-        w = engine.log_weights(owner.x[rows_of], posterior, owner.noise(chunk), labels)
-        owner.w[rows_of, samples] = w.T
+        chunk_rows, samples = chunk
+        posterior = tuple(part[chunk_rows] for part in owner.posterior)
+        labels = None if owner.y is None else owner.y[chunk_rows]
+        w = engine.log_weights(owner.x[chunk_rows], posterior, owner.noise(chunk), labels)
+        owner.w[chunk_rows, samples] = w.T
         return call
 
     starts = range(0, len(x), rows)
