@@ -127,22 +127,21 @@ def iwae_log_likelihood(
     config = engine.config
     rows = iwae_batch_rows(config, k, batch_size)
 
-    def batch(start: int) -> _Batch:
-        """The batch from ``start``, encoded here as the calls reach it."""
+    def batch(start: int, chunks: list[Chunk]) -> _Batch:
+        """The batch from ``start``, with its decoder calls, encoded here as the calls reach it."""
         part = np.asarray(x[start : start + rows])
         labels = _part(y, start, start + rows)
         if len(part) == 1:  # one row is multiplied by another kernel, rounded otherwise
             part = np.concatenate([part, part])
             labels = None if labels is None else np.concatenate([labels, labels])
-        size = min(rows, len(x) - start)
         return _Batch(
             start=start,
-            size=size,
+            size=min(rows, len(x) - start),
             x=part,
             y=labels,
             posterior=engine.encode(part, labels),
             generators=row_generators(part, seed),
-            chunks=iwae_chunks(config, k, size),
+            chunks=chunks,
             k=k,
             noise_dim=config.noise_dim,
         )
@@ -158,10 +157,11 @@ def iwae_log_likelihood(
         return call
 
     starts = range(0, len(x), rows)
-    calls = sum(len(iwae_chunks(config, k, min(rows, len(x) - a))) for a in starts)
+    plans = [iwae_chunks(config, k, min(rows, len(x) - start)) for start in starts]
     out = np.empty(len(x))
-    with _workers(engine, threads if calls > 1 else 1) as map_in_order:
-        every_call = ((owner, chunk) for owner in map(batch, starts) for chunk in owner.chunks)
+    with _workers(engine, threads if sum(map(len, plans)) > 1 else 1) as map_in_order:
+        batches = map(batch, starts, plans)
+        every_call = ((owner, chunk) for owner in batches for chunk in owner.chunks)
         for owner, chunk in map_in_order(log_weights, every_call):
             if chunk is owner.chunks[-1]:  # in order: the batch's other calls are done too
                 bound = objectives.logsumexp(owner.w, axis=1) - math.log(k)
